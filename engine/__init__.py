@@ -1,0 +1,1 @@
+"""Customer-journey engine: the domain core (synchronous, no Kafka or Redis imports)."""

@@ -1,0 +1,148 @@
+"""The catalog of touchpoint kinds and channels, each kind with a pydantic schema for its properties.
+
+Built-in schemas allow extra properties (services add their own), but the declared ones
+must be present and well typed. Custom kinds come from `[[kinds]]` in config.toml.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Optional
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
+
+from .config import CustomKind
+
+CHANNELS = ("web", "mobile_app", "email", "sms", "phone", "in_store", "mail", "fax",
+            "social", "chat", "partner")
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+PURPOSES = ("promotional", "service")
+
+
+class Props(BaseModel):
+    # strict: "12.5" is not an amount and 1 is not a boolean; ints are still accepted as floats.
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
+NonEmpty = Field(min_length=1)
+Money = Field(ge=0, allow_inf_nan=False)
+Currency = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
+
+
+class Empty(Props):
+    pass
+
+
+class ConsentChanged(Props):
+    channel: Channel
+    purpose: Literal["promotional", "service"]
+    granted: bool
+
+
+class OrderPlaced(Props):
+    order_id: str = NonEmpty
+    amount: float = Money
+    currency: str = Currency
+
+
+class OrderRefunded(Props):
+    order_id: str = NonEmpty
+    amount: float = Money
+    currency: Optional[str] = Currency
+
+
+class OrderCancelled(Props):
+    order_id: str = NonEmpty
+
+
+class ComplaintFiled(Props):
+    complaint_id: str = NonEmpty
+    severity: Literal["low", "medium", "high", "critical"]
+
+
+class ComplaintResolved(Props):
+    complaint_id: str = NonEmpty
+
+
+class SurveyAnswered(Props):
+    nps: Optional[int] = Field(None, ge=0, le=10)
+    csat: Optional[int] = Field(None, ge=1, le=5)
+
+    @model_validator(mode="after")
+    def one_score(self) -> "SurveyAnswered":
+        if self.nps is None and self.csat is None:
+            raise ValueError("a survey answer needs nps (0-10) and/or csat (1-5)")
+        return self
+
+
+class ReviewPosted(Props):
+    rating: int = Field(ge=1, le=5)
+
+
+class Invoice(Props):
+    invoice_id: str = NonEmpty
+    amount: float = Money
+    currency: str = Currency
+
+
+BUILTIN_KINDS: dict[str, type[Props]] = {
+    "customer.registered": Empty,
+    "profile.updated": Empty,
+    "consent.changed": ConsentChanged,
+    "page.viewed": Empty,
+    "product.viewed": Empty,
+    "email.sent": Empty,
+    "email.opened": Empty,
+    "email.clicked": Empty,
+    "store.visited": Empty,
+    "call.completed": Empty,
+    "order.placed": OrderPlaced,
+    "order.refunded": OrderRefunded,
+    "order.cancelled": OrderCancelled,
+    "ticket.opened": Empty,
+    "ticket.resolved": Empty,
+    "complaint.filed": ComplaintFiled,
+    "complaint.resolved": ComplaintResolved,
+    "survey.answered": SurveyAnswered,
+    "review.posted": ReviewPosted,
+    "referral.made": Empty,
+    "referral.converted": Empty,
+    "invoice.issued": Invoice,
+    "invoice.overdue": Invoice,
+    "invoice.paid": Invoice,
+}
+
+_PY_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float,
+                             "boolean": bool, "datetime": AwareDatetime}
+
+
+class Catalog:
+    """Kinds known to this engine: the built-ins plus the custom kinds of the config."""
+
+    def __init__(self, custom: tuple[CustomKind, ...] = (), pii_fields: tuple[str, ...] = ()):
+        self.schemas: dict[str, type[Props]] = dict(BUILTIN_KINDS)
+        self.pii_properties: dict[str, frozenset[str]] = {}
+        for kind in custom:
+            if kind.name in BUILTIN_KINDS:
+                raise ValueError(f"custom kind {kind.name!r} clashes with a built-in kind")
+            fields = {
+                name: (_PY_TYPES[f.type] if f.required else Optional[_PY_TYPES[f.type]],
+                       ... if f.required else None)
+                for name, f in kind.fields.items()
+            }
+            self.schemas[kind.name] = create_model(
+                "Custom_" + kind.name.replace(".", "_"), __base__=Props, **fields)
+            self.pii_properties[kind.name] = frozenset(n for n, f in kind.fields.items() if f.pii)
+        self.pii_fields = frozenset(pii_fields)
+
+    def schema(self, kind: str) -> type[Props] | None:
+        return self.schemas.get(kind)
+
+    def is_pii_property(self, kind: str, name: str) -> bool:
+        return name in self.pii_fields or name in self.pii_properties.get(kind, ())
+
+
+def json_ready(value: Any) -> Any:
+    """Property values as JSON types (datetimes of custom fields become ISO strings)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

@@ -1,0 +1,135 @@
+"""Configuration: one pydantic model per section of config.toml.
+
+The model defaults *are* the packaged defaults, so `journey` runs with no file at all;
+tests check that the repository's config.toml says the same thing.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LifecycleRules(Section):
+    rules_version: str = "2026-11-v1"
+    window_days: int = Field(365, gt=0)
+    loyal_min_purchases: int = Field(4, ge=1)
+    loyal_min_recent_purchases: int = Field(2, ge=0)
+    advocate_min_nps: int = Field(9, ge=0, le=10)
+    advocate_min_rating: int = Field(4, ge=1, le=5)
+    at_risk_min_days: int = Field(60, gt=0)
+    at_risk_gap_factor: float = Field(2.0, gt=0)
+    lapsed_days: int = Field(365, gt=0)
+
+
+class IngestSettings(Section):
+    future_tolerance_hours: float = Field(24.0, ge=0)
+    max_touchpoint_bytes: int = Field(65536, gt=0)
+    batch_size: int = Field(500, gt=0)
+
+
+class PostgresSettings(Section):
+    dbname: str = "postgres"
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "postgres"
+    password: str = ""
+    schema_: str = Field("public", alias="schema")
+
+
+class StoreSettings(Section):
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    # Relative to the data directory; the SQLite event store holds one application only.
+    sqlite_file: str = "journey.db"
+    keys_file: str = "keys.db"
+    snapshot_interval: int = Field(200, gt=0)
+    postgres: PostgresSettings = PostgresSettings()
+
+
+class PrivacySettings(Section):
+    # Trait and property names that identify a person; always encrypted per customer.
+    pii_fields: tuple[str, ...] = (
+        "name", "first_name", "last_name", "email", "phone", "address",
+        "street", "postcode", "birth_date",
+    )
+
+
+FieldType = Literal["string", "integer", "number", "boolean", "datetime"]
+
+
+class CustomField(Section):
+    type: FieldType = "string"
+    required: bool = True
+    pii: bool = False
+
+
+class CustomKind(Section):
+    name: str
+    fields: dict[str, CustomField] = {}
+
+    @field_validator("name")
+    @classmethod
+    def dotted(cls, v: str) -> str:
+        if "." not in v or v.strip() != v or not v:
+            raise ValueError("a kind name looks like 'area.verb', e.g. 'webinar.attended'")
+        return v
+
+
+class Config(Section):
+    data_dir: str = "./var"
+    lifecycle: LifecycleRules = LifecycleRules()
+    ingest: IngestSettings = IngestSettings()
+    store: StoreSettings = StoreSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    kinds: tuple[CustomKind, ...] = ()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(os.environ.get("JOURNEY_DATA_DIR") or self.data_dir)
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read `path`, else ./config.toml, else the packaged defaults.
+
+    Environment overrides: JOURNEY_DATA_DIR (data directory), JOURNEY_STORE
+    (sqlite|postgres) and the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD,
+    PGDATABASE for the PostgreSQL store.
+    """
+    if path is None and Path("config.toml").is_file():
+        path = "config.toml"
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    _apply_env(raw)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"  {'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+        raise ConfigError(f"config file {path or '(defaults)'} is invalid:\n" + "\n".join(lines)) from None
+
+
+def _apply_env(raw: dict) -> None:
+    store = raw.setdefault("store", {})
+    if os.environ.get("JOURNEY_STORE"):
+        store["backend"] = os.environ["JOURNEY_STORE"]
+    pg = store.setdefault("postgres", {})
+    for var, key in (("PGHOST", "host"), ("PGPORT", "port"), ("PGUSER", "user"),
+                     ("PGPASSWORD", "password"), ("PGDATABASE", "dbname")):
+        if os.environ.get(var):
+            pg[key] = os.environ[var]

@@ -1,0 +1,147 @@
+"""Batch ingestion: dedup, append, derive lifecycle changes and timers, all in one transaction.
+
+A batch is written with a single `save` of every touched customer, together with the
+touchpoint ids and the customers' next due times. If another writer committed any of
+the same touchpoints or customers first, the unique keys make the save fail as a whole;
+the batch is then re-read and re-decided, so every touchpoint is counted exactly once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+
+from .aggregates.customer import Customer
+from .catalog import Catalog
+from .clock import iso
+from .config import LifecycleRules
+from .ids import change_id, customer_uuid
+from .keys import KeyStore
+from .privacy import seal, split
+from .projections.lifecycle import Transition, live_transitions, next_change
+from .store import JourneyStore, to_us
+from .touchpoints import Rejection, Touchpoint
+
+MAX_ATTEMPTS = 8
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    changes: int = 0
+
+
+class Ingestor:
+    def __init__(self, store: JourneyStore, keys: KeyStore, catalog: Catalog, rules: LifecycleRules):
+        self.store = store
+        self.keys = keys
+        self.catalog = catalog
+        self.rules = rules
+
+    def ingest(self, items: list[tuple[int, Touchpoint]], now: datetime) -> BatchResult:
+        result = BatchResult()
+        fresh: dict[str, tuple[int, Touchpoint]] = {}
+        for record, tp in items:
+            seen = fresh.get(tp.event_id)
+            if seen is None:
+                fresh[tp.event_id] = (record, tp)
+            elif seen[1].digest == tp.digest:
+                result.duplicates += 1
+            else:
+                result.rejected.append(_conflict(record, tp, f"record {seen[0]} of this batch"))
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                written = self._write(fresh, now)
+            except IntegrityError:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise
+                continue  # a concurrent writer got there first: decide again on fresh reads
+            result.accepted += written.accepted
+            result.duplicates += written.duplicates
+            result.rejected += written.rejected
+            result.changes += written.changes
+            return result
+        raise AssertionError("unreachable")
+
+    def _write(self, fresh: dict[str, tuple[int, Touchpoint]], now: datetime) -> BatchResult:
+        result = BatchResult()
+        known = self.store.recorder.known_touchpoints(list(fresh)) if fresh else {}  # type: ignore[attr-defined]
+        by_customer: dict[str, list[Touchpoint]] = {}
+        for event_id, (record, tp) in fresh.items():
+            if event_id in known:
+                customer, digest = known[event_id]
+                if digest == tp.digest and customer == str(customer_uuid(tp.customer_id)):
+                    result.duplicates += 1
+                else:
+                    result.rejected.append(_conflict(record, tp, "an earlier accepted touchpoint"))
+                continue
+            by_customer.setdefault(tp.customer_id, []).append(tp)
+        if not by_customer:
+            return result
+
+        customers = {cid: self.store.customer(customer_uuid(cid)) or Customer(cid) for cid in by_customer}
+        keys = self._keys(customers, by_customer)
+        recorded_at = iso(now)
+        ids, timers = [], []
+        for cid, tps in by_customer.items():
+            customer = customers[cid]
+            for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id)):
+                customer.record_touchpoint(self._body(customer, tp, keys.get(str(customer.id)), recorded_at))
+                ids.append((tp.event_id, str(customer.id), tp.digest))
+            result.accepted += len(tps)
+            result.changes += self.derive(customer, now, recorded_at, timers)
+        self.store.save(*customers.values(), touchpoint_ids=ids, timers=timers)
+        return result
+
+    def _keys(self, customers: dict[str, Customer], by_customer: dict[str, list[Touchpoint]]) -> dict[str, bytes]:
+        """Keys of the customers whose touchpoints carry PII; forgotten customers get none."""
+        needed = [str(customers[cid].id) for cid, tps in by_customer.items()
+                  if not customers[cid].erased and any(self._has_pii(tp) for tp in tps)]
+        if not needed:
+            return {}
+        keys = self.keys.get_many(needed)
+        missing = [c for c in needed if c not in keys]
+        if missing:
+            keys.update(self.keys.create_many(missing))
+        return keys
+
+    def _has_pii(self, tp: Touchpoint) -> bool:
+        return bool(split(self.catalog, tp.kind, tp.properties, tp.traits)[2])
+
+    def _body(self, customer: Customer, tp: Touchpoint, key: bytes | None, recorded_at: str) -> dict[str, Any]:
+        props, traits, pii = split(self.catalog, tp.kind, tp.properties, tp.traits)
+        sealed = None
+        if pii and key is not None:
+            sealed = seal(key, pii, f"{customer.id}/{tp.event_id}")
+        # Without a key (a forgotten customer) the personal fields are dropped, never stored in clear.
+        return {"event_id": tp.event_id, "kind": tp.kind, "occurred_at": iso(tp.occurred_at),
+                "recorded_at": recorded_at, "channel": tp.channel, "source": tp.source,
+                "properties": props, "traits": traits, "sealed": sealed, "digest": tp.digest}
+
+    def derive(self, customer: Customer, now: datetime, recorded_at: str, timers: list) -> int:
+        """Record the lifecycle changes known now and set the customer's next due time."""
+        facts = customer.facts()
+        until = datetime.fromisoformat(customer.evaluated_until) if customer.evaluated_until else None
+        transitions, status = live_transitions(facts, (customer.stage, customer.health), until, now, self.rules)
+        for tr in transitions:
+            customer.record_change(self.change(customer, tr, recorded_at))
+        due = next_change(facts, now, status, self.rules)
+        timers.append((str(customer.id), to_us(due) if due else None))
+        return len(transitions)
+
+    def change(self, customer: Customer, tr: Transition, recorded_at: str) -> dict[str, Any]:
+        effective = iso(tr.effective_at)
+        return {"change_id": change_id(customer.id, customer.changes + 1, tr.dimension, tr.to_value, effective),
+                "customer_id": customer.customer_id, "dimension": tr.dimension,
+                "from": tr.from_value, "to": tr.to_value, "effective_at": effective,
+                "recorded_at": recorded_at, "rules_version": self.rules.rules_version,
+                "causes": list(tr.causes), "reason": tr.reason}
+
+
+def _conflict(record: int, tp: Touchpoint, where: str) -> Rejection:
+    return Rejection(record, "event_id", f"{tp.event_id!r} was already used by {where} with different "
+                     "content; an event_id must identify one touchpoint", tp.event_id)

@@ -1,0 +1,92 @@
+"""Per-customer encryption keys, kept apart from the events they unlock.
+
+Deleting a key is the erasure (crypto-shredding): the sealed PII in the immutable
+events can never be opened again. SQLite keys live in their own file with
+secure_delete on and a rollback journal (no WAL), so a deleted key leaves no bytes behind.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Iterable, Protocol
+
+from psycopg.sql import SQL, Identifier
+
+from .config import Config
+
+
+class KeyStore(Protocol):
+    def get_many(self, customers: Iterable[str]) -> dict[str, bytes]: ...
+    def create_many(self, customers: Iterable[str]) -> dict[str, bytes]: ...
+    def delete(self, customer: str) -> bool: ...
+    def close(self) -> None: ...
+
+
+class SQLiteKeyStore:
+    def __init__(self, path: str):
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.db.execute("PRAGMA secure_delete = ON")
+        self.db.execute("PRAGMA journal_mode = DELETE")
+        self.db.execute("CREATE TABLE IF NOT EXISTS customer_keys (customer TEXT PRIMARY KEY, key BLOB NOT NULL)")
+
+    def get_many(self, customers: Iterable[str]) -> dict[str, bytes]:
+        ids = list(customers)
+        out = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows = self.db.execute("SELECT customer, key FROM customer_keys WHERE customer IN "
+                                   f"({','.join('?' * len(chunk))})", chunk)
+            out.update(dict(rows))
+        return out
+
+    def create_many(self, customers: Iterable[str]) -> dict[str, bytes]:
+        # INSERT OR IGNORE then read back: a concurrent writer's key wins, and both use it.
+        rows = [(c, os.urandom(32)) for c in customers]
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany("INSERT OR IGNORE INTO customer_keys VALUES (?, ?)", rows)
+        self.db.execute("COMMIT")
+        return self.get_many(c for c, _ in rows)
+
+    def delete(self, customer: str) -> bool:
+        cur = self.db.execute("DELETE FROM customer_keys WHERE customer = ?", (customer,))
+        self.db.execute("VACUUM")
+        return cur.rowcount > 0
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class PostgresKeyStore:
+    def __init__(self, config: Config):
+        from .store import pg_connect
+        self.conn = pg_connect(config, autocommit=True)
+        self.table = SQL("{}.journey_customer_keys").format(Identifier(config.store.postgres.schema_))
+        self.conn.execute(SQL("CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, key bytea NOT NULL)")
+                          .format(self.table))
+
+    def get_many(self, customers: Iterable[str]) -> dict[str, bytes]:
+        rows = self.conn.execute(SQL("SELECT customer, key FROM {} WHERE customer = ANY(%s)").format(self.table),
+                                 (list(customers),)).fetchall()
+        return {c: bytes(k) for c, k in rows}
+
+    def create_many(self, customers: Iterable[str]) -> dict[str, bytes]:
+        ids = list(customers)
+        with self.conn.cursor() as cur:
+            cur.executemany(SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self.table),
+                            [(c, os.urandom(32)) for c in ids])
+        return self.get_many(ids)
+
+    def delete(self, customer: str) -> bool:
+        n = self.conn.execute(SQL("DELETE FROM {} WHERE customer = %s").format(self.table), (customer,)).rowcount
+        self.conn.execute(SQL("VACUUM {}").format(self.table))  # dead tuples would keep the key bytes
+        return n > 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_keystore(config: Config) -> KeyStore:
+    if config.store.backend == "postgres":
+        return PostgresKeyStore(config)
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    return SQLiteKeyStore(str(config.data_path / config.store.keys_file))

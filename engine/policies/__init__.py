@@ -1,0 +1,1 @@
+"""Retention policies (issue 3): they will read the lifecycle feed built by the core."""

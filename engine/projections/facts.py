@@ -1,0 +1,66 @@
+"""The lifecycle-relevant facts of one customer, folded from touchpoints in any order.
+
+The fold is commutative and idempotent (keyed by event id, ties broken by event id), so
+any arrival order and any duplicates give the same facts: the basis of exact replays.
+"""
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+ADVOCACY_KINDS = ("referral.converted", "review.posted", "survey.answered")
+LIFECYCLE_KINDS = frozenset(("order.placed", "order.cancelled", "order.refunded") + ADVOCACY_KINDS)
+
+
+@dataclass(slots=True)
+class Order:
+    at: datetime
+    event_id: str
+    amount: float
+
+
+@dataclass(slots=True)
+class Facts:
+    first_seen: datetime | None = None
+    first_seen_id: str | None = None
+    orders: dict[str, Order] = field(default_factory=dict)          # earliest placement per order
+    cancels: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
+    refunds: dict[str, list[tuple[datetime, str, float]]] = field(default_factory=dict)
+    signals: list[tuple[datetime, str, str, int | None]] = field(default_factory=list)
+    # (at, event_id, kind) of every lifecycle-relevant touchpoint, sorted: the times a stage can move.
+    moments: list[tuple[datetime, str, str]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    def saw(self, event_id: str, at: datetime) -> None:
+        """The customer exists from its earliest touchpoint of any kind."""
+        if self.first_seen is None or (at, event_id) < (self.first_seen, self.first_seen_id):
+            self.first_seen, self.first_seen_id = at, event_id
+
+    def add(self, event_id: str, kind: str, at: datetime, props: dict[str, Any]) -> None:
+        if event_id in self.seen:
+            return
+        self.seen.add(event_id)
+        self.saw(event_id, at)
+        if kind not in LIFECYCLE_KINDS:
+            return
+        insort(self.moments, (at, event_id, kind))
+        if kind == "order.placed":
+            oid = props["order_id"]
+            old = self.orders.get(oid)
+            if old is None or (at, event_id) < (old.at, old.event_id):
+                self.orders[oid] = Order(at, event_id, float(props["amount"]))
+        elif kind == "order.cancelled":
+            insort(self.cancels.setdefault(props["order_id"], []), (at, event_id))
+        elif kind == "order.refunded":
+            insort(self.refunds.setdefault(props["order_id"], []), (at, event_id, float(props["amount"])))
+        else:
+            value = props.get("rating") if kind == "review.posted" else props.get("nps")
+            insort(self.signals, (at, event_id, kind, value))
+
+    def kind_of(self, event_id: str) -> str | None:
+        for _, eid, kind in self.moments:
+            if eid == event_id:
+                return kind
+        return None

@@ -1,0 +1,147 @@
+"""Read side: the 360° view, the funnel as of any time, and the lifecycle-change feed.
+
+Everything here is computed from the event store on demand (nothing personal is ever
+written to a projection), so an as-of answer is exact and an erased customer stays erased.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Iterator
+
+import orjson
+from eventsourcing.utils import get_topic
+
+from .aggregates.customer import Customer
+from .clock import iso
+from .ids import customer_uuid
+from .privacy import ERASED, unseal
+from .projections.facts import Facts
+from .projections.lifecycle import HEALTHS, STAGES, evaluate
+
+if TYPE_CHECKING:
+    from .service import Engine
+
+TOUCHPOINT_TOPIC = get_topic(Customer.TouchpointRecorded)
+CHANGE_TOPIC = get_topic(Customer.LifecycleChanged)
+PAGE = 5000
+
+
+def scan(engine: "Engine", topic: str, after: int = 0) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+    """(position, customer uuid, event body) for every stored event of a topic, in log order."""
+    recorder = engine.store.recorder
+    start = after + 1
+    while page := recorder.select_notifications(start, PAGE, topics=[topic]):
+        for n in page:
+            yield n.id, n.originator_id, orjson.loads(n.state)
+        start = page[-1].id + 1
+
+
+def visible(tp: dict[str, Any], T: datetime, as_known: bool) -> bool:
+    return tp["occurred_at"] <= iso(T) and (not as_known or tp["recorded_at"] <= iso(T))
+
+
+def funnel(engine: "Engine", T: datetime, as_known: bool = False) -> dict[str, Any]:
+    facts: dict[Any, Facts] = {}
+    t = iso(T)
+    for _, customer, body in scan(engine, TOUCHPOINT_TOPIC):
+        tp = body["touchpoint"]
+        if tp["occurred_at"] > t or (as_known and tp["recorded_at"] > t):
+            continue
+        f = facts.get(customer)
+        if f is None:
+            f = facts[customer] = Facts()
+        f.add(tp["event_id"], tp["kind"], datetime.fromisoformat(tp["occurred_at"]), tp["properties"])
+    stages = dict.fromkeys(STAGES, 0)
+    health = dict.fromkeys(HEALTHS, 0)
+    for f in facts.values():
+        status = evaluate(f, T, engine.rules)
+        stages[status.stage] += 1
+        if status.health:
+            health[status.health] += 1
+    return {"as_of": iso(T), "as_known": as_known, "customers": len(facts), "stages": stages, "health": health}
+
+
+def changes(engine: "Engine", after: int, limit: int, customer_id: str | None = None) -> list[dict[str, Any]]:
+    wanted = customer_uuid(customer_id) if customer_id else None
+    out = []
+    for position, customer, body in scan(engine, CHANGE_TOPIC, after):
+        if wanted is None or customer == wanted:
+            out.append({"position": position, **body["change"]})
+            if len(out) >= limit:
+                break
+    return out
+
+
+def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bool = False) -> dict[str, Any]:
+    uuid = customer_uuid(customer_id)
+    events = list(engine.store.events.get(uuid))
+    if not events:
+        raise KeyError(customer_id)
+    key = engine.keys.get_many([str(uuid)]).get(str(uuid))
+    touchpoints = sorted((e.touchpoint for e in events if isinstance(e, Customer.TouchpointRecorded)
+                          and visible(e.touchpoint, T, as_known)),
+                         key=lambda tp: (tp["occurred_at"], tp["event_id"]))
+    erased = any(isinstance(e, Customer.Erased) for e in events)
+    facts = Facts()
+    traits: dict[str, Any] = {}
+    consent: dict[str, dict[str, Any]] = {}
+    complaints: dict[str, str] = {}
+    invoices: dict[str, str] = {}
+    channels: Counter[str] = Counter()
+    timeline: list[dict[str, Any]] = []
+    for tp in touchpoints:
+        at = datetime.fromisoformat(tp["occurred_at"])
+        facts.add(tp["event_id"], tp["kind"], at, tp["properties"])
+        props = tp["properties"]
+        traits.update(tp["traits"] or {})
+        if tp["sealed"]:
+            pii = unseal(key, tp["sealed"], f"{uuid}/{tp['event_id']}")
+            if pii is None:
+                traits["personal_data"] = ERASED
+            else:
+                traits.update(pii.get("traits", {}))
+                props = {**props, **pii.get("properties", {})}
+        channels[tp["channel"]] += 1
+        kind = tp["kind"]
+        if kind == "consent.changed":
+            consent[f"{props['channel']}/{props['purpose']}"] = {"granted": props["granted"], "at": tp["occurred_at"]}
+        elif kind == "complaint.filed":
+            complaints.setdefault(props["complaint_id"], "open")
+        elif kind == "complaint.resolved":
+            complaints[props["complaint_id"]] = "resolved"
+        elif kind == "invoice.overdue":
+            if invoices.get(props["invoice_id"]) != "paid":
+                invoices[props["invoice_id"]] = "overdue"
+        elif kind == "invoice.paid":
+            invoices[props["invoice_id"]] = "paid"
+        timeline.append({"type": "touchpoint", "at": tp["occurred_at"], "kind": kind, "event_id": tp["event_id"],
+                         "channel": tp["channel"], "source": tp["source"], "recorded_at": tp["recorded_at"]})
+    for e in events:
+        if isinstance(e, Customer.LifecycleChanged) and e.change["effective_at"] <= iso(T) \
+                and (not as_known or e.change["recorded_at"] <= iso(T)):
+            c = e.change
+            timeline.append({"type": f"{c['dimension']}_change", "at": c["effective_at"], "from": c["from"],
+                             "to": c["to"], "change_id": c["change_id"], "recorded_at": c["recorded_at"],
+                             "reason": c["reason"], "causes": c["causes"]})
+    timeline.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))
+    status = evaluate(facts, T, engine.rules)
+    bought = status.purchases
+    refunded = sum(amount for o in bought for oid, order in facts.orders.items() if order is o
+                   for at, _, amount in facts.refunds.get(oid, ()) if at <= T)
+    if erased:
+        traits = {k: v for k, v in traits.items() if k not in engine.catalog.pii_fields}
+        traits["personal_data"] = ERASED
+    return {
+        "customer_id": customer_id, "as_of": iso(T), "as_known": as_known,
+        "stage": status.stage, "stage_reason": status.stage_reason,
+        "health": status.health, "health_reason": status.health_reason or None,
+        "purchases": len(bought), "revenue": round(sum(o.amount for o in bought) - refunded, 2),
+        "first_purchase": iso(bought[0].at) if bought else None,
+        "last_purchase": iso(bought[-1].at) if bought else None,
+        "open_complaints": sorted(k for k, v in complaints.items() if v == "open"),
+        "overdue_invoices": sorted(k for k, v in invoices.items() if v == "overdue"),
+        "preferred_channel": min(channels, key=lambda c: (-channels[c], c)) if channels else None,
+        "consent": consent, "traits": traits, "erased": erased,
+        "touchpoints": len(touchpoints), "timeline": timeline,
+    }

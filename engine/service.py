@@ -1,0 +1,138 @@
+"""The engine's service API: what the CLI, streams/ and replay/ call. Wiring is done here, by hand."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable, Iterable
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from .catalog import Catalog
+from .clock import SystemClock, iso
+from .config import Config
+from .ids import customer_uuid
+from .ingest import BatchResult, Ingestor
+from .keys import open_keystore
+from .store import open_store, to_us
+from .touchpoints import Rejection, Touchpoint, Validator
+from . import queries
+
+
+@dataclass
+class IngestReport:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    changes: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def add(self, batch: BatchResult, invalid: list[Rejection]) -> None:
+        self.accepted += batch.accepted
+        self.duplicates += batch.duplicates
+        self.changes += batch.changes
+        self.rejections += invalid + batch.rejected
+        self.rejected = len(self.rejections)
+
+    def summary(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
+                "stage_changes": self.changes}
+
+
+class Engine:
+    def __init__(self, config: Config, clock: Any = None):
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.rules = config.lifecycle
+        self.catalog = Catalog(config.kinds, config.privacy.pii_fields)
+        self.validator = Validator(self.catalog, timedelta(hours=config.ingest.future_tolerance_hours),
+                                   config.ingest.max_touchpoint_bytes)
+        self.store = open_store(config)
+        self.keys = open_keystore(config)
+        self.ingestor = Ingestor(self.store, self.keys, self.catalog, self.rules)
+
+    def close(self) -> None:
+        self.keys.close()
+        self.store.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def ingest(self, records: Iterable[bytes | str | dict], on_batch: Callable[[int], None] | None = None
+               ) -> IngestReport:
+        """Validate and ingest records (raw JSON lines or decoded objects), batch by batch.
+
+        Record numbers count from 1 in the order given, so a rejection points at its line.
+        """
+        report = IngestReport()
+        size = self.config.ingest.batch_size
+        batch: list[tuple[int, bytes | str | dict]] = []
+        for number, record in enumerate(records, start=1):
+            batch.append((number, record))
+            if len(batch) >= size:
+                self._ingest_batch(batch, report)
+                if on_batch:
+                    on_batch(len(batch))
+                batch = []
+        if batch:
+            self._ingest_batch(batch, report)
+            if on_batch:
+                on_batch(len(batch))
+        return report
+
+    def _ingest_batch(self, batch: list[tuple[int, bytes | str | dict]], report: IngestReport) -> None:
+        now = self.clock.now()
+        valid: list[tuple[int, Touchpoint]] = []
+        invalid: list[Rejection] = []
+        for number, record in batch:
+            if isinstance(record, (bytes, str)):
+                parsed = self.validator.parse_line(record, number, now)
+            else:
+                parsed = self.validator.validate(record, number, now)
+            (valid.append((number, parsed)) if isinstance(parsed, Touchpoint) else invalid.append(parsed))
+        report.add(self.ingestor.ingest(valid, now), invalid)
+
+    def run_due(self, batch: int = 500) -> int:
+        """Re-evaluate every customer whose timer is due (window expiries, health thresholds)."""
+        now = self.clock.now()
+        recorder = self.store.recorder
+        changes = 0
+        while due := recorder.due_customers(to_us(now), batch):  # type: ignore[attr-defined]
+            for attempt in range(8):
+                try:
+                    customers = [c for c in (self.store.customer(UUID(u)) for u in due) if c is not None]
+                    timers: list = []
+                    n = sum(self.ingestor.derive(c, now, iso(now), timers) for c in customers)
+                    self.store.save(*customers, timers=timers)
+                    changes += n
+                    break
+                except IntegrityError:
+                    if attempt == 7:
+                        raise
+        return changes
+
+    def forget(self, customer_id: str) -> dict[str, Any]:
+        customer = self.store.customer(customer_uuid(customer_id))
+        if customer is None:
+            raise KeyError(customer_id)
+        deleted = self.keys.delete(str(customer.id))
+        if not customer.erased:
+            customer.erase(iso(self.clock.now()))
+            self.store.save(customer)
+        return {"customer_id": customer_id, "erased": True, "key_deleted": deleted}
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def customer(self, customer_id: str, as_of: Any = None) -> dict[str, Any]:
+        return queries.customer_view(self, customer_id, as_of or self.clock.now())
+
+    def funnel(self, as_of: Any = None) -> dict[str, Any]:
+        return queries.funnel(self, as_of or self.clock.now())
+
+    def changes(self, after: int = 0, limit: int = 100, customer_id: str | None = None) -> list[dict[str, Any]]:
+        return queries.changes(self, after, limit, customer_id)

@@ -1,0 +1,155 @@
+"""The touchpoint envelope and its validation.
+
+A record is accepted only as a whole; every rejection names the record number, the
+field and the reason, and never stops the records around it from being ingested.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .catalog import Catalog, Channel, json_ready
+from .clock import iso
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=200, strict=True)
+    customer_id: str = Field(min_length=1, max_length=200, strict=True)
+    kind: str = Field(min_length=1, strict=True)
+    occurred_at: AwareDatetime
+    channel: Channel
+    source: str = Field(min_length=1, strict=True)
+    properties: dict[str, Any] = {}
+    traits: Optional[dict[str, Any]] = None
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def iso_string(cls, v: Any) -> Any:
+        # A bare number would be read as Unix time; the format is ISO 8601 with an offset.
+        if not isinstance(v, str):
+            raise ValueError("must be an ISO 8601 string with an offset, e.g. 2026-03-01T12:00:00+01:00")
+        return v
+
+    @field_validator("event_id", "customer_id", "source")
+    @classmethod
+    def not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+    @field_validator("customer_id")
+    @classmethod
+    def pseudonymous(cls, v: str) -> str:
+        # The id ends up in aggregate ids and feeds, which are never encrypted.
+        if "@" in v:
+            raise ValueError("looks like an email address; use the pseudonymous customer id "
+                             "(personal data belongs in traits, which are encrypted)")
+        return v
+
+
+@dataclass(frozen=True, slots=True)
+class Touchpoint:
+    """A validated touchpoint, times in UTC; `digest` identifies its content for idempotency."""
+    event_id: str
+    customer_id: str
+    kind: str
+    occurred_at: datetime
+    channel: str
+    source: str
+    properties: dict[str, Any]
+    traits: dict[str, Any] | None
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    record: int          # 1-based record (line) number in the input
+    field: str           # dotted path of the offending field, or "" for the whole record
+    reason: str
+    event_id: str | None = None
+    raw: bytes | None = None
+
+    def message(self) -> str:
+        where = f"field {self.field!r}: " if self.field else ""
+        return f"record {self.record}: {where}{self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"record": self.record, "field": self.field, "reason": self.reason,
+                "event_id": self.event_id, "message": self.message()}
+
+
+def digest_of(tp: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(tp, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+class Validator:
+    def __init__(self, catalog: Catalog, future_tolerance: timedelta, max_bytes: int):
+        self.catalog = catalog
+        self.future_tolerance = future_tolerance
+        self.max_bytes = max_bytes
+
+    def parse_line(self, raw: bytes | str, record: int, now: datetime) -> Touchpoint | Rejection:
+        data = raw.encode() if isinstance(raw, str) else raw
+        if len(data) > self.max_bytes:
+            return Rejection(record, "", f"touchpoint is {len(data):,} bytes; the limit is "
+                             f"{self.max_bytes:,} (ingest.max_touchpoint_bytes)", raw=data)
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            return Rejection(record, "", f"not valid JSON: {e}", raw=data)
+        return self.validate(obj, record, now, raw=data)
+
+    def validate(self, obj: Any, record: int, now: datetime, raw: bytes | None = None) -> Touchpoint | Rejection:
+        if not isinstance(obj, dict):
+            return Rejection(record, "", f"expected a JSON object, got {type(obj).__name__}", raw=raw)
+        event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+        if raw is None and len(orjson.dumps(obj)) > self.max_bytes:
+            return Rejection(record, "", f"touchpoint is larger than {self.max_bytes:,} bytes "
+                             "(ingest.max_touchpoint_bytes)", event_id)
+        try:
+            env = Envelope.model_validate(obj)
+        except ValidationError as e:
+            return _rejection(e, record, event_id, raw)
+        schema = self.catalog.schema(env.kind)
+        if schema is None:
+            return Rejection(record, "kind", f"unknown kind {env.kind!r}; declare custom kinds "
+                             "under [[kinds]] in config.toml", event_id, raw)
+        try:
+            props = schema.model_validate(env.properties)
+        except ValidationError as e:
+            return _rejection(e, record, event_id, raw, prefix="properties")
+        occurred = env.occurred_at.astimezone(timezone.utc)
+        if occurred > now + self.future_tolerance:
+            return Rejection(record, "occurred_at", f"{occurred.isoformat()} is more than "
+                             f"{self.future_tolerance} in the future (ingest.future_tolerance_hours)",
+                             event_id, raw)
+        properties = {k: json_ready(v) for k, v in props.model_dump(exclude_none=True).items()}
+        body = {"event_id": env.event_id, "customer_id": env.customer_id, "kind": env.kind,
+                "occurred_at": iso(occurred), "channel": env.channel, "source": env.source,
+                "properties": properties, "traits": env.traits}
+        return Touchpoint(env.event_id, env.customer_id, env.kind, occurred, env.channel,
+                          env.source, properties, env.traits, digest_of(body))
+
+
+def _rejection(e: ValidationError, record: int, event_id: str | None, raw: bytes | None,
+               prefix: str = "") -> Rejection:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+    msg = err["msg"]
+    if err["type"] == "missing":
+        msg = "is required"
+    elif err["type"] == "extra_forbidden":
+        msg = "is not a field of the touchpoint envelope (put it under properties or traits)"
+    elif err["type"] == "timezone_aware":
+        msg = "needs a UTC offset (e.g. +00:00 or Z); naive times are ambiguous"
+    more = len(e.errors()) - 1
+    if more:
+        msg += f" (and {more} more error{'s' if more > 1 else ''})"
+    return Rejection(record, loc, msg, event_id, raw)

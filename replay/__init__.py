@@ -1,0 +1,1 @@
+"""Analyst replays (rebuild, as-of, what-if, exports): they import engine/, never the reverse."""

@@ -1,0 +1,1 @@
+"""Asyncio edges (Kafka via faust, Redis): they import engine/, never the reverse."""
