@@ -47,7 +47,7 @@ class OrderPlaced(Props):
 class OrderRefunded(Props):
     order_id: str = NonEmpty
     amount: float = Money
-    currency: Optional[str] = Currency
+    currency: Optional[str] = Field(None, pattern=r"^[A-Z]{3}$")
 
 
 class OrderCancelled(Props):

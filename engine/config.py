@@ -92,7 +92,7 @@ class Config(Section):
 
     @property
     def data_path(self) -> Path:
-        return Path(os.environ.get("JOURNEY_DATA_DIR") or self.data_dir)
+        return Path(self.data_dir)
 
 
 class ConfigError(Exception):
@@ -125,6 +125,8 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 def _apply_env(raw: dict) -> None:
+    if os.environ.get("JOURNEY_DATA_DIR"):
+        raw["data_dir"] = os.environ["JOURNEY_DATA_DIR"]
     store = raw.setdefault("store", {})
     if os.environ.get("JOURNEY_STORE"):
         store["backend"] = os.environ["JOURNEY_STORE"]

@@ -24,9 +24,10 @@ class KeyStore(Protocol):
 
 class SQLiteKeyStore:
     def __init__(self, path: str):
+        from .store import with_retries
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA secure_delete = ON")
-        self.db.execute("PRAGMA journal_mode = DELETE")
+        with_retries(lambda: self.db.execute("PRAGMA journal_mode = DELETE"), sqlite3.OperationalError)
         self.db.execute("CREATE TABLE IF NOT EXISTS customer_keys (customer TEXT PRIMARY KEY, key BLOB NOT NULL)")
 
     def get_many(self, customers: Iterable[str]) -> dict[str, bytes]:
@@ -58,11 +59,14 @@ class SQLiteKeyStore:
 
 class PostgresKeyStore:
     def __init__(self, config: Config):
-        from .store import pg_connect
+        import psycopg
+        from .store import pg_connect, with_retries
         self.conn = pg_connect(config, autocommit=True)
         self.table = SQL("{}.journey_customer_keys").format(Identifier(config.store.postgres.schema_))
-        self.conn.execute(SQL("CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, key bytea NOT NULL)")
-                          .format(self.table))
+        # Workers starting together race to create the table; the loser retries.
+        with_retries(lambda: self.conn.execute(SQL(
+            "CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, key bytea NOT NULL)").format(self.table)),
+            (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject), attempts=5)
 
     def get_many(self, customers: Iterable[str]) -> dict[str, bytes]:
         rows = self.conn.execute(SQL("SELECT customer, key FROM {} WHERE customer = ANY(%s)").format(self.table),

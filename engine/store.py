@@ -9,6 +9,9 @@ library uses for tracking records):
 """
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -16,7 +19,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.application import Application
-from eventsourcing.persistence import Transcoder
+from eventsourcing.persistence import IntegrityError, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
@@ -183,10 +186,41 @@ def store_env(config: Config) -> dict[str, str]:
 
 
 def open_store(config: Config) -> JourneyStore:
-    if config.store.backend == "postgres":
-        ensure_schema(config)
-    # The env given here overrides what the library would read from os.environ.
-    return JourneyStore(store_env(config), config.store.snapshot_interval)
+    if config.store.backend == "sqlite":
+        env = store_env(config)
+        # Switching a file to WAL needs a lock that two processes opening at once can miss;
+        # do it here with retries, so the library finds WAL already on and leaves it.
+        with_retries(lambda: sqlite_wal(env["SQLITE_DBNAME"]), sqlite3.OperationalError)
+        # The env given here overrides what the library would read from os.environ.
+        return JourneyStore(env, config.store.snapshot_interval)
+    import psycopg
+    for attempt in range(5):
+        # Workers starting together race to create the schema and tables; the loser retries.
+        try:
+            ensure_schema(config)
+            return JourneyStore(store_env(config), config.store.snapshot_interval)
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, IntegrityError):
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def sqlite_wal(path: str) -> None:
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+    finally:
+        db.close()
+
+
+def with_retries(action: Any, errors: Any, attempts: int = 50) -> Any:
+    for attempt in range(attempts):
+        try:
+            return action()
+        except errors:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 + random.random() * 0.1)
 
 
 def pg_connect(config: Config, **kwargs: Any) -> Any:

@@ -1,0 +1,302 @@
+"""`journey`: the command line. Every command takes --config and --json (one JSON object, or
+JSON lines for feeds), so scripts never parse the human-readable output."""
+from __future__ import annotations
+
+import shutil
+import sys
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .clock import parse_time
+from .config import Config, ConfigError, load_config
+from .projections.lifecycle import HEALTHS, STAGES
+from .service import Engine
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+def emit(obj: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(obj) + b"\n")
+    sys.stdout.flush()
+
+
+def common(f: Any) -> Any:
+    f = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        help="Config file (default ./config.toml, else the packaged defaults).")(f)
+
+
+def config_of(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def when(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time or date: {e}") from None
+
+
+@click.group()
+@click.version_option(package_name="journey-engine")
+def main() -> None:
+    """Event-sourced customer-journey engine."""
+
+
+def progress(total: int, label: str, enabled: bool) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                    TimeRemainingColumn(), console=err, disable=not enabled, transient=True)
+
+
+def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting") -> Any:
+    total = sum(1 for _ in path.open("rb"))
+    with progress(total, label, show) as bar:
+        task = bar.add_task(label, total=total, rate="")
+        started = datetime.now()
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            done = bar.tasks[0].completed
+            secs = max((datetime.now() - started).total_seconds(), 1e-6)
+            bar.update(task, rate=f"{done / secs:,.0f}/s")
+
+        with path.open("rb") as f:
+            lines: Iterator[bytes] = (line.rstrip(b"\r\n") for line in f)
+            return engine.ingest(lines, on_batch=advance)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every rejected record, with its reason, as JSON lines.")
+@common
+def ingest(file: Path, rejects: Path | None, config_path: str | None, as_json: bool) -> None:
+    """Ingest touchpoints from a JSON-lines FILE (one touchpoint per line)."""
+    with Engine(config_of(config_path)) as engine:
+        report = ingest_file(engine, file, show=err.is_terminal and not as_json)
+        due = engine.run_due()
+    if rejects:
+        with rejects.open("wb") as out:
+            for r in report.rejections:
+                out.write(orjson.dumps({**r.as_dict(), "raw": (r.raw or b"").decode("utf-8", "replace")}) + b"\n")
+    summary = {**report.summary(), "timer_changes": due}
+    if as_json:
+        emit(summary)
+        return
+    console.print(f"accepted {summary['accepted']:,}, duplicates {summary['duplicates']:,}, "
+                  f"rejected {summary['rejected']:,}; {report.changes + due:,} lifecycle changes recorded")
+    for r in report.rejections[:10]:
+        console.print(f"  [red]rejected[/] {r.message()}", highlight=False)
+    if report.rejected > 10:
+        console.print(f"  ... and {report.rejected - 10:,} more" + ("" if rejects else " (use --rejects FILE)"))
+
+
+@main.command()
+@click.option("--customers", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--until", help="End of the simulated history (default: today, UTC).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@common
+def simulate(customers: int, seed: int, until: str | None, out: Path, config_path: str | None, as_json: bool) -> None:
+    """Write a reproducible synthetic history as JSON lines."""
+    from .simulator import simulate as generate
+    end = when(until) or today_end()
+    n = write_history(out, generate(customers, seed, end))
+    summary = {"records": n, "customers": customers, "seed": seed, "until": end.isoformat(), "out": str(out)}
+    emit(summary) if as_json else console.print(f"wrote {n:,} touchpoints of {customers:,} customers to {out}")
+
+
+def today_end() -> datetime:
+    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def write_history(out: Path, records: Iterator[dict]) -> int:
+    n = 0
+    with out.open("wb") as f:
+        for n, record in enumerate(records, start=1):
+            f.write(orjson.dumps(record) + b"\n")
+    return n
+
+
+@main.command()
+@click.option("--as-of", "as_of", help="ISO time or date (a date means its end, UTC). Default: now.")
+@click.option("--as-known", is_flag=True, help="Only touchpoints already recorded at that time.")
+@common
+def funnel(as_of: str | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
+    """Customers per stage and health as of a time."""
+    with Engine(config_of(config_path)) as engine:
+        from . import queries
+        result = queries.funnel(engine, when(as_of) or engine.clock.now(), as_known)
+    emit(result) if as_json else print_funnel(result)
+
+
+def print_funnel(f: dict[str, Any]) -> None:
+    table = Table(title=f"Funnel as of {f['as_of'][:19]}Z — {f['customers']:,} customers")
+    table.add_column("stage")
+    table.add_column("customers", justify="right")
+    table.add_column("share", justify="right")
+    for stage in STAGES:
+        n = f["stages"][stage]
+        table.add_row(stage, f"{n:,}", f"{n / max(f['customers'], 1):.1%}")
+    table.add_section()
+    for health in HEALTHS:
+        n = f["health"][health]
+        table.add_row(f"health: {health}", f"{n:,}", f"{n / max(f['customers'], 1):.1%}")
+    console.print(table)
+
+
+@main.command()
+@click.argument("customer_id")
+@click.option("--as-of", "as_of")
+@click.option("--as-known", is_flag=True)
+@click.option("--limit", default=25, show_default=True, help="Timeline entries shown (text output).")
+@common
+def customer(customer_id: str, as_of: str | None, as_known: bool, limit: int,
+             config_path: str | None, as_json: bool) -> None:
+    """A customer's 360° view: stage and health with reasons, profile, timeline."""
+    with Engine(config_of(config_path)) as engine:
+        from . import queries
+        try:
+            view = queries.customer_view(engine, customer_id, when(as_of) or engine.clock.now(), as_known)
+        except KeyError:
+            raise click.ClickException(f"no customer {customer_id!r} in the store") from None
+    emit(view) if as_json else print_customer(view, limit)
+
+
+def print_customer(v: dict[str, Any], limit: int) -> None:
+    console.print(f"[bold]{v['customer_id']}[/] as of {v['as_of'][:19]}Z", highlight=False)
+    console.print(f"  stage   [bold]{v['stage']}[/] — {v['stage_reason']}", highlight=False)
+    if v["health"]:
+        console.print(f"  health  [bold]{v['health']}[/] — {v['health_reason']}", highlight=False)
+    console.print(f"  purchases {v['purchases']}, revenue {v['revenue']:,.2f}, first {(v['first_purchase'] or '-')[:10]}, "
+                  f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}", highlight=False)
+    console.print(f"  open complaints {v['open_complaints'] or 'none'}; overdue invoices {v['overdue_invoices'] or 'none'}",
+                  highlight=False)
+    console.print(f"  consent {', '.join(f'{k}={c['granted']}' for k, c in v['consent'].items()) or 'none recorded'}",
+                  highlight=False)
+    console.print(f"  traits  {v['traits']}", highlight=False)
+    shown = v["timeline"][-limit:]
+    console.print(f"  timeline ({len(shown)} of {len(v['timeline'])} entries, latest last):")
+    for item in shown:
+        if item["type"] == "touchpoint":
+            console.print(f"    {item['at'][:16]}  {item['kind']:<20} {item['channel']:<10} {item['event_id']}",
+                          highlight=False)
+        else:
+            console.print(f"    {item['at'][:16]}  [bold]{item['type']}[/] {item['from']} → {item['to']}: {item['reason']}",
+                          highlight=False)
+
+
+@main.command()
+@click.option("--after", default=0, show_default=True, help="Feed position to read after.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--customer", "customer_id", help="Only this customer's changes.")
+@common
+def changes(after: int, limit: int, customer_id: str | None, config_path: str | None, as_json: bool) -> None:
+    """The lifecycle-change feed (stage and health), in order, from a position."""
+    with Engine(config_of(config_path)) as engine:
+        feed = engine.changes(after, limit, customer_id)
+    for c in feed:
+        if as_json:
+            emit(c)
+        else:
+            console.print(f"{c['position']:>8}  {c['effective_at'][:16]}  {c['customer_id']:<14} {c['dimension']:<6} "
+                          f"{c['from']} → {c['to']}  ({c['reason']})", highlight=False)
+
+
+@main.command()
+@click.argument("customer_id")
+@common
+def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:
+    """Erase a customer's personal data (deletes the key; the history stays, anonymous)."""
+    with Engine(config_of(config_path)) as engine:
+        try:
+            result = engine.forget(customer_id)
+        except KeyError:
+            raise click.ClickException(f"no customer {customer_id!r} in the store") from None
+    emit(result) if as_json else console.print(f"{customer_id}: personal data erased")
+
+
+@main.command()
+@common
+def tick(config_path: str | None, as_json: bool) -> None:
+    """Run due lifecycle timers now (window expiries, health thresholds)."""
+    with Engine(config_of(config_path)) as engine:
+        n = engine.run_due()
+    emit({"changes": n}) if as_json else console.print(f"{n:,} lifecycle changes recorded")
+
+
+@main.command()
+@click.option("--customers", default=2000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=7, show_default=True, type=int)
+@common
+def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> None:
+    """Simulate, ingest and derive on the embedded store, then show the results."""
+    from .simulator import simulate as generate
+    config = config_of(config_path)
+    data = config.data_path / "demo"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    config = config.model_copy(update={"data_dir": str(data)})
+    until = today_end()
+    history = data / "history.jsonl"
+    write_history(history, generate(customers, seed, until))
+    with Engine(config) as engine:
+        report = ingest_file(engine, history, show=err.is_terminal and not as_json, label="demo ingest")
+        due = engine.run_due()
+        result = engine.funnel()
+        counts = Counter((c["dimension"], c["from"], c["to"]) for c in iter_changes(engine))
+        sample = pick_customer(engine, result)
+        view = engine.customer(sample)
+    summary = {"data_dir": str(data), "ingest": {**report.summary(), "timer_changes": due}, "funnel": result,
+               "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in counts.most_common()],
+               "customer": view}
+    if as_json:
+        emit(summary)
+        return
+    console.print(f"simulated {customers:,} customers (seed {seed}) → {history}")
+    console.print(f"ingested: {report.accepted:,} accepted, {report.duplicates:,} duplicates, "
+                  f"{report.rejected:,} rejected\n")
+    print_funnel(result)
+    table = Table(title="Lifecycle changes recorded")
+    for col in ("dimension", "from", "to", "count"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for (d, f, t), n in counts.most_common(12):
+        table.add_row(d, str(f), str(t), f"{n:,}")
+    console.print(table)
+    print_customer(view, 15)
+    console.print(f"\nexplore: JOURNEY_DATA_DIR={data} journey customer {sample}")
+
+
+def iter_changes(engine: Engine) -> Iterator[dict]:
+    from . import queries
+    for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC):
+        yield body["change"]
+
+
+def pick_customer(engine: Engine, funnel_result: dict) -> str:
+    """An advocate if there is one: the customer whose story shows the most of the engine."""
+    from . import queries
+    for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC):
+        if body["change"]["to"] == "advocate":
+            return body["change"]["customer_id"]
+    for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC):
+        return body["change"]["customer_id"]
+    raise click.ClickException("no customer was ingested")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Shared fixtures: a fixed clock, and an engine on SQLite (a temp dir) or PostgreSQL (own schema).
+
+PostgreSQL comes from PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE when set, else the
+local server at 127.0.0.1:5432 (database `test`). Without a server the PostgreSQL tests
+skip on a developer machine; on CI (CI=true) they fail instead, so they can't silently vanish.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from engine.clock import FixedClock
+from engine.config import Config, PostgresSettings, StoreSettings
+from engine.service import Engine
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def pg_settings(schema: str) -> PostgresSettings:
+    return PostgresSettings(
+        host=os.environ.get("PGHOST", "127.0.0.1"), port=int(os.environ.get("PGPORT", "5432")),
+        user=os.environ.get("PGUSER", "postgres"), password=os.environ.get("PGPASSWORD", ""),
+        dbname=os.environ.get("PGDATABASE", "test"), schema=schema)
+
+
+def pg_available() -> str | None:
+    import psycopg
+    s = pg_settings("public")
+    try:
+        psycopg.connect(host=s.host, port=s.port, user=s.user, password=s.password or None,
+                        dbname=s.dbname, connect_timeout=3).close()
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure means "no server here"
+        return str(e)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def sqlite_config(tmp_path) -> Config:
+    return Config(data_dir=str(tmp_path / "var"))
+
+
+@pytest.fixture
+def pg_config(tmp_path):
+    problem = pg_available()
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required on CI but not reachable: {problem}")
+        pytest.skip(f"no PostgreSQL server: {problem}")
+    schema = f"journey_test_{uuid.uuid4().hex[:12]}"
+    config = Config(data_dir=str(tmp_path / "var"),
+                    store=StoreSettings(backend="postgres", postgres=pg_settings(schema)))
+    yield config
+    import psycopg
+    s = config.store.postgres
+    with psycopg.connect(host=s.host, port=s.port, user=s.user, password=s.password or None,
+                         dbname=s.dbname, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def config(request, tmp_path) -> Config:
+    """Run a test on both stores."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_config")
+    return request.getfixturevalue("pg_config")
+
+
+@pytest.fixture
+def engine(config, clock):
+    with Engine(config, clock) as e:
+        yield e

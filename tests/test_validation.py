@@ -1,0 +1,121 @@
+"""Bad input: every rejection names the record, the field and the reason; nothing valid is lost."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from engine.catalog import Catalog
+from engine.config import Config, CustomField, CustomKind, IngestSettings
+from engine.service import Engine
+from engine.touchpoints import Rejection, Touchpoint, Validator
+
+from .conftest import NOW
+from .helpers import order, tp
+
+V = Validator(Catalog(), timedelta(hours=24), 65536)
+GOOD = order("e1", NOW - timedelta(days=1))
+
+
+def reject(record, **kw) -> Rejection:
+    result = V.parse_line(record if isinstance(record, (str, bytes)) else json.dumps(record), 7, NOW)
+    assert isinstance(result, Rejection), result
+    assert result.record == 7 and result.message().startswith("record 7")
+    return result
+
+
+def with_(**changes):
+    return {**GOOD, **changes}
+
+
+def without(key):
+    return {k: v for k, v in GOOD.items() if k != key}
+
+
+@pytest.mark.parametrize("record, field, words", [
+    ("{not json", "", "not valid JSON"),
+    ("[1, 2]", "", "expected a JSON object, got list"),
+    ('"text"', "", "expected a JSON object, got str"),
+    (without("event_id"), "event_id", "is required"),
+    (without("occurred_at"), "occurred_at", "is required"),
+    (with_(event_id=17), "event_id", "string"),
+    (with_(customer_id=""), "customer_id", "at least 1"),
+    (with_(customer_id="   "), "customer_id", "blank"),
+    (with_(customer_id="ann@example.org"), "customer_id", "email"),
+    (with_(kind="order.teleported"), "kind", "unknown kind 'order.teleported'"),
+    (with_(channel="pigeon"), "channel", "'web'"),
+    (with_(occurred_at="2026-05-01T10:00:00"), "occurred_at", "UTC offset"),
+    (with_(occurred_at=1748772000), "occurred_at", "ISO 8601"),
+    (with_(occurred_at="yesterday"), "occurred_at", "datetime"),
+    (with_(occurred_at=(NOW + timedelta(hours=25)).isoformat()), "occurred_at", "in the future"),
+    (with_(properties={"order_id": "o", "amount": -1, "currency": "EUR"}), "properties.amount", "greater than or equal to 0"),
+    (with_(properties={"order_id": "o", "amount": "12", "currency": "EUR"}), "properties.amount", "number"),
+    (with_(properties={"order_id": "o", "amount": 1}), "properties.currency", "is required"),
+    (with_(properties=[1]), "properties", "dictionary"),
+    (with_(surprise=1), "surprise", "not a field of the touchpoint envelope"),
+    (tp("s", "survey.answered", NOW, nps=11), "properties.nps", "less than or equal to 10"),
+    (tp("s", "survey.answered", NOW), "properties", "nps (0-10) and/or csat"),
+    (tp("r", "review.posted", NOW, rating=0), "properties.rating", "greater than or equal to 1"),
+    ({**tp("c", "consent.changed", NOW), "properties": {"channel": "email", "purpose": "promotional",
+                                                         "granted": "yes"}}, "properties.granted", "boolean"),
+    ({**tp("c", "consent.changed", NOW), "properties": {"channel": "email", "purpose": "spam",
+                                                         "granted": True}}, "properties.purpose", "'promotional'"),
+])
+def test_each_kind_of_bad_input_is_named(record, field, words):
+    r = reject(record)
+    assert r.field == field
+    assert words in r.reason, r.reason
+
+
+def test_too_large_is_rejected_before_parsing():
+    big = json.dumps(with_(properties={**GOOD["properties"], "note": "x" * 70000}))
+    assert "limit is 65,536" in reject(big).reason
+
+
+def test_a_touchpoint_within_the_future_tolerance_is_accepted():
+    assert isinstance(V.validate(with_(occurred_at=(NOW + timedelta(hours=23)).isoformat()), 1, NOW), Touchpoint)
+
+
+def test_offsets_are_normalised_to_utc_and_hash_alike():
+    a = V.validate(with_(occurred_at="2026-05-01T12:00:00+02:00"), 1, NOW)
+    b = V.validate(with_(occurred_at="2026-05-01T10:00:00Z"), 2, NOW)
+    assert a.occurred_at == b.occurred_at and a.digest == b.digest
+
+
+def test_custom_kinds_from_config_are_validated():
+    catalog = Catalog((CustomKind(name="webinar.attended", fields={
+        "webinar_id": CustomField(type="string"), "minutes": CustomField(type="integer", required=False)}),))
+    v = Validator(catalog, timedelta(hours=24), 65536)
+    ok = v.validate(tp("w", "webinar.attended", NOW, webinar_id="w1", minutes=30), 1, NOW)
+    assert isinstance(ok, Touchpoint)
+    bad = v.validate(tp("w", "webinar.attended", NOW, minutes=30), 3, NOW)
+    assert bad.field == "properties.webinar_id"
+    assert V.validate(tp("w", "webinar.attended", NOW, webinar_id="w1"), 1, NOW).field == "kind"
+
+
+def test_one_bad_line_among_ten_thousand_keeps_the_rest(sqlite_config, clock):
+    lines = [json.dumps(tp(f"e{i}", "page.viewed", NOW - timedelta(minutes=i), customer=f"c{i % 300}"))
+             for i in range(10_000)]
+    lines[4321] = lines[4321][:-5]  # truncated JSON
+    with Engine(sqlite_config, clock) as engine:
+        report = engine.ingest(lines)
+        assert (report.accepted, report.duplicates, report.rejected) == (9_999, 0, 1)
+        assert report.rejections[0].record == 4322
+        assert engine.funnel()["customers"] == 300
+        assert engine.store.recorder.customer_count() == 300
+
+
+def test_nothing_crashes_on_garbage(sqlite_config, clock):
+    garbage = [b"\xff\xfe", b"", b"null", b"{}", b"1e999", "\u0000", json.dumps({"event_id": None})]
+    with Engine(sqlite_config, clock) as engine:
+        report = engine.ingest(garbage + [json.dumps(GOOD)])
+    assert (report.accepted, report.rejected) == (1, len(garbage))
+    assert all(r.message() for r in report.rejections)
+
+
+def test_size_limit_comes_from_config(tmp_path, clock):
+    config = Config(data_dir=str(tmp_path), ingest=IngestSettings(max_touchpoint_bytes=100))
+    with Engine(config, clock) as engine:
+        report = engine.ingest([json.dumps(GOOD)])
+    assert report.rejected == 1 and "limit is 100" in report.rejections[0].reason
