@@ -186,8 +186,8 @@ def print_customer(v: dict[str, Any], limit: int) -> None:
                   f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}", highlight=False)
     console.print(f"  open complaints {v['open_complaints'] or 'none'}; overdue invoices {v['overdue_invoices'] or 'none'}",
                   highlight=False)
-    console.print(f"  consent {', '.join(f'{k}={c['granted']}' for k, c in v['consent'].items()) or 'none recorded'}",
-                  highlight=False)
+    consent = ", ".join(f"{k}={c['granted']}" for k, c in v["consent"].items()) or "none recorded"
+    console.print(f"  consent {consent}", highlight=False)
     console.print(f"  traits  {v['traits']}", highlight=False)
     shown = v["timeline"][-limit:]
     console.print(f"  timeline ({len(shown)} of {len(v['timeline'])} entries, latest last):")

@@ -17,7 +17,7 @@ from .clock import iso
 from .ids import customer_uuid
 from .privacy import ERASED, unseal
 from .projections.facts import Facts
-from .projections.lifecycle import HEALTHS, STAGES, evaluate
+from .projections.lifecycle import HEALTHS, STAGES, evaluate, timeline
 
 if TYPE_CHECKING:
     from .service import Engine
@@ -89,7 +89,7 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
     complaints: dict[str, str] = {}
     invoices: dict[str, str] = {}
     channels: Counter[str] = Counter()
-    timeline: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
     for tp in touchpoints:
         at = datetime.fromisoformat(tp["occurred_at"])
         facts.add(tp["event_id"], tp["kind"], at, tp["properties"])
@@ -115,17 +115,17 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
                 invoices[props["invoice_id"]] = "overdue"
         elif kind == "invoice.paid":
             invoices[props["invoice_id"]] = "paid"
-        timeline.append({"type": "touchpoint", "at": tp["occurred_at"], "kind": kind, "event_id": tp["event_id"],
+        items.append({"type": "touchpoint", "at": tp["occurred_at"], "kind": kind, "event_id": tp["event_id"],
                          "channel": tp["channel"], "source": tp["source"], "recorded_at": tp["recorded_at"]})
     for e in events:
         if isinstance(e, Customer.LifecycleChanged) and e.change["effective_at"] <= iso(T) \
                 and (not as_known or e.change["recorded_at"] <= iso(T)):
             c = e.change
-            timeline.append({"type": f"{c['dimension']}_change", "at": c["effective_at"], "from": c["from"],
+            items.append({"type": f"{c['dimension']}_change", "at": c["effective_at"], "from": c["from"],
                              "to": c["to"], "change_id": c["change_id"], "recorded_at": c["recorded_at"],
                              "reason": c["reason"], "causes": c["causes"]})
-    timeline.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))
-    status = evaluate(facts, T, engine.rules)
+    items.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))
+    history, status = timeline(facts, engine.rules, None, T)
     bought = status.purchases
     refunded = sum(amount for o in bought for oid, order in facts.orders.items() if order is o
                    for at, _, amount in facts.refunds.get(oid, ()) if at <= T)
@@ -143,5 +143,8 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
         "overdue_invoices": sorted(k for k, v in invoices.items() if v == "overdue"),
         "preferred_channel": min(channels, key=lambda c: (-channels[c], c)) if channels else None,
         "consent": consent, "traits": traits, "erased": erased,
-        "touchpoints": len(touchpoints), "timeline": timeline,
+        "touchpoints": len(touchpoints), "timeline": items,
+        # The corrected history: every transition by effective time, from what is known now.
+        "history": [{"dimension": tr.dimension, "from": tr.from_value, "to": tr.to_value,
+                     "at": iso(tr.effective_at), "reason": tr.reason} for tr in history],
     }

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (a virtualenv in .venv) and run the demo on the embedded store. Extra arguments go to `journey demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet -e .
+exec .venv/bin/journey demo "$@"

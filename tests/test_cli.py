@@ -1,0 +1,83 @@
+"""The `journey` command end to end, through click's runner, with --json output."""
+from __future__ import annotations
+
+import json
+
+import orjson
+from click.testing import CliRunner
+
+from engine.cli import main
+
+from .helpers import day, order, tp
+
+
+def run(*args: str, env: dict, ok: bool = True):
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    assert (result.exit_code == 0) is ok, result.output
+    return result
+
+
+def test_ingest_funnel_customer_changes_forget(tmp_path):
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
+    lines = [json.dumps(r) for r in (
+        tp("r", "customer.registered", day(0), traits={"name": "Ann"}), order("o1", day(1)), order("o2", day(2)),
+        tp("v", "page.viewed", day(0), customer="c2"))]
+    lines.insert(2, "{broken")
+    lines.append(lines[1])                                     # a duplicate delivery
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    rejects = tmp_path / "rejects.jsonl"
+    summary = json.loads(run("ingest", str(src), "--rejects", str(rejects), "--json", env=env).output)
+    assert (summary["accepted"], summary["duplicates"], summary["rejected"]) == (4, 1, 1)
+    bad = orjson.loads(rejects.read_text().splitlines()[0])
+    assert bad["record"] == 3 and bad["raw"] == "{broken" and "not valid JSON" in bad["reason"]
+
+    funnel = json.loads(run("funnel", "--json", env=env).output)
+    assert funnel["customers"] == 2
+    assert funnel["stages"] == {"prospect": 1, "first_buyer": 0, "repeat": 1, "loyal": 0, "advocate": 0}
+    assert set(funnel["health"]) == {"active", "at_risk", "lapsed"}
+    early = json.loads(run("funnel", "--as-of", "2025-01-02", "--json", env=env).output)
+    assert early["stages"]["first_buyer"] == 1
+
+    view = json.loads(run("customer", "c1", "--json", env=env).output)
+    assert view["stage"] == "repeat" and view["traits"]["name"] == "Ann"
+    assert "c1" in run("customer", "c1", env=env).output
+    run("customer", "nobody", env=env, ok=False)
+
+    feed = [json.loads(line) for line in run("changes", "--json", env=env).output.splitlines()]
+    assert feed and all("position" in c for c in feed)
+    rest = run("changes", "--after", str(feed[0]["position"]), "--json", env=env).output.splitlines()
+    assert len(rest) == len(feed) - 1
+
+    assert json.loads(run("forget", "c1", "--json", env=env).output)["erased"] is True
+    assert "name" not in json.loads(run("customer", "c1", "--json", env=env).output)["traits"]
+    assert json.loads(run("tick", "--json", env=env).output) == {"changes": 0}
+
+
+def test_bad_time_and_bad_config_give_clear_errors(tmp_path):
+    env = {"JOURNEY_DATA_DIR": str(tmp_path)}
+    out = run("funnel", "--as-of", "last tuesday", env=env, ok=False).output
+    assert "not an ISO 8601 time" in out
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[lifecycle]\nwindow_days = -3\n")
+    out = run("funnel", "--config", str(cfg), env=env, ok=False).output
+    assert "lifecycle.window_days" in out
+
+
+def test_simulate_then_demo(tmp_path):
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
+    out = tmp_path / "h.jsonl"
+    a = json.loads(run("simulate", "--customers", "50", "--seed", "3", "--until", "2026-01-01",
+                       "--out", str(out), "--json", env=env).output)
+    first = out.read_bytes()
+    run("simulate", "--customers", "50", "--seed", "3", "--until", "2026-01-01", "--out", str(out), env=env)
+    assert out.read_bytes() == first and a["records"] == len(first.splitlines())
+
+    demo = json.loads(run("demo", "--customers", "400", "--json", env=env).output)
+    assert demo["ingest"]["accepted"] > 0 and demo["ingest"]["rejected"] == 0
+    assert demo["ingest"]["duplicates"] > 0
+    assert all(n > 0 for n in demo["funnel"]["stages"].values()), demo["funnel"]
+    assert all(n > 0 for n in demo["funnel"]["health"].values()), demo["funnel"]
+    assert demo["customer"]["stage"] and demo["changes"]
+    text = run("demo", "--customers", "100", env=env).output
+    assert "Funnel as of" in text and "Lifecycle changes recorded" in text
