@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .clock import parse_time
+from .clock import EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
 from .projections.lifecycle import HEALTHS, STAGES
 from .service import Engine
@@ -83,22 +83,27 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every rejected record, with its reason, as JSON lines.")
+@click.option("--backfill", is_flag=True,
+              help="Loading history: follow event time, so lifecycle changes are recorded as a live "
+                   "engine would have recorded them and timers fire along the way.")
 @common
-def ingest(file: Path, rejects: Path | None, config_path: str | None, as_json: bool) -> None:
+def ingest(file: Path, rejects: Path | None, backfill: bool, config_path: str | None, as_json: bool) -> None:
     """Ingest touchpoints from a JSON-lines FILE (one touchpoint per line)."""
-    with Engine(config_of(config_path)) as engine:
+    with Engine(config_of(config_path), EventTimeClock() if backfill else None) as engine:
         report = ingest_file(engine, file, show=err.is_terminal and not as_json)
+        engine.clock = SystemClock()
         due = engine.run_due()
     if rejects:
         with rejects.open("wb") as out:
             for r in report.rejections:
                 out.write(orjson.dumps({**r.as_dict(), "raw": (r.raw or b"").decode("utf-8", "replace")}) + b"\n")
-    summary = {**report.summary(), "timer_changes": due}
+    summary = {**report.summary(), "timer_changes": report.timer_changes + due}
     if as_json:
         emit(summary)
         return
     console.print(f"accepted {summary['accepted']:,}, duplicates {summary['duplicates']:,}, "
-                  f"rejected {summary['rejected']:,}; {report.changes + due:,} lifecycle changes recorded")
+                  f"rejected {summary['rejected']:,}; "
+                  f"{summary['stage_changes'] + summary['timer_changes']:,} lifecycle changes recorded")
     for r in report.rejections[:10]:
         console.print(f"  [red]rejected[/] {r.message()}", highlight=False)
     if report.rejected > 10:
@@ -254,14 +259,16 @@ def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> N
     until = today_end()
     history = data / "history.jsonl"
     write_history(history, generate(customers, seed, until))
-    with Engine(config) as engine:
+    with Engine(config, EventTimeClock()) as engine:
         report = ingest_file(engine, history, show=err.is_terminal and not as_json, label="demo ingest")
+        engine.clock = SystemClock()
         due = engine.run_due()
         result = engine.funnel()
         counts = Counter((c["dimension"], c["from"], c["to"]) for c in iter_changes(engine))
         sample = pick_customer(engine, result)
         view = engine.customer(sample)
-    summary = {"data_dir": str(data), "ingest": {**report.summary(), "timer_changes": due}, "funnel": result,
+    summary = {"data_dir": str(data), "ingest": {**report.summary(), "timer_changes": report.timer_changes + due},
+               "funnel": result,
                "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in counts.most_common()],
                "customer": view}
     if as_json:
@@ -288,13 +295,14 @@ def iter_changes(engine: Engine) -> Iterator[dict]:
 
 
 def pick_customer(engine: Engine, funnel_result: dict) -> str:
-    """An advocate if there is one: the customer whose story shows the most of the engine."""
-    from . import queries
-    for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC):
-        if body["change"]["to"] == "advocate":
-            return body["change"]["customer_id"]
-    for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC):
-        return body["change"]["customer_id"]
+    """A current advocate if there is one: the customer whose story shows the most of the engine."""
+    latest: dict[str, dict[str, str]] = {}
+    for change in iter_changes(engine):
+        latest.setdefault(change["customer_id"], {})[change["dimension"]] = change["to"]
+    for wanted in ({"stage": "advocate", "health": "active"}, {"stage": "advocate"}, {}):
+        for customer, now in latest.items():
+            if all(now.get(k) == v for k, v in wanted.items()):
+                return customer
     raise click.ClickException("no customer was ingested")
 
 

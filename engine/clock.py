@@ -23,6 +23,21 @@ class FixedClock:
         self.at += timedelta(**delta)
 
 
+class EventTimeClock:
+    """For backfills of history: time is the latest event time seen so far, so changes are
+    recorded as a live engine would have recorded them, and timers fire along the way."""
+
+    def __init__(self, start: datetime | None = None):
+        self.at = start or datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+    def now(self) -> datetime:
+        return self.at
+
+    def observe(self, t: datetime) -> None:
+        if t > self.at:
+            self.at = t
+
+
 def iso(t: datetime) -> str:
     """The one stored form of a time: UTC, microseconds always written, so strings sort as times."""
     return t.astimezone(timezone.utc).isoformat(timespec="microseconds")

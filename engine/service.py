@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from .catalog import Catalog
-from .clock import SystemClock, iso
+from .clock import EventTimeClock, SystemClock, iso
 from .config import Config
 from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor
@@ -25,6 +25,7 @@ class IngestReport:
     duplicates: int = 0
     rejected: int = 0
     changes: int = 0
+    timer_changes: int = 0
     rejections: list[Rejection] = field(default_factory=list)
 
     def add(self, batch: BatchResult, invalid: list[Rejection]) -> None:
@@ -36,7 +37,7 @@ class IngestReport:
 
     def summary(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
-                "stage_changes": self.changes}
+                "stage_changes": self.changes, "timer_changes": self.timer_changes}
 
 
 class Engine:
@@ -86,7 +87,9 @@ class Engine:
         return report
 
     def _ingest_batch(self, batch: list[tuple[int, bytes | str | dict]], report: IngestReport) -> None:
-        now = self.clock.now()
+        backfill = isinstance(self.clock, EventTimeClock)
+        # A backfill's clock follows the data: "in the future" means after the real time.
+        now = SystemClock().now() if backfill else self.clock.now()
         valid: list[tuple[int, Touchpoint]] = []
         invalid: list[Rejection] = []
         for number, record in batch:
@@ -95,7 +98,11 @@ class Engine:
             else:
                 parsed = self.validator.validate(record, number, now)
             (valid.append((number, parsed)) if isinstance(parsed, Touchpoint) else invalid.append(parsed))
-        report.add(self.ingestor.ingest(valid, now), invalid)
+        if backfill and valid:
+            self.clock.observe(max(tp.occurred_at for _, tp in valid))
+        report.add(self.ingestor.ingest(valid, self.clock.now()), invalid)
+        if backfill:
+            report.timer_changes += self.run_due()
 
     def run_due(self, batch: int = 500) -> int:
         """Re-evaluate every customer whose timer is due (window expiries, health thresholds)."""

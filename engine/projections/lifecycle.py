@@ -166,7 +166,8 @@ def timeline(facts: Facts, rules: LifecycleRules, start: datetime | None, end: d
         new = evaluate(facts, nxt, rules)
         out += changes(status, new, nxt, facts, rules)
         t, status = nxt, new
-    return out, status
+    # Same stage and health as at the last moment, but the reasons are worded as of `end`.
+    return out, evaluate(facts, end, rules)
 
 
 def changes(old: Status, new: Status, at: datetime, facts: Facts, rules: LifecycleRules) -> list[Transition]:
