@@ -50,6 +50,7 @@ class StoreSettings(Section):
     sqlite_file: str = "journey.db"
     keys_file: str = "keys.db"
     snapshot_interval: int = Field(200, gt=0)
+    cache_customers: int = Field(20000, ge=0)
     postgres: PostgresSettings = PostgresSettings()
 
 

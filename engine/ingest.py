@@ -84,17 +84,21 @@ class Ingestor:
             return result
 
         customers = {cid: self.store.customer(customer_uuid(cid)) or Customer(cid) for cid in by_customer}
-        keys = self._keys(customers, by_customer)
-        recorded_at = iso(now)
-        ids, timers = [], []
-        for cid, tps in by_customer.items():
-            customer = customers[cid]
-            for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id)):
-                customer.record_touchpoint(self._body(customer, tp, keys.get(str(customer.id)), recorded_at))
-                ids.append((tp.event_id, str(customer.id), tp.digest))
-            result.accepted += len(tps)
-            result.changes += self.derive(customer, now, recorded_at, timers)
-        self.store.save(*customers.values(), touchpoint_ids=ids, timers=timers)
+        try:
+            keys = self._keys(customers, by_customer)
+            recorded_at = iso(now)
+            ids, timers = [], []
+            for cid, tps in by_customer.items():
+                customer = customers[cid]
+                for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id)):
+                    customer.record_touchpoint(self._body(customer, tp, keys.get(str(customer.id)), recorded_at))
+                    ids.append((tp.event_id, str(customer.id), tp.digest))
+                result.accepted += len(tps)
+                result.changes += self.derive(customer, now, recorded_at, timers)
+        except BaseException:
+            self.store.forget_cached(customers.values())
+            raise
+        self.store.save_or_forget(list(customers.values()), touchpoint_ids=ids, timers=timers)
         return result
 
     def _keys(self, customers: dict[str, Customer], by_customer: dict[str, list[Touchpoint]]) -> dict[str, bytes]:

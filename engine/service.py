@@ -114,8 +114,12 @@ class Engine:
                 try:
                     customers = [c for c in (self.store.customer(UUID(u)) for u in due) if c is not None]
                     timers: list = []
-                    n = sum(self.ingestor.derive(c, now, iso(now), timers) for c in customers)
-                    self.store.save(*customers, timers=timers)
+                    try:
+                        n = sum(self.ingestor.derive(c, now, iso(now), timers) for c in customers)
+                    except BaseException:
+                        self.store.forget_cached(customers)
+                        raise
+                    self.store.save_or_forget(customers, timers=timers)
                     changes += n
                     break
                 except IntegrityError:
@@ -130,7 +134,7 @@ class Engine:
         deleted = self.keys.delete(str(customer.id))
         if not customer.erased:
             customer.erase(iso(self.clock.now()))
-            self.store.save(customer)
+            self.store.save_or_forget([customer])
         return {"customer_id": customer_id, "erased": True, "key_deleted": deleted}
 
     # -- reading -----------------------------------------------------------------------------
