@@ -255,7 +255,9 @@ def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> N
     data = config.data_path / "demo"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    config = config.model_copy(update={"data_dir": str(data)})
+    # The demo always runs embedded, whatever store the config names, and leaves that store alone.
+    config = config.model_copy(update={"data_dir": str(data),
+                                       "store": config.store.model_copy(update={"backend": "sqlite"})})
     until = today_end()
     history = data / "history.jsonl"
     write_history(history, generate(customers, seed, until))

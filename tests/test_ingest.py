@@ -6,6 +6,7 @@ import multiprocessing
 from datetime import timedelta
 
 from engine.clock import FixedClock
+from engine.ids import customer_uuid
 from engine.queries import TOUCHPOINT_TOPIC, scan
 from engine.service import Engine
 
@@ -158,3 +159,29 @@ def test_customer_view_gathers_the_profile(engine):
     assert v["preferred_channel"] == "web"
     assert any(item["type"] == "stage_change" and item["to"] == "first_buyer" for item in v["timeline"])
     assert json.dumps(v)
+
+
+def test_refund_and_cancellation_demote_through_the_store(engine):
+    ago = lambda d: NOW - timedelta(days=d)  # noqa: E731
+    engine.ingest([order("o1", ago(30), amount=40), order("o2", ago(20), amount=40)])
+    engine.ingest([tp("r1", "order.refunded", ago(10), order_id="o2", amount=40)])
+    engine.ingest([tp("c1x", "order.cancelled", ago(5), order_id="o1")])
+    stage = [(c["from"], c["to"], c["causes"]) for c in engine.changes() if c["dimension"] == "stage"]
+    assert stage[-2:] == [("repeat", "first_buyer", ["r1"]), ("first_buyer", "prospect", ["c1x"])]
+    health = [c["to"] for c in engine.changes() if c["dimension"] == "health"]
+    assert health[-1] is None                                  # no purchase left: no health
+    assert engine.customer("c1", as_of=ago(15))["stage"] == "repeat"
+
+
+def test_long_histories_are_snapshotted_and_reload_the_same(config, clock):
+    config = config.model_copy(update={"store": config.store.model_copy(
+        update={"snapshot_interval": 50, "cache_customers": 0})})
+    records = [tp(f"v{i}", "page.viewed", NOW - timedelta(minutes=i)) for i in range(120)]
+    records += [order(f"o{i}", NOW - timedelta(days=i)) for i in range(5)]
+    with Engine(config, clock) as engine:
+        engine.ingest(records)
+        snapshots = list(engine.store.snapshots.get(customer_uuid("c1")))
+        assert snapshots, "a customer with 120+ events has snapshots"
+        customer = engine.store.customer(customer_uuid("c1"))
+        assert (customer.touchpoints, customer.stage) == (125, "loyal")
+        assert engine.customer("c1")["touchpoints"] == 125
