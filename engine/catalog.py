@@ -15,7 +15,6 @@ from .config import CustomKind
 CHANNELS = ("web", "mobile_app", "email", "sms", "phone", "in_store", "mail", "fax",
             "social", "chat", "partner")
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
-PURPOSES = ("promotional", "service")
 
 
 class Props(BaseModel):

@@ -1,7 +1,7 @@
 """Clocks: the engine never reads the time itself, so tests and replays can set it."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 
 class SystemClock:
@@ -19,7 +19,6 @@ class FixedClock:
         return self.at
 
     def advance(self, **delta: float) -> None:
-        from datetime import timedelta
         self.at += timedelta(**delta)
 
 

@@ -13,7 +13,6 @@ import random
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 from uuid import UUID
 
@@ -259,7 +258,3 @@ def pg_connect(config: Config, **kwargs: Any) -> Any:
 def ensure_schema(config: Config) -> None:
     with pg_connect(config, autocommit=True) as conn:
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(config.store.postgres.schema_)))
-
-
-def sqlite_path(config: Config) -> Path:
-    return config.data_path / config.store.sqlite_file

@@ -3,7 +3,7 @@ independent computation of the default rules written here from the raw file."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from statistics import median
 

@@ -1,7 +1,7 @@
 """Each lifecycle rule at its boundaries, on the pure functions (no store)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 

@@ -58,9 +58,3 @@ class Facts:
         else:
             value = props.get("rating") if kind == "review.posted" else props.get("nps")
             insort(self.signals, (at, event_id, kind, value))
-
-    def kind_of(self, event_id: str) -> str | None:
-        for _, eid, kind in self.moments:
-            if eid == event_id:
-                return kind
-        return None
