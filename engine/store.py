@@ -56,6 +56,10 @@ def to_us(t: datetime) -> int:
     return (t - EPOCH) // timedelta(microseconds=1)
 
 
+def _first(row: tuple) -> Any:
+    return row[0]
+
+
 class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return super().construct_create_table_statements() + [
@@ -69,10 +73,10 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
     def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Any:
         ids = super()._insert_events(c, stored_events, **kwargs)
         if kwargs.get("touchpoint_ids"):
-            c.executemany("INSERT INTO journey_touchpoints VALUES (?,?,?)", kwargs["touchpoint_ids"])
+            c.executemany("INSERT INTO journey_touchpoints VALUES (?,?,?)", sorted(kwargs["touchpoint_ids"]))
         if kwargs.get("timers"):
             c.executemany("INSERT INTO journey_timers VALUES (?,?) ON CONFLICT (customer) "
-                          "DO UPDATE SET due_us = excluded.due_us", kwargs["timers"])
+                          "DO UPDATE SET due_us = excluded.due_us", sorted(kwargs["timers"], key=_first))
         return ids
 
     def known_touchpoints(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -119,11 +123,12 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
 
     def _insert_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
+        # Sorted, so two writers take row locks in the same order and cannot deadlock.
         if kwargs.get("touchpoint_ids"):
             curs.executemany(SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(self.t_ids),
-                             kwargs["touchpoint_ids"])
+                             sorted(kwargs["touchpoint_ids"]))
         if kwargs.get("timers"):
-            curs.executemany(self.upsert_timer, kwargs["timers"])
+            curs.executemany(self.upsert_timer, sorted(kwargs["timers"], key=_first))
 
     def known_touchpoints(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         with self.datastore.transaction(commit=False) as curs:
