@@ -12,9 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, 
 
 from .config import CustomKind
 
-CHANNELS = ("web", "mobile_app", "email", "sms", "phone", "in_store", "mail", "fax",
-            "social", "chat", "partner")
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+from .vocabulary import CHANNELS, Channel  # noqa: F401 - re-exported for callers of the catalog
 
 
 class Props(BaseModel):

@@ -223,6 +223,36 @@ def changes(after: int, limit: int, customer_id: str | None, config_path: str | 
 
 
 @main.command()
+@click.option("--after", default=0, show_default=True, help="Feed position to read after.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--customer", "customer_id", help="Only this customer's actions.")
+@common
+def actions(after: int, limit: int, customer_id: str | None, config_path: str | None, as_json: bool) -> None:
+    """The action feed: retention actions issued, suppressed and deferred, in order."""
+    with Engine(config_of(config_path)) as engine:
+        feed = engine.actions(after, limit, customer_id)
+    for a in feed:
+        if as_json:
+            emit(a)
+        else:
+            console.print(f"{a['position']:>8}  {a['at'][:16]}  {a['customer_id']:<14} {a['policy']:<22} "
+                          f"{a['status']:<10} {a['channel']:<6} {a['reason']}", highlight=False)
+
+
+@main.command()
+@click.argument("action_id")
+@common
+def why(action_id: str, config_path: str | None, as_json: bool) -> None:
+    """Explain an action or a suppression in plain words, from its recorded trail."""
+    with Engine(config_of(config_path)) as engine:
+        try:
+            result = engine.why(action_id)
+        except KeyError:
+            raise click.ClickException(f"no action {action_id!r} in the store") from None
+    emit(result) if as_json else console.print(result["explanation"], highlight=False)
+
+
+@main.command()
 @click.argument("customer_id")
 @common
 def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:

@@ -10,11 +10,10 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec
+from .vocabulary import Section
 
 
 class LifecycleRules(Section):
@@ -90,6 +89,9 @@ class Config(Section):
     store: StoreSettings = StoreSettings()
     privacy: PrivacySettings = PrivacySettings()
     kinds: tuple[CustomKind, ...] = ()
+    contact: ContactRules = ContactRules()
+    # Listing [[policies]] in a config file replaces this whole default set.
+    policies: tuple[PolicySpec, ...] = DEFAULT_POLICIES
 
     @property
     def data_path(self) -> Path:

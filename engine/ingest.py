@@ -19,6 +19,7 @@ from .clock import iso
 from .config import LifecycleRules
 from .ids import change_id, customer_uuid
 from .keys import KeyStore
+from .policies.decide import PolicyEngine
 from .privacy import seal, split
 from .projections.lifecycle import Transition, live_transitions, next_change
 from .store import JourneyStore, to_us
@@ -33,14 +34,17 @@ class BatchResult:
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     changes: int = 0
+    actions: int = 0
 
 
 class Ingestor:
-    def __init__(self, store: JourneyStore, keys: KeyStore, catalog: Catalog, rules: LifecycleRules):
+    def __init__(self, store: JourneyStore, keys: KeyStore, catalog: Catalog, rules: LifecycleRules,
+                 policies: PolicyEngine):
         self.store = store
         self.keys = keys
         self.catalog = catalog
         self.rules = rules
+        self.policies = policies
 
     def ingest(self, items: list[tuple[int, Touchpoint]], now: datetime) -> BatchResult:
         result = BatchResult()
@@ -64,6 +68,7 @@ class Ingestor:
             result.duplicates += written.duplicates
             result.rejected += written.rejected
             result.changes += written.changes
+            result.actions += written.actions
             return result
         raise AssertionError("unreachable")
 
@@ -90,11 +95,15 @@ class Ingestor:
             ids, timers = [], []
             for cid, tps in by_customer.items():
                 customer = customers[cid]
-                for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id)):
-                    customer.record_touchpoint(self._body(customer, tp, keys.get(str(customer.id)), recorded_at))
-                    ids.append((tp.event_id, str(customer.id), tp.digest))
+                bodies = [self._body(customer, tp, keys.get(str(customer.id)), recorded_at)
+                          for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id))]
+                for body in bodies:
+                    customer.record_touchpoint(body)
+                    ids.append((body["event_id"], str(customer.id), body["digest"]))
                 result.accepted += len(tps)
-                result.changes += self.derive(customer, now, recorded_at, timers)
+                changes, actions = self.derive(customer, now, recorded_at, timers, bodies)
+                result.changes += changes
+                result.actions += actions
         except BaseException:
             self.store.forget_cached(customers.values())
             raise
@@ -126,16 +135,21 @@ class Ingestor:
                 "recorded_at": recorded_at, "channel": tp.channel, "source": tp.source,
                 "properties": props, "traits": traits, "sealed": sealed, "digest": tp.digest}
 
-    def derive(self, customer: Customer, now: datetime, recorded_at: str, timers: list) -> int:
-        """Record the lifecycle changes known now and set the customer's next due time."""
+    def derive(self, customer: Customer, now: datetime, recorded_at: str, timers: list,
+               touchpoints: list[dict[str, Any]] = ()) -> tuple[int, int]:
+        """Record the lifecycle changes and retention decisions known now, and set the
+        customer's next due time; returns how many of each were recorded."""
         facts = customer.facts()
         until = datetime.fromisoformat(customer.evaluated_until) if customer.evaluated_until else None
         transitions, status = live_transitions(facts, (customer.stage, customer.health), until, now, self.rules)
+        changes = []
         for tr in transitions:
-            customer.record_change(self.change(customer, tr, recorded_at))
-        due = next_change(facts, now, status, self.rules)
+            changes.append(self.change(customer, tr, recorded_at))
+            customer.record_change(changes[-1])
+        actions, policy_due = self.policies.decide(customer, status, changes, list(touchpoints), now)
+        due = min((d for d in (next_change(facts, now, status, self.rules), policy_due) if d), default=None)
         timers.append((str(customer.id), to_us(due) if due else None))
-        return len(transitions)
+        return len(changes), len(actions)
 
     def change(self, customer: Customer, tr: Transition, recorded_at: str) -> dict[str, Any]:
         effective = iso(tr.effective_at)

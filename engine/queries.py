@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 TOUCHPOINT_TOPIC = get_topic(Customer.TouchpointRecorded)
 CHANGE_TOPIC = get_topic(Customer.LifecycleChanged)
+ACTION_TOPIC = get_topic(Customer.ActionDecided)
 PAGE = 5000
 
 
@@ -62,15 +63,31 @@ def funnel(engine: "Engine", T: datetime, as_known: bool = False) -> dict[str, A
     return {"as_of": iso(T), "as_known": as_known, "customers": len(facts), "stages": stages, "health": health}
 
 
-def changes(engine: "Engine", after: int, limit: int, customer_id: str | None = None) -> list[dict[str, Any]]:
+def feed(engine: "Engine", topic: str, key: str, after: int, limit: int,
+         customer_id: str | None = None) -> list[dict[str, Any]]:
+    """A page of a feed (lifecycle changes or actions) after a position, optionally one customer's."""
     wanted = customer_uuid(customer_id) if customer_id else None
     out = []
-    for position, customer, body in scan(engine, CHANGE_TOPIC, after):
+    for position, customer, body in scan(engine, topic, after):
         if wanted is None or customer == wanted:
-            out.append({"position": position, **body["change"]})
+            out.append({"position": position, **body[key]})
             if len(out) >= limit:
                 break
     return out
+
+
+def changes(engine: "Engine", after: int, limit: int, customer_id: str | None = None) -> list[dict[str, Any]]:
+    return feed(engine, CHANGE_TOPIC, "change", after, limit, customer_id)
+
+
+def actions(engine: "Engine", after: int, limit: int, customer_id: str | None = None) -> list[dict[str, Any]]:
+    return feed(engine, ACTION_TOPIC, "action", after, limit, customer_id)
+
+
+def action_history(engine: "Engine", action_id: str) -> list[dict[str, Any]]:
+    """Every record of one action (a deferral and its later issue share the id), oldest first."""
+    return [{"position": p, **body["action"]} for p, _, body in scan(engine, ACTION_TOPIC)
+            if body["action"]["action_id"] == action_id]
 
 
 def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bool = False) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from .config import Config
 from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor
 from .keys import open_keystore
+from .policies.decide import PolicyEngine
 from .store import open_store, to_us
 from .touchpoints import Rejection, Touchpoint, Validator
 from . import queries
@@ -26,18 +27,20 @@ class IngestReport:
     rejected: int = 0
     changes: int = 0
     timer_changes: int = 0
+    actions: int = 0
     rejections: list[Rejection] = field(default_factory=list)
 
     def add(self, batch: BatchResult, invalid: list[Rejection]) -> None:
         self.accepted += batch.accepted
         self.duplicates += batch.duplicates
         self.changes += batch.changes
+        self.actions += batch.actions
         self.rejections += invalid + batch.rejected
         self.rejected = len(self.rejections)
 
     def summary(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
-                "stage_changes": self.changes, "timer_changes": self.timer_changes}
+                "stage_changes": self.changes, "timer_changes": self.timer_changes, "actions": self.actions}
 
 
 class Engine:
@@ -50,7 +53,8 @@ class Engine:
                                    config.ingest.max_touchpoint_bytes)
         self.store = open_store(config)
         self.keys = open_keystore(config)
-        self.ingestor = Ingestor(self.store, self.keys, self.catalog, self.rules)
+        self.policies = PolicyEngine(config.policies, config.contact)
+        self.ingestor = Ingestor(self.store, self.keys, self.catalog, self.rules, self.policies)
 
     def close(self) -> None:
         self.keys.close()
@@ -105,7 +109,8 @@ class Engine:
             report.timer_changes += self.run_due()
 
     def run_due(self, batch: int = 500) -> int:
-        """Re-evaluate every customer whose timer is due (window expiries, health thresholds)."""
+        """Re-evaluate every customer whose timer is due (window expiries, health thresholds,
+        policy timers, deferred actions); returns the changes and decisions recorded."""
         now = self.clock.now()
         recorder = self.store.recorder
         changes = 0
@@ -115,7 +120,7 @@ class Engine:
                     customers = [c for c in (self.store.customer(UUID(u)) for u in due) if c is not None]
                     timers: list = []
                     try:
-                        n = sum(self.ingestor.derive(c, now, iso(now), timers) for c in customers)
+                        n = sum(sum(self.ingestor.derive(c, now, iso(now), timers)) for c in customers)
                     except BaseException:
                         self.store.forget_cached(customers)
                         raise
@@ -147,3 +152,14 @@ class Engine:
 
     def changes(self, after: int = 0, limit: int = 100, customer_id: str | None = None) -> list[dict[str, Any]]:
         return queries.changes(self, after, limit, customer_id)
+
+    def actions(self, after: int = 0, limit: int = 100, customer_id: str | None = None) -> list[dict[str, Any]]:
+        return queries.actions(self, after, limit, customer_id)
+
+    def why(self, action_id: str) -> dict[str, Any]:
+        from .policies.explain import explain
+        history = queries.action_history(self, action_id)
+        if not history:
+            raise KeyError(action_id)
+        return {"action_id": action_id, "status": history[-1]["status"], "explanation": explain(history),
+                "records": history}

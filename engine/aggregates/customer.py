@@ -1,4 +1,5 @@
-"""The Customer aggregate: one immutable event per accepted touchpoint, one per lifecycle change.
+"""The Customer aggregate: one immutable event per accepted touchpoint, per lifecycle change,
+and per retention decision.
 
 Pure domain: no I/O and no clock; every time in an event body comes from the caller.
 Event bodies hold JSON types only (times as ISO strings) so the orjson transcoder stores
@@ -34,6 +35,17 @@ class Customer(Aggregate):
         # When the recorded stage and health were last derived: the feed is exact up to here.
         self.evaluated_until: str | None = None
         self.erased = False
+        self.stage_since: list[str] | None = None    # [effective_at, change_id] of the current stage
+        # What the contact rules need, folded in any order: consent history per "channel/purpose"
+        # as [occurred_at, event_id, granted]; complaints and invoices as [opened, closed] times.
+        self.consent: dict[str, list[list[Any]]] = {}
+        self.complaints: dict[str, list[str | None]] = {}
+        self.invoices: dict[str, list[str | None]] = {}
+        self.timezone: list[str] | None = None       # [occurred_at, tz]
+        self.last_activity: list[str] | None = None  # [occurred_at, event_id]
+        self.actions: dict[str, str] = {}            # action_id -> latest status
+        self.contacts: list[list[str]] = []          # [at, channel, purpose] of issued actions
+        self.deferred: dict[str, dict[str, Any]] = {}  # action_id -> the deferred decision
 
     @event("TouchpointRecorded")
     def record_touchpoint(self, touchpoint: dict[str, Any]) -> None:
@@ -43,20 +55,51 @@ class Customer(Aggregate):
             self.lifecycle.append([at, eid, touchpoint["kind"], touchpoint["properties"]])
         if self.first_seen is None or [at, eid] < self.first_seen:
             self.first_seen = [at, eid]
+        if self.last_activity is None or [at, eid] > self.last_activity:
+            self.last_activity = [at, eid]
+        self._fold_contact(touchpoint)
 
     @event("LifecycleChanged")
     def record_change(self, change: dict[str, Any]) -> None:
         if change["dimension"] == "stage":
             self.stage = change["to"]
+            self.stage_since = [change["effective_at"], change["change_id"]]
         else:
             self.health = change["to"]
         self.changes += 1
         if self.evaluated_until is None or change["recorded_at"] > self.evaluated_until:
             self.evaluated_until = change["recorded_at"]
 
+    @event("ActionDecided")
+    def record_action(self, action: dict[str, Any]) -> None:
+        aid, status = action["action_id"], action["status"]
+        self.actions[aid] = status
+        if status == "deferred":
+            self.deferred[aid] = action
+        else:
+            self.deferred.pop(aid, None)
+        if status == "issued":
+            self.contacts.append([action["at"], action["channel"], action["purpose"]])
+
     @event("Erased")
     def erase(self, erased_at: str) -> None:
         self.erased = True
+
+    def _fold_contact(self, tp: dict[str, Any]) -> None:
+        at, kind, props = tp["occurred_at"], tp["kind"], tp["properties"]
+        if kind == "consent.changed":
+            history = self.consent.setdefault(f"{props['channel']}/{props['purpose']}", [])
+            history.append([at, tp["event_id"], props["granted"]])
+            history.sort()
+        elif kind in ("complaint.filed", "complaint.resolved"):
+            _open_close(self.complaints.setdefault(props["complaint_id"], [None, None]),
+                        kind == "complaint.filed", at)
+        elif kind in ("invoice.overdue", "invoice.paid"):
+            _open_close(self.invoices.setdefault(props["invoice_id"], [None, None]),
+                        kind == "invoice.overdue", at)
+        tz = (tp.get("traits") or {}).get("timezone")
+        if isinstance(tz, str) and (self.timezone is None or at >= self.timezone[0]):
+            self.timezone = [at, tz]
 
     def facts(self) -> Facts:
         facts = Facts()
@@ -66,3 +109,10 @@ class Customer(Aggregate):
         for at, eid, kind, props in self.lifecycle:
             facts.add(eid, kind, datetime.fromisoformat(at), props)
         return facts
+
+
+def _open_close(span: list[str | None], opens: bool, at: str) -> None:
+    """Keep the earliest opening and the earliest closing time, whatever the arrival order."""
+    i = 0 if opens else 1
+    if span[i] is None or at < span[i]:
+        span[i] = at

@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from statistics import median
 
 from ..config import LifecycleRules
+from ..vocabulary import HEALTHS, STAGES  # noqa: F401 - re-exported
 from .facts import Facts, Order
 
-STAGES = ("prospect", "first_buyer", "repeat", "loyal", "advocate")
-HEALTHS = ("active", "at_risk", "lapsed")
 TICK = timedelta(microseconds=1)  # "more than N days": the threshold passes just after N days
 
 

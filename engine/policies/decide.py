@@ -1,0 +1,132 @@
+"""Retention decisions: fire the policies, check their conditions, apply the contact rules,
+and return each decision as a fact with its id and its audit trail.
+
+Each decision is recorded on the customer aggregate as it is taken, so the caps see the
+decisions before it; the caller saves them in the same transaction as the touchpoints and
+changes that caused them. Highest priority first, so a service recovery is issued before a
+promotion of the same moment is checked (and then suppressed by the complaint it answers).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+from uuid import uuid5
+
+from ..clock import iso
+from ..ids import NAMESPACE
+from ..projections.lifecycle import Status
+from .checks import run_checks
+from .model import ContactRules, PolicySpec
+from .triggers import Firing, on_facts, timers
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a custom Python condition sees (see docs/policies.md)."""
+    customer_id: str
+    stage: str | None
+    health: str | None
+    purchases: int
+    revenue: float
+    now: datetime
+    firing: Firing
+
+
+def action_id(policy: str, customer: Any, trigger_id: str, version: str) -> str:
+    return str(uuid5(NAMESPACE, f"action:{policy}:{customer}:{trigger_id}:{version}"))
+
+
+class PolicyEngine:
+    def __init__(self, specs: tuple[PolicySpec, ...], rules: ContactRules):
+        self.specs = tuple(s for s in specs if s.enabled)
+        self.rules = rules
+        self.custom: dict[str, Callable[[PolicyContext], Any]] = {
+            s.name: _resolve(s.python) for s in self.specs if s.python}
+
+    def decide(self, customer: Any, status: Status, changes: list[dict], touchpoints: list[dict],
+               now: datetime) -> tuple[list[dict[str, Any]], datetime | None]:
+        """The decisions to record now, and when this customer's next policy timer is due."""
+        firings = on_facts(self.specs, changes, touchpoints)
+        upcoming: list[datetime] = []
+        for spec in self.specs:
+            for due, firing in timers(spec, customer, status, now):
+                if due <= now:
+                    firings.append(firing)
+                else:
+                    upcoming.append(due)
+        decided: list[dict[str, Any]] = []
+        for firing in sorted(firings, key=lambda f: (-f.spec.priority, f.spec.name, f.trigger_id)):
+            aid = action_id(firing.spec.name, customer.id, firing.trigger_id, self.rules.version)
+            if aid in customer.actions or any(d["action_id"] == aid for d in decided):
+                continue  # decided before: a redelivery, a restart or a replay changes nothing
+            conditions = self._conditions(firing, customer, status, now)
+            if all(c["ok"] for c in conditions):
+                decided.append(self._decide(customer, firing, conditions, now, aid))
+                customer.record_action(decided[-1])   # so caps see this decision at once
+        for aid, action in list(customer.deferred.items()):
+            release = datetime.fromisoformat(action["release_at"])
+            if release > now:
+                upcoming.append(release)
+                continue
+            spec = next((s for s in self.specs if s.name == action["policy"]), None)
+            if spec is None:   # the policy was removed from the config while the action waited
+                decided.append({**action, "status": "suppressed", "at": iso(now), "release_at": None,
+                                "reason": f"suppressed: policy {action['policy']} is no longer configured"})
+            else:
+                firing = Firing(spec, action["trigger"]["id"], action["trigger"]["description"],
+                                tuple(action["causes"]))
+                decided.append(self._decide(customer, firing, action["conditions"], now, aid))
+            customer.record_action(decided[-1])
+        return decided, min(upcoming, default=None)
+
+    def _conditions(self, firing: Firing, customer: Any, status: Status, now: datetime) -> list[dict[str, Any]]:
+        spec, c = firing.spec, firing.spec.conditions
+        out = []
+
+        def cond(name: str, expected: Any, value: Any, ok: bool) -> None:
+            out.append({"condition": name, "expected": expected, "value": value, "ok": ok})
+
+        # Every recorded change fires, even one undone later in the same batch: a live engine fed
+        # one touchpoint at a time would have fired it too, and batching must not change decisions.
+        if c.stage is not None:
+            cond("stage", list(c.stage), status.stage, status.stage in c.stage)
+        if c.health is not None:
+            cond("health", list(c.health), status.health, status.health in c.health)
+        n = len(status.purchases)
+        if c.min_purchases is not None:
+            cond("min_purchases", c.min_purchases, n, n >= c.min_purchases)
+        if c.max_purchases is not None:
+            cond("max_purchases", c.max_purchases, n, n <= c.max_purchases)
+        if spec.name in self.custom:
+            ctx = PolicyContext(customer.customer_id, status.stage, status.health, n,
+                                round(sum(o.amount for o in status.purchases), 2), now, firing)
+            verdict = self.custom[spec.name](ctx)
+            cond(spec.python or spec.name, True, bool(verdict), bool(verdict))
+        return out
+
+    def _decide(self, customer: Any, firing: Firing, conditions: list[dict], now: datetime, aid: str) -> dict[str, Any]:
+        spec = firing.spec
+        status, checks, caps, release = run_checks(customer, spec, now, self.rules)
+        blocked = [c for c in checks if c["blocked"]]
+        if status == "issued":
+            reason = f"{spec.name}: {firing.description}"
+        elif status == "deferred":
+            reason = f"deferred until {iso(release)[:16]}Z: {blocked[0]['detail']}"
+        else:
+            reason = "suppressed: " + "; ".join(c["detail"] for c in blocked)
+        return {"action_id": aid, "customer_id": customer.customer_id, "policy": spec.name,
+                "policy_version": self.rules.version, "action": spec.action, "channel": spec.channel,
+                "purpose": spec.purpose, "priority": spec.priority, "status": status, "reason": reason,
+                "at": iso(now), "release_at": iso(release) if release else None,
+                "trigger": {"type": spec.trigger.on, "id": firing.trigger_id, "description": firing.description},
+                "causes": list(firing.causes), "conditions": conditions, "checks": checks, "caps": caps}
+
+
+def _resolve(target: str) -> Callable[[PolicyContext], Any]:
+    import importlib
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"custom policy function {target!r} cannot be loaded: {e}") from None
