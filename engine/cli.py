@@ -2,10 +2,8 @@
 JSON lines for feeds), so scripts never parse the human-readable output."""
 from __future__ import annotations
 
-import shutil
 import sys
-from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,6 +37,13 @@ def config_of(path: str | None) -> Config:
     try:
         return load_config(path)
     except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def open_engine(config: Config, clock: Any = None) -> Engine:
+    try:
+        return Engine(config, clock)
+    except (ConfigError, ValueError) as e:
         raise click.ClickException(str(e)) from None
 
 
@@ -89,7 +94,7 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
 @common
 def ingest(file: Path, rejects: Path | None, backfill: bool, config_path: str | None, as_json: bool) -> None:
     """Ingest touchpoints from a JSON-lines FILE (one touchpoint per line)."""
-    with Engine(config_of(config_path), EventTimeClock() if backfill else None) as engine:
+    with open_engine(config_of(config_path), EventTimeClock() if backfill else None) as engine:
         report = ingest_file(engine, file, show=err.is_terminal and not as_json)
         engine.clock = SystemClock()
         due = engine.run_due()
@@ -118,23 +123,12 @@ def ingest(file: Path, rejects: Path | None, backfill: bool, config_path: str | 
 @common
 def simulate(customers: int, seed: int, until: str | None, out: Path, config_path: str | None, as_json: bool) -> None:
     """Write a reproducible synthetic history as JSON lines."""
+    from .demo import today, write_history
     from .simulator import simulate as generate
-    end = when(until) or today_end()
+    end = when(until) or today()
     n = write_history(out, generate(customers, seed, end))
     summary = {"records": n, "customers": customers, "seed": seed, "until": end.isoformat(), "out": str(out)}
     emit(summary) if as_json else console.print(f"wrote {n:,} touchpoints of {customers:,} customers to {out}")
-
-
-def today_end() -> datetime:
-    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def write_history(out: Path, records: Iterator[dict]) -> int:
-    n = 0
-    with out.open("wb") as f:
-        for n, record in enumerate(records, start=1):
-            f.write(orjson.dumps(record) + b"\n")
-    return n
 
 
 @main.command()
@@ -143,7 +137,7 @@ def write_history(out: Path, records: Iterator[dict]) -> int:
 @common
 def funnel(as_of: str | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
     """Customers per stage and health as of a time."""
-    with Engine(config_of(config_path)) as engine:
+    with open_engine(config_of(config_path)) as engine:
         from . import queries
         result = queries.funnel(engine, when(as_of) or engine.clock.now(), as_known)
     emit(result) if as_json else print_funnel(result)
@@ -173,7 +167,7 @@ def print_funnel(f: dict[str, Any]) -> None:
 def customer(customer_id: str, as_of: str | None, as_known: bool, limit: int,
              config_path: str | None, as_json: bool) -> None:
     """A customer's 360° view: stage and health with reasons, profile, timeline."""
-    with Engine(config_of(config_path)) as engine:
+    with open_engine(config_of(config_path)) as engine:
         from . import queries
         try:
             view = queries.customer_view(engine, customer_id, when(as_of) or engine.clock.now(), as_known)
@@ -212,7 +206,7 @@ def print_customer(v: dict[str, Any], limit: int) -> None:
 @common
 def changes(after: int, limit: int, customer_id: str | None, config_path: str | None, as_json: bool) -> None:
     """The lifecycle-change feed (stage and health), in order, from a position."""
-    with Engine(config_of(config_path)) as engine:
+    with open_engine(config_of(config_path)) as engine:
         feed = engine.changes(after, limit, customer_id)
     for c in feed:
         if as_json:
@@ -229,7 +223,7 @@ def changes(after: int, limit: int, customer_id: str | None, config_path: str | 
 @common
 def actions(after: int, limit: int, customer_id: str | None, config_path: str | None, as_json: bool) -> None:
     """The action feed: retention actions issued, suppressed and deferred, in order."""
-    with Engine(config_of(config_path)) as engine:
+    with open_engine(config_of(config_path)) as engine:
         feed = engine.actions(after, limit, customer_id)
     for a in feed:
         if as_json:
@@ -244,7 +238,7 @@ def actions(after: int, limit: int, customer_id: str | None, config_path: str | 
 @common
 def why(action_id: str, config_path: str | None, as_json: bool) -> None:
     """Explain an action or a suppression in plain words, from its recorded trail."""
-    with Engine(config_of(config_path)) as engine:
+    with open_engine(config_of(config_path)) as engine:
         try:
             result = engine.why(action_id)
         except KeyError:
@@ -257,7 +251,7 @@ def why(action_id: str, config_path: str | None, as_json: bool) -> None:
 @common
 def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:
     """Erase a customer's personal data (deletes the key; the history stays, anonymous)."""
-    with Engine(config_of(config_path)) as engine:
+    with open_engine(config_of(config_path)) as engine:
         try:
             result = engine.forget(customer_id)
         except KeyError:
@@ -269,7 +263,7 @@ def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:
 @common
 def tick(config_path: str | None, as_json: bool) -> None:
     """Run due lifecycle timers now (window expiries, health thresholds)."""
-    with Engine(config_of(config_path)) as engine:
+    with open_engine(config_of(config_path)) as engine:
         n = engine.run_due()
     emit({"changes": n}) if as_json else console.print(f"{n:,} lifecycle changes recorded")
 
@@ -280,62 +274,39 @@ def tick(config_path: str | None, as_json: bool) -> None:
 @common
 def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> None:
     """Simulate, ingest and derive on the embedded store, then show the results."""
-    from .simulator import simulate as generate
-    config = config_of(config_path)
-    data = config.data_path / "demo"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
-    # The demo always runs embedded, whatever store the config names, and leaves that store alone.
-    config = config.model_copy(update={"data_dir": str(data),
-                                       "store": config.store.model_copy(update={"backend": "sqlite"})})
-    until = today_end()
-    history = data / "history.jsonl"
-    write_history(history, generate(customers, seed, until))
-    with Engine(config, EventTimeClock()) as engine:
-        report = ingest_file(engine, history, show=err.is_terminal and not as_json, label="demo ingest")
-        engine.clock = SystemClock()
-        due = engine.run_due()
-        result = engine.funnel()
-        counts = Counter((c["dimension"], c["from"], c["to"]) for c in iter_changes(engine))
-        sample = pick_customer(engine, result)
-        view = engine.customer(sample)
-    summary = {"data_dir": str(data), "ingest": {**report.summary(), "timer_changes": report.timer_changes + due},
-               "funnel": result,
-               "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in counts.most_common()],
-               "customer": view}
+    from .demo import run_demo
+    show = err.is_terminal and not as_json
+    try:
+        summary = run_demo(config_of(config_path), customers, seed,
+                           lambda engine, path: ingest_file(engine, path, show, label="demo ingest"))
+    except (ConfigError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
     if as_json:
         emit(summary)
         return
-    console.print(f"simulated {customers:,} customers (seed {seed}) → {history}")
-    console.print(f"ingested: {report.accepted:,} accepted, {report.duplicates:,} duplicates, "
-                  f"{report.rejected:,} rejected\n")
-    print_funnel(result)
+    i = summary["ingest"]
+    console.print(f"simulated {customers:,} customers (seed {seed}) → {summary['history']}")
+    console.print(f"ingested: {i['accepted']:,} accepted, {i['duplicates']:,} duplicates, {i['rejected']:,} rejected; "
+                  f"{i['stage_changes'] + i['timer_changes']:,} lifecycle changes, {i['actions']:,} decisions\n")
+    print_funnel(summary["funnel"])
     table = Table(title="Lifecycle changes recorded")
     for col in ("dimension", "from", "to", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
-    for (d, f, t), n in counts.most_common(12):
-        table.add_row(d, str(f), str(t), f"{n:,}")
+    for c in summary["changes"][:12]:
+        table.add_row(c["dimension"], str(c["from"]), str(c["to"]), f"{c['count']:,}")
     console.print(table)
-    print_customer(view, 15)
-    console.print(f"\nexplore: JOURNEY_DATA_DIR={data} journey customer {sample}")
-
-
-def iter_changes(engine: Engine) -> Iterator[dict]:
-    from . import queries
-    for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC):
-        yield body["change"]
-
-
-def pick_customer(engine: Engine, funnel_result: dict) -> str:
-    """A current advocate if there is one: the customer whose story shows the most of the engine."""
-    latest: dict[str, dict[str, str]] = {}
-    for change in iter_changes(engine):
-        latest.setdefault(change["customer_id"], {})[change["dimension"]] = change["to"]
-    for wanted in ({"stage": "advocate", "health": "active"}, {"stage": "advocate"}, {}):
-        for customer, now in latest.items():
-            if all(now.get(k) == v for k, v in wanted.items()):
-                return customer
-    raise click.ClickException("no customer was ingested")
+    table = Table(title="Retention actions by policy (latest status of each action)")
+    for col in ("policy", "issued", "suppressed", "deferred"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for policy, n in summary["actions"]["by_policy"].items():
+        table.add_row(policy, f"{n['issued']:,}", f"{n['suppressed']:,}", f"{n['deferred']:,}")
+    console.print(table)
+    console.print("blocked by: " + ", ".join(f"{k} {v:,}" for k, v in summary["actions"]["blocked_by"].items()))
+    print_customer(summary["customer"], 15)
+    if summary["why"]:
+        console.print("\n[bold]journey why[/] " + summary["why"]["action_id"])
+        console.print(summary["why"]["explanation"], highlight=False)
+    console.print(f"\nexplore: JOURNEY_DATA_DIR={summary['data_dir']} journey customer {summary['customer']['customer_id']}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from eventsourcing.persistence import IntegrityError
 
 from .catalog import Catalog
 from .clock import EventTimeClock, SystemClock, iso
-from .config import Config
+from .config import Config, ConfigError
 from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor
 from .keys import open_keystore
@@ -53,6 +53,10 @@ class Engine:
                                    config.ingest.max_touchpoint_bytes)
         self.store = open_store(config)
         self.keys = open_keystore(config)
+        for spec in config.policies:
+            if spec.trigger.kind is not None and self.catalog.schema(spec.trigger.kind) is None:
+                raise ConfigError(f"policy {spec.name}: trigger kind {spec.trigger.kind!r} is not a known "
+                                  "touchpoint kind")
         self.policies = PolicyEngine(config.policies, config.contact)
         self.ingestor = Ingestor(self.store, self.keys, self.catalog, self.rules, self.policies)
 

@@ -79,5 +79,10 @@ def test_simulate_then_demo(tmp_path):
     assert all(n > 0 for n in demo["funnel"]["stages"].values()), demo["funnel"]
     assert all(n > 0 for n in demo["funnel"]["health"].values()), demo["funnel"]
     assert demo["customer"]["stage"] and demo["changes"]
+    by_policy = demo["actions"]["by_policy"]
+    assert by_policy["welcome"]["issued"] == 400                     # every new customer, once
+    assert sum(p["suppressed"] for p in by_policy.values()) > 0
+    assert {"consent", "quiet_hours"} <= set(demo["actions"]["blocked_by"])
     text = run("demo", "--customers", "100", env=env).output
     assert "Funnel as of" in text and "Lifecycle changes recorded" in text
+    assert "Retention actions by policy" in text and "journey why" in text

@@ -292,3 +292,72 @@ def test_exactly_once_under_redelivery_restart_and_replay(plan):
     assert clean and noisy == clean == replay     # welcome at least: the first touchpoint makes a prospect
     issued = [x["action_id"] for x in clean if x["status"] == "issued"]
     assert len(issued) == len(set(issued))
+
+
+def custom(tmp_path, *policies, **kw) -> Config:
+    return Config.model_validate({"data_dir": str(tmp_path), "policies": list(policies), **kw})
+
+
+def test_date_absence_and_stage_left_triggers(tmp_path, clock):
+    config = custom(tmp_path,
+                    {"name": "anniversary_card", "trigger": {"on": "date", "date": "first_purchase_anniversary"},
+                     "action": "card", "channel": "mail", "purpose": "service"},
+                    {"name": "wake_up", "trigger": {"on": "absence", "absence": "activity", "days": 90},
+                     "action": "nudge", "channel": "email", "purpose": "service"},
+                    {"name": "sorry_to_see", "trigger": {"on": "stage_left", "stage": "first_buyer"},
+                     "action": "survey", "channel": "email", "purpose": "service",
+                     "conditions": {"stage": ["prospect"]}})
+    S = NOW - timedelta(days=800)
+    with Engine(config, clock) as engine:
+        live(engine, clock, [order("o1", S), tp("v", "page.viewed", S + timedelta(days=10))])
+        assert by_policy(engine) == {}
+        clock.at = S + timedelta(days=101)
+        engine.run_due()
+        assert by_policy(engine) == {"wake_up": "issued"}
+        clock.at = S + timedelta(days=366)
+        engine.run_due()
+        cards = decisions(engine, policy="anniversary_card")
+        assert [a["trigger"]["id"] for a in cards] == ["anniversary:o1:1"]
+        clock.at = S + timedelta(days=740)
+        engine.run_due()
+        assert [a["trigger"]["id"] for a in decisions(engine, policy="anniversary_card")][-1] == "anniversary:o1:2"
+        live(engine, clock, [tp("x", "order.cancelled", clock.now(), order_id="o1")])
+        left = decisions(engine, policy="sorry_to_see")
+        assert left[0]["status"] == "issued" and left[0]["conditions"][0]["value"] == "prospect"
+        assert engine.run_due() == 0
+
+
+def test_custom_python_condition_is_the_hook_for_value_based_policies(tmp_path, clock):
+    config = custom(tmp_path, {"name": "vip_care", "trigger": {"on": "touchpoint", "kind": "order.placed"},
+                               "action": "vip_call", "channel": "phone", "purpose": "service",
+                               "python": "tests.support.vip:big_spender"})
+    with Engine(config, clock) as engine:
+        engine.ingest([order("o1", ago(3), amount=100)])
+        engine.ingest([order("o2", ago(2), amount=450)])
+        vip = decisions(engine, policy="vip_care")
+        assert [a["trigger"]["id"] for a in vip] == ["o2"]
+        assert vip[0]["conditions"][-1] == {"condition": "tests.support.vip:big_spender", "expected": True,
+                                            "value": True, "ok": True}
+
+
+def test_bad_policies_are_named(tmp_path):
+    import pytest
+    from engine.config import ConfigError, load_config
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[[policies]]\nname = "x"\ntrigger = { on = "absence", absence = "activity" }\n'
+                   'action = "a"\nchannel = "email"\npurpose = "service"\n')
+    with pytest.raises(ConfigError, match="needs days"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match="not a known touchpoint kind"):
+        Engine(custom(tmp_path, {**BROWSE, "trigger": {"on": "touchpoint", "kind": "complaint.filled"}}))
+
+
+def test_first_time_policies_decide_once_per_customer(engine, clock):
+    S = NOW - timedelta(days=100)
+    live(engine, clock, [consent("c", S), *(order(f"o{i}", S + timedelta(days=i)) for i in range(4)),
+                         tp("x", "order.cancelled", S + timedelta(days=10), order_id="o3"),   # loyal → repeat
+                         order("o9", S + timedelta(days=20))])                                # loyal again
+    entered = [c for c in engine.changes(limit=1000) if c["to"] == "loyal"]
+    assert len(entered) == 2
+    assert len(decisions(engine, policy="loyalty_enrolment")) == 1
+    assert len(decisions(engine, policy="welcome")) == 1

@@ -24,6 +24,8 @@ class Trigger(Section):
     absence: Optional[Literal["second_purchase", "activity"]] = None
     date: Optional[Literal["first_purchase_anniversary"]] = None
     days: Optional[int] = Field(None, gt=0)   # absence, stage_held
+    # stage_entered: only the first time the customer enters the stage (a welcome is said once).
+    first_time: bool = False
 
     @model_validator(mode="after")
     def complete(self) -> "Trigger":
@@ -94,11 +96,12 @@ def _p(name: str, on: dict, action: str, channel: str, purpose: str, priority: i
 
 
 DEFAULT_POLICIES: tuple[PolicySpec, ...] = (
-    _p("welcome", {"on": "stage_entered", "stage": "prospect"}, "welcome_email", "email", "service", 10),
+    _p("welcome", {"on": "stage_entered", "stage": "prospect", "first_time": True}, "welcome_email", "email",
+       "service", 10),
     _p("second_purchase_nudge", {"on": "absence", "absence": "second_purchase", "days": 30},
        "second_purchase_offer", "email", "promotional", 50),
-    _p("loyalty_enrolment", {"on": "stage_entered", "stage": "loyal"}, "loyalty_invitation", "email",
-       "promotional", 60),
+    _p("loyalty_enrolment", {"on": "stage_entered", "stage": "loyal", "first_time": True}, "loyalty_invitation",
+       "email", "promotional", 60),
     _p("referral_ask", {"on": "stage_held", "stage": "loyal", "days": 30}, "referral_request", "email",
        "promotional", 40),
     _p("advocate_reward", {"on": "stage_entered", "stage": "advocate"}, "advocate_gift", "email",

@@ -32,7 +32,9 @@ def on_facts(specs: Iterable[PolicySpec], changes: list[dict[str, Any]], touchpo
             if ((t.on == "stage_entered" and stage and c["to"] == t.stage)
                     or (t.on == "stage_left" and stage and c["from"] == t.stage)
                     or (t.on == "health_changed" and health and c["to"] == t.health)):
-                out.append(Firing(spec, c["change_id"], f"{c['dimension']} changed {c['from']} → {c['to']} "
+                # A first-time trigger has one id per customer and stage, so it is decided once.
+                trigger_id = f"first:{t.stage}" if t.first_time else c["change_id"]
+                out.append(Firing(spec, trigger_id, f"{c['dimension']} changed {c['from']} → {c['to']} "
                                   f"(effective {c['effective_at'][:10]}, change {c['change_id']})",
                                   (c["change_id"], *c["causes"])))
         if t.on == "touchpoint":

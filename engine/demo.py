@@ -1,0 +1,87 @@
+"""The main job on embedded defaults: simulate, ingest as history unfolds, derive, summarise."""
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import orjson
+
+from . import queries
+from .clock import EventTimeClock, SystemClock
+from .config import Config
+from .service import Engine
+from .simulator import simulate
+
+
+def today() -> datetime:
+    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def write_history(out: Path, records: Iterator[dict]) -> int:
+    n = 0
+    with out.open("wb") as f:
+        for n, record in enumerate(records, start=1):
+            f.write(orjson.dumps(record) + b"\n")
+    return n
+
+
+def run_demo(config: Config, customers: int, seed: int,
+             ingest: Callable[[Engine, Path], Any]) -> dict[str, Any]:
+    """`ingest(engine, path)` loads the history (the CLI passes one with a progress bar)."""
+    data = config.data_path / "demo"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    # The demo always runs embedded, whatever store the config names, and leaves that store alone.
+    config = config.model_copy(update={"data_dir": str(data),
+                                       "store": config.store.model_copy(update={"backend": "sqlite"})})
+    history = data / "history.jsonl"
+    write_history(history, simulate(customers, seed, today()))
+    # History is replayed as it unfolded: the clock follows event time, timers fire on the way.
+    with Engine(config, EventTimeClock()) as engine:
+        report = ingest(engine, history)
+        engine.clock = SystemClock()
+        due = engine.run_due()
+        changes = Counter((c["dimension"], c["from"], c["to"])
+                          for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC) for c in [body["change"]])
+        latest: dict[str, dict] = {}
+        policies: dict[str, Counter] = {}
+        blocked: Counter = Counter()
+        for _, _, body in queries.scan(engine, queries.ACTION_TOPIC):
+            a = body["action"]
+            latest[a["action_id"]] = a
+        for a in latest.values():
+            policies.setdefault(a["policy"], Counter())[a["status"]] += 1
+            blocked.update(c["check"] for c in a["checks"] if c["blocked"])
+        sample = pick_customer(engine)
+        view = engine.customer(sample)
+        explained = next((engine.why(a["action_id"]) for a in latest.values()
+                          if a["status"] == "suppressed" and a["customer_id"] == sample), None) or \
+            next((engine.why(a["action_id"]) for a in latest.values() if a["status"] == "suppressed"), None)
+        funnel = engine.funnel()
+    return {
+        "data_dir": str(data), "history": str(history), "customers": customers, "seed": seed,
+        "ingest": {**report.summary(), "timer_changes": report.timer_changes + due},
+        "funnel": funnel,
+        "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in changes.most_common()],
+        "actions": {"by_policy": {p: {s: c[s] for s in ("issued", "suppressed", "deferred")}
+                                  for p, c in sorted(policies.items())},
+                    "blocked_by": dict(blocked.most_common())},
+        "customer": view,
+        "why": explained,
+    }
+
+
+def pick_customer(engine: Engine) -> str:
+    """A current advocate if there is one: the customer whose story shows the most of the engine."""
+    latest: dict[str, dict[str, str]] = {}
+    for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC):
+        change = body["change"]
+        latest.setdefault(change["customer_id"], {})[change["dimension"]] = change["to"]
+    for wanted in ({"stage": "advocate", "health": "active"}, {"stage": "advocate"}, {}):
+        for customer, now in latest.items():
+            if all(now.get(k) == v for k, v in wanted.items()):
+                return customer
+    raise ValueError("no customer was ingested")
