@@ -199,38 +199,36 @@ def print_customer(v: dict[str, Any], limit: int) -> None:
                           highlight=False)
 
 
+def feed_options(f: Any) -> Any:
+    f = click.option("--customer", "customer_id", help="Only this customer's entries.")(f)
+    f = click.option("--limit", default=100, show_default=True)(f)
+    f = click.option("--after", default=0, show_default=True, help="Feed position to read after.")(f)
+    return common(f)
+
+
+def print_feed(config_path: str | None, as_json: bool, read: Any, line: Any) -> None:
+    with open_engine(config_of(config_path)) as engine:
+        entries = read(engine)
+    for entry in entries:
+        emit(entry) if as_json else console.print(line(entry), highlight=False)
+
+
 @main.command()
-@click.option("--after", default=0, show_default=True, help="Feed position to read after.")
-@click.option("--limit", default=100, show_default=True)
-@click.option("--customer", "customer_id", help="Only this customer's changes.")
-@common
+@feed_options
 def changes(after: int, limit: int, customer_id: str | None, config_path: str | None, as_json: bool) -> None:
     """The lifecycle-change feed (stage and health), in order, from a position."""
-    with open_engine(config_of(config_path)) as engine:
-        feed = engine.changes(after, limit, customer_id)
-    for c in feed:
-        if as_json:
-            emit(c)
-        else:
-            console.print(f"{c['position']:>8}  {c['effective_at'][:16]}  {c['customer_id']:<14} {c['dimension']:<6} "
-                          f"{c['from']} → {c['to']}  ({c['reason']})", highlight=False)
+    print_feed(config_path, as_json, lambda e: e.changes(after, limit, customer_id),
+               lambda c: f"{c['position']:>8}  {c['effective_at'][:16]}  {c['customer_id']:<14} "
+                         f"{c['dimension']:<6} {c['from']} → {c['to']}  ({c['reason']})")
 
 
 @main.command()
-@click.option("--after", default=0, show_default=True, help="Feed position to read after.")
-@click.option("--limit", default=100, show_default=True)
-@click.option("--customer", "customer_id", help="Only this customer's actions.")
-@common
+@feed_options
 def actions(after: int, limit: int, customer_id: str | None, config_path: str | None, as_json: bool) -> None:
     """The action feed: retention actions issued, suppressed and deferred, in order."""
-    with open_engine(config_of(config_path)) as engine:
-        feed = engine.actions(after, limit, customer_id)
-    for a in feed:
-        if as_json:
-            emit(a)
-        else:
-            console.print(f"{a['position']:>8}  {a['at'][:16]}  {a['customer_id']:<14} {a['policy']:<22} "
-                          f"{a['status']:<10} {a['channel']:<6} {a['reason']}", highlight=False)
+    print_feed(config_path, as_json, lambda e: e.actions(after, limit, customer_id),
+               lambda a: f"{a['position']:>8}  {a['at'][:16]}  {a['customer_id']:<14} {a['policy']:<22} "
+                         f"{a['status']:<10} {a['channel']:<6} {a['reason']}")
 
 
 @main.command()
