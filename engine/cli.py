@@ -307,5 +307,15 @@ def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> N
     console.print(f"\nexplore: JOURNEY_DATA_DIR={summary['data_dir']} journey customer {summary['customer']['customer_id']}")
 
 
+def _plugins() -> None:
+    """Commands of the outer layers (streams/, replay/) register through an entry point, so
+    this module never imports them; a plugin command of an existing name extends it."""
+    from importlib.metadata import entry_points
+    for ep in entry_points(group="journey.commands"):
+        main.add_command(ep.load(), ep.name)
+
+
+_plugins()
+
 if __name__ == "__main__":
     main()

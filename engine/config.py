@@ -53,6 +53,20 @@ class StoreSettings(Section):
     postgres: PostgresSettings = PostgresSettings()
 
 
+class KafkaSettings(Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "journey"             # topics <prefix>.touchpoints, .dead-letter, .stage-changed, .actions
+    partitions: int = Field(4, ge=1)          # of journey.touchpoints, keyed by customer id
+    batch_size: int = Field(500, ge=1)        # touchpoints a worker takes per transaction
+    batch_seconds: float = Field(0.2, gt=0)   # ...or whatever arrived within this time
+
+
+class RedisSettings(Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "journey"                   # every key this engine writes starts with it
+    stream_maxlen: int = Field(100_000, ge=1)  # approximate length bound of the Redis streams
+
+
 class PrivacySettings(Section):
     # Trait and property names that identify a person; always encrypted per customer.
     pii_fields: tuple[str, ...] = (
@@ -88,6 +102,8 @@ class Config(Section):
     ingest: IngestSettings = IngestSettings()
     store: StoreSettings = StoreSettings()
     privacy: PrivacySettings = PrivacySettings()
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
     kinds: tuple[CustomKind, ...] = ()
     contact: ContactRules = ContactRules()
     # Listing [[policies]] in a config file replaces this whole default set.
@@ -106,8 +122,8 @@ def load_config(path: str | Path | None = None) -> Config:
     """Read `path`, else ./config.toml, else the packaged defaults.
 
     Environment overrides: JOURNEY_DATA_DIR (data directory), JOURNEY_STORE
-    (sqlite|postgres) and the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD,
-    PGDATABASE for the PostgreSQL store.
+    (sqlite|postgres), the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD,
+    PGDATABASE for the PostgreSQL store, KAFKA_BOOTSTRAP_SERVERS and REDIS_URL.
     """
     if path is None and Path("config.toml").is_file():
         path = "config.toml"
@@ -130,6 +146,10 @@ def load_config(path: str | Path | None = None) -> Config:
 def _apply_env(raw: dict) -> None:
     if os.environ.get("JOURNEY_DATA_DIR"):
         raw["data_dir"] = os.environ["JOURNEY_DATA_DIR"]
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        raw.setdefault("kafka", {})["bootstrap_servers"] = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    if os.environ.get("REDIS_URL"):
+        raw.setdefault("redis", {})["url"] = os.environ["REDIS_URL"]
     store = raw.setdefault("store", {})
     if os.environ.get("JOURNEY_STORE"):
         store["backend"] = os.environ["JOURNEY_STORE"]

@@ -30,12 +30,29 @@ PAGE = 5000
 
 def scan(engine: "Engine", topic: str, after: int = 0) -> Iterator[tuple[int, Any, dict[str, Any]]]:
     """(position, customer uuid, event body) for every stored event of a topic, in log order."""
+    for position, customer, _, body in page(engine, after, None, (topic,)):
+        yield position, customer, body
+
+
+def page(engine: "Engine", after: int, limit: int | None, topics: tuple[str, ...]
+         ) -> Iterator[tuple[int, Any, str, dict[str, Any]]]:
+    """(position, customer uuid, topic, body) of stored events after a position, in log order."""
     recorder = engine.store.recorder
-    start = after + 1
-    while page := recorder.select_notifications(start, PAGE, topics=[topic]):
-        for n in page:
-            yield n.id, n.originator_id, orjson.loads(n.state)
-        start = page[-1].id + 1
+    start, left = after + 1, limit
+    while left is None or left > 0:
+        rows = recorder.select_notifications(start, min(PAGE, left or PAGE), topics=list(topics))
+        if not rows:
+            return
+        for n in rows:
+            yield n.id, n.originator_id, n.topic, orjson.loads(n.state)
+        start = rows[-1].id + 1
+        left = None if left is None else left - len(rows)
+
+
+def facts_page(engine: "Engine", after: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """The next lifecycle changes and actions after a position, for relays: (position, feed, fact)."""
+    return [(p, "stage-changed", body["change"]) if topic == CHANGE_TOPIC else (p, "actions", body["action"])
+            for p, _, topic, body in page(engine, after, limit, (CHANGE_TOPIC, ACTION_TOPIC))]
 
 
 def visible(tp: dict[str, Any], T: datetime, as_known: bool) -> bool:

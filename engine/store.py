@@ -6,6 +6,7 @@ library uses for tracking records):
   journey_touchpoints  event_id -> customer, content digest: idempotency forever, and a
                        unique key that makes concurrent writers of one touchpoint collide;
   journey_timers       customer -> next due time of a lifecycle re-evaluation.
+A third, journey_positions, holds how far each relay that follows the log has got.
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
             "CREATE TABLE IF NOT EXISTS journey_timers ("
             "customer TEXT PRIMARY KEY, due_us INTEGER)",
             "CREATE INDEX IF NOT EXISTS journey_timers_due ON journey_timers (due_us)",
+            "CREATE TABLE IF NOT EXISTS journey_positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
         ]
 
     def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Any:
@@ -105,6 +107,17 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
             c.execute("SELECT COUNT(*) FROM journey_timers")
             return c.fetchone()[0]
 
+    def get_position(self, name: str) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT position FROM journey_positions WHERE name = ?", (name,))
+            row = c.fetchone()
+            return row[0] if row else 0
+
+    def set_position(self, name: str, position: int) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("INSERT INTO journey_positions VALUES (?, ?) ON CONFLICT (name) "
+                      "DO UPDATE SET position = excluded.position", (name, position))
+
 
 class PostgresJourneyRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: Any, **kwargs: Any):
@@ -112,11 +125,14 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         schema = Identifier(self.datastore.schema)
         self.t_ids = SQL("{}.journey_touchpoints").format(schema)
         self.t_timers = SQL("{}.journey_timers").format(schema)
+        self.t_positions = SQL("{}.journey_positions").format(schema)
         self.sql_create_statements += [
             SQL("CREATE TABLE IF NOT EXISTS {} (event_id text PRIMARY KEY, customer text NOT NULL, "
                 "digest text NOT NULL)").format(self.t_ids),
             SQL("CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, due_us bigint)").format(self.t_timers),
             SQL("CREATE INDEX IF NOT EXISTS journey_timers_due ON {} (due_us)").format(self.t_timers),
+            SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, position bigint NOT NULL)")
+            .format(self.t_positions),
         ]
         self.upsert_timer = SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (customer) "
                                 "DO UPDATE SET due_us = excluded.due_us").format(self.t_timers)
@@ -150,6 +166,17 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT COUNT(*) AS n FROM {}").format(self.t_timers))
             return curs.fetchone()["n"]
+
+    def get_position(self, name: str) -> int:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT position FROM {} WHERE name = %s").format(self.t_positions), (name,))
+            row = curs.fetchone()
+            return row["position"] if row else 0
+
+    def set_position(self, name: str, position: int) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET "
+                             "position = excluded.position").format(self.t_positions), (name, position))
 
 
 class JourneyStore(Application):

@@ -77,3 +77,42 @@ def config(request, tmp_path) -> Config:
 def engine(config, clock):
     with Engine(config, clock) as e:
         yield e
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    """KAFKA_BOOTSTRAP_SERVERS when given, else a throwaway Tansu broker for the session."""
+    from .servers import env_or, tansu_broker
+    if env_or("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    with tansu_broker() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """REDIS_URL when given, else a throwaway redis-server for the session."""
+    from .servers import env_or, redis_server
+    if env_or("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def stream_config(tmp_path, kafka_bootstrap, redis_url) -> Config:
+    """A config whose topics and Redis keys belong to this test alone; its Redis keys are removed after."""
+    from engine.config import KafkaSettings, RedisSettings
+    tag = uuid.uuid4().hex[:10]
+    config = Config(data_dir=str(tmp_path / "var"),
+                    kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{tag}", partitions=3,
+                                        batch_seconds=0.05),
+                    redis=RedisSettings(url=redis_url, prefix=f"test:{tag}"))
+    yield config
+    import redis
+    r = redis.Redis.from_url(redis_url)
+    for key in r.scan_iter(match=f"test:{tag}:*"):
+        r.delete(key)
+    r.close()

@@ -11,7 +11,8 @@ ROOT = Path(__file__).parent.parent
 
 
 def test_repository_config_equals_the_packaged_defaults(monkeypatch):
-    for var in ("JOURNEY_DATA_DIR", "JOURNEY_STORE", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"):
+    for var in ("JOURNEY_DATA_DIR", "JOURNEY_STORE", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE",
+                "KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"):
         monkeypatch.delenv(var, raising=False)
     assert load_config(ROOT / "config.toml") == Config()
 

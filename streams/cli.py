@@ -1,0 +1,102 @@
+"""Streaming commands, added to `journey` through the `journey.commands` entry point, so the
+engine's CLI never imports streams/: `journey worker`, `journey relay`, `journey readmodel`,
+and `journey customer ID --from-redis`."""
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+from redis.asyncio import Redis
+
+from engine.cli import common, config_of, console, emit, open_engine
+from engine.cli import customer as core_customer
+
+from . import readmodel
+from .topology import Topology
+
+
+@click.command()
+@click.option("--no-relays", is_flag=True, help="Only ingest; run `journey relay` separately.")
+@click.option("--id", "app_id", default="journey", show_default=True, help="Consumer group (faust app id).")
+@click.option("--loglevel", default="warning", show_default=True)
+@common
+def worker(no_relays: bool, app_id: str, loglevel: str, config_path: str | None, as_json: bool) -> None:
+    """Consume journey.touchpoints with faust: validate, append, derive, decide, relay."""
+    import faust
+    from .worker import build_app
+    config = config_of(config_path)
+    engine = open_engine(config)
+    app = build_app(config, engine, app_id=app_id, relays=not no_relays)
+    sys.argv = [sys.argv[0], "worker"]          # faust reads its own command line
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Catch up once and exit.")
+@common
+def relay(once: bool, config_path: str | None, as_json: bool) -> None:
+    """Run timers, the Kafka and Redis relays and the read model (what a worker's leader does)."""
+    from .worker import Outbox
+    config = config_of(config_path)
+
+    async def run() -> int:
+        with open_engine(config) as engine:
+            outbox = Outbox(engine, config, Topology.of(config))
+            total = 0
+            try:
+                while True:
+                    total += await outbox.tick()
+                    if once:
+                        return total
+                    await asyncio.sleep(0.1)
+            finally:
+                await outbox.stop()
+
+    n = asyncio.run(run())
+    emit({"published": n}) if as_json else console.print(f"{n:,} facts relayed")
+
+
+@click.command("readmodel")
+@click.option("--rebuild", is_flag=True, help="Drop the Redis read model and build it again from the store.")
+@common
+def readmodel_cmd(rebuild: bool, config_path: str | None, as_json: bool) -> None:
+    """Bring the Redis read model up to date with the store (or rebuild it)."""
+    config = config_of(config_path)
+
+    async def run() -> int:
+        redis = Redis.from_url(config.redis.url)
+        try:
+            with open_engine(config) as engine:
+                topo = Topology.of(config)
+                return await (readmodel.rebuild if rebuild else readmodel.catch_up)(engine, redis, topo)
+        finally:
+            await redis.aclose()
+
+    n = asyncio.run(run())
+    emit({"customers": n}) if as_json else console.print(f"{n:,} customers refreshed")
+
+
+@click.command("customer")
+@click.option("--from-redis", is_flag=True, help="Read the Redis read model instead of the store.")
+@click.pass_context
+def customer(ctx: click.Context, from_redis: bool, **kwargs: object) -> None:
+    """A customer's 360° view: stage and health with reasons, profile, timeline."""
+    if not from_redis:
+        return ctx.invoke(core_customer, **kwargs)
+    config = config_of(kwargs.get("config_path"))  # type: ignore[arg-type]
+
+    async def run() -> dict | None:
+        redis = Redis.from_url(config.redis.url)
+        try:
+            return await readmodel.lookup(redis, Topology.of(config), str(kwargs["customer_id"]))
+        finally:
+            await redis.aclose()
+
+    row = asyncio.run(run())
+    if row is None:
+        raise click.ClickException(f"no customer {kwargs['customer_id']!r} in the Redis read model")
+    emit(row) if kwargs.get("as_json") else console.print(row, highlight=False)
+
+
+customer.params = [p for p in core_customer.params] + customer.params  # the core options, plus --from-redis

@@ -1,0 +1,98 @@
+"""The Redis read model: one hash per customer, for lookups at every touchpoint.
+
+It follows every customer event in the store from a position kept in Redis; the hashes of
+the customers touched by a batch and the new position are written in one MULTI/EXEC, so the
+model is always some exact prefix of the store's history. `rebuild` starts it from scratch.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import UUID
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from engine import queries
+from engine.service import Engine
+
+from .topology import Topology
+
+BATCH = 2000
+
+
+def summary(engine: Engine, customer: UUID) -> tuple[str, dict[str, str]] | None:
+    """The read-model fields of one customer, now (no personal data: ids, stage, money, flags)."""
+    aggregate = engine.store.customer(customer)
+    if aggregate is None:
+        return None
+    v = queries.customer_view(engine, aggregate.customer_id, engine.clock.now())
+    fields = {"customer_id": v["customer_id"], "stage": v["stage"] or "", "health": v["health"] or "",
+              "purchases": str(v["purchases"]), "revenue": f"{v['revenue']:.2f}",
+              "last_purchase": v["last_purchase"] or "",
+              "open_complaint": "1" if v["open_complaints"] else "0",
+              "overdue_invoice": "1" if v["overdue_invoices"] else "0",
+              "consent": orjson.dumps(v["consent"]).decode(), "erased": "1" if v["erased"] else "0"}
+    return aggregate.customer_id, fields
+
+
+def _touched(engine: Engine, after: int, limit: int) -> tuple[int, set[UUID]]:
+    last, customers = after, set()
+    for position, customer, _, _ in queries.page(engine, after, limit, ()):
+        last = position
+        customers.add(customer)
+    return last, customers
+
+
+async def update(engine: Engine, redis: Redis, topo: Topology, batch: int = BATCH) -> int:
+    """Apply the next batch of the store's history; returns how many customers were refreshed."""
+    position_key = topo.key("readmodel", "position")
+    async with redis.pipeline(transaction=True) as pipe:
+        try:
+            await pipe.watch(position_key)
+            position = int(await pipe.get(position_key) or 0)
+            last, customers = await asyncio.to_thread(_touched, engine, position, batch)
+            if last == position:
+                return 0
+            rows = await asyncio.to_thread(lambda: [summary(engine, c) for c in customers])
+            pipe.multi()
+            for row in filter(None, rows):
+                key = topo.key("customer", row[0])
+                pipe.delete(key)
+                pipe.hset(key, mapping=row[1])
+            pipe.set(position_key, last)
+            await pipe.execute()
+        except WatchError:
+            return 0
+    return len(customers)
+
+
+async def catch_up(engine: Engine, redis: Redis, topo: Topology) -> int:
+    total = 0
+    while True:
+        before = int(await redis.get(topo.key("readmodel", "position")) or 0)
+        total += await update(engine, redis, topo)
+        if int(await redis.get(topo.key("readmodel", "position")) or 0) == before:
+            return total
+
+
+async def rebuild(engine: Engine, redis: Redis, topo: Topology) -> int:
+    """Drop every customer hash and the position, then follow the whole history again."""
+    async for key in redis.scan_iter(match=topo.key("customer", "*"), count=1000):
+        await redis.delete(key)
+    await redis.delete(topo.key("readmodel", "position"))
+    return await catch_up(engine, redis, topo)
+
+
+async def lookup(redis: Redis, topo: Topology, customer_id: str) -> dict[str, Any] | None:
+    """What a service calls at a touchpoint: the customer's stage, health and flags, or None."""
+    raw = await redis.hgetall(topo.key("customer", customer_id))
+    if not raw:
+        return None
+    row = {k.decode(): v.decode() for k, v in raw.items()}
+    return {**row, "purchases": int(row["purchases"]), "revenue": float(row["revenue"]),
+            "open_complaint": row["open_complaint"] == "1", "overdue_invoice": row["overdue_invoice"] == "1",
+            "consent": orjson.loads(row["consent"]), "erased": row["erased"] == "1",
+            "stage": row["stage"] or None, "health": row["health"] or None,
+            "last_purchase": row["last_purchase"] or None}

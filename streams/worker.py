@@ -1,0 +1,91 @@
+"""The ingestion worker: a faust app on `journey.touchpoints`, keyed by customer id.
+
+Each worker takes batches from its partitions and hands them to the engine off the event
+loop (the store is synchronous); invalid records go to `journey.dead-letter` with their
+reason and original bytes before the batch is acknowledged. Kafka delivers at least once;
+idempotent appends make the effect exactly once. The leader (one worker of the group, chosen
+by faust) also runs the timers, the relays and the Redis read model.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from redis.asyncio import Redis
+
+from engine.config import Config
+from engine.service import Engine
+
+from . import readmodel
+from .relay import KafkaRelay, ensure_topics, relay_redis
+from .topology import Topology
+
+log = logging.getLogger("journey.worker")
+
+
+class Outbox:
+    """The leader's duties: due timers, both relays and the read model, until caught up."""
+
+    def __init__(self, engine: Engine, config: Config, topo: Topology):
+        self.engine, self.topo = engine, topo
+        self.redis = Redis.from_url(config.redis.url)
+        self.kafka = KafkaRelay(engine, config.kafka.bootstrap_servers, topo)
+        self.started = False
+
+    async def tick(self) -> int:
+        if not self.started:
+            await self.kafka.start()
+            self.started = True
+        done = await asyncio.to_thread(self.engine.run_due)
+        while moved := (await relay_redis(self.engine, self.redis, self.topo)
+                        + await self.kafka.run_once() + await readmodel.update(self.engine, self.redis, self.topo)):
+            done += moved
+        return done
+
+    async def stop(self) -> None:
+        await self.kafka.stop()
+        await self.redis.aclose()
+
+
+def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: bool = True) -> faust.App:
+    topo = Topology.of(config)
+    app = faust.App(
+        app_id, broker=f"kafka://{config.kafka.bootstrap_servers}", value_serializer="raw",
+        topic_partitions=config.kafka.partitions, store="memory://", web_enabled=False,
+        # Without these every group join waits 30-60 s on this broker.
+        broker_session_timeout=6, broker_rebalance_timeout=6, broker_heartbeat_interval=1,
+        producer_acks=-1, topic_allow_declare=True)
+    touchpoints = app.topic(topo.touchpoints, value_serializer="raw", partitions=config.kafka.partitions)
+    dead_letter = app.topic(topo.dead_letter, value_serializer="raw", partitions=config.kafka.partitions)
+    outbox = Outbox(engine, config, topo)
+
+    @app.task
+    async def topics() -> None:
+        await ensure_topics(config.kafka.bootstrap_servers, topo)
+
+    @app.agent(touchpoints)
+    async def ingest(stream: Any) -> None:
+        async for events in stream.take_events(config.kafka.batch_size, within=config.kafka.batch_seconds):
+            values = [e.value for e in events]
+            report = await asyncio.to_thread(engine.ingest, values)
+            for r in report.rejections:
+                original = events[r.record - 1]
+                await dead_letter.send(key=original.key, value=values[r.record - 1], headers={
+                    "reason": r.message().encode(), "field": r.field.encode(),
+                    "source_partition": str(original.message.partition).encode(),
+                    "source_offset": str(original.message.offset).encode()})
+            log.info("batch of %d: %s", len(values), report.summary())
+
+    if relays:
+        @app.timer(0.1, on_leader=True)
+        async def leader() -> None:
+            await outbox.tick()
+
+    @app.on_before_shutdown.connect
+    async def _closed(*_: Any, **__: Any) -> None:
+        await outbox.stop()
+
+    app.outbox = outbox  # type: ignore[attr-defined]
+    return app

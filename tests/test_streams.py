@@ -1,0 +1,177 @@
+"""The streaming edge on real servers: a Tansu Kafka-protocol broker and a redis-server."""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+
+from engine.clock import FixedClock
+from engine.queries import facts_page
+from engine.service import Engine
+from streams import readmodel
+from streams.relay import KafkaRelay, relay_redis
+from streams.subscribe import KafkaSubscriber, RedisSubscriber
+from streams.topology import FEEDS, Topology, fact_id
+
+from .conftest import NOW
+from .helpers import order, tp
+
+ago = lambda d: NOW - timedelta(days=d)  # noqa: E731
+
+
+def history(customers: int = 6, start: int = 0) -> list[dict]:
+    out = []
+    for c in range(start, start + customers):
+        out += [tp(f"r{c}", "customer.registered", ago(50), customer=f"c{c}"),
+                *(order(f"o{c}-{i}", ago(40 - i * 5), customer=f"c{c}") for i in range(c % 5))]
+    return out
+
+
+async def kafka_facts(bootstrap: str, topo: Topology) -> list[tuple[int, str]]:
+    consumer = AIOKafkaConsumer(*(topo.topic(f) for f in FEEDS), bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=1500):
+            out += [(int(dict(m.headers)["position"]), dict(m.headers)["fact_id"].decode())
+                    for msgs in batch.values() for m in msgs]
+    finally:
+        await consumer.stop()
+    return sorted(out)
+
+
+async def drain(*steps) -> None:
+    for step in steps:
+        while await step():
+            pass
+
+
+async def test_relays_publish_both_feeds_and_a_killed_relay_resumes_without_gap_or_duplicate(stream_config):
+    topo = Topology.of(stream_config)
+    redis = Redis.from_url(stream_config.redis.url)
+    with Engine(stream_config, FixedClock(NOW)) as engine:
+        engine.ingest(history())
+        relay = KafkaRelay(engine, stream_config.kafka.bootstrap_servers, topo)
+        await relay.start()
+        await drain(lambda: relay.run_once(batch=7), lambda: relay_redis(engine, redis, topo, batch=7))
+        await relay.stop()
+        crash_point = engine.store.recorder.get_position(KafkaRelay.NAME)
+
+        engine.ingest(history(start=6))                       # more facts arrive...
+        killed = KafkaRelay(engine, stream_config.kafka.bootstrap_servers, topo)
+        await killed.start()
+        await killed.run_once(batch=9)                        # ...a batch goes out...
+        engine.store.recorder.set_position(KafkaRelay.NAME, crash_point)   # ...and the process dies before saving
+        await killed.stop()
+        again = KafkaRelay(engine, stream_config.kafka.bootstrap_servers, topo)
+        await again.start()
+        await drain(again.run_once, lambda: relay_redis(engine, redis, topo))
+        await again.stop()
+
+        facts = facts_page(engine, 0, 100_000)
+        assert {feed for _, feed, _ in facts} == set(FEEDS)
+        expected = sorted((p, fact_id(feed, f)) for p, feed, f in facts)
+    assert len(expected) > 40
+    assert await kafka_facts(stream_config.kafka.bootstrap_servers, topo) == expected
+    in_redis = []
+    for feed in FEEDS:
+        for _, fields in await redis.xrange(topo.stream(feed)):
+            in_redis.append((int(fields[b"position"]), fields[b"id"].decode()))
+            assert fields[b"customer_id"].decode() == orjson.loads(fields[b"fact"])["customer_id"]
+    assert sorted(in_redis) == expected
+    await redis.aclose()
+
+
+async def test_read_model_equals_the_store_and_rebuilds_to_the_same(stream_config):
+    topo = Topology.of(stream_config)
+    redis = Redis.from_url(stream_config.redis.url)
+    with Engine(stream_config, FixedClock(NOW)) as engine:
+        engine.ingest(history(8) + [tp("k", "complaint.filed", ago(1), customer="c3", complaint_id="k",
+                                       severity="low")])
+        assert await readmodel.catch_up(engine, redis, topo) == 8
+        first = {f"c{c}": await readmodel.lookup(redis, topo, f"c{c}") for c in range(8)}
+        for c in range(8):
+            view = engine.customer(f"c{c}")
+            row = first[f"c{c}"]
+            assert (row["stage"], row["health"], row["purchases"], row["revenue"]) == \
+                (view["stage"], view["health"], view["purchases"], view["revenue"])
+            assert row["open_complaint"] is bool(view["open_complaints"])
+        engine.ingest([order("late", ago(2), customer="c0")])
+        await readmodel.catch_up(engine, redis, topo)
+        assert (await readmodel.lookup(redis, topo, "c0"))["purchases"] == 1
+        await redis.hset(topo.key("customer", "c1"), "stage", "corrupted")
+        assert await readmodel.rebuild(engine, redis, topo) == 8
+        rebuilt = {f"c{c}": await readmodel.lookup(redis, topo, f"c{c}") for c in range(8)}
+    assert rebuilt["c1"] == first["c1"] and rebuilt["c0"]["purchases"] == 1
+    assert await readmodel.lookup(redis, topo, "nobody") is None
+    await redis.aclose()
+
+
+async def test_a_crashed_subscriber_is_taken_over_by_xautoclaim_then_dead_lettered(stream_config):
+    topo = Topology.of(stream_config)
+    redis = Redis.from_url(stream_config.redis.url)
+    with Engine(stream_config, FixedClock(NOW)) as engine:
+        engine.ingest(history(3))
+        await drain(lambda: relay_redis(engine, redis, topo))
+    stream = topo.stream("stage-changed")
+    total = await redis.xlen(stream)
+    crashed = RedisSubscriber(redis, stream, "crm", "crm-1", claim_idle_ms=200, block_ms=100)
+
+    async def dies(fact):
+        raise RuntimeError("the process died here")
+
+    await crashed.run(dies, max_messages=0)                    # joins the group
+    await crashed._read()                                     # takes messages, then "crashes"
+    assert (await redis.xpending(stream, "crm"))["pending"] == total
+    await asyncio.sleep(0.3)
+    seen = []
+
+    async def works(fact):
+        seen.append(fact["id"])
+
+    survivor = RedisSubscriber(redis, stream, "crm", "crm-2", claim_idle_ms=200, block_ms=100)
+    assert await survivor.run(works, max_messages=total) == total
+    assert len(set(seen)) == total and (await redis.xpending(stream, "crm"))["pending"] == 0
+
+    poison = RedisSubscriber(redis, stream, "poison", "p-1", claim_idle_ms=0, block_ms=50, max_deliveries=2)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(2.0, stop.set)
+    await poison.run(dies, stop=stop)
+    assert await redis.xlen(poison.dead_letter) == total      # every message, after 2 failed deliveries
+    assert (await redis.xpending(stream, "poison"))["pending"] == 0
+    await redis.aclose()
+
+
+async def test_kafka_subscriber_acknowledges_and_dead_letters(stream_config):
+    topo = Topology.of(stream_config)
+    with Engine(stream_config, FixedClock(NOW)) as engine:
+        engine.ingest(history(3))
+        relay = KafkaRelay(engine, stream_config.kafka.bootstrap_servers, topo)
+        await relay.start()
+        await drain(relay.run_once)
+        await relay.stop()
+        expected = len([1 for _, feed, _ in facts_page(engine, 0, 10_000) if feed == "stage-changed"])
+    seen = []
+
+    async def handle(fact):
+        if fact["to"] == "first_buyer":
+            raise ValueError("cannot handle first buyers")
+        seen.append(fact["id"])
+
+    sub = KafkaSubscriber(stream_config.kafka.bootstrap_servers, topo.topic("stage-changed"), "crm", max_attempts=2)
+    await sub.run(handle, max_messages=expected, idle_timeout=8)
+    failed = expected - len(seen)
+    assert failed > 0 and len(set(seen)) == len(seen)
+    again = KafkaSubscriber(stream_config.kafka.bootstrap_servers, topo.topic("stage-changed"), "crm")
+    assert await again.run(handle, idle_timeout=3) == 0        # all committed, nothing redelivered
+    dead = AIOKafkaConsumer(sub.dead_letter, bootstrap_servers=stream_config.kafka.bootstrap_servers,
+                            auto_offset_reset="earliest", group_id=None)
+    await dead.start()
+    got = sum(len(v) for v in (await dead.getmany(timeout_ms=3000)).values())
+    await dead.stop()
+    assert got == failed
