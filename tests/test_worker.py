@@ -1,0 +1,196 @@
+"""`journey worker` processes on a real broker: end to end, dead letters, and two workers
+sharing the load while one of them is killed with SIGKILL."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio import Redis
+
+from engine.clock import SystemClock
+from engine.config import Config
+from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, TOUCHPOINT_TOPIC, scan
+from engine.service import Engine
+from streams.relay import ensure_topics
+from streams.topology import Topology
+
+from .helpers import order, tp
+from datetime import datetime, timedelta, timezone
+
+JOURNEY = str(Path(sys.executable).parent / "journey")
+
+
+def toml_of(config: Config) -> str:
+    s, k, r, pg = config.store, config.kafka, config.redis, config.store.postgres
+    return "\n".join([
+        f'data_dir = "{config.data_dir}"',
+        "[store]", f'backend = "{s.backend}"',
+        "[store.postgres]", f'dbname = "{pg.dbname}"', f'host = "{pg.host}"', f"port = {pg.port}",
+        f'user = "{pg.user}"', f'password = "{pg.password}"', f'schema = "{pg.schema_}"',
+        "[kafka]", f'bootstrap_servers = "{k.bootstrap_servers}"', f'topic_prefix = "{k.topic_prefix}"',
+        f"partitions = {k.partitions}", f"batch_size = {k.batch_size}", f"batch_seconds = {k.batch_seconds}",
+        "[redis]", f'url = "{r.url}"', f'prefix = "{r.prefix}"', ""])
+
+
+def start_worker(config_file: Path, group: str, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    return subprocess.Popen([JOURNEY, "worker", "--config", str(config_file), "--id", group, "--loglevel", "info"],
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+async def produce(bootstrap: str, topic: str, records: list) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for r in records:
+            value = r if isinstance(r, bytes) else orjson.dumps(r)
+            key = (r.get("customer_id", "") if isinstance(r, dict) else "bad").encode()
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def wait_until(check, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+async def topic_messages(bootstrap: str, topic: str) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=1500):
+            out += [m for msgs in batch.values() for m in msgs]
+    finally:
+        await consumer.stop()
+    return out
+
+
+def now_minus(**kw) -> datetime:
+    return datetime.now(timezone.utc) - timedelta(**kw)
+
+
+async def test_worker_end_to_end_with_a_dead_letter(stream_config, tmp_path):
+    topo = Topology.of(stream_config)
+    cfg = tmp_path / "journey.toml"
+    cfg.write_text(toml_of(stream_config))
+    await ensure_topics(stream_config.kafka.bootstrap_servers, topo)
+    worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
+    redis = Redis.from_url(stream_config.redis.url)
+    try:
+        good = [tp("r1", "customer.registered", now_minus(days=3), customer="w1"),
+                order("o1", now_minus(days=2), customer="w1")]
+        await produce(stream_config.kafka.bootstrap_servers, topo.touchpoints,
+                      good + [b"{not json at all", order("o2", now_minus(days=1), customer="w1")])
+        stream = topo.stream("stage-changed")
+
+        async def three_stage_changes():
+            entries = await redis.xrange(stream)
+            stages = [orjson.loads(f[b"fact"]) for _, f in entries]
+            return stages if len([s for s in stages if s["dimension"] == "stage"]) >= 3 else None
+
+        facts = await wait_until(three_stage_changes, 90, "stage changes on the Redis stream")
+        assert [(f["from"], f["to"]) for f in facts if f["dimension"] == "stage"] == \
+            [(None, "prospect"), ("prospect", "first_buyer"), ("first_buyer", "repeat")]
+        assert await wait_until(lambda: redis.xlen(topo.stream("actions")), 30, "actions on Redis")
+        on_kafka = await wait_until(lambda: topic_messages(stream_config.kafka.bootstrap_servers,
+                                                           topo.topic("stage-changed")), 30, "Kafka stage changes")
+        assert {dict(m.headers)["fact_id"].decode() for m in on_kafka} >= {f["change_id"] for f in facts}
+        assert all(m.key == b"w1" for m in on_kafka)
+        actions = await topic_messages(stream_config.kafka.bootstrap_servers, topo.topic("actions"))
+        assert {orjson.loads(m.value)["policy"] for m in actions} >= {"welcome"}
+        dead = await wait_until(lambda: topic_messages(stream_config.kafka.bootstrap_servers, topo.dead_letter),
+                                30, "the dead letter")
+        assert dead[0].value == b"{not json at all"
+        assert b"not valid JSON" in dict(dead[0].headers)["reason"]
+        row = await wait_until(lambda: redis.hgetall(topo.key("customer", "w1")), 30, "the read model")
+        assert row[b"stage"] == b"repeat"
+    finally:
+        stop(worker)
+        await redis.aclose()
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothing(stream_config, pg_config, tmp_path):
+    config = pg_config.model_copy(update={"kafka": stream_config.kafka.model_copy(update={"partitions": 4}),
+                                          "redis": stream_config.redis})
+    topo = Topology.of(config)
+    cfg = tmp_path / "journey.toml"
+    cfg.write_text(toml_of(config))
+    await ensure_topics(config.kafka.bootstrap_servers, topo)
+    group = f"g{uuid.uuid4().hex[:8]}"
+    workers = [start_worker(cfg, group, tmp_path / f"worker{i}.log") for i in range(2)]
+    records = []
+    for i in range(2400):
+        c = f"k{i % 80}"
+        records.append(order(f"e{i}", now_minus(days=400 - i // 8), customer=c) if i % 3 == 0 else
+                       tp(f"e{i}", "page.viewed", now_minus(days=400 - i // 8), customer=c))
+    redis = Redis.from_url(config.redis.url)
+    engine = Engine(config, SystemClock())
+    try:
+        await produce(config.kafka.bootstrap_servers, topo.touchpoints, records[:1200])
+
+        def stored() -> int:
+            return sum(1 for _ in scan(engine, TOUCHPOINT_TOPIC))
+
+        await wait_until(lambda: asyncio.to_thread(lambda: stored() >= 300), 90, "the first touchpoints")
+        stop(workers[0], signal.SIGKILL)                       # mid-stream, no goodbye
+        await produce(config.kafka.bootstrap_servers, topo.touchpoints, records[1200:] + records[:100])
+        await wait_until(lambda: asyncio.to_thread(lambda: stored() >= 2400), 180, "every touchpoint")
+        ids = [b["touchpoint"]["event_id"] for _, _, b in scan(engine, TOUCHPOINT_TOPIC)]
+        assert len(ids) == len(set(ids)) == 2400
+        changes = [b["change"] for _, _, b in scan(engine, CHANGE_TOPIC)]
+        assert len({c["change_id"] for c in changes}) == len(changes)
+        actions = [b["action"] for _, _, b in scan(engine, ACTION_TOPIC)]
+        assert len({(a["action_id"], a["status"], a["at"]) for a in actions}) == len(actions)
+        issued = [a["action_id"] for a in actions if a["status"] == "issued"]
+        assert len(issued) == len(set(issued))
+        for c in range(0, 80, 7):                              # the feed ends where the store says
+            view = engine.customer(f"k{c}")
+            last = [x["to"] for x in changes if x["customer_id"] == f"k{c}" and x["dimension"] == "stage"][-1]
+            assert last == view["stage"]
+
+        async def relayed():
+            entries = await redis.xrange(topo.stream("stage-changed"))
+            return entries if len(entries) >= len(changes) else None
+
+        entries = await wait_until(relayed, 60, "the relay to catch up")
+        relayed_ids = [f[b"id"].decode() for _, f in entries]
+        now_in_store = {b["change"]["change_id"] for _, _, b in scan(engine, CHANGE_TOPIC)}
+        assert len(relayed_ids) == len(set(relayed_ids))     # timers may add changes meanwhile, never twice
+        assert {c["change_id"] for c in changes} <= set(relayed_ids) <= now_in_store
+    finally:
+        for w in workers:
+            stop(w)
+        engine.close()
+        await redis.aclose()
+    assert "Traceback" not in (tmp_path / "worker1.log").read_text()
