@@ -1,6 +1,6 @@
 """Streaming commands, added to `journey` through the `journey.commands` entry point, so the
 engine's CLI never imports streams/: `journey worker`, `journey relay`, `journey readmodel`,
-and `journey customer ID --from-redis`."""
+`journey customer ID --from-redis` and `journey demo --streaming`."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from engine.cli import common, config_of, console, emit, open_engine
 from engine.cli import customer as core_customer
+from engine.cli import demo as core_demo
 
 from . import readmodel
 from .topology import Topology
@@ -100,3 +101,28 @@ def customer(ctx: click.Context, from_redis: bool, **kwargs: object) -> None:
 
 
 customer.params = [p for p in core_customer.params] + customer.params  # the core options, plus --from-redis
+
+
+@click.command("demo")
+@click.option("--streaming", is_flag=True,
+              help="Run the whole pipeline on throwaway local servers (Tansu broker, redis-server, a worker).")
+@click.pass_context
+def demo(ctx: click.Context, streaming: bool, **kwargs: object) -> None:
+    """Simulate, ingest and derive on the embedded store, then show the results."""
+    if not streaming:
+        return ctx.invoke(core_demo, **kwargs)
+    from .demo import run_streaming_demo
+    as_json = bool(kwargs.get("as_json"))
+    customers = int(kwargs["customers"]) if ctx.get_parameter_source("customers").name != "DEFAULT" else 200
+    result = run_streaming_demo(config_of(kwargs.get("config_path")), customers,  # type: ignore[arg-type]
+                                int(kwargs["seed"]), (lambda _: None) if as_json else console.print)
+    if as_json:
+        emit(result)
+        return
+    console.print(f"\n{result['kafka']:,} stage changes on Kafka and {result['redis']:,} on the Redis stream "
+                  f"({result['actions_on_redis']:,} actions) in {result['seconds']} s; the latest:")
+    for line in result["sample"]:
+        console.print("  " + line, highlight=False)
+
+
+demo.params = [p for p in core_demo.params] + demo.params

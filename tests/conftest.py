@@ -82,7 +82,7 @@ def engine(config, clock):
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
     """KAFKA_BOOTSTRAP_SERVERS when given, else a throwaway Tansu broker for the session."""
-    from .servers import env_or, tansu_broker
+    from streams.local import env_or, tansu_broker
     if env_or("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
@@ -93,7 +93,7 @@ def kafka_bootstrap():
 @pytest.fixture(scope="session")
 def redis_url():
     """REDIS_URL when given, else a throwaway redis-server for the session."""
-    from .servers import env_or, redis_server
+    from streams.local import env_or, redis_server
     if env_or("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return

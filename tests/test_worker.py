@@ -194,3 +194,14 @@ async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothin
         engine.close()
         await redis.aclose()
     assert "Traceback" not in (tmp_path / "worker1.log").read_text()
+
+
+def test_streaming_demo_shows_changes_on_both_feeds(tmp_path):
+    from click.testing import CliRunner
+    from engine.cli import main
+    result = CliRunner().invoke(main, ["demo", "--streaming", "--customers", "40", "--json"],
+                                env={"JOURNEY_DATA_DIR": str(tmp_path)}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.splitlines()[-1])
+    assert summary["kafka"] == summary["redis"] >= 40
+    assert summary["actions_on_redis"] > 0

