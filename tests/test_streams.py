@@ -175,3 +175,22 @@ async def test_kafka_subscriber_acknowledges_and_dead_letters(stream_config):
     got = sum(len(v) for v in (await dead.getmany(timeout_ms=3000)).values())
     await dead.stop()
     assert got == failed
+
+
+def test_relay_readmodel_and_from_redis_commands(stream_config, tmp_path):
+    import json
+    from click.testing import CliRunner
+    from engine.cli import main
+    from .test_worker import toml_of
+    cfg = tmp_path / "j.toml"
+    cfg.write_text(toml_of(stream_config))
+    with Engine(stream_config, FixedClock(NOW)) as engine:
+        engine.ingest(history(4))
+    run = lambda *a: CliRunner().invoke(main, [*a, "--config", str(cfg), "--json"], catch_exceptions=False)  # noqa: E731
+    relayed = run("relay", "--once")
+    assert relayed.exit_code == 0 and json.loads(relayed.output)["published"] > 0
+    assert json.loads(run("readmodel", "--rebuild").output) == {"customers": 4}
+    row = json.loads(run("customer", "c3", "--from-redis").output)
+    assert (row["customer_id"], row["purchases"]) == ("c3", 3)
+    assert json.loads(run("customer", "c3").output)["purchases"] == 3       # the store, as before
+    assert run("customer", "nobody", "--from-redis").exit_code != 0
