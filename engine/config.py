@@ -158,3 +158,38 @@ def _apply_env(raw: dict) -> None:
                      ("PGPASSWORD", "password"), ("PGDATABASE", "dbname")):
         if os.environ.get(var):
             pg[key] = os.environ[var]
+
+
+def dump_toml(config: Config) -> str:
+    """The config as TOML that load_config reads back to an equal Config (for worker processes)."""
+    lines: list[str] = []
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items() if x is not None) + " }"
+        return "[" + ", ".join(value(x) for x in v) + "]"  # type: ignore[union-attr]
+
+    def section(name: str, data: dict) -> None:
+        scalars = {k: v for k, v in data.items() if v is not None and not isinstance(v, dict)
+                   and not (isinstance(v, (list, tuple)) and v and isinstance(v[0], dict) and not name)}
+        if name:
+            lines.append(f"[{name}]")
+        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
+        for k, v in data.items():
+            if isinstance(v, dict):
+                section(f"{name}.{k}" if name else k, v)
+        if not name:
+            for k, v in data.items():
+                if isinstance(v, (list, tuple)) and v and isinstance(v[0], dict):
+                    for item in v:
+                        lines.append(f"[[{k}]]")
+                        lines.extend(f"{ik} = {value(iv)}" for ik, iv in item.items() if iv is not None)
+
+    section("", config.model_dump(by_alias=True, mode="json"))
+    return "\n".join(lines) + "\n"

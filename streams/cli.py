@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import click
 from redis.asyncio import Redis
@@ -15,6 +16,21 @@ from engine.cli import demo as core_demo
 
 from . import readmodel
 from .topology import Topology
+
+
+def with_engine_and_redis(config_path: str | None, work: Any) -> Any:
+    """Run `await work(engine, config, redis)` with both opened, and closed after."""
+    config = config_of(config_path)
+
+    async def run() -> Any:
+        redis = Redis.from_url(config.redis.url)
+        try:
+            with open_engine(config) as engine:
+                return await work(engine, config, redis)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
 
 
 @click.command()
@@ -39,22 +55,20 @@ def worker(no_relays: bool, app_id: str, loglevel: str, config_path: str | None,
 def relay(once: bool, config_path: str | None, as_json: bool) -> None:
     """Run timers, the Kafka and Redis relays and the read model (what a worker's leader does)."""
     from .worker import Outbox
-    config = config_of(config_path)
 
-    async def run() -> int:
-        with open_engine(config) as engine:
-            outbox = Outbox(engine, config, Topology.of(config))
-            total = 0
-            try:
-                while True:
-                    total += await outbox.tick()
-                    if once:
-                        return total
-                    await asyncio.sleep(0.1)
-            finally:
-                await outbox.stop()
+    async def run(engine, config, _redis) -> int:
+        outbox = Outbox(engine, config, Topology.of(config))
+        total = 0
+        try:
+            while True:
+                total += await outbox.tick()
+                if once:
+                    return total
+                await asyncio.sleep(0.1)
+        finally:
+            await outbox.stop()
 
-    n = asyncio.run(run())
+    n = with_engine_and_redis(config_path, run)
     emit({"published": n}) if as_json else console.print(f"{n:,} facts relayed")
 
 
@@ -63,18 +77,11 @@ def relay(once: bool, config_path: str | None, as_json: bool) -> None:
 @common
 def readmodel_cmd(rebuild: bool, config_path: str | None, as_json: bool) -> None:
     """Bring the Redis read model up to date with the store (or rebuild it)."""
-    config = config_of(config_path)
+    async def run(engine, config, redis) -> int:
+        topo = Topology.of(config)
+        return await (readmodel.rebuild if rebuild else readmodel.catch_up)(engine, redis, topo)
 
-    async def run() -> int:
-        redis = Redis.from_url(config.redis.url)
-        try:
-            with open_engine(config) as engine:
-                topo = Topology.of(config)
-                return await (readmodel.rebuild if rebuild else readmodel.catch_up)(engine, redis, topo)
-        finally:
-            await redis.aclose()
-
-    n = asyncio.run(run())
+    n = with_engine_and_redis(config_path, run)
     emit({"customers": n}) if as_json else console.print(f"{n:,} customers refreshed")
 
 

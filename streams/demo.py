@@ -17,21 +17,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from engine.config import Config, KafkaSettings, RedisSettings, StoreSettings
+from engine.config import Config, KafkaSettings, RedisSettings, StoreSettings, dump_toml
 from engine.demo import today
 from engine.simulator import simulate
 
 from .local import redis_server, tansu_broker
 from .relay import ensure_topics
 from .topology import Topology
-
-
-def config_file(config: Config, path: Path) -> None:
-    k, r = config.kafka, config.redis
-    path.write_text("\n".join([
-        f'data_dir = "{config.data_dir}"', "[store]", 'backend = "sqlite"',
-        "[kafka]", f'bootstrap_servers = "{k.bootstrap_servers}"', f"partitions = {k.partitions}",
-        "[redis]", f'url = "{r.url}"', ""]))
 
 
 async def _produce(bootstrap: str, topic: str, records: list[dict]) -> None:
@@ -89,7 +81,7 @@ def run_streaming_demo(base: Config, customers: int, seed: int, say: Callable[[s
         config = Config(data_dir=str(data), store=StoreSettings(backend="sqlite"),
                         kafka=KafkaSettings(bootstrap_servers=bootstrap), redis=RedisSettings(url=redis_url))
         path = data / "journey.toml"
-        config_file(config, path)
+        path.write_text(dump_toml(config))
         asyncio.run(ensure_topics(bootstrap, Topology.of(config)))
         journey = str(Path(sys.executable).parent / "journey")
         worker = subprocess.Popen([journey, "worker", "--config", str(path)], start_new_session=True,

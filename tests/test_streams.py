@@ -5,7 +5,6 @@ import asyncio
 from datetime import timedelta
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
@@ -181,9 +180,9 @@ def test_relay_readmodel_and_from_redis_commands(stream_config, tmp_path):
     import json
     from click.testing import CliRunner
     from engine.cli import main
-    from .test_worker import toml_of
+    from engine.config import dump_toml
     cfg = tmp_path / "j.toml"
-    cfg.write_text(toml_of(stream_config))
+    cfg.write_text(dump_toml(stream_config))
     with Engine(stream_config, FixedClock(NOW)) as engine:
         engine.ingest(history(4))
     run = lambda *a: CliRunner().invoke(main, [*a, "--config", str(cfg), "--json"], catch_exceptions=False)  # noqa: E731

@@ -13,12 +13,11 @@ import uuid
 from pathlib import Path
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from engine.clock import SystemClock
-from engine.config import Config
+from engine.config import dump_toml
 from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, TOUCHPOINT_TOPIC, scan
 from engine.service import Engine
 from streams.relay import ensure_topics
@@ -28,18 +27,6 @@ from .helpers import order, tp
 from datetime import datetime, timedelta, timezone
 
 JOURNEY = str(Path(sys.executable).parent / "journey")
-
-
-def toml_of(config: Config) -> str:
-    s, k, r, pg = config.store, config.kafka, config.redis, config.store.postgres
-    return "\n".join([
-        f'data_dir = "{config.data_dir}"',
-        "[store]", f'backend = "{s.backend}"',
-        "[store.postgres]", f'dbname = "{pg.dbname}"', f'host = "{pg.host}"', f"port = {pg.port}",
-        f'user = "{pg.user}"', f'password = "{pg.password}"', f'schema = "{pg.schema_}"',
-        "[kafka]", f'bootstrap_servers = "{k.bootstrap_servers}"', f'topic_prefix = "{k.topic_prefix}"',
-        f"partitions = {k.partitions}", f"batch_size = {k.batch_size}", f"batch_seconds = {k.batch_seconds}",
-        "[redis]", f'url = "{r.url}"', f'prefix = "{r.prefix}"', ""])
 
 
 def start_worker(config_file: Path, group: str, log: Path) -> subprocess.Popen:
@@ -101,7 +88,7 @@ def now_minus(**kw) -> datetime:
 async def test_worker_end_to_end_with_a_dead_letter(stream_config, tmp_path):
     topo = Topology.of(stream_config)
     cfg = tmp_path / "journey.toml"
-    cfg.write_text(toml_of(stream_config))
+    cfg.write_text(dump_toml(stream_config))
     await ensure_topics(stream_config.kafka.bootstrap_servers, topo)
     worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
     redis = Redis.from_url(stream_config.redis.url)
@@ -145,7 +132,7 @@ async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothin
                                           "redis": stream_config.redis})
     topo = Topology.of(config)
     cfg = tmp_path / "journey.toml"
-    cfg.write_text(toml_of(config))
+    cfg.write_text(dump_toml(config))
     await ensure_topics(config.kafka.bootstrap_servers, topo)
     group = f"g{uuid.uuid4().hex[:8]}"
     workers = [start_worker(cfg, group, tmp_path / f"worker{i}.log") for i in range(2)]
