@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
+from uuid import uuid4
 
 from eventsourcing.persistence import IntegrityError
 
@@ -88,20 +89,35 @@ class Ingestor:
         if not by_customer:
             return result
 
-        customers = {cid: self.store.customer(customer_uuid(cid)) or Customer(cid) for cid in by_customer}
-        try:
+        def bodies(customers: dict[str, Customer], recorded_at: str, batch: str) -> dict[str, list[dict[str, Any]]]:
             keys = self._keys(customers, by_customer)
+            return {cid: [self._body(customers[cid], tp, keys.get(str(customers[cid].id)), recorded_at, batch)
+                          for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id))]
+                    for cid, tps in by_customer.items()}
+
+        written = self.append(list(by_customer), now, bodies)
+        result.accepted, result.changes, result.actions = written.accepted, written.changes, written.actions
+        return result
+
+    def append(self, customer_ids: list[str], now: datetime,
+               bodies: Callable[[dict[str, Customer], str, str], dict[str, list[dict[str, Any]]]]) -> BatchResult:
+        """Record touchpoint bodies on their customers, derive, and save it all in one transaction.
+
+        `bodies(customers, recorded_at, batch)` makes the bodies once the customers are loaded:
+        from validated touchpoints when ingesting, as they were stored when replaying.
+        """
+        result = BatchResult()
+        customers = {cid: self.store.customer(customer_uuid(cid)) or Customer(cid) for cid in customer_ids}
+        try:
             recorded_at = iso(now)
             ids, timers = [], []
-            for cid, tps in by_customer.items():
+            for cid, made in bodies(customers, recorded_at, uuid4().hex).items():
                 customer = customers[cid]
-                bodies = [self._body(customer, tp, keys.get(str(customer.id)), recorded_at)
-                          for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id))]
-                for body in bodies:
+                for body in made:
                     customer.record_touchpoint(body)
                     ids.append((body["event_id"], str(customer.id), body["digest"]))
-                result.accepted += len(tps)
-                changes, actions = self.derive(customer, now, recorded_at, timers, bodies)
+                result.accepted += len(made)
+                changes, actions = self.derive(customer, now, recorded_at, timers, made)
                 result.changes += changes
                 result.actions += actions
         except BaseException:
@@ -125,7 +141,8 @@ class Ingestor:
     def _has_pii(self, tp: Touchpoint) -> bool:
         return bool(split(self.catalog, tp.kind, tp.properties, tp.traits)[2])
 
-    def _body(self, customer: Customer, tp: Touchpoint, key: bytes | None, recorded_at: str) -> dict[str, Any]:
+    def _body(self, customer: Customer, tp: Touchpoint, key: bytes | None, recorded_at: str, batch: str
+              ) -> dict[str, Any]:
         props, traits, pii = split(self.catalog, tp.kind, tp.properties, tp.traits)
         sealed = None
         if pii and key is not None:
@@ -133,7 +150,9 @@ class Ingestor:
         # Without a key (a forgotten customer) the personal fields are dropped, never stored in clear.
         return {"event_id": tp.event_id, "kind": tp.kind, "occurred_at": iso(tp.occurred_at),
                 "recorded_at": recorded_at, "channel": tp.channel, "source": tp.source,
-                "properties": props, "traits": traits, "sealed": sealed, "digest": tp.digest}
+                "properties": props, "traits": traits, "sealed": sealed, "digest": tp.digest,
+                # The write that recorded it: a replay redoes the same writes in the same order.
+                "batch": batch}
 
     def derive(self, customer: Customer, now: datetime, recorded_at: str, timers: list,
                touchpoints: list[dict[str, Any]] = ()) -> tuple[int, int]:
