@@ -312,7 +312,10 @@ def _plugins() -> None:
     this module never imports them; a plugin command of an existing name extends it."""
     from importlib.metadata import entry_points
     for ep in entry_points(group="journey.commands"):
-        main.add_command(ep.load(), ep.name)
+        try:
+            main.add_command(ep.load(), ep.name)
+        except ImportError as e:   # an optional part not installed: the core commands still work
+            err.print(f"journey: `{ep.name}` is unavailable ({e})")
 
 
 _plugins()

@@ -1,0 +1,259 @@
+"""Analyst commands, joined to `journey` through the `journey.commands` entry point:
+`journey replay rebuild|whatif|journeys|transitions|time-to-stage|cohorts|policies|export`
+and `journey report`."""
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.cli import common, config_of, console, emit, err, open_engine, progress, when
+from engine.clock import FixedClock
+from engine.config import Config
+
+from .history import load
+from .journeys import Journeys, period_ends
+
+
+@click.group()
+def replay() -> None:
+    """Replay the history: rebuild, what-if, journeys over time, exports."""
+
+
+def _as_of(engine: Any, text: str | None) -> datetime:
+    return when(text) or engine.clock.now()
+
+
+def rebuild_target(config: Config) -> Config:
+    if config.store.backend == "sqlite":
+        return config.model_copy(update={"data_dir": str(config.data_path / "rebuild")})
+    pg = config.store.postgres
+    return config.model_copy(update={"store": config.store.model_copy(update={
+        "postgres": pg.model_copy(update={"schema_": f"{pg.schema_}_rebuild"})})})
+
+
+@replay.command()
+@click.option("--swap", is_flag=True, help="When complete, put the rebuilt store in place of the live one.")
+@common
+def rebuild(swap: bool, config_path: str | None, as_json: bool) -> None:
+    """Recompute every lifecycle change and decision from the touchpoints into a fresh store.
+
+    Resumable: run it again after an interruption and it carries on. The live store is only read.
+    """
+    from .rebuild import rebuild as run
+    config = config_of(config_path)
+    target_config = rebuild_target(config)
+    started = datetime.now()
+    with open_engine(config) as live, open_engine(target_config, FixedClock(datetime.now(timezone.utc))) as target:
+        total = live.store.recorder.max_notification_id() or 0
+        with progress(total, "rebuilding", err.is_terminal and not as_json) as bar:
+            task = bar.add_task("rebuild", total=total, rate="")
+            done = target.store.recorder.get_position("rebuild:source")
+            bar.update(task, completed=done)
+
+            def step(s: Any) -> None:
+                secs = max((datetime.now() - started).total_seconds(), 1e-6)
+                bar.update(task, completed=s.position, rate=f"{(s.position - done) / secs:,.0f} events/s")
+
+            steps = run(live, target, on_step=step)
+        changes = len(target.changes(limit=10**9))
+        same = changes == len(live.changes(limit=10**9))
+    seconds = (datetime.now() - started).total_seconds()
+    result = {"events": total, "steps": steps, "seconds": round(seconds, 2),
+              "events_per_second": round(total / max(seconds, 1e-6)), "changes": changes,
+              "same_number_of_changes_as_live": same, "target": _where(target_config), "swapped": False}
+    if swap:
+        result["swapped"] = True
+        result["previous"] = _swap(config, target_config)
+    emit(result) if as_json else console.print(
+        f"rebuilt {total:,} events in {seconds:.1f} s ({result['events_per_second']:,} events/s) into "
+        f"{result['target']}" + (f"; swapped in, the previous store is {result['previous']}" if swap else ""))
+
+
+def _where(config: Config) -> str:
+    if config.store.backend == "sqlite":
+        return str(config.data_path / config.store.sqlite_file)
+    return f"postgres schema {config.store.postgres.schema_}"
+
+
+def _swap(live: Config, rebuilt: Config) -> str:
+    stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    if live.store.backend == "sqlite":
+        current = live.data_path / live.store.sqlite_file
+        previous = current.with_name(f"{current.name}.before-rebuild-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{current}{suffix}").exists():
+                shutil.move(f"{current}{suffix}", f"{previous}{suffix}")
+        new = rebuilt.data_path / rebuilt.store.sqlite_file
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{new}{suffix}").exists():
+                shutil.move(f"{new}{suffix}", f"{current}{suffix}")
+        return str(previous)
+    from psycopg.sql import SQL, Identifier
+    from engine.store import pg_connect
+    old, new = live.store.postgres.schema_, rebuilt.store.postgres.schema_
+    previous = f"{old}_before_rebuild_{stamp}"
+    with pg_connect(live) as conn, conn.transaction():
+        # The keys stay with the live data: they are not part of what a rebuild recomputes.
+        conn.execute(SQL("DROP TABLE IF EXISTS {}.journey_customer_keys").format(Identifier(new)))
+        conn.execute(SQL("ALTER TABLE {}.journey_customer_keys SET SCHEMA {}").format(Identifier(old), Identifier(new)))
+        conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(old), Identifier(previous)))
+        conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(new), Identifier(old)))
+    return f"postgres schema {previous}"
+
+
+@replay.command()
+@click.option("--config", "alt_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The alternative rules and policies.")
+@click.option("--live-config", "config_path", type=click.Path(dir_okay=False),
+              help="The live config (default ./config.toml, else the packaged defaults).")
+@click.option("--as-of", "as_of")
+@click.option("--json", "as_json", is_flag=True)
+def whatif(alt_path: str, config_path: str | None, as_of: str | None, as_json: bool) -> None:
+    """Run other lifecycle rules and policies over the full history, with no side effects."""
+    from .whatif import whatif as run
+    alternative = config_of(alt_path)
+    with open_engine(config_of(config_path)) as live:
+        result = run(live, alternative, _as_of(live, as_of))
+    if as_json:
+        emit(result)
+        return
+    console.print(f"as of {result['as_of'][:16]}Z, {result['changed']:,} of {result['customers']:,} customers would "
+                  f"be in another stage ({result['health_changed']:,} in another health) under "
+                  f"{result['rules']['alternative']} instead of {result['rules']['live']}:")
+    for move, n in result["by_transition"].items():
+        console.print(f"  {move:<28} {n:>8,}")
+    for policy, row in result["actions"].items():
+        console.print(f"  {policy:<24} live {row['live']} → alternative {row['alternative']} "
+                      f"({row['differ']:,} decisions differ)", highlight=False)
+
+
+def _journeys(config_path: str | None, as_of: str | None) -> tuple[Journeys, Any]:
+    config = config_of(config_path)
+    with open_engine(config) as engine:
+        T = _as_of(engine, as_of)
+        return Journeys(load(engine), engine.rules, T), T
+
+
+@replay.command()
+@click.option("--as-of", "as_of")
+@click.option("--months", default=24, show_default=True)
+@click.option("--period", type=click.Choice(["month", "week"]), default="month", show_default=True)
+@common
+def journeys(as_of: str | None, months: int, period: str, config_path: str | None, as_json: bool) -> None:
+    """Stage and health distribution per month (or week)."""
+    j, T = _journeys(config_path, as_of)
+    rows = j.distribution(period_ends(T - timedelta(days=31 * months), T, period))
+    if as_json:
+        emit({"period": period, "rows": rows})
+        return
+    console.print(f"{'period end':<12}" + "".join(f"{s:>12}" for s in rows[0]["stages"])
+                  + "".join(f"{h:>10}" for h in rows[0]["health"]))
+    for r in rows:
+        console.print(f"{r['period_end'][:10]:<12}" + "".join(f"{n:>12,}" for n in r["stages"].values())
+                      + "".join(f"{n:>10,}" for n in r["health"].values()))
+
+
+@replay.command()
+@click.option("--from", "start", required=True)
+@click.option("--to", "end", required=True)
+@common
+def transitions(start: str, end: str, config_path: str | None, as_json: bool) -> None:
+    """The stage transition matrix between two dates."""
+    j, _ = _journeys(config_path, end)
+    result = j.transitions(when(start), when(end))  # type: ignore[arg-type]
+    if as_json:
+        emit(result)
+        return
+    stages = list(next(iter(result["matrix"].values()), {}))
+    console.print("from \\ to".ljust(14) + "".join(f"{s:>12}" for s in stages))
+    for a, row in result["matrix"].items():
+        console.print(f"{a:<14}" + "".join(f"{n:>12,}" for n in row.values()))
+
+
+@replay.command("time-to-stage")
+@click.option("--stage", default="loyal", show_default=True)
+@click.option("--origin", default="first_buyer", show_default=True)
+@click.option("--as-of", "as_of")
+@common
+def time_to_stage(stage: str, origin: str, as_of: str | None, config_path: str | None, as_json: bool) -> None:
+    """Days from entering one stage (default first_buyer) to first entering another."""
+    j, _ = _journeys(config_path, as_of)
+    r = j.time_to_stage(stage, origin)
+    if as_json:
+        emit(r)
+        return
+    if r["count"] < 2:
+        console.print(f"{r['count']} customers went from {origin} to {stage}")
+        return
+    console.print(f"{r['count']:,} customers went from {origin} to {stage}: median {r['median_days']:.0f} days "
+                  f"(quartiles {r['p25_days']:.0f}–{r['p75_days']:.0f})")
+
+
+@replay.command()
+@click.option("--as-of", "as_of")
+@click.option("--months", default=12, show_default=True)
+@common
+def cohorts(as_of: str | None, months: int, config_path: str | None, as_json: bool) -> None:
+    """Retention curves by acquisition cohort (month of the first purchase)."""
+    j, _ = _journeys(config_path, as_of)
+    rows = j.cohorts(months)
+    if as_json:
+        emit({"cohorts": rows})
+        return
+    for r in rows:
+        console.print(f"{r['cohort']}  {r['customers']:>6,}  " + " ".join(f"{x:>4.0%}" for x in r["retention"]))
+
+
+@replay.command()
+@click.option("--days", default=30, show_default=True)
+@click.option("--as-of", "as_of")
+@common
+def policies(days: int, as_of: str | None, config_path: str | None, as_json: bool) -> None:
+    """Per policy: actions issued, suppressed and deferred, and what followed within N days."""
+    j, _ = _journeys(config_path, as_of)
+    r = j.policy_outcomes(days)
+    if as_json:
+        emit(r)
+        return
+    for policy, row in r["policies"].items():
+        fi, fs = row["followed"]["issued"], row["followed"]["suppressed"]
+        console.print(f"{policy:<24} issued {row['issued']:>6,} suppressed {row['suppressed']:>6,} "
+                      f"deferred {row['deferred']:>4,} | purchased within {days} d: issued "
+                      f"{_pct(fi['purchased'])}, suppressed {_pct(fs['purchased'])}", highlight=False)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.0%}"
+
+
+@replay.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--as-of", "as_of")
+@click.option("--as-known", is_flag=True)
+@common
+def export(out: Path, as_of: str | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
+    """Parquet files of touchpoints, changes, actions and the as-of snapshot (no personal data)."""
+    from .export import frames, to_parquet
+    with open_engine(config_of(config_path)) as engine:
+        tables = frames(engine, _as_of(engine, as_of), as_known)
+    written = to_parquet(tables, out)
+    result = {"files": written, "rows": {k: len(v) for k, v in tables.items()}}
+    emit(result) if as_json else console.print(
+        "\n".join(f"{k:<12} {result['rows'][k]:>9,} rows  {v}" for k, v in written.items()), highlight=False)
+
+
+@click.command()
+@click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--as-of", "as_of")
+@common
+def report(out: Path, as_of: str | None, config_path: str | None, as_json: bool) -> None:
+    """A self-contained HTML page of plots: funnel over time, transitions, cohorts, time to stage, policies."""
+    from .report import write_report
+    with open_engine(config_of(config_path)) as engine:
+        result = write_report(engine, out, _as_of(engine, as_of))
+    emit(result) if as_json else console.print(f"wrote {out} ({result['bytes'] / 1e6:.1f} MB, "
+                                               f"{result['customers']:,} customers)")
