@@ -59,8 +59,11 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
                                     name=f"{c['cohort']} ({c['customers']})") for c in data["cohorts"]])
     cohorts.update_layout(xaxis_title="months after the first purchase", yaxis_title="share who purchased",
                           yaxis_tickformat=".0%")
-    ttl = go.Figure([go.Histogram(x=data["time_to_repeat"]["days"], name="first purchase → repeat", opacity=0.7),
-                     go.Histogram(x=data["time_to_loyal"]["days"], name="first purchase → loyal", opacity=0.7)])
+    two_weeks = {"start": 0, "size": 14}   # the same bins for both, so the bars compare
+    ttl = go.Figure([go.Histogram(x=data["time_to_repeat"]["days"], name="first purchase → repeat", opacity=0.7,
+                                  xbins=two_weeks, marker_color=COLORS["repeat"]),
+                     go.Histogram(x=data["time_to_loyal"]["days"], name="first purchase → loyal", opacity=0.7,
+                                  xbins=two_weeks, marker_color=COLORS["loyal"])])
     ttl.update_layout(barmode="overlay", xaxis_title="days", yaxis_title="customers")
     pol = data["policies"]["policies"]
     names = list(pol)
