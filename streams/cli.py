@@ -50,7 +50,7 @@ def worker(no_relays: bool, app_id: str, loglevel: str, config_path: str | None,
 
 
 @click.command()
-@click.option("--once", is_flag=True, help="Catch up once and exit.")
+@click.option("--once", is_flag=True, help="Catch up and exit.")
 @common
 def relay(once: bool, config_path: str | None, as_json: bool) -> None:
     """Run timers, the Kafka and Redis relays and the read model (what a worker's leader does)."""
@@ -61,10 +61,12 @@ def relay(once: bool, config_path: str | None, as_json: bool) -> None:
         total = 0
         try:
             while True:
-                total += await outbox.tick()
-                if once:
+                moved = await outbox.tick()
+                total += moved
+                if once and not moved:
                     return total
-                await asyncio.sleep(0.1)
+                if not moved:
+                    await asyncio.sleep(0.1)
         finally:
             await outbox.stop()
 

@@ -24,17 +24,18 @@ BATCH = 2000
 
 def summary(engine: Engine, customer: UUID) -> tuple[str, dict[str, str]] | None:
     """The read-model fields of one customer, now (no personal data: ids, stage, money, flags)."""
-    aggregate = engine.store.customer(customer)
-    if aggregate is None:
+    # Straight from the stored events, not the customer cache that the writers share.
+    first = next(iter(engine.store.events.get(customer, lte=1)), None)
+    if first is None:
         return None
-    v = queries.customer_view(engine, aggregate.customer_id, engine.clock.now())
+    v = queries.customer_view(engine, first.customer_id, engine.clock.now())
     fields = {"customer_id": v["customer_id"], "stage": v["stage"] or "", "health": v["health"] or "",
               "purchases": str(v["purchases"]), "revenue": f"{v['revenue']:.2f}",
               "last_purchase": v["last_purchase"] or "",
               "open_complaint": "1" if v["open_complaints"] else "0",
               "overdue_invoice": "1" if v["overdue_invoices"] else "0",
               "consent": orjson.dumps(v["consent"]).decode(), "erased": "1" if v["erased"] else "0"}
-    return aggregate.customer_id, fields
+    return v["customer_id"], fields
 
 
 def _touched(engine: Engine, after: int, limit: int) -> tuple[int, set[UUID]]:

@@ -28,8 +28,10 @@ log = logging.getLogger("journey.worker")
 class Outbox:
     """The leader's duties: due timers, both relays and the read model, until caught up."""
 
-    def __init__(self, engine: Engine, config: Config, topo: Topology):
+    def __init__(self, engine: Engine, config: Config, topo: Topology, writing: asyncio.Lock | None = None):
         self.engine, self.topo = engine, topo
+        # The engine's writers share its customer cache: one write at a time.
+        self.writing = writing or asyncio.Lock()
         self.redis = Redis.from_url(config.redis.url)
         self.kafka = KafkaRelay(engine, config.kafka.bootstrap_servers, topo)
         self.started = False
@@ -38,11 +40,13 @@ class Outbox:
         if not self.started:
             await self.kafka.start()
             self.started = True
-        done = await asyncio.to_thread(self.engine.run_due)
-        while moved := (await relay_redis(self.engine, self.redis, self.topo)
-                        + await self.kafka.run_once() + await readmodel.update(self.engine, self.redis, self.topo)):
+        async with self.writing:
+            done = await asyncio.to_thread(self.engine.run_due)
+        # The feeds first, until caught up: subscribers wait on them. The read model, which
+        # recomputes each touched customer, then takes one bounded step per tick.
+        while moved := await relay_redis(self.engine, self.redis, self.topo) + await self.kafka.run_once():
             done += moved
-        return done
+        return done + await readmodel.update(self.engine, self.redis, self.topo, batch=200)
 
     async def stop(self) -> None:
         await self.kafka.stop()
@@ -59,7 +63,8 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
         producer_acks=-1, topic_allow_declare=True)
     touchpoints = app.topic(topo.touchpoints, value_serializer="raw", partitions=config.kafka.partitions)
     dead_letter = app.topic(topo.dead_letter, value_serializer="raw", partitions=config.kafka.partitions)
-    outbox = Outbox(engine, config, topo)
+    writing = asyncio.Lock()
+    outbox = Outbox(engine, config, topo, writing)
 
     @app.task
     async def topics() -> None:
@@ -69,7 +74,8 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(config.kafka.batch_size, within=config.kafka.batch_seconds):
             values = [e.value for e in events]
-            report = await asyncio.to_thread(engine.ingest, values)
+            async with writing:
+                report = await asyncio.to_thread(engine.ingest, values)
             for r in report.rejections:
                 original = events[r.record - 1]
                 await dead_letter.send(key=original.key, value=values[r.record - 1], headers={
