@@ -19,7 +19,7 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.persistence import IntegrityError, ProgrammingError, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
@@ -256,9 +256,12 @@ def open_store(config: Config) -> JourneyStore:
         try:
             ensure_schema(config)
             return JourneyStore(store_env(config), config.store.snapshot_interval)
-        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, IntegrityError):
-            if attempt == 4:
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, psycopg.errors.DuplicateTable,
+                IntegrityError, ProgrammingError) as e:
+            # CREATE ... IF NOT EXISTS still fails with "already exists" when two sessions race.
+            if attempt == 4 or (isinstance(e, ProgrammingError) and "already exists" not in str(e)):
                 raise
+            time.sleep(0.05 + random.random() * 0.1)
     raise AssertionError("unreachable")
 
 
