@@ -113,11 +113,12 @@ class Ingestor:
             ids, timers = [], []
             for cid, made in bodies(customers, recorded_at, uuid4().hex).items():
                 customer = customers[cid]
+                since = customer.evaluated_until   # the feed is exact up to here, before this batch
                 for body in made:
                     customer.record_touchpoint(body)
                     ids.append((body["event_id"], str(customer.id), body["digest"]))
                 result.accepted += len(made)
-                changes, actions = self.derive(customer, now, recorded_at, timers, made)
+                changes, actions = self.derive(customer, now, recorded_at, timers, made, since)
                 result.changes += changes
                 result.actions += actions
         except BaseException:
@@ -155,11 +156,13 @@ class Ingestor:
                 "batch": batch}
 
     def derive(self, customer: Customer, now: datetime, recorded_at: str, timers: list,
-               touchpoints: list[dict[str, Any]] = ()) -> tuple[int, int]:
+               touchpoints: list[dict[str, Any]] = (), since: str | None = None) -> tuple[int, int]:
         """Record the lifecycle changes and retention decisions known now, and set the
-        customer's next due time; returns how many of each were recorded."""
+        customer's next due time; returns how many of each were recorded. `since` is when
+        the customer was last evaluated, if touchpoints were just recorded (they move it)."""
         facts = customer.facts()
-        until = datetime.fromisoformat(customer.evaluated_until) if customer.evaluated_until else None
+        last = since if touchpoints else customer.evaluated_until
+        until = datetime.fromisoformat(last) if last else None
         transitions, status = live_transitions(facts, (customer.stage, customer.health), until, now, self.rules)
         changes = []
         for tr in transitions:

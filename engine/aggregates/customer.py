@@ -58,6 +58,8 @@ class Customer(Aggregate):
         if self.last_activity is None or [at, eid] > self.last_activity:
             self.last_activity = [at, eid]
         self._fold_contact(touchpoint)
+        # Touchpoints are recorded only together with a derivation at their recorded time.
+        self._evaluated(touchpoint["recorded_at"])
 
     @event("LifecycleChanged")
     def record_change(self, change: dict[str, Any]) -> None:
@@ -67,8 +69,7 @@ class Customer(Aggregate):
         else:
             self.health = change["to"]
         self.changes += 1
-        if self.evaluated_until is None or change["recorded_at"] > self.evaluated_until:
-            self.evaluated_until = change["recorded_at"]
+        self._evaluated(change["recorded_at"])
 
     @event("ActionDecided")
     def record_action(self, action: dict[str, Any]) -> None:
@@ -84,6 +85,10 @@ class Customer(Aggregate):
     @event("Erased")
     def erase(self, erased_at: str) -> None:
         self.erased = True
+
+    def _evaluated(self, at: str) -> None:
+        if self.evaluated_until is None or at > self.evaluated_until:
+            self.evaluated_until = at
 
     def _fold_contact(self, tp: dict[str, Any]) -> None:
         at, kind, props = tp["occurred_at"], tp["kind"], tp["properties"]
