@@ -60,13 +60,14 @@ class SQLiteKeyStore:
 class PostgresKeyStore:
     def __init__(self, config: Config):
         import psycopg
-        from .store import pg_connect, with_retries
+        from .store import pg_connect, pg_setup_lock, with_retries
         self.conn = pg_connect(config, autocommit=True)
         self.table = SQL("{}.journey_customer_keys").format(Identifier(config.store.postgres.schema_))
-        # Workers starting together race to create the table; the loser retries.
-        with_retries(lambda: self.conn.execute(SQL(
-            "CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, key bytea NOT NULL)").format(self.table)),
-            (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject), attempts=5)
+        # Workers starting together would race to create the table: they take turns.
+        with pg_setup_lock(config):
+            with_retries(lambda: self.conn.execute(SQL(
+                "CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, key bytea NOT NULL)").format(self.table)),
+                (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject), attempts=5)
 
     def get_many(self, customers: Iterable[str]) -> dict[str, bytes]:
         rows = self.conn.execute(SQL("SELECT customer, key FROM {} WHERE customer = ANY(%s)").format(self.table),

@@ -11,15 +11,17 @@ A third, journey_positions, holds how far each relay that follows the log has go
 from __future__ import annotations
 
 import random
+import zlib
+from contextlib import contextmanager
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 from uuid import UUID
 
 import orjson
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, ProgrammingError, Transcoder
+from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
@@ -252,14 +254,15 @@ def open_store(config: Config) -> JourneyStore:
         return JourneyStore(env, config.store.snapshot_interval)
     import psycopg
     for attempt in range(5):
-        # Workers starting together race to create the schema and tables; the loser retries.
+        # Workers starting together race to create the schema, tables and functions; the
+        # advisory lock makes them take turns, and the retry covers a server without it.
         try:
-            ensure_schema(config)
-            return JourneyStore(store_env(config), config.store.snapshot_interval)
+            with pg_setup_lock(config):
+                ensure_schema(config)
+                return JourneyStore(store_env(config), config.store.snapshot_interval)
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, psycopg.errors.DuplicateTable,
-                IntegrityError, ProgrammingError) as e:
-            # CREATE ... IF NOT EXISTS still fails with "already exists" when two sessions race.
-            if attempt == 4 or (isinstance(e, ProgrammingError) and "already exists" not in str(e)):
+                IntegrityError, ProgrammingError, InternalError) as e:
+            if attempt == 4 or not any(w in str(e) for w in ("already exists", "concurrently", "duplicate key")):
                 raise
             time.sleep(0.05 + random.random() * 0.1)
     raise AssertionError("unreachable")
@@ -288,6 +291,18 @@ def pg_connect(config: Config, **kwargs: Any) -> Any:
     pg = config.store.postgres
     return psycopg.connect(dbname=pg.dbname, host=pg.host, port=pg.port, user=pg.user,
                            password=pg.password or None, **kwargs)
+
+
+@contextmanager
+def pg_setup_lock(config: Config) -> Iterator[None]:
+    """A session advisory lock per schema, held while tables are created."""
+    key = zlib.crc32(f"journey-setup:{config.store.postgres.schema_}".encode())
+    with pg_connect(config, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def ensure_schema(config: Config) -> None:
