@@ -64,12 +64,10 @@ def m_ingest(args: dict) -> dict:
     with Engine(config, EventTimeClock()) as engine:
         started = time.perf_counter()
         step = max(len(lines) // chunks, 1)
-        report = None
         for i in range(0, len(lines), step):
             t = time.perf_counter()
-            r = engine.ingest(lines[i:i + step])
+            engine.ingest(lines[i:i + step])
             marks.append(len(lines[i:i + step]) / (time.perf_counter() - t))
-            report = r if report is None else report
         seconds = time.perf_counter() - started
     if args["backend"] == "postgres":
         from engine.store import pg_connect

@@ -108,7 +108,7 @@ class Ingestor:
         """
         result = BatchResult()
         customers = {cid: self.store.customer(customer_uuid(cid)) or Customer(cid) for cid in customer_ids}
-        try:
+        with self.store.writing(customers.values()):
             recorded_at = iso(now)
             ids, timers = [], []
             for cid, made in bodies(customers, recorded_at, uuid4().hex).items():
@@ -121,10 +121,7 @@ class Ingestor:
                 changes, actions = self.derive(customer, now, recorded_at, timers, made, since)
                 result.changes += changes
                 result.actions += actions
-        except BaseException:
-            self.store.forget_cached(customers.values())
-            raise
-        self.store.save_or_forget(list(customers.values()), touchpoint_ids=ids, timers=timers)
+            self.store.save(*customers.values(), touchpoint_ids=ids, timers=timers)
         return result
 
     def _keys(self, customers: dict[str, Customer], by_customer: dict[str, list[Touchpoint]]) -> dict[str, bytes]:

@@ -123,12 +123,9 @@ class Engine:
                 try:
                     customers = [c for c in (self.store.customer(UUID(u)) for u in due) if c is not None]
                     timers: list = []
-                    try:
+                    with self.store.writing(customers):
                         n = sum(sum(self.ingestor.derive(c, now, iso(now), timers)) for c in customers)
-                    except BaseException:
-                        self.store.forget_cached(customers)
-                        raise
-                    self.store.save_or_forget(customers, timers=timers)
+                        self.store.save(*customers, timers=timers)
                     changes += n
                     break
                 except IntegrityError:
@@ -142,8 +139,9 @@ class Engine:
             raise KeyError(customer_id)
         deleted = self.keys.delete(str(customer.id))
         if not customer.erased:
-            customer.erase(iso(self.clock.now()))
-            self.store.save_or_forget([customer])
+            with self.store.writing([customer]):
+                customer.erase(iso(self.clock.now()))
+                self.store.save(customer)
         return {"customer_id": customer_id, "erased": True, "key_deleted": deleted}
 
     # -- reading -----------------------------------------------------------------------------

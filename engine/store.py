@@ -11,10 +11,10 @@ A third, journey_positions, holds how far each relay that follows the log has go
 from __future__ import annotations
 
 import random
-import zlib
-from contextlib import contextmanager
 import sqlite3
 import time
+import zlib
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator, Sequence
 from uuid import UUID
@@ -193,20 +193,19 @@ class JourneyStore(Application):
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
 
-    def forget_cached(self, customers: Iterable[Customer]) -> None:
-        """Drop customers whose in-memory state ran ahead of a write that failed."""
-        if self.repository.cache is not None:
-            for customer in customers:
-                try:
-                    self.repository.cache.get(customer.id, evict=True)
-                except KeyError:
-                    pass
-
-    def save_or_forget(self, customers: list[Customer], **kwargs: Any) -> None:
+    @contextmanager
+    def writing(self, customers: Iterable[Customer]) -> Iterator[None]:
+        """Mutate cached customers and save them inside this block: if anything fails, the
+        customers, whose in-memory state may have run ahead of the store, leave the cache."""
         try:
-            self.save(*customers, **kwargs)
+            yield
         except BaseException:
-            self.forget_cached(customers)
+            if self.repository.cache is not None:
+                for customer in customers:
+                    try:
+                        self.repository.cache.get(customer.id, evict=True)
+                    except KeyError:
+                        pass
             raise
 
     def customer(self, customer: UUID) -> Customer | None:

@@ -98,8 +98,9 @@ def apply(target: Engine, step: Step) -> None:
     else:
         customer = target.store.customer(customer_uuid(step.customer_id or ""))
         if customer is not None and not customer.erased:
-            customer.erase(step.at)
-            target.store.save_or_forget([customer])
+            with target.store.writing([customer]):
+                customer.erase(step.at)
+                target.store.save(customer)
 
 
 def rebuild(source: Engine, target: Engine, on_step: Callable[[Step], None] | None = None) -> int:

@@ -27,11 +27,13 @@ def whatif(live: Engine, alternative: Config, as_of: datetime, history: History 
     h = history or load(live)
     moves: Counter = Counter()
     sample = []
+    customers = 0
     for cid, facts in sorted(h.customers()):
         a = evaluate(facts, as_of, live.rules)
         b = evaluate(facts, as_of, alternative.lifecycle)
         if a.stage is None:
             continue
+        customers += 1
         if (a.stage, a.health) != (b.stage, b.health):
             moves[(a.stage, b.stage, a.health, b.health)] += 1
             if len(sample) < SAMPLE:
@@ -41,7 +43,7 @@ def whatif(live: Engine, alternative: Config, as_of: datetime, history: History 
     for (s0, s1, _, _), n in moves.items():
         if s0 != s1:
             stage_moves[f"{s0}->{s1}"] += n
-    return {"as_of": iso(as_of), "customers": sum(1 for _, f in h.customers() if evaluate(f, as_of, live.rules).stage),
+    return {"as_of": iso(as_of), "customers": customers,
             "changed": sum(n for (s0, s1, _, _), n in moves.items() if s0 != s1),
             "health_changed": sum(n for (_, _, h0, h1), n in moves.items() if h0 != h1),
             "by_transition": dict(stage_moves.most_common()), "sample": sample,

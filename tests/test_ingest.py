@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from engine.clock import FixedClock
 from engine.ids import customer_uuid
@@ -108,7 +108,8 @@ def test_window_expiry_demotes_without_a_new_touchpoint_even_after_restart(confi
         assert n >= 1
         stage_changes = [c for c in engine.changes() if c["dimension"] == "stage"]
         assert (stage_changes[-1]["from"], stage_changes[-1]["to"]) == ("loyal", "repeat")
-        assert stage_changes[-1]["effective_at"] == (history[2 - 0]["occurred_at"] and stage_changes[-1]["effective_at"])
+        third = datetime.fromisoformat(history[2]["occurred_at"])
+        assert stage_changes[-1]["effective_at"] == (third + timedelta(days=365)).isoformat(timespec="microseconds")
         assert "left the 365-day window" in stage_changes[-1]["reason"]
         assert engine.run_due() == 0                        # fired once, not twice
     with Engine(config, clock) as engine:
