@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
 
@@ -22,11 +22,12 @@ from .ids import change_id, customer_uuid
 from .keys import KeyStore
 from .policies.decide import PolicyEngine
 from .privacy import seal, split
-from .projections.lifecycle import Transition, live_transitions, next_change
+from .projections.lifecycle import Transition, advance
 from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
 
 MAX_ATTEMPTS = 8
+DUE_BATCH = 500   # due customers derived with one batch of touchpoints; more wait for run_due
 
 
 @dataclass
@@ -36,6 +37,15 @@ class BatchResult:
     rejected: list[Rejection] = field(default_factory=list)
     changes: int = 0
     actions: int = 0
+    timer_changes: int = 0    # changes and decisions of customers whose timers were due
+
+    def add(self, other: "BatchResult") -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.changes += other.changes
+        self.actions += other.actions
+        self.timer_changes += other.timer_changes
 
 
 class Ingestor:
@@ -47,7 +57,9 @@ class Ingestor:
         self.rules = rules
         self.policies = policies
 
-    def ingest(self, items: list[tuple[int, Touchpoint]], now: datetime) -> BatchResult:
+    def ingest(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool = False) -> BatchResult:
+        """Ingest validated touchpoints in one transaction; with `due_timers`, the customers whose
+        timers are due by `now` are derived and written in the same transaction."""
         result = BatchResult()
         fresh: dict[str, tuple[int, Touchpoint]] = {}
         for record, tp in items:
@@ -60,20 +72,16 @@ class Ingestor:
                 result.rejected.append(_conflict(record, tp, f"record {seen[0]} of this batch"))
         for attempt in range(MAX_ATTEMPTS):
             try:
-                written = self._write(fresh, now)
+                written = self._write(fresh, now, due_timers)
             except IntegrityError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 continue  # a concurrent writer got there first: decide again on fresh reads
-            result.accepted += written.accepted
-            result.duplicates += written.duplicates
-            result.rejected += written.rejected
-            result.changes += written.changes
-            result.actions += written.actions
+            result.add(written)
             return result
         raise AssertionError("unreachable")
 
-    def _write(self, fresh: dict[str, tuple[int, Touchpoint]], now: datetime) -> BatchResult:
+    def _write(self, fresh: dict[str, tuple[int, Touchpoint]], now: datetime, due_timers: bool) -> BatchResult:
         result = BatchResult()
         known = self.store.recorder.known_touchpoints(list(fresh)) if fresh else {}  # type: ignore[attr-defined]
         by_customer: dict[str, list[Touchpoint]] = {}
@@ -90,44 +98,62 @@ class Ingestor:
             return result
 
         def bodies(customers: dict[str, Customer], recorded_at: str, batch: str) -> dict[str, list[dict[str, Any]]]:
-            keys = self._keys(customers, by_customer)
-            return {cid: [self._body(customers[cid], tp, keys.get(str(customers[cid].id)), recorded_at, batch)
-                          for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id))]
-                    for cid, tps in by_customer.items()}
+            parts = {cid: [(tp, split(self.catalog, tp.kind, tp.properties, tp.traits))
+                           for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id))]
+                     for cid, tps in by_customer.items()}
+            keys = self._keys([str(customers[cid].id) for cid, made in parts.items()
+                               if not customers[cid].erased and any(pii for _, (_, _, pii) in made)])
+            out = {}
+            for cid, made in parts.items():
+                uuid = str(customers[cid].id)
+                key = keys.get(uuid)
+                out[cid] = [self._body(uuid, tp, props, traits, pii, key, recorded_at, batch)
+                            for tp, (props, traits, pii) in made]
+            return out
 
-        written = self.append(list(by_customer), now, bodies)
-        result.accepted, result.changes, result.actions = written.accepted, written.changes, written.actions
-        return result
+        written = self.append(list(by_customer), now, bodies, due_timers)
+        written.duplicates, written.rejected = result.duplicates, result.rejected
+        return written
 
     def append(self, customer_ids: list[str], now: datetime,
-               bodies: Callable[[dict[str, Customer], str, str], dict[str, list[dict[str, Any]]]]) -> BatchResult:
+               bodies: Callable[[dict[str, Customer], str, str], dict[str, list[dict[str, Any]]]],
+               due_timers: bool = False) -> BatchResult:
         """Record touchpoint bodies on their customers, derive, and save it all in one transaction.
 
         `bodies(customers, recorded_at, batch)` makes the bodies once the customers are loaded:
         from validated touchpoints when ingesting, as they were stored when replaying.
         """
         result = BatchResult()
-        customers = {cid: self.store.customer(customer_uuid(cid)) or Customer(cid) for cid in customer_ids}
-        with self.store.writing(customers.values()):
+        uuids = {cid: customer_uuid(cid) for cid in customer_ids}
+        found = self.store.customers(uuids.values())
+        customers = {cid: found.get(uuid) or Customer(cid) for cid, uuid in uuids.items()}
+        due: list[Customer] = []
+        if due_timers:
+            batch = set(uuids.values())
+            due = [c for c in self.store.customers(
+                u for u in map(UUID, self.store.recorder.due_customers(to_us(now), DUE_BATCH))  # type: ignore[attr-defined]
+                if u not in batch).values()]
+        with self.store.writing([*customers.values(), *due]):
             recorded_at = iso(now)
             ids, timers = [], []
             for cid, made in bodies(customers, recorded_at, uuid4().hex).items():
                 customer = customers[cid]
                 since = customer.evaluated_until   # the feed is exact up to here, before this batch
+                uuid = str(customer.id)
                 for body in made:
                     customer.record_touchpoint(body)
-                    ids.append((body["event_id"], str(customer.id), body["digest"]))
+                    ids.append((body["event_id"], uuid, body["digest"]))
                 result.accepted += len(made)
                 changes, actions = self.derive(customer, now, recorded_at, timers, made, since)
                 result.changes += changes
                 result.actions += actions
-            self.store.save(*customers.values(), touchpoint_ids=ids, timers=timers)
+            for customer in due:
+                result.timer_changes += sum(self.derive(customer, now, recorded_at, timers))
+            self.store.append([*customers.values(), *due], touchpoint_ids=ids, timers=timers)
         return result
 
-    def _keys(self, customers: dict[str, Customer], by_customer: dict[str, list[Touchpoint]]) -> dict[str, bytes]:
-        """Keys of the customers whose touchpoints carry PII; forgotten customers get none."""
-        needed = [str(customers[cid].id) for cid, tps in by_customer.items()
-                  if not customers[cid].erased and any(self._has_pii(tp) for tp in tps)]
+    def _keys(self, needed: list[str]) -> dict[str, bytes]:
+        """Keys of these customers (whose touchpoints carry PII), created for the new ones."""
         if not needed:
             return {}
         keys = self.keys.get_many(needed)
@@ -136,17 +162,13 @@ class Ingestor:
             keys.update(self.keys.create_many(missing))
         return keys
 
-    def _has_pii(self, tp: Touchpoint) -> bool:
-        return bool(split(self.catalog, tp.kind, tp.properties, tp.traits)[2])
-
-    def _body(self, customer: Customer, tp: Touchpoint, key: bytes | None, recorded_at: str, batch: str
-              ) -> dict[str, Any]:
-        props, traits, pii = split(self.catalog, tp.kind, tp.properties, tp.traits)
+    def _body(self, customer: str, tp: Touchpoint, props: dict[str, Any], traits: dict[str, Any] | None,
+              pii: dict[str, Any], key: bytes | None, recorded_at: str, batch: str) -> dict[str, Any]:
         sealed = None
         if pii and key is not None:
-            sealed = seal(key, pii, f"{customer.id}/{tp.event_id}")
+            sealed = seal(key, pii, f"{customer}/{tp.event_id}")
         # Without a key (a forgotten customer) the personal fields are dropped, never stored in clear.
-        return {"event_id": tp.event_id, "kind": tp.kind, "occurred_at": iso(tp.occurred_at),
+        return {"event_id": tp.event_id, "kind": tp.kind, "occurred_at": tp.occurred,
                 "recorded_at": recorded_at, "channel": tp.channel, "source": tp.source,
                 "properties": props, "traits": traits, "sealed": sealed, "digest": tp.digest,
                 # The write that recorded it: a replay redoes the same writes in the same order.
@@ -157,16 +179,17 @@ class Ingestor:
         """Record the lifecycle changes and retention decisions known now, and set the
         customer's next due time; returns how many of each were recorded. `since` is when
         the customer was last evaluated, if touchpoints were just recorded (they move it)."""
-        facts = customer.facts()
+        facts = customer.facts
         last = since if touchpoints else customer.evaluated_until
         until = datetime.fromisoformat(last) if last else None
-        transitions, status = live_transitions(facts, (customer.stage, customer.health), until, now, self.rules)
+        transitions, status, customer.memo = advance(facts, (customer.stage, customer.health), until, now,
+                                                     self.rules, customer.memo)
         changes = []
         for tr in transitions:
             changes.append(self.change(customer, tr, recorded_at))
             customer.record_change(changes[-1])
         actions, policy_due = self.policies.decide(customer, status, changes, list(touchpoints), now)
-        due = min((d for d in (next_change(facts, now, status, self.rules), policy_due) if d), default=None)
+        due = min((d for d in (customer.memo.due, policy_due) if d), default=None)
         timers.append((str(customer.id), to_us(due) if due else None))
         return len(changes), len(actions)
 

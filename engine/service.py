@@ -35,6 +35,7 @@ class IngestReport:
         self.duplicates += batch.duplicates
         self.changes += batch.changes
         self.actions += batch.actions
+        self.timer_changes += batch.timer_changes
         self.rejections += invalid + batch.rejected
         self.rejected = len(self.rejections)
 
@@ -108,7 +109,8 @@ class Engine:
             (valid.append((number, parsed)) if isinstance(parsed, Touchpoint) else invalid.append(parsed))
         if backfill and valid:
             self.clock.observe(max(tp.occurred_at for _, tp in valid))
-        report.add(self.ingestor.ingest(valid, self.clock.now()), invalid)
+        # A backfill also runs the timers due by now, in the batch's own transaction.
+        report.add(self.ingestor.ingest(valid, self.clock.now(), due_timers=backfill), invalid)
         if backfill:
             report.timer_changes += self.run_due()
 
@@ -121,11 +123,11 @@ class Engine:
         while due := recorder.due_customers(to_us(now), batch):  # type: ignore[attr-defined]
             for attempt in range(8):
                 try:
-                    customers = [c for c in (self.store.customer(UUID(u)) for u in due) if c is not None]
+                    customers = list(self.store.customers(UUID(u) for u in due).values())
                     timers: list = []
                     with self.store.writing(customers):
                         n = sum(sum(self.ingestor.derive(c, now, iso(now), timers)) for c in customers)
-                        self.store.save(*customers, timers=timers)
+                        self.store.append(customers, timers=timers)
                     changes += n
                     break
                 except IntegrityError:
@@ -141,7 +143,7 @@ class Engine:
         if not customer.erased:
             with self.store.writing([customer]):
                 customer.erase(iso(self.clock.now()))
-                self.store.save(customer)
+                self.store.append([customer])
         return {"customer_id": customer_id, "erased": True, "key_deleted": deleted}
 
     # -- reading -----------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class Touchpoint:
     properties: dict[str, Any]
     traits: dict[str, Any] | None
     digest: str
+    occurred: str           # occurred_at in its stored form (engine.clock.iso)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +132,12 @@ class Validator:
                              f"{self.future_tolerance} in the future (ingest.future_tolerance_hours)",
                              event_id, raw)
         properties = {k: json_ready(v) for k, v in props.model_dump(exclude_none=True).items()}
+        stored = iso(occurred)
         body = {"event_id": env.event_id, "customer_id": env.customer_id, "kind": env.kind,
-                "occurred_at": iso(occurred), "channel": env.channel, "source": env.source,
+                "occurred_at": stored, "channel": env.channel, "source": env.source,
                 "properties": properties, "traits": env.traits}
         return Touchpoint(env.event_id, env.customer_id, env.kind, occurred, env.channel,
-                          env.source, properties, env.traits, digest_of(body))
+                          env.source, properties, env.traits, digest_of(body), stored)
 
 
 def _rejection(e: ValidationError, record: int, event_id: str | None, raw: bytes | None,

@@ -100,7 +100,7 @@ def apply(target: Engine, step: Step) -> None:
         if customer is not None and not customer.erased:
             with target.store.writing([customer]):
                 customer.erase(step.at)
-                target.store.save(customer)
+                target.store.append([customer])
 
 
 def rebuild(source: Engine, target: Engine, on_step: Callable[[Step], None] | None = None) -> int:

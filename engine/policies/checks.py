@@ -17,7 +17,8 @@ from .model import ContactRules, PolicySpec
 
 
 def consent(customer: Any, channel: str, purpose: str, T: datetime, rules: ContactRules) -> tuple[bool, str]:
-    history = [h for h in customer.consent.get(f"{channel}/{purpose}", []) if h[0] <= iso(T)]
+    t = iso(T)
+    history = [h for h in customer.consent.get(f"{channel}/{purpose}", ()) if h[0] <= t]
     if history:
         at, event_id, granted = history[-1]
         return granted, (f"{purpose} consent on {channel} {'granted' if granted else 'withdrawn'} "
@@ -36,10 +37,11 @@ def open_at(spans: dict[str, list[str | None]], T: datetime) -> list[tuple[str, 
 
 def cap_state(customer: Any, T: datetime, rules: ContactRules) -> list[dict[str, Any]]:
     out = []
+    t = iso(T)
     for cap in rules.caps:
         since = iso(T - timedelta(days=cap.days))
         used = sum(1 for at, channel, purpose in customer.contacts
-                   if purpose == "promotional" and since < at <= iso(T) and cap.channel in ("any", channel))
+                   if purpose == "promotional" and since < at <= t and cap.channel in ("any", channel))
         out.append({"channel": cap.channel, "days": cap.days, "max": cap.max, "used": used})
     return out
 

@@ -20,6 +20,8 @@ from .checks import run_checks
 from .model import ContactRules, PolicySpec
 from .triggers import Firing, on_facts, timers
 
+TIMED = ("absence", "stage_held", "date")   # triggers that fire on a due time, not on a fact
+
 
 @dataclass(frozen=True)
 class PolicyContext:
@@ -40,6 +42,11 @@ def action_id(policy: str, customer: Any, trigger_id: str, version: str) -> str:
 class PolicyEngine:
     def __init__(self, specs: tuple[PolicySpec, ...], rules: ContactRules):
         self.specs = tuple(s for s in specs if s.enabled)
+        # Most derivations have no change and a touchpoint no policy listens to: ask only the
+        # policies whose trigger can fire.
+        self.on_facts = tuple(s for s in self.specs if s.trigger.on not in TIMED)
+        self.kinds = frozenset(s.trigger.kind for s in self.on_facts if s.trigger.on == "touchpoint")
+        self.timed = tuple(s for s in self.specs if s.trigger.on in TIMED)
         self.rules = rules
         self.custom: dict[str, Callable[[PolicyContext], Any]] = {
             s.name: _resolve(s.python) for s in self.specs if s.python}
@@ -47,9 +54,10 @@ class PolicyEngine:
     def decide(self, customer: Any, status: Status, changes: list[dict], touchpoints: list[dict],
                now: datetime) -> tuple[list[dict[str, Any]], datetime | None]:
         """The decisions to record now, and when this customer's next policy timer is due."""
-        firings = on_facts(self.specs, changes, touchpoints)
+        heard = changes or any(tp["kind"] in self.kinds for tp in touchpoints)
+        firings = on_facts(self.on_facts, changes, touchpoints) if heard else []
         upcoming: list[datetime] = []
-        for spec in self.specs:
+        for spec in self.timed:
             for due, firing in timers(spec, customer, status, now):
                 if due <= now:
                     firings.append(firing)

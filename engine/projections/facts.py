@@ -31,20 +31,23 @@ class Facts:
     signals: list[tuple[datetime, str, str, int | None]] = field(default_factory=list)
     # (at, event_id, kind) of every lifecycle-relevant touchpoint, sorted: the times a stage can move.
     moments: list[tuple[datetime, str, str]] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)                     # lifecycle event ids
+    # Bumped by every change, so what was concluded from these facts knows when it is stale.
+    version: int = field(default=0, compare=False)
+    _ledger: list[tuple[Order, datetime | None]] | None = field(default=None, compare=False, repr=False)
 
     def saw(self, event_id: str, at: datetime) -> None:
         """The customer exists from its earliest touchpoint of any kind."""
         if self.first_seen is None or (at, event_id) < (self.first_seen, self.first_seen_id):
             self.first_seen, self.first_seen_id = at, event_id
+            self.version += 1
 
     def add(self, event_id: str, kind: str, at: datetime, props: dict[str, Any]) -> None:
-        if event_id in self.seen:
+        self.saw(event_id, at)
+        if kind not in LIFECYCLE_KINDS or event_id in self.seen:
             return
         self.seen.add(event_id)
-        self.saw(event_id, at)
-        if kind not in LIFECYCLE_KINDS:
-            return
+        self.version += 1
         insort(self.moments, (at, event_id, kind))
         if kind == "order.placed":
             oid = props["order_id"]
@@ -58,3 +61,22 @@ class Facts:
         else:
             value = props.get("rating") if kind == "review.posted" else props.get("nps")
             insort(self.signals, (at, event_id, kind, value))
+        self._ledger = None
+
+    def ledger(self) -> list[tuple[Order, datetime | None]]:
+        """Every order, oldest first, with the time it stopped counting as a purchase (its
+        cancellation, or the refund that reached its amount), or None."""
+        if self._ledger is None:
+            out = []
+            for oid, order in self.orders.items():
+                voids = [at for at, _ in self.cancels.get(oid, ())]
+                refunded = 0.0
+                for at, _, amount in self.refunds.get(oid, ()):
+                    refunded += amount
+                    if refunded >= order.amount:
+                        voids.append(at)
+                        break
+                out.append((order, min(voids) if voids else None))
+            out.sort(key=lambda ov: (ov[0].at, ov[0].event_id))
+            self._ledger = out
+        return self._ledger

@@ -8,9 +8,8 @@ signal leaving the window, a health threshold passing) and returns the transitio
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from statistics import median
 
 from ..config import LifecycleRules
 from ..vocabulary import HEALTHS, STAGES  # noqa: F401 - re-exported
@@ -24,13 +23,66 @@ class Status:
     stage: str | None          # None before the customer's first touchpoint
     health: str | None         # None without a purchase
     purchases: tuple[Order, ...]
-    stage_reason: str
-    health_reason: str
     stage_causes: tuple[str, ...]
     health_causes: tuple[str, ...]
+    # What the reasons are worded from (only when asked for: most statuses are never shown).
+    at: datetime | None = None
+    recent: int = 0            # purchases in the window
+    signal: tuple[datetime, str, str, int | None] | None = None   # the latest advocacy signal
+    limit: float = 0.0         # the at-risk threshold in days
+    rules: LifecycleRules | None = None
 
     def get(self, dimension: str) -> str | None:
         return self.stage if dimension == "stage" else self.health
+
+    @property
+    def stage_reason(self) -> str:
+        if self.stage is None or self.rules is None or self.at is None:
+            return "no touchpoint yet"
+        n, w, r, T = len(self.purchases), self.rules.window_days, self.rules, self.at
+        if self.stage in ("loyal", "advocate"):
+            why = f"{n} purchases, {self.recent} of them in the {w} days to {T:%Y-%m-%d}"
+            if self.signal is None:
+                return why
+            at, _, kind, value = self.signal
+            what = {"referral.converted": "a converted referral",
+                    "review.posted": f"a review rated {value}",
+                    "survey.answered": f"an NPS answer of {value}"}[kind]
+            return f"loyal ({why}) and {what} on {at:%Y-%m-%d}"
+        if self.stage == "repeat":
+            if n < r.loyal_min_purchases:
+                return f"{n} purchases"
+            return (f"{n} purchases, but only {self.recent} in the {w} days to {T:%Y-%m-%d} "
+                    f"(loyal needs {r.loyal_min_recent_purchases})")
+        if self.stage == "first_buyer":
+            return f"one purchase on {self.purchases[0].at:%Y-%m-%d}"
+        return "no purchase that still counts"
+
+    @property
+    def health_reason(self) -> str:
+        if self.health is None or self.rules is None or self.at is None:
+            return ""
+        T = self.at
+        days = (T - self.purchases[-1].at).total_seconds() / 86400
+        since = f"last purchase {days:.0f} days before {T:%Y-%m-%d}"
+        if self.health == "lapsed":
+            return f"{since}, more than {self.rules.lapsed_days}"
+        if self.health == "at_risk":
+            return f"{since}, more than {self.limit:.0f} (at-risk threshold)"
+        return f"{since}, within {self.limit:.0f} (at-risk threshold)"
+
+
+@dataclass(frozen=True, slots=True)
+class Memo:
+    """What the rules concluded from one version of a customer's facts: `status` holds from
+    `at` until `valid_until` (the next moment it could change), and `due` is when stage or
+    health next change if nothing new arrives."""
+    facts_version: int
+    rules: LifecycleRules
+    at: datetime
+    status: Status
+    valid_until: datetime | None
+    due: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +97,7 @@ class Transition:
 
 def purchases(facts: Facts, T: datetime) -> list[Order]:
     """Orders placed by T that were neither cancelled nor fully refunded by T, oldest first."""
-    out = []
-    for oid, order in facts.orders.items():
-        if order.at > T:
-            continue
-        if any(at <= T for at, _ in facts.cancels.get(oid, ())):
-            continue
-        refunded = [amount for at, _, amount in facts.refunds.get(oid, ()) if at <= T]
-        if refunded and sum(refunded) >= order.amount:
-            continue
-        out.append(order)
-    out.sort(key=lambda o: (o.at, o.event_id))
-    return out
+    return [order for order, void in facts.ledger() if order.at <= T and (void is None or void > T)]
 
 
 def _advocacy(facts: Facts, T: datetime, rules: LifecycleRules) -> list[tuple[datetime, str, str, int | None]]:
@@ -72,59 +113,49 @@ def _advocacy(facts: Facts, T: datetime, rules: LifecycleRules) -> list[tuple[da
     return out
 
 
-def at_risk_days(bought: list[Order], rules: LifecycleRules) -> float:
-    if len(bought) < 2:
+def at_risk_days(bought: list[Order] | tuple[Order, ...], rules: LifecycleRules) -> float:
+    n = len(bought)
+    if n < 2:
         return float(rules.at_risk_min_days)
-    gaps = [(b.at - a.at).total_seconds() / 86400 for a, b in zip(bought, bought[1:])]
-    return max(float(rules.at_risk_min_days), rules.at_risk_gap_factor * median(gaps))
+    # The median gap in days, computed as statistics.median does (same floats, same due times).
+    gaps = sorted((bought[i + 1].at - bought[i].at).total_seconds() / 86400 for i in range(n - 1))
+    mid = (n - 1) // 2
+    gap = gaps[mid] if n % 2 == 0 else (gaps[mid - 1] + gaps[mid]) / 2
+    return max(float(rules.at_risk_min_days), rules.at_risk_gap_factor * gap)
+
+
+_NOBODY = Status(None, None, (), (), ())
 
 
 def evaluate(facts: Facts, T: datetime, rules: LifecycleRules) -> Status:
     if facts.first_seen is None or facts.first_seen > T:
-        return Status(None, None, (), "no touchpoint yet", "", (), ())
-    bought = purchases(facts, T)
+        return _NOBODY
+    bought = tuple(order for order, void in facts.ledger() if order.at <= T and (void is None or void > T))
     n = len(bought)
-    w = rules.window_days
-    recent = [o for o in bought if o.at > T - timedelta(days=w)]
+    since = T - timedelta(days=rules.window_days)
+    recent = [o for o in bought if o.at > since]
+    signal = None
     if n >= rules.loyal_min_purchases and len(recent) >= rules.loyal_min_recent_purchases:
         signals = _advocacy(facts, T, rules)
-        loyal_why = f"{n} purchases, {len(recent)} of them in the {w} days to {T:%Y-%m-%d}"
         if signals:
-            at, eid, kind, value = signals[-1]
-            what = {"referral.converted": "a converted referral",
-                    "review.posted": f"a review rated {value}",
-                    "survey.answered": f"an NPS answer of {value}"}[kind]
-            stage, why = "advocate", f"loyal ({loyal_why}) and {what} on {at:%Y-%m-%d}"
-            causes = tuple(o.event_id for o in recent) + (eid,)
+            signal = signals[-1]
+            stage, causes = "advocate", tuple(o.event_id for o in recent) + (signal[1],)
         else:
-            stage, why = "loyal", loyal_why
-            causes = tuple(o.event_id for o in recent)
+            stage, causes = "loyal", tuple(o.event_id for o in recent)
     elif n >= 2:
-        stage, why = "repeat", f"{n} purchases"
-        causes = tuple(o.event_id for o in bought)
-        if n >= rules.loyal_min_purchases:
-            why += (f", but only {len(recent)} in the {w} days to {T:%Y-%m-%d} "
-                    f"(loyal needs {rules.loyal_min_recent_purchases})")
+        stage, causes = "repeat", tuple(o.event_id for o in bought)
     elif n == 1:
-        stage, why, causes = "first_buyer", f"one purchase on {bought[0].at:%Y-%m-%d}", (bought[0].event_id,)
+        stage, causes = "first_buyer", (bought[0].event_id,)
     else:
-        stage, why, causes = "prospect", "no purchase that still counts", (facts.first_seen_id or "",)
-    health, health_why, health_causes = _health(bought, T, rules)
-    return Status(stage, health, tuple(bought), why, health_why, causes, health_causes)
-
-
-def _health(bought: list[Order], T: datetime, rules: LifecycleRules) -> tuple[str | None, str, tuple[str, ...]]:
-    if not bought:
-        return None, "", ()
-    last = bought[-1]
-    days = (T - last.at).total_seconds() / 86400
-    limit = at_risk_days(bought, rules)
-    since = f"last purchase {days:.0f} days before {T:%Y-%m-%d}"
-    if days > rules.lapsed_days:
-        return "lapsed", f"{since}, more than {rules.lapsed_days}", (last.event_id,)
-    if days > limit:
-        return "at_risk", f"{since}, more than {limit:.0f} (at-risk threshold)", (last.event_id,)
-    return "active", f"{since}, within {limit:.0f} (at-risk threshold)", (last.event_id,)
+        stage, causes = "prospect", (facts.first_seen_id or "",)
+    health, limit, health_causes = None, 0.0, ()
+    if bought:
+        last = bought[-1]
+        days = (T - last.at).total_seconds() / 86400
+        limit = at_risk_days(bought, rules)
+        health = "lapsed" if days > rules.lapsed_days else "at_risk" if days > limit else "active"
+        health_causes = (last.event_id,)
+    return Status(stage, health, bought, causes, health_causes, T, len(recent), signal, limit, rules)
 
 
 def next_moment(facts: Facts, t: datetime, status: Status, rules: LifecycleRules) -> datetime | None:
@@ -140,7 +171,7 @@ def next_moment(facts: Facts, t: datetime, status: Status, rules: LifecycleRules
     candidates += [at + window for at, *_ in facts.signals if t < at + window and at <= t]
     if status.purchases:
         last = status.purchases[-1].at
-        for days in (at_risk_days(list(status.purchases), rules), rules.lapsed_days):
+        for days in (status.limit, rules.lapsed_days):
             due = last + timedelta(days=days) + TICK
             if due > t:
                 candidates.append(due)
@@ -165,8 +196,8 @@ def timeline(facts: Facts, rules: LifecycleRules, start: datetime | None, end: d
         new = evaluate(facts, nxt, rules)
         out += changes(status, new, nxt, facts, rules)
         t, status = nxt, new
-    # Same stage and health as at the last moment, but the reasons are worded as of `end`.
-    return out, evaluate(facts, end, rules)
+    # Nothing can change between the last moment and `end`: the same status, worded as of `end`.
+    return out, replace(status, at=end) if status.at is not None else evaluate(facts, end, rules)
 
 
 def changes(old: Status, new: Status, at: datetime, facts: Facts, rules: LifecycleRules) -> list[Transition]:
@@ -201,31 +232,41 @@ def _trigger(facts: Facts, at: datetime, rules: LifecycleRules) -> tuple[str, tu
 
 def next_change(facts: Facts, now: datetime, status: Status, rules: LifecycleRules) -> datetime | None:
     """When the status will next change if nothing new arrives: the due time of a timer."""
-    t = now
+    return _ahead(facts, now, status, rules)[1]
+
+
+def _ahead(facts: Facts, now: datetime, status: Status, rules: LifecycleRules
+           ) -> tuple[datetime | None, datetime | None]:
+    """(the next moment after now at which the status could change, the first at which it does)."""
+    t, first = now, None
     while (nxt := next_moment(facts, t, status, rules)) is not None:
+        first = first or nxt
         new = evaluate(facts, nxt, rules)
         if (new.stage, new.health) != (status.stage, status.health):
-            return nxt
+            return first, nxt
         t, status = nxt, new
-    return None
+    return first, None
 
 
 def live_transitions(facts: Facts, recorded: tuple[str | None, str | None], evaluated_until: datetime | None,
-                     now: datetime, rules: LifecycleRules) -> tuple[list[Transition], Status]:
+                     now: datetime, rules: LifecycleRules, then: Status | None = None
+                     ) -> tuple[list[Transition], Status]:
     """The changes to record now, given what the feed has recorded up to `evaluated_until`.
 
     First a correction where late touchpoints changed the status as of evaluated_until
     (effective at the corrected transition's time), then every transition in
-    (evaluated_until, now] in order of effective time.
+    (evaluated_until, now] in order of effective time. `then`, if known, is the status
+    as of evaluated_until.
     """
     if evaluated_until is None:
         return timeline(facts, rules, None, now)
-    status = evaluate(facts, evaluated_until, rules)
+    status = then or evaluate(facts, evaluated_until, rules)
     out: list[Transition] = []
+    history = None
     for dim, was in zip(("stage", "health"), recorded):
         if status.get(dim) == was:
             continue
-        history, _ = timeline(facts, rules, None, evaluated_until)
+        history = history or timeline(facts, rules, None, evaluated_until)[0]
         last = [tr for tr in history if tr.dimension == dim]
         at = last[-1].effective_at if last else evaluated_until
         causes = last[-1].causes if last else ()
@@ -233,3 +274,18 @@ def live_transitions(facts: Facts, recorded: tuple[str | None, str | None], eval
         out.append(Transition(dim, was, status.get(dim), at, causes, f"late touchpoint, history corrected: {why}"))
     more, status = timeline(facts, rules, evaluated_until, now, status)
     return out + more, status
+
+
+def advance(facts: Facts, recorded: tuple[str | None, str | None], evaluated_until: datetime | None,
+            now: datetime, rules: LifecycleRules, memo: Memo | None) -> tuple[list[Transition], Status, Memo]:
+    """`live_transitions`, and the memo for the next call. Most touchpoints change no lifecycle
+    fact and arrive before anything is due: then the memo answers, and nothing is walked."""
+    current = memo is not None and memo.facts_version == facts.version and memo.rules is rules
+    then = None
+    if current and evaluated_until is not None and memo.at <= evaluated_until and (
+            memo.valid_until is None or evaluated_until < memo.valid_until):
+        if (memo.status.stage, memo.status.health) == recorded and (memo.valid_until is None or now < memo.valid_until):
+            return [], memo.status, memo
+        then = memo.status      # a timer fell due: the walk starts from what is known
+    transitions, status = live_transitions(facts, recorded, evaluated_until, now, rules, then)
+    return transitions, status, Memo(facts.version, rules, now, status, *_ahead(facts, now, status, rules))
