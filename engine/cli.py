@@ -67,7 +67,7 @@ def progress(total: int, label: str, enabled: bool) -> Progress:
                     TimeRemainingColumn(), console=err, disable=not enabled, transient=True)
 
 
-def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting") -> Any:
+def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting", workers: int = 1) -> Any:
     total = sum(1 for _ in path.open("rb"))
     with progress(total, label, show) as bar:
         task = bar.add_task(label, total=total, rate="")
@@ -81,7 +81,7 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
 
         with path.open("rb") as f:
             lines: Iterator[bytes] = (line.rstrip(b"\r\n") for line in f)
-            return engine.ingest(lines, on_batch=advance)
+            return engine.ingest(lines, on_batch=advance, workers=workers)
 
 
 @main.command()
@@ -91,11 +91,14 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
 @click.option("--backfill", is_flag=True,
               help="Loading history: follow event time, so lifecycle changes are recorded as a live "
                    "engine would have recorded them and timers fire along the way.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes sharing the work, each owning a shard of the customers (use the cores).")
 @common
-def ingest(file: Path, rejects: Path | None, backfill: bool, config_path: str | None, as_json: bool) -> None:
+def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, config_path: str | None,
+           as_json: bool) -> None:
     """Ingest touchpoints from a JSON-lines FILE (one touchpoint per line)."""
     with open_engine(config_of(config_path), EventTimeClock() if backfill else None) as engine:
-        report = ingest_file(engine, file, show=err.is_terminal and not as_json)
+        report = ingest_file(engine, file, show=err.is_terminal and not as_json, workers=workers)
         engine.clock = SystemClock()
         due = engine.run_due()
     if rejects:

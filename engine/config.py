@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +28,15 @@ class LifecycleRules(Section):
     at_risk_min_days: int = Field(60, gt=0)
     at_risk_gap_factor: float = Field(2.0, gt=0)
     lapsed_days: int = Field(365, gt=0)
+
+    # The same spans as timedeltas, built once (the lifecycle walk adds them all the time).
+    @cached_property
+    def window(self) -> timedelta:
+        return timedelta(days=self.window_days)
+
+    @cached_property
+    def lapsed(self) -> timedelta:
+        return timedelta(days=self.lapsed_days)
 
 
 class IngestSettings(Section):

@@ -18,3 +18,9 @@ def customer_uuid(customer_id: str) -> UUID:
 
 def change_id(customer: UUID, seq: int, dimension: str, to: str | None, effective_at: str) -> str:
     return str(uuid5(NAMESPACE, f"change:{customer}:{seq}:{dimension}:{to}:{effective_at}"))
+
+
+def shard_of(customer: UUID, shards: int) -> int:
+    """Which of `shards` writers owns a customer: its uuid's last byte modulo the count, which
+    the stores can compute from the id as text (JourneyStore recorders' `due_customers`)."""
+    return (customer.int & 0xFF) % shards

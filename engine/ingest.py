@@ -50,12 +50,13 @@ class BatchResult:
 
 class Ingestor:
     def __init__(self, store: JourneyStore, keys: KeyStore, catalog: Catalog, rules: LifecycleRules,
-                 policies: PolicyEngine):
+                 policies: PolicyEngine, shard: tuple[int, int] | None = None):
         self.store = store
         self.keys = keys
         self.catalog = catalog
         self.rules = rules
         self.policies = policies
+        self.shard = shard    # (k, n): this writer owns shard k of n of the customers (due timers)
 
     def ingest(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool = False) -> BatchResult:
         """Ingest validated touchpoints in one transaction; with `due_timers`, the customers whose
@@ -101,11 +102,11 @@ class Ingestor:
             parts = {cid: [(tp, split(self.catalog, tp.kind, tp.properties, tp.traits))
                            for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id))]
                      for cid, tps in by_customer.items()}
-            keys = self._keys([str(customers[cid].id) for cid, made in parts.items()
+            keys = self._keys([customers[cid].key for cid, made in parts.items()
                                if not customers[cid].erased and any(pii for _, (_, _, pii) in made)])
             out = {}
             for cid, made in parts.items():
-                uuid = str(customers[cid].id)
+                uuid = customers[cid].key
                 key = keys.get(uuid)
                 out[cid] = [self._body(uuid, tp, props, traits, pii, key, recorded_at, batch)
                             for tp, (props, traits, pii) in made]
@@ -131,15 +132,15 @@ class Ingestor:
         if due_timers:
             batch = set(uuids.values())
             due = [c for c in self.store.customers(
-                u for u in map(UUID, self.store.recorder.due_customers(to_us(now), DUE_BATCH))  # type: ignore[attr-defined]
-                if u not in batch).values()]
+                u for u in map(UUID, self.store.recorder.due_customers(  # type: ignore[attr-defined]
+                    to_us(now), DUE_BATCH, self.shard)) if u not in batch).values()]
         with self.store.writing([*customers.values(), *due]):
             recorded_at = iso(now)
             ids, timers = [], []
-            for cid, made in bodies(customers, recorded_at, uuid4().hex).items():
+            for cid, made in bodies(customers, recorded_at, batch_id(self.shard)).items():
                 customer = customers[cid]
                 since = customer.evaluated_until   # the feed is exact up to here, before this batch
-                uuid = str(customer.id)
+                uuid = customer.key
                 for body in made:
                     customer.record_touchpoint(body)
                     ids.append((body["event_id"], uuid, body["digest"]))
@@ -188,9 +189,12 @@ class Ingestor:
         for tr in transitions:
             changes.append(self.change(customer, tr, recorded_at))
             customer.record_change(changes[-1])
-        actions, policy_due = self.policies.decide(customer, status, changes, list(touchpoints), now)
+        actions, policy_due = self.policies.decide(customer, status, changes, list(touchpoints), now, recorded_at)
         due = min((d for d in (customer.memo.due, policy_due) if d), default=None)
-        timers.append((str(customer.id), to_us(due) if due else None))
+        due_us = to_us(due) if due else None
+        if due_us != customer.due_written:   # most batches leave it where it was: no row to rewrite
+            timers.append((customer.key, due_us))
+            customer.due_written = due_us
         return len(changes), len(actions)
 
     def change(self, customer: Customer, tr: Transition, recorded_at: str) -> dict[str, Any]:
@@ -200,6 +204,19 @@ class Ingestor:
                 "from": tr.from_value, "to": tr.to_value, "effective_at": effective,
                 "recorded_at": recorded_at, "rules_version": self.rules.rules_version,
                 "causes": list(tr.causes), "reason": tr.reason}
+
+
+def batch_id(shard: tuple[int, int] | None) -> str:
+    """A new batch's id; a sharded writer's says its shard ("<hex>@k/n"), so that a rebuild runs
+    the timers of that batch's time for the same shard of customers (replay.rebuild)."""
+    return uuid4().hex + (f"@{shard[0]}/{shard[1]}" if shard else "")
+
+
+def shard_of_batch(batch: str | None) -> tuple[int, int] | None:
+    if not batch or "@" not in batch:
+        return None
+    k, n = batch.rsplit("@", 1)[1].split("/")
+    return int(k), int(n)
 
 
 def _conflict(record: int, tp: Touchpoint, where: str) -> Rejection:

@@ -39,14 +39,27 @@ class IngestReport:
         self.rejections += invalid + batch.rejected
         self.rejected = len(self.rejections)
 
+    def merge(self, other: "IngestReport") -> None:
+        """Add another report of the same ingest (a batch, or another process's share)."""
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.changes += other.changes
+        self.timer_changes += other.timer_changes
+        self.actions += other.actions
+        self.rejections += other.rejections
+        self.rejected = len(self.rejections)
+
     def summary(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
                 "stage_changes": self.changes, "timer_changes": self.timer_changes, "actions": self.actions}
 
 
 class Engine:
-    def __init__(self, config: Config, clock: Any = None):
+    def __init__(self, config: Config, clock: Any = None, shard: tuple[int, int] | None = None):
+        """`shard` (k, n): this engine is writer k of n, each owning the customers engine.ids.shard_of
+        gives it, as a worker owns the customers of its Kafka partitions (see engine.parallel)."""
         self.config = config
+        self.shard = shard
         self.clock = clock or SystemClock()
         self.rules = config.lifecycle
         self.catalog = Catalog(config.kinds, config.privacy.pii_fields)
@@ -59,7 +72,7 @@ class Engine:
                 raise ConfigError(f"policy {spec.name}: trigger kind {spec.trigger.kind!r} is not a known "
                                   "touchpoint kind")
         self.policies = PolicyEngine(config.policies, config.contact)
-        self.ingestor = Ingestor(self.store, self.keys, self.catalog, self.rules, self.policies)
+        self.ingestor = Ingestor(self.store, self.keys, self.catalog, self.rules, self.policies, shard)
 
     def close(self) -> None:
         self.keys.close()
@@ -73,29 +86,36 @@ class Engine:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def ingest(self, records: Iterable[bytes | str | dict], on_batch: Callable[[int], None] | None = None
-               ) -> IngestReport:
+    def ingest(self, records: Iterable[bytes | str | dict], on_batch: Callable[[int], None] | None = None,
+               workers: int = 1) -> IngestReport:
         """Validate and ingest records (raw JSON lines or decoded objects), batch by batch.
 
         Record numbers count from 1 in the order given, so a rejection points at its line.
+        With workers > 1, that many processes share the work, each owning a shard of the
+        customers (engine.parallel).
         """
+        if workers > 1:
+            from .parallel import ingest_in_parallel
+            return ingest_in_parallel(self.config, records, workers, isinstance(self.clock, EventTimeClock),
+                                      on_batch)
         report = IngestReport()
         size = self.config.ingest.batch_size
         batch: list[tuple[int, bytes | str | dict]] = []
         for number, record in enumerate(records, start=1):
             batch.append((number, record))
             if len(batch) >= size:
-                self._ingest_batch(batch, report)
+                self.ingest_batch(batch, report)
                 if on_batch:
                     on_batch(len(batch))
                 batch = []
         if batch:
-            self._ingest_batch(batch, report)
+            self.ingest_batch(batch, report)
             if on_batch:
                 on_batch(len(batch))
         return report
 
-    def _ingest_batch(self, batch: list[tuple[int, bytes | str | dict]], report: IngestReport) -> None:
+    def ingest_batch(self, batch: list[tuple[int, bytes | str | dict]], report: IngestReport) -> None:
+        """Ingest one batch of numbered records in one transaction, adding to the report."""
         backfill = isinstance(self.clock, EventTimeClock)
         # A backfill's clock follows the data: "in the future" means after the real time.
         now = SystemClock().now() if backfill else self.clock.now()
@@ -114,13 +134,15 @@ class Engine:
         if backfill:
             report.timer_changes += self.run_due()
 
-    def run_due(self, batch: int = 500) -> int:
+    def run_due(self, batch: int = 500, shard: tuple[int, int] | None = None) -> int:
         """Re-evaluate every customer whose timer is due (window expiries, health thresholds,
-        policy timers, deferred actions); returns the changes and decisions recorded."""
+        policy timers, deferred actions) among this engine's shard, or the given one; returns the
+        changes and decisions recorded."""
         now = self.clock.now()
+        shard = shard or self.shard
         recorder = self.store.recorder
         changes = 0
-        while due := recorder.due_customers(to_us(now), batch):  # type: ignore[attr-defined]
+        while due := recorder.due_customers(to_us(now), batch, shard):  # type: ignore[attr-defined]
             for attempt in range(8):
                 try:
                     customers = list(self.store.customers(UUID(u) for u in due).values())

@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator
+from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
 from engine.aggregates.customer import Customer
 from engine.clock import FixedClock
-from engine.ids import customer_uuid
+from engine.ids import customer_uuid, shard_of
+from engine.ingest import shard_of_batch
 from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, TOUCHPOINT_TOPIC, page
 from engine.service import Engine
 
@@ -35,6 +37,7 @@ class Step:
     position: int                  # the last source position it covers
     touchpoints: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # customer_id -> bodies
     customer_id: str | None = None
+    shard: tuple[int, int] | None = None   # the live writer's shard of the customers, if sharded
 
 
 def steps(source: Engine, after: int = 0, until: int | None = None) -> Iterator[Step]:
@@ -43,6 +46,7 @@ def steps(source: Engine, after: int = 0, until: int | None = None) -> Iterator[
     batch: Step | None = None
     batch_id: str | None = None
     timers_at: str | None = None
+    sharded: dict[tuple[int, int], str] = {}   # a sharded writer's (k, n) -> time of its last batch
     for position, uuid, topic, body in page(source, 0, None, ()):
         if until is not None and position > until:
             break
@@ -56,7 +60,10 @@ def steps(source: Engine, after: int = 0, until: int | None = None) -> Iterator[
             if batch is None or key != batch_id:
                 if batch is not None:
                     yield batch
-                batch, batch_id = Step("ingest", tp["recorded_at"], position), key
+                batch = Step("ingest", tp["recorded_at"], position, shard=shard_of_batch(tp.get("batch")))
+                batch_id = key
+                if batch.shard:
+                    sharded[batch.shard] = batch.at
             batch.touchpoints.setdefault(names[uuid], []).append(tp)
             batch.position = position
         elif topic in (CHANGE_TOPIC, ACTION_TOPIC):
@@ -70,7 +77,7 @@ def steps(source: Engine, after: int = 0, until: int | None = None) -> Iterator[
             elif at == timers_at:
                 continue                            # the same timer run
             timers_at = at
-            yield Step("timers", at, position)
+            yield Step("timers", at, position, shard=_timer_shard(sharded, uuid, at))
         elif topic == ERASED_TOPIC:
             if batch is not None:
                 yield batch
@@ -78,6 +85,15 @@ def steps(source: Engine, after: int = 0, until: int | None = None) -> Iterator[
             yield Step("erase", body["erased_at"], position, customer_id=names[uuid])
     if batch is not None:
         yield batch
+
+
+def _timer_shard(sharded: dict[tuple[int, int], str], customer: UUID, at: str) -> tuple[int, int] | None:
+    """A sharded writer runs the timers of its own customers right after each of its batches:
+    a timer run at the time of the last batch of its first customer's shard was that writer's."""
+    for k, n in {(shard_of(customer, n), n) for _, n in sharded}:
+        if sharded.get((k, n)) == at:
+            return k, n
+    return None
 
 
 def apply(target: Engine, step: Step) -> None:
@@ -94,7 +110,7 @@ def apply(target: Engine, step: Step) -> None:
                 cid: [{**b, "recorded_at": recorded_at, "batch": batch} for b in bodies]
                 for cid, bodies in todo.items()})
     elif step.kind == "timers":
-        target.run_due()
+        target.run_due(shard=step.shard)
     else:
         customer = target.store.customer(customer_uuid(step.customer_id or ""))
         if customer is not None and not customer.erased:

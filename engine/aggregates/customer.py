@@ -21,9 +21,9 @@ from ..ids import customer_uuid
 from ..projections.facts import LIFECYCLE_KINDS, Facts
 
 # In memory only, never in a snapshot: the lifecycle facts folded from `lifecycle` (with
-# parsed times) and what the lifecycle rules last concluded from them. Both are rebuilt
-# from the recorded state when missing.
-TRANSIENT = ("_facts", "_memo")
+# parsed times), what the lifecycle rules last concluded from them, the id as text, and the
+# due time last written to the timers table. All are rebuilt or re-read when missing.
+TRANSIENT = ("_facts", "_memo", "_key", "_due")
 
 
 class Customer(Aggregate):
@@ -172,6 +172,23 @@ class Customer(Aggregate):
                 facts.add(eid, kind, datetime.fromisoformat(at), props)
             self.__dict__["_facts"] = facts
         return facts
+
+    @property
+    def key(self) -> str:
+        """The aggregate id as text, as the side tables and the key store know it."""
+        key = self.__dict__.get("_key")
+        if key is None:
+            key = self.__dict__["_key"] = str(self.id)
+        return key
+
+    @property
+    def due_written(self) -> Any:
+        """The due time (microseconds or None) last written for this customer, or ... if unknown."""
+        return self.__dict__.get("_due", ...)
+
+    @due_written.setter
+    def due_written(self, value: int | None) -> None:
+        self.__dict__["_due"] = value
 
     @property
     def memo(self) -> Any:

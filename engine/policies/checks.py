@@ -16,8 +16,7 @@ from ..clock import iso
 from .model import ContactRules, PolicySpec
 
 
-def consent(customer: Any, channel: str, purpose: str, T: datetime, rules: ContactRules) -> tuple[bool, str]:
-    t = iso(T)
+def consent(customer: Any, channel: str, purpose: str, t: str, rules: ContactRules) -> tuple[bool, str]:
     history = [h for h in customer.consent.get(f"{channel}/{purpose}", ()) if h[0] <= t]
     if history:
         at, event_id, granted = history[-1]
@@ -28,16 +27,14 @@ def consent(customer: Any, channel: str, purpose: str, T: datetime, rules: Conta
     return default, f"no {purpose} consent recorded on {channel} ({purpose}: {rule})"
 
 
-def open_at(spans: dict[str, list[str | None]], T: datetime) -> list[tuple[str, str]]:
-    """(id, opened at) of the complaints or invoices open at T."""
-    t = iso(T)
+def open_at(spans: dict[str, list[str | None]], t: str) -> list[tuple[str, str]]:
+    """(id, opened at) of the complaints or invoices open at t (a stored time)."""
     return sorted((k, opened) for k, (opened, closed) in spans.items()
                   if opened is not None and opened <= t and (closed is None or closed > t))
 
 
-def cap_state(customer: Any, T: datetime, rules: ContactRules) -> list[dict[str, Any]]:
+def cap_state(customer: Any, T: datetime, t: str, rules: ContactRules) -> list[dict[str, Any]]:
     out = []
-    t = iso(T)
     for cap in rules.caps:
         since = iso(T - timedelta(days=cap.days))
         used = sum(1 for at, channel, purpose in customer.contacts
@@ -77,18 +74,19 @@ def run_checks(customer: Any, spec: PolicySpec, T: datetime, rules: ContactRules
         checks.append({"check": name, "blocked": blocked, "detail": detail})
 
     check("forgotten", customer.erased, "the customer asked to be forgotten" if customer.erased else "not forgotten")
-    granted, why = consent(customer, spec.channel, spec.purpose, T, rules)
+    t = iso(T)
+    granted, why = consent(customer, spec.channel, spec.purpose, t, rules)
     check("consent", not granted, why)
     caps: list[dict[str, Any]] = []
     release = None
     if spec.purpose == "promotional":
-        complaints = open_at(customer.complaints, T)
+        complaints = open_at(customer.complaints, t)
         check("open_complaint", bool(complaints),
               "; ".join(f"complaint {k} open since {at[:10]}" for k, at in complaints) or "no open complaint")
-        invoices = open_at(customer.invoices, T)
+        invoices = open_at(customer.invoices, t)
         check("overdue_invoice", bool(invoices),
               "; ".join(f"invoice {k} overdue since {at[:10]}" for k, at in invoices) or "no overdue invoice")
-        caps = cap_state(customer, T, rules)
+        caps = cap_state(customer, T, t, rules)
         full = [c for c in caps if c["used"] >= c["max"]]
         check("cap", bool(full), "; ".join(
             f"{c['used']} of {c['max']} promotional actions in {c['days']:g} days"

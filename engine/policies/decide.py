@@ -52,7 +52,7 @@ class PolicyEngine:
             s.name: _resolve(s.python) for s in self.specs if s.python}
 
     def decide(self, customer: Any, status: Status, changes: list[dict], touchpoints: list[dict],
-               now: datetime) -> tuple[list[dict[str, Any]], datetime | None]:
+               now: datetime, at: str | None = None) -> tuple[list[dict[str, Any]], datetime | None]:
         """The decisions to record now, and when this customer's next policy timer is due."""
         heard = changes or any(tp["kind"] in self.kinds for tp in touchpoints)
         firings = on_facts(self.on_facts, changes, touchpoints) if heard else []
@@ -64,13 +64,14 @@ class PolicyEngine:
                 else:
                     upcoming.append(due)
         decided: list[dict[str, Any]] = []
+        at = at or iso(now)   # the stored form of now
         for firing in sorted(firings, key=lambda f: (-f.spec.priority, f.spec.name, f.trigger_id)):
             aid = action_id(firing.spec.name, customer.id, firing.trigger_id, self.rules.version)
             if aid in customer.actions or any(d["action_id"] == aid for d in decided):
                 continue  # decided before: a redelivery, a restart or a replay changes nothing
             conditions = self._conditions(firing, customer, status, now)
             if all(c["ok"] for c in conditions):
-                decided.append(self._decide(customer, firing, conditions, now, aid))
+                decided.append(self._decide(customer, firing, conditions, now, at, aid))
                 customer.record_action(decided[-1])   # so caps see this decision at once
         for aid, action in list(customer.deferred.items()):
             release = datetime.fromisoformat(action["release_at"])
@@ -79,12 +80,12 @@ class PolicyEngine:
                 continue
             spec = next((s for s in self.specs if s.name == action["policy"]), None)
             if spec is None:   # the policy was removed from the config while the action waited
-                decided.append({**action, "status": "suppressed", "at": iso(now), "release_at": None,
+                decided.append({**action, "status": "suppressed", "at": at, "release_at": None,
                                 "reason": f"suppressed: policy {action['policy']} is no longer configured"})
             else:
                 firing = Firing(spec, action["trigger"]["id"], action["trigger"]["description"],
                                 tuple(action["causes"]))
-                decided.append(self._decide(customer, firing, action["conditions"], now, aid))
+                decided.append(self._decide(customer, firing, action["conditions"], now, at, aid))
             customer.record_action(decided[-1])
         return decided, min(upcoming, default=None)
 
@@ -113,7 +114,8 @@ class PolicyEngine:
             cond(spec.python or spec.name, True, bool(verdict), bool(verdict))
         return out
 
-    def _decide(self, customer: Any, firing: Firing, conditions: list[dict], now: datetime, aid: str) -> dict[str, Any]:
+    def _decide(self, customer: Any, firing: Firing, conditions: list[dict], now: datetime, at: str, aid: str
+                ) -> dict[str, Any]:
         spec = firing.spec
         status, checks, caps, release = run_checks(customer, spec, now, self.rules)
         blocked = [c for c in checks if c["blocked"]]
@@ -126,7 +128,7 @@ class PolicyEngine:
         return {"action_id": aid, "customer_id": customer.customer_id, "policy": spec.name,
                 "policy_version": self.rules.version, "action": spec.action, "channel": spec.channel,
                 "purpose": spec.purpose, "priority": spec.priority, "status": status, "reason": reason,
-                "at": iso(now), "release_at": iso(release) if release else None,
+                "at": at, "release_at": iso(release) if release else None,
                 "trigger": {"type": spec.trigger.on, "id": firing.trigger_id, "description": firing.description},
                 "causes": list(firing.causes), "conditions": conditions, "checks": checks, "caps": caps}
 

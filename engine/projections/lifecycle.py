@@ -8,7 +8,7 @@ signal leaving the window, a health threshold passing) and returns the transitio
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..config import LifecycleRules
@@ -18,7 +18,7 @@ from .facts import Facts, Order
 TICK = timedelta(microseconds=1)  # "more than N days": the threshold passes just after N days
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Status:
     stage: str | None          # None before the customer's first touchpoint
     health: str | None         # None without a purchase
@@ -34,6 +34,11 @@ class Status:
 
     def get(self, dimension: str) -> str | None:
         return self.stage if dimension == "stage" else self.health
+
+    def retimed(self, at: datetime) -> "Status":
+        """The same status as of a later time before anything could change it."""
+        return Status(self.stage, self.health, self.purchases, self.stage_causes, self.health_causes, at,
+                      self.recent, self.signal, self.limit, self.rules)
 
     @property
     def stage_reason(self) -> str:
@@ -101,7 +106,7 @@ def purchases(facts: Facts, T: datetime) -> list[Order]:
 
 
 def _advocacy(facts: Facts, T: datetime, rules: LifecycleRules) -> list[tuple[datetime, str, str, int | None]]:
-    since = T - timedelta(days=rules.window_days)
+    since = T - rules.window
     out = []
     for at, eid, kind, value in facts.signals:
         if not since < at <= T:
@@ -132,7 +137,7 @@ def evaluate(facts: Facts, T: datetime, rules: LifecycleRules) -> Status:
         return _NOBODY
     bought = tuple(order for order, void in facts.ledger() if order.at <= T and (void is None or void > T))
     n = len(bought)
-    since = T - timedelta(days=rules.window_days)
+    since = T - rules.window
     recent = [o for o in bought if o.at > since]
     signal = None
     if n >= rules.loyal_min_purchases and len(recent) >= rules.loyal_min_recent_purchases:
@@ -159,20 +164,29 @@ def evaluate(facts: Facts, T: datetime, rules: LifecycleRules) -> Status:
 
 
 def next_moment(facts: Facts, t: datetime, status: Status, rules: LifecycleRules) -> datetime | None:
-    """The first time after t at which the status could change, given what is known."""
+    """The first time after t at which the status could change, given what is known: the next
+    relevant touchpoint, the first touchpoint, a purchase or advocacy signal leaving the window,
+    a health threshold passing."""
     candidates = []
     i = bisect_right(facts.moments, (t, "\U0010ffff"))
     if i < len(facts.moments):
         candidates.append(facts.moments[i][0])
     if facts.first_seen is not None and facts.first_seen > t:
         candidates.append(facts.first_seen)
-    window = timedelta(days=rules.window_days)
-    candidates += [o.at + window for o in status.purchases if o.at + window > t]
-    candidates += [at + window for at, *_ in facts.signals if t < at + window and at <= t]
+    window = rules.window
+    since = t - window
+    for o in status.purchases:        # oldest first: the first one still in the window leaves it first
+        if o.at > since:
+            candidates.append(o.at + window)
+            break
+    for at, *_ in facts.signals:      # likewise, if it has happened by t
+        if at > since:
+            if at <= t:
+                candidates.append(at + window)
+            break
     if status.purchases:
         last = status.purchases[-1].at
-        for days in (status.limit, rules.lapsed_days):
-            due = last + timedelta(days=days) + TICK
+        for due in (last + timedelta(days=status.limit) + TICK, last + rules.lapsed + TICK):
             if due > t:
                 candidates.append(due)
     return min(candidates) if candidates else None
@@ -197,7 +211,7 @@ def timeline(facts: Facts, rules: LifecycleRules, start: datetime | None, end: d
         out += changes(status, new, nxt, facts, rules)
         t, status = nxt, new
     # Nothing can change between the last moment and `end`: the same status, worded as of `end`.
-    return out, replace(status, at=end) if status.at is not None else evaluate(facts, end, rules)
+    return out, status.retimed(end) if status.at is not None else evaluate(facts, end, rules)
 
 
 def changes(old: Status, new: Status, at: datetime, facts: Facts, rules: LifecycleRules) -> list[Transition]:
@@ -222,7 +236,7 @@ def _trigger(facts: Facts, at: datetime, rules: LifecycleRules) -> tuple[str, tu
         return (", ".join(f"{kind} {eid}" for _, eid, kind in here), tuple(eid for _, eid, _ in here))
     if at == facts.first_seen:
         return f"first touchpoint {facts.first_seen_id}", (facts.first_seen_id or "",)
-    window = timedelta(days=rules.window_days)
+    window = rules.window
     left = [o.event_id for o in facts.orders.values() if o.at + window == at]
     left += [eid for s_at, eid, *_ in facts.signals if s_at + window == at]
     if left:

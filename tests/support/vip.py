@@ -3,3 +3,8 @@
 
 def big_spender(ctx) -> bool:
     return ctx.revenue >= 500
+
+
+def broken(ctx) -> bool:
+    """A custom condition with a bug: for tests of what a failure does."""
+    raise ZeroDivisionError("the custom condition divided by zero")
