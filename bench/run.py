@@ -150,7 +150,7 @@ def m_rebuild(args: dict) -> dict:
     from replay.history import gc_paused, load
     with Engine(Config(data_dir=args["data"])) as engine:
         started = time.perf_counter()
-        h = load(engine)
+        h = load(engine, feeds=False)
         stages: dict[str, int] = {}
         for _, facts in h.customers():
             s = evaluate(facts, UNTIL, engine.rules).stage

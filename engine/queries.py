@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterator
+from uuid import UUID
 
 import orjson
 from eventsourcing.utils import get_topic
@@ -37,16 +38,26 @@ def scan(engine: "Engine", topic: str, after: int = 0) -> Iterator[tuple[int, An
 def page(engine: "Engine", after: int, limit: int | None, topics: tuple[str, ...]
          ) -> Iterator[tuple[int, Any, str, dict[str, Any]]]:
     """(position, customer uuid, topic, body) of stored events after a position, in log order."""
-    recorder = engine.store.recorder
-    start, left = after + 1, limit
+    ids: dict[str, UUID] = {}
+    for position, customer, topic, state in rows(engine, after, limit, topics):
+        uuid = ids.get(customer)
+        if uuid is None:
+            uuid = ids[customer] = UUID(customer)
+        yield position, uuid, topic, orjson.loads(state)
+
+
+def rows(engine: "Engine", after: int, limit: int | None, topics: tuple[str, ...] = ()
+         ) -> Iterator[tuple[int, str, str, bytes]]:
+    """(position, customer id as text, topic, stored state) after a position, in log order."""
+    log = engine.store.recorder.log  # type: ignore[attr-defined]
+    left = limit
     while left is None or left > 0:
-        rows = recorder.select_notifications(start, min(PAGE, left or PAGE), topics=list(topics))
-        if not rows:
+        chunk = log(after, min(PAGE, left or PAGE), topics)
+        if not chunk:
             return
-        for n in rows:
-            yield n.id, n.originator_id, n.topic, orjson.loads(n.state)
-        start = rows[-1].id + 1
-        left = None if left is None else left - len(rows)
+        yield from chunk
+        after = chunk[-1][0]
+        left = None if left is None else left - len(chunk)
 
 
 def facts_page(engine: "Engine", after: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:

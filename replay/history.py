@@ -15,9 +15,11 @@ from datetime import datetime
 from typing import Any, Callable, Iterator
 from uuid import UUID
 
+import orjson
+
 from engine.clock import iso
-from engine.projections.facts import Facts
-from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, TOUCHPOINT_TOPIC, page
+from engine.projections.facts import LIFECYCLE_KINDS, Facts
+from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, TOUCHPOINT_TOPIC, rows
 from engine.service import Engine
 
 from .rebuild import ERASED_TOPIC, REGISTERED_TOPIC
@@ -49,35 +51,68 @@ def gc_paused() -> Iterator[None]:
 
 
 def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Callable[[UUID, dict], None] | None = None,
-         progress: Callable[[int], None] | None = None) -> History:
-    """Fold the whole log; `touchpoints` sees every visible touchpoint body (for exports)."""
+         progress: Callable[[int], None] | None = None, feeds: bool = True) -> History:
+    """Fold the whole log; `touchpoints` sees every visible touchpoint body (for exports);
+    without `feeds` the recorded changes and actions are skipped (a fold of stages alone).
+
+    Built for millions of events: bare rows, customers keyed by their id as text until the end,
+    and only lifecycle-relevant touchpoints folded as they come (the others just move the
+    customer's first touchpoint, kept as text: ISO times in stored form sort as times)."""
     h = History()
     known = iso(as_known_at) if as_known_at else None
+    names: dict[str, str] = {}
+    facts: dict[str, Facts] = {}
+    first: dict[str, tuple[str, str]] = {}         # (occurred_at, event_id) of the earliest other touchpoint
+    erased: set[str] = set()
+    uuids: dict[str, UUID] = {}
+    loads, parse = orjson.loads, datetime.fromisoformat
+    events = 0
     with gc_paused():
-        for position, uuid, topic, body in page(engine, 0, None, ()):
-            h.events += 1
-            if progress and h.events % 10_000 == 0:
+        for _, customer, topic, state in rows(engine, 0, None):
+            events += 1
+            if progress and events % 10_000 == 0:
                 progress(10_000)
-            if topic == REGISTERED_TOPIC:
-                h.names[uuid] = body["customer_id"]
-            elif topic == TOUCHPOINT_TOPIC:
-                tp = body["touchpoint"]
+            if topic == TOUCHPOINT_TOPIC:
+                tp = loads(state)["touchpoint"]
                 if known and tp["recorded_at"] > known:
                     continue
-                f = h.facts.get(uuid)
-                if f is None:
-                    f = h.facts[uuid] = Facts()
-                f.add(tp["event_id"], tp["kind"], datetime.fromisoformat(tp["occurred_at"]), tp["properties"])
+                at, eid, kind = tp["occurred_at"], tp["event_id"], tp["kind"]
+                if kind in LIFECYCLE_KINDS:
+                    f = facts.get(customer)
+                    if f is None:
+                        f = facts[customer] = Facts()
+                    f.add(eid, kind, parse(at), tp["properties"])
+                else:
+                    seen = first.get(customer)
+                    if seen is None or (at, eid) < seen:
+                        first[customer] = (at, eid)
                 if touchpoints:
+                    uuid = uuids.get(customer) or uuids.setdefault(customer, UUID(customer))
                     touchpoints(uuid, tp)
+            elif topic == REGISTERED_TOPIC:
+                names[customer] = loads(state)["customer_id"]
             elif topic == CHANGE_TOPIC:
-                if not known or body["change"]["recorded_at"] <= known:
-                    h.changes.append(body["change"])
+                if feeds:
+                    change = loads(state)["change"]
+                    if not known or change["recorded_at"] <= known:
+                        h.changes.append(change)
             elif topic == ACTION_TOPIC:
-                if not known or body["action"]["at"] <= known:
-                    h.actions.append(body["action"])
+                if feeds:
+                    action = loads(state)["action"]
+                    if not known or action["at"] <= known:
+                        h.actions.append(action)
             elif topic == ERASED_TOPIC:
-                h.erased.add(uuid)
+                erased.add(customer)
+        for customer, (at, eid) in first.items():
+            f = facts.get(customer)
+            if f is None:
+                f = facts[customer] = Facts()
+            f.saw(eid, parse(at))
+        uuid_of = lambda text: uuids.get(text) or UUID(text)  # noqa: E731
+        h.names = {uuid_of(k): v for k, v in names.items()}
+        h.facts = {uuid_of(k): f for k, f in facts.items()}
+        h.erased = {uuid_of(k) for k in erased}
+        h.events = events
         if progress:
-            progress(h.events % 10_000)
+            progress(events % 10_000)
     return h

@@ -9,6 +9,7 @@ promotion of the same moment is checked (and then suppressed by the complaint it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Callable
 from uuid import uuid5
@@ -35,6 +36,7 @@ class PolicyContext:
     firing: Firing
 
 
+@lru_cache(maxsize=1 << 16)   # timers fire again at every derivation until something changes
 def action_id(policy: str, customer: Any, trigger_id: str, version: str) -> str:
     return str(uuid5(NAMESPACE, f"action:{policy}:{customer}:{trigger_id}:{version}"))
 
