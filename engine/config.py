@@ -69,7 +69,7 @@ class KafkaSettings(Section):
     topic_prefix: str = "journey"             # topics <prefix>.touchpoints, .dead-letter, .stage-changed, .actions
     partitions: int = Field(4, ge=1)          # of journey.touchpoints, keyed by customer id
     batch_size: int = Field(500, ge=1)        # touchpoints a worker takes per transaction
-    batch_seconds: float = Field(0.2, gt=0)   # ...or whatever arrived within this time
+    batch_seconds: float = Field(0.05, gt=0)  # ...or whatever arrived within this time
 
 
 class RedisSettings(Section):

@@ -16,6 +16,7 @@ from eventsourcing.utils import get_topic
 from .aggregates.customer import Customer
 from .clock import iso
 from .ids import customer_uuid
+from .policies.checks import open_at
 from .privacy import ERASED, unseal
 from .projections.facts import Facts
 from .projections.lifecycle import HEALTHS, STAGES, evaluate, timeline
@@ -193,3 +194,24 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
         "history": [{"dimension": tr.dimension, "from": tr.from_value, "to": tr.to_value,
                      "at": iso(tr.effective_at), "reason": tr.reason} for tr in history],
     }
+
+
+def summary(customer: Customer, T: datetime, rules: Any) -> dict[str, Any]:
+    """What a service needs at a touchpoint, now, from the customer's recorded state (the same
+    values customer_view gives, without reading the whole history): stage, health, money, flags."""
+    status = evaluate(customer.facts, T, rules)
+    bought = status.purchases
+    t = iso(T)
+    refunded = sum(amount for o in bought for oid, order in customer.facts.orders.items() if order is o
+                   for at, _, amount in customer.facts.refunds.get(oid, ()) if at <= T)
+    consent = {}
+    for key, history in customer.consent.items():
+        known = [h for h in history if h[0] <= t]
+        if known:
+            consent[key] = {"granted": known[-1][2], "at": known[-1][0]}
+    return {"customer_id": customer.customer_id, "stage": status.stage, "health": status.health,
+            "purchases": len(bought), "revenue": round(sum(o.amount for o in bought) - refunded, 2),
+            "last_purchase": iso(bought[-1].at) if bought else None,
+            "open_complaints": [k for k, _ in open_at(customer.complaints, t)],
+            "overdue_invoices": [k for k, _ in open_at(customer.invoices, t)],
+            "consent": consent, "erased": customer.erased}

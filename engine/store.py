@@ -304,15 +304,16 @@ class JourneyStore(Application):
     def customer(self, customer: UUID) -> Customer | None:
         return self.customers([customer]).get(customer)
 
-    def customers(self, ids: Iterable[UUID]) -> dict[UUID, Customer]:
+    def customers(self, ids: Iterable[UUID], cached: bool = True) -> dict[UUID, Customer]:
         """The customers that exist among these ids: from the cache, the rest rebuilt from the
         store in a few queries for all of them (newest snapshot, then the events after it).
 
         Cached customers are not re-read: a worker owns its customers (Kafka partitions are
         keyed by customer), and if another writer did append to one, the next save collides on
         (customer, version), the customer leaves the cache and the batch is decided again.
+        Readers beside the writers ask with cached=False: all from the store, none cached.
         """
-        cache = self.repository.cache
+        cache = self.repository.cache if cached else None
         found: dict[UUID, Customer] = {}
         missing = []
         for uuid in ids:

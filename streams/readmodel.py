@@ -22,28 +22,29 @@ from .topology import Topology
 BATCH = 2000
 
 
-def summary(engine: Engine, customer: UUID) -> tuple[str, dict[str, str]] | None:
-    """The read-model fields of one customer, now (no personal data: ids, stage, money, flags)."""
-    # Straight from the stored events, not the customer cache that the writers share.
-    first = next(iter(engine.store.events.get(customer, lte=1)), None)
-    if first is None:
-        return None
-    v = queries.customer_view(engine, first.customer_id, engine.clock.now())
-    fields = {"customer_id": v["customer_id"], "stage": v["stage"] or "", "health": v["health"] or "",
-              "purchases": str(v["purchases"]), "revenue": f"{v['revenue']:.2f}",
-              "last_purchase": v["last_purchase"] or "",
-              "open_complaint": "1" if v["open_complaints"] else "0",
-              "overdue_invoice": "1" if v["overdue_invoices"] else "0",
-              "consent": orjson.dumps(v["consent"]).decode(), "erased": "1" if v["erased"] else "0"}
-    return v["customer_id"], fields
+def summaries(engine: Engine, customers: set[UUID]) -> list[tuple[str, dict[str, str]]]:
+    """The read-model fields of these customers, now (no personal data: ids, stage, money, flags)."""
+    # Rebuilt from the store in a few queries for all of them, not from the customer cache that
+    # the writers share, and from each one's recorded state rather than its whole history.
+    now = engine.clock.now()
+    out = []
+    for customer in engine.store.customers(customers, cached=False).values():
+        v = queries.summary(customer, now, engine.rules)
+        out.append((v["customer_id"], {
+            "customer_id": v["customer_id"], "stage": v["stage"] or "", "health": v["health"] or "",
+            "purchases": str(v["purchases"]), "revenue": f"{v['revenue']:.2f}", "last_purchase": v["last_purchase"] or "",
+            "open_complaint": "1" if v["open_complaints"] else "0",
+            "overdue_invoice": "1" if v["overdue_invoices"] else "0",
+            "consent": orjson.dumps(v["consent"]).decode(), "erased": "1" if v["erased"] else "0"}))
+    return out
 
 
 def _touched(engine: Engine, after: int, limit: int) -> tuple[int, set[UUID]]:
     last, customers = after, set()
-    for position, customer, _, _ in queries.page(engine, after, limit, ()):
+    for position, customer, _, _ in queries.rows(engine, after, limit):
         last = position
         customers.add(customer)
-    return last, customers
+    return last, {UUID(c) for c in customers}
 
 
 async def update(engine: Engine, redis: Redis, topo: Topology, batch: int = BATCH) -> int:
@@ -56,9 +57,9 @@ async def update(engine: Engine, redis: Redis, topo: Topology, batch: int = BATC
             last, customers = await asyncio.to_thread(_touched, engine, position, batch)
             if last == position:
                 return 0
-            rows = await asyncio.to_thread(lambda: [summary(engine, c) for c in customers])
+            rows = await asyncio.to_thread(summaries, engine, customers)
             pipe.multi()
-            for row in filter(None, rows):
+            for row in rows:
                 key = topo.key("customer", row[0])
                 pipe.delete(key)
                 pipe.hset(key, mapping=row[1])

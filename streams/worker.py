@@ -26,7 +26,7 @@ log = logging.getLogger("journey.worker")
 
 
 class Outbox:
-    """The leader's duties: due timers, both relays and the read model, until caught up."""
+    """The leader's duties: due timers and both relays (the feeds), and the read model."""
 
     def __init__(self, engine: Engine, config: Config, topo: Topology, writing: asyncio.Lock | None = None):
         self.engine, self.topo = engine, topo
@@ -35,22 +35,33 @@ class Outbox:
         self.redis = Redis.from_url(config.redis.url)
         self.kafka = KafkaRelay(engine, config.kafka.bootstrap_servers, topo)
         self.started = False
+        self.wake = asyncio.Event()   # set after each ingested batch: the feeds have news
 
-    async def tick(self) -> int:
+    async def feeds(self) -> int:
+        """Run the due timers, then relay both feeds until caught up; returns what moved."""
         if not self.started:
             await self.kafka.start()
             self.started = True
         async with self.writing:
             done = await asyncio.to_thread(self.engine.run_due)
-        # The feeds first, until caught up: subscribers wait on them. The read model, which
-        # recomputes each touched customer, then takes one bounded step per tick.
         while moved := await relay_redis(self.engine, self.redis, self.topo) + await self.kafka.run_once():
             done += moved
-        return done + await readmodel.update(self.engine, self.redis, self.topo, batch=200)
+        return done
+
+    async def read_model(self) -> int:
+        """One bounded step of the read model: it never holds up the feeds, which subscribers wait on."""
+        return await readmodel.update(self.engine, self.redis, self.topo, batch=READ_MODEL_STEP)
+
+    async def tick(self) -> int:
+        return await self.feeds() + await self.read_model()
 
     async def stop(self) -> None:
         await self.kafka.stop()
         await self.redis.aclose()
+
+
+READ_MODEL_STEP = 2000     # events of the log per read-model step
+IDLE = 0.1                 # seconds the leader waits for news before looking anyway
 
 
 def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: bool = True) -> faust.App:
@@ -76,6 +87,7 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
             values = [e.value for e in events]
             async with writing:
                 report = await asyncio.to_thread(engine.ingest, values)
+            outbox.wake.set()
             for r in report.rejections:
                 original = events[r.record - 1]
                 await dead_letter.send(key=original.key, value=values[r.record - 1], headers={
@@ -85,9 +97,27 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
             log.info("batch of %d: %s", len(values), report.summary())
 
     if relays:
-        @app.timer(0.1, on_leader=True)
-        async def leader() -> None:
-            await outbox.tick()
+        @app.task
+        async def feeds() -> None:
+            # Woken by this process's ingest (latency: a batch's facts go out at once), else every
+            # IDLE seconds (another worker's batches, due timers). Only the leader relays.
+            while True:
+                outbox.wake.clear()
+                if app.is_leader():
+                    try:
+                        await outbox.feeds()
+                    except Exception:  # noqa: BLE001 - positions are tracked: the next round resumes
+                        log.exception("relaying the feeds failed; trying again")
+                        await asyncio.sleep(1)
+                try:
+                    await asyncio.wait_for(outbox.wake.wait(), IDLE)
+                except asyncio.TimeoutError:
+                    pass
+
+        @app.timer(IDLE, on_leader=True)
+        async def read_model() -> None:
+            while await outbox.read_model():   # until caught up, then wait for the next tick
+                pass
 
     @app.on_before_shutdown.connect
     async def _closed(*_: Any, **__: Any) -> None:

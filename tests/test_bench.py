@@ -16,4 +16,4 @@ def test_benchmarks_smoke_run():
         args.append("--postgres")
     out = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "| Ingest, full pipeline, SQLite (touchpoints/s) |" in out.stdout
+    assert "| Ingest, full pipeline, SQLite, 1 process (touchpoints/s) |" in out.stdout

@@ -90,16 +90,22 @@ async def test_read_model_equals_the_store_and_rebuilds_to_the_same(stream_confi
     topo = Topology.of(stream_config)
     redis = Redis.from_url(stream_config.redis.url)
     with Engine(stream_config, FixedClock(NOW)) as engine:
-        engine.ingest(history(8) + [tp("k", "complaint.filed", ago(1), customer="c3", complaint_id="k",
-                                       severity="low")])
+        engine.ingest(history(8) + [
+            tp("k", "complaint.filed", ago(1), customer="c3", complaint_id="k", severity="low"),
+            tp("inv", "invoice.overdue", ago(2), customer="c4", invoice_id="i1", amount=5, currency="EUR"),
+            tp("ref", "order.refunded", ago(3), customer="c4", order_id="o4-0", amount=4.5),
+            {**tp("ok", "consent.changed", ago(4), customer="c2"),
+             "properties": {"channel": "email", "purpose": "promotional", "granted": True}}])
         assert await readmodel.catch_up(engine, redis, topo) == 8
         first = {f"c{c}": await readmodel.lookup(redis, topo, f"c{c}") for c in range(8)}
         for c in range(8):
             view = engine.customer(f"c{c}")
             row = first[f"c{c}"]
-            assert (row["stage"], row["health"], row["purchases"], row["revenue"]) == \
-                (view["stage"], view["health"], view["purchases"], view["revenue"])
+            assert (row["stage"], row["health"], row["purchases"], row["revenue"], row["last_purchase"]) == \
+                (view["stage"], view["health"], view["purchases"], view["revenue"], view["last_purchase"])
             assert row["open_complaint"] is bool(view["open_complaints"])
+            assert row["overdue_invoice"] is bool(view["overdue_invoices"])
+            assert (row["consent"], row["erased"]) == (view["consent"], view["erased"])
         engine.ingest([order("late", ago(2), customer="c0")])
         await readmodel.catch_up(engine, redis, topo)
         assert (await readmodel.lookup(redis, topo, "c0"))["purchases"] == 1
