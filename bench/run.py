@@ -268,8 +268,9 @@ def m_streaming(args: dict) -> dict:
         path = Path(args["data"]) / "journey.toml"
         path.write_text(dump_toml(config))
         asyncio.run(ensure_topics(bootstrap, topo))
-        workers = [subprocess.Popen([str(Path(sys.executable).parent / "journey"), "worker", "--config", str(path)],
-                                    start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        workers = [subprocess.Popen([str(Path(sys.executable).parent / "journey"), "worker", "--config", str(path), "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "warning")],
+                                    start_new_session=True, stdout=subprocess.DEVNULL,
+                                    stderr=open(os.environ["BENCH_WORKER_LOG"], "ab") if os.environ.get("BENCH_WORKER_LOG") else subprocess.DEVNULL)
                    for _ in range(args["workers"])]
 
         def record(i: str) -> bytes:

@@ -70,6 +70,7 @@ class KafkaSettings(Section):
     partitions: int = Field(4, ge=1)          # of journey.touchpoints, keyed by customer id
     batch_size: int = Field(500, ge=1)        # touchpoints a worker takes per transaction
     batch_seconds: float = Field(0.05, gt=0)  # ...or whatever arrived within this time
+    fetch_max_wait_ms: int = Field(100, ge=1)  # longest a worker's fetch waits on the broker for news
 
 
 class RedisSettings(Section):

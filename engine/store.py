@@ -195,6 +195,20 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         ]
         self.upsert_timer = SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (customer) "
                                 "DO UPDATE SET due_us = excluded.due_us").format(self.t_timers)
+        self.insert_rows = SQL("INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
+                               "VALUES (%s, %s, %s, %s)").format(schema, Identifier(self.events_table_name))
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
+        # As the library does (table lock, notify), but rows rather than one array of its composite
+        # type: psycopg dumps composites in Python, a fifth of a PostgreSQL ingest; plain columns
+        # are dumped in C and pipelined. Nothing here uses the returned notification ids.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.executemany(self.insert_rows, [(s.originator_id, s.originator_version, s.topic, s.state)
+                                            for s in stored_events])
+
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
+        return None
 
     def _insert_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
