@@ -268,10 +268,13 @@ def m_streaming(args: dict) -> dict:
         path = Path(args["data"]) / "journey.toml"
         path.write_text(dump_toml(config))
         asyncio.run(ensure_topics(bootstrap, topo))
-        workers = [subprocess.Popen([str(Path(sys.executable).parent / "journey"), "worker", "--config", str(path), "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "warning")],
-                                    start_new_session=True, stdout=subprocess.DEVNULL,
-                                    stderr=open(os.environ["BENCH_WORKER_LOG"], "ab") if os.environ.get("BENCH_WORKER_LOG") else subprocess.DEVNULL)
-                   for _ in range(args["workers"])]
+        journey = str(Path(sys.executable).parent / "journey")
+        log = open(os.environ["BENCH_WORKER_LOG"], "ab") if os.environ.get("BENCH_WORKER_LOG") else subprocess.DEVNULL
+        level = os.environ.get("BENCH_WORKER_LOGLEVEL", "warning")
+        relay = args.get("relay_process", False)    # the leader's duties in a process of their own
+        commands = [[journey, "worker", "--config", str(path), "--loglevel", level, *(["--no-relays"] if relay else [])]
+                    for _ in range(args["workers"])] + ([[journey, "relay", "--config", str(path)]] if relay else [])
+        workers = [subprocess.Popen(c, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log) for c in commands]
 
         def record(i: str) -> bytes:
             return orjson.dumps({"event_id": i, "customer_id": i, "kind": "customer.registered", "channel": "web",
@@ -324,7 +327,8 @@ def m_streaming(args: dict) -> dict:
             await redis.aclose()
             q = statistics.quantiles(lat, n=100)
             return {"touchpoints": n, "rate": throughput, "p50_ms": q[49], "p99_ms": q[98],
-                    "probes": len(lat), "probe_rate": args["probe_rate"], "workers": args["workers"]}
+                    "probes": len(lat), "probe_rate": args["probe_rate"], "workers": args["workers"],
+                    "relay_process": relay}
 
         try:
             return {**asyncio.run(go()), "peak_mb": peak_mb()}

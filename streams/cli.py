@@ -17,6 +17,8 @@ from engine.cli import demo as core_demo
 from . import readmodel
 from .topology import Topology
 
+RELAY_IDLE = 0.05   # seconds a separate relay waits, once caught up, before looking at the store again
+
 
 def with_engine_and_redis(config_path: str | None, work: Any) -> Any:
     """Run `await work(engine, config, redis)` with both opened, and closed after."""
@@ -58,17 +60,25 @@ def relay(once: bool, config_path: str | None, as_json: bool) -> None:
 
     async def run(engine, config, _redis) -> int:
         outbox = Outbox(engine, config, Topology.of(config))
-        total = 0
-        try:
+        if once:
+            try:
+                total = 0
+                while moved := await outbox.tick():
+                    total += moved
+                return total
+            finally:
+                await outbox.stop()
+
+        async def loop(step: Any) -> None:   # the feeds and the read model go at their own pace
             while True:
-                moved = await outbox.tick()
-                total += moved
-                if once and not moved:
-                    return total
-                if not moved:
-                    await asyncio.sleep(0.1)
+                if not await step():
+                    await asyncio.sleep(RELAY_IDLE)
+
+        try:
+            await asyncio.gather(loop(outbox.feeds), loop(outbox.read_model))
         finally:
             await outbox.stop()
+        return 0
 
     n = with_engine_and_redis(config_path, run)
     emit({"published": n}) if as_json else console.print(f"{n:,} facts relayed")

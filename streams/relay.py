@@ -25,7 +25,7 @@ from engine.service import Engine
 
 from .topology import FEEDS, Topology, fact_id
 
-BATCH = 500
+BATCH = 2000    # facts per relay round: one position write and one round trip each
 
 
 def entry(position: int, feed: str, fact: dict[str, Any]) -> dict[str, Any]:

@@ -106,11 +106,10 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(config.kafka.batch_size, within=config.kafka.batch_seconds):
             values = [e.value for e in events]
-            t0 = time.perf_counter()
+            asked = time.perf_counter()
             async with writing:
-                t1 = time.perf_counter()
+                began = time.perf_counter()
                 report = await asyncio.to_thread(engine.ingest, values)
-            log.info("TIMING wait %.3f ingest %.3f n %d", t1 - t0, time.perf_counter() - t1, len(values))
             outbox.wake.set()
             for r in report.rejections:
                 original = events[r.record - 1]
@@ -118,7 +117,8 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
                     "reason": r.message().encode(), "field": r.field.encode(),
                     "source_partition": str(original.message.partition).encode(),
                     "source_offset": str(original.message.offset).encode()})
-            log.info("batch of %d: %s", len(values), report.summary())
+            log.info("batch of %d in %.3f s (%.3f s waiting for the writer): %s", len(values),
+                     time.perf_counter() - began, began - asked, report.summary())
 
     if relays:
         @app.task
@@ -129,10 +129,9 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
                 outbox.wake.clear()
                 if app.is_leader():
                     try:
-                        t0 = time.perf_counter()
-                        moved = await outbox.feeds()
-                        if moved:
-                            log.info("TIMING feeds %.3f moved %d", time.perf_counter() - t0, moved)
+                        began = time.perf_counter()
+                        if moved := await outbox.feeds():
+                            log.info("relayed %d facts in %.3f s", moved, time.perf_counter() - began)
                     except Exception:  # noqa: BLE001 - positions are tracked: the next round resumes
                         log.exception("relaying the feeds failed; trying again")
                         await asyncio.sleep(1)
