@@ -183,7 +183,8 @@ def m_rebuild(args: dict) -> dict:
     from engine.config import Config
     from engine.projections.lifecycle import evaluate
     from engine.service import Engine
-    from replay.history import gc_paused, load
+    from engine.queries import gc_paused
+    from replay.history import load
     with Engine(Config(data_dir=args["data"])) as engine:
         started = time.perf_counter()
         h = load(engine, feeds=False)

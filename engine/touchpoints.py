@@ -14,7 +14,6 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .catalog import Catalog, Channel, json_ready
-from .clock import iso
 
 
 class Envelope(BaseModel):

@@ -8,8 +8,6 @@ otherwise rescan them over and over, ~4x slower).
 """
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator
@@ -18,8 +16,8 @@ from uuid import UUID
 import orjson
 
 from engine.clock import iso
-from engine.projections.facts import LIFECYCLE_KINDS, Facts
-from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, TOUCHPOINT_TOPIC, rows
+from engine.projections.facts import Facts, Folds
+from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, TOUCHPOINT_TOPIC, gc_paused, rows
 from engine.service import Engine
 
 from .rebuild import ERASED_TOPIC, REGISTERED_TOPIC
@@ -39,33 +37,20 @@ class History:
             yield self.names[uuid], facts
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Callable[[UUID, dict], None] | None = None,
          progress: Callable[[int], None] | None = None, feeds: bool = True) -> History:
     """Fold the whole log; `touchpoints` sees every visible touchpoint body (for exports);
     without `feeds` the recorded changes and actions are skipped (a fold of stages alone).
 
-    Built for millions of events: bare rows, customers keyed by their id as text until the end,
-    and only lifecycle-relevant touchpoints folded as they come (the others just move the
-    customer's first touchpoint, kept as text: ISO times in stored form sort as times)."""
+    Built for millions of events: bare rows, and customers keyed by their id as text until the
+    end (engine.projections.facts.Folds)."""
     h = History()
     known = iso(as_known_at) if as_known_at else None
     names: dict[str, str] = {}
-    facts: dict[str, Facts] = {}
-    first: dict[str, tuple[str, str]] = {}         # (occurred_at, event_id) of the earliest other touchpoint
+    folds = Folds()
     erased: set[str] = set()
     uuids: dict[str, UUID] = {}
-    loads, parse = orjson.loads, datetime.fromisoformat
+    loads = orjson.loads
     events = 0
     with gc_paused():
         for _, customer, topic, state in rows(engine, 0, None):
@@ -76,16 +61,7 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
                 tp = loads(state)["touchpoint"]
                 if known and tp["recorded_at"] > known:
                     continue
-                at, eid, kind = tp["occurred_at"], tp["event_id"], tp["kind"]
-                if kind in LIFECYCLE_KINDS:
-                    f = facts.get(customer)
-                    if f is None:
-                        f = facts[customer] = Facts()
-                    f.add(eid, kind, parse(at), tp["properties"])
-                else:
-                    seen = first.get(customer)
-                    if seen is None or (at, eid) < seen:
-                        first[customer] = (at, eid)
+                folds.add(customer, tp)
                 if touchpoints:
                     uuid = uuids.get(customer) or uuids.setdefault(customer, UUID(customer))
                     touchpoints(uuid, tp)
@@ -103,14 +79,9 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
                         h.actions.append(action)
             elif topic == ERASED_TOPIC:
                 erased.add(customer)
-        for customer, (at, eid) in first.items():
-            f = facts.get(customer)
-            if f is None:
-                f = facts[customer] = Facts()
-            f.saw(eid, parse(at))
         uuid_of = lambda text: uuids.get(text) or UUID(text)  # noqa: E731
         h.names = {uuid_of(k): v for k, v in names.items()}
-        h.facts = {uuid_of(k): f for k, f in facts.items()}
+        h.facts = {uuid_of(k): f for k, f in folds.done().items()}
         h.erased = {uuid_of(k) for k in erased}
         h.events = events
         if progress:

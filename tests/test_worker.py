@@ -99,14 +99,18 @@ async def test_worker_end_to_end_with_a_dead_letter(stream_config, tmp_path):
                       good + [b"{not json at all", order("o2", now_minus(days=1), customer="w1")])
         stream = topo.stream("stage-changed")
 
-        async def three_stage_changes():
+        async def repeat_buyer():
             entries = await redis.xrange(stream)
-            stages = [orjson.loads(f[b"fact"]) for _, f in entries]
-            return stages if len([s for s in stages if s["dimension"] == "stage"]) >= 3 else None
+            facts = [orjson.loads(f[b"fact"]) for _, f in entries]
+            return facts if [f["to"] for f in facts if f["dimension"] == "stage"][-1:] == ["repeat"] else None
 
-        facts = await wait_until(three_stage_changes, 90, "stage changes on the Redis stream")
-        assert [(f["from"], f["to"]) for f in facts if f["dimension"] == "stage"] == \
-            [(None, "prospect"), ("prospect", "first_buyer"), ("first_buyer", "repeat")]
+        facts = await wait_until(repeat_buyer, 90, "stage changes on the Redis stream")
+        # How the consumer batches the records decides whether the orders come with the
+        # registration or after it (then as a correction of the recorded history): either way
+        # the feed starts with the registration and ends at repeat.
+        assert [(f["from"], f["to"]) for f in facts if f["dimension"] == "stage"] in (
+            [(None, "prospect"), ("prospect", "first_buyer"), ("first_buyer", "repeat")],
+            [(None, "prospect"), ("prospect", "repeat")])
         assert await wait_until(lambda: redis.xlen(topo.stream("actions")), 30, "actions on Redis")
         on_kafka = await wait_until(lambda: topic_messages(stream_config.kafka.bootstrap_servers,
                                                            topo.topic("stage-changed")), 30, "Kafka stage changes")

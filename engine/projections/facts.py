@@ -80,3 +80,35 @@ class Facts:
             out.sort(key=lambda ov: (ov[0].at, ov[0].event_id))
             self._ledger = out
         return self._ledger
+
+
+class Folds:
+    """Facts of many customers from stored touchpoint bodies, for folds over millions of them:
+    only lifecycle-relevant touchpoints are parsed and folded as they come; the others can only
+    move a customer's first touchpoint, kept as text (stored ISO times sort as times) and applied
+    at the end."""
+
+    def __init__(self) -> None:
+        self.facts: dict[Any, Facts] = {}
+        self.first: dict[Any, tuple[str, str]] = {}
+
+    def add(self, customer: Any, tp: dict[str, Any]) -> None:
+        at, eid, kind = tp["occurred_at"], tp["event_id"], tp["kind"]
+        if kind in LIFECYCLE_KINDS:
+            f = self.facts.get(customer)
+            if f is None:
+                f = self.facts[customer] = Facts()
+            f.add(eid, kind, datetime.fromisoformat(at), tp["properties"])
+        else:
+            seen = self.first.get(customer)
+            if seen is None or (at, eid) < seen:
+                self.first[customer] = (at, eid)
+
+    def done(self) -> dict[Any, Facts]:
+        for customer, (at, eid) in self.first.items():
+            f = self.facts.get(customer)
+            if f is None:
+                f = self.facts[customer] = Facts()
+            f.saw(eid, datetime.fromisoformat(at))
+        self.first = {}
+        return self.facts
