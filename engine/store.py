@@ -113,6 +113,14 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
                       f"WHERE rowid > ?{where} ORDER BY rowid LIMIT ?", [after, *topics, limit])
             return c.fetchall()
 
+    def history(self, customer: UUID) -> list[tuple[str, bytes]]:
+        """(topic, state) of one customer's stored events, oldest first."""
+        with self.datastore.transaction(commit=False) as c:
+            c.sqlite_cursor.row_factory = None
+            c.execute(f"SELECT topic, state FROM {self.events_table_name} WHERE originator_id = ? "
+                      "ORDER BY originator_version", (customer.hex,))
+            return c.fetchall()
+
     def known_touchpoints(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
         with self.datastore.transaction(commit=False) as c:
@@ -229,6 +237,14 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                              "WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s").format(
                 SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(self.events_table_name)), where),
                 args)
+            return curs.fetchall()
+
+    def history(self, customer: UUID) -> list[tuple[str, bytes]]:
+        """As SQLiteJourneyRecorder.history."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.row_factory = tuple_row
+            curs.execute(SQL("SELECT topic, state FROM {}.{} WHERE originator_id = %s ORDER BY originator_version")
+                         .format(Identifier(self.datastore.schema), Identifier(self.events_table_name)), (customer,))
             return curs.fetchall()
 
     def known_touchpoints(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:

@@ -17,10 +17,10 @@ import orjson
 
 from engine.clock import iso
 from engine.projections.facts import Facts, Folds
-from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, TOUCHPOINT_TOPIC, gc_paused, rows
+from engine.queries import (ACTION_TOPIC, CHANGE_TOPIC, ERASED_TOPIC, REGISTERED_TOPIC, TOUCHPOINT_TOPIC, gc_paused,
+                            rows)
 from engine.service import Engine
 
-from .rebuild import ERASED_TOPIC, REGISTERED_TOPIC
 
 
 @dataclass

@@ -16,17 +16,12 @@ from datetime import datetime
 from typing import Any, Callable, Iterator
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
-from engine.aggregates.customer import Customer
 from engine.clock import FixedClock
 from engine.ids import customer_uuid, shard_of
 from engine.ingest import shard_of_batch
-from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, TOUCHPOINT_TOPIC, page
+from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, ERASED_TOPIC, REGISTERED_TOPIC, TOUCHPOINT_TOPIC, page
 from engine.service import Engine
 
-REGISTERED_TOPIC = get_topic(Customer.Registered)
-ERASED_TOPIC = get_topic(Customer.Erased)
 POSITION = "rebuild:source"
 
 
