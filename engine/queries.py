@@ -83,8 +83,9 @@ def facts_page(engine: "Engine", after: int, limit: int) -> list[tuple[int, str,
             for p, _, topic, body in page(engine, after, limit, (CHANGE_TOPIC, ACTION_TOPIC))]
 
 
-def visible(tp: dict[str, Any], T: datetime, as_known: bool) -> bool:
-    return tp["occurred_at"] <= iso(T) and (not as_known or tp["recorded_at"] <= iso(T))
+def visible(tp: dict[str, Any], t: str, as_known: bool) -> bool:
+    """Whether a touchpoint had happened by t (a stored time), and with as_known had been recorded."""
+    return tp["occurred_at"] <= t and (not as_known or tp["recorded_at"] <= t)
 
 
 def funnel(engine: "Engine", T: datetime, as_known: bool = False) -> dict[str, Any]:
@@ -140,8 +141,9 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
     if not events:
         raise KeyError(customer_id)
     key = engine.keys.get_many([str(uuid)]).get(str(uuid))
+    t = iso(T)
     touchpoints = sorted((body["touchpoint"] for topic, body in events if topic == TOUCHPOINT_TOPIC
-                          and visible(body["touchpoint"], T, as_known)),
+                          and visible(body["touchpoint"], t, as_known)),
                          key=lambda tp: (tp["occurred_at"], tp["event_id"]))
     erased = any(topic == ERASED_TOPIC for topic, _ in events)
     facts = Facts()
@@ -179,8 +181,8 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
         items.append({"type": "touchpoint", "at": tp["occurred_at"], "kind": kind, "event_id": tp["event_id"],
                          "channel": tp["channel"], "source": tp["source"], "recorded_at": tp["recorded_at"]})
     for topic, body in events:
-        if topic == CHANGE_TOPIC and body["change"]["effective_at"] <= iso(T) \
-                and (not as_known or body["change"]["recorded_at"] <= iso(T)):
+        if topic == CHANGE_TOPIC and body["change"]["effective_at"] <= t \
+                and (not as_known or body["change"]["recorded_at"] <= t):
             c = body["change"]
             items.append({"type": f"{c['dimension']}_change", "at": c["effective_at"], "from": c["from"],
                              "to": c["to"], "change_id": c["change_id"], "recorded_at": c["recorded_at"],
