@@ -1,6 +1,6 @@
 """Batch ingestion: dedup, append, derive lifecycle changes and timers, all in one transaction.
 
-A batch is written with a single `save` of every touched customer, together with the
+A batch is written in one transaction: the new events of every touched customer, with the
 touchpoint ids and the customers' next due times. If another writer committed any of
 the same touchpoints or customers first, the unique keys make the save fail as a whole;
 the batch is then re-read and re-decided, so every touchpoint is counted exactly once.
