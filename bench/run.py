@@ -212,7 +212,7 @@ def m_time_travel(args: dict) -> dict:
     from engine import queries
     from replay.history import load
     with Engine(Config(data_dir=args["data"])) as engine:
-        ids = sorted(load(engine).names.values())
+        ids = sorted(load(engine, feeds=False).names.values())
         pick = random.Random(1).sample(ids, min(200, len(ids)))
         lat = []
         for cid in pick:

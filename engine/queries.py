@@ -97,13 +97,13 @@ def funnel(engine: "Engine", T: datetime, as_known: bool = False) -> dict[str, A
             if tp["occurred_at"] <= t and (not as_known or tp["recorded_at"] <= t):
                 folds.add(customer, tp)
         facts = folds.done()
-    stages = dict.fromkeys(STAGES, 0)
-    health = dict.fromkeys(HEALTHS, 0)
-    for f in facts.values():
-        status = evaluate(f, T, engine.rules)
-        stages[status.stage] += 1
-        if status.health:
-            health[status.health] += 1
+        stages = dict.fromkeys(STAGES, 0)
+        health = dict.fromkeys(HEALTHS, 0)
+        for f in facts.values():
+            status = evaluate(f, T, engine.rules)
+            stages[status.stage] += 1
+            if status.health:
+                health[status.health] += 1
     return {"as_of": iso(T), "as_known": as_known, "customers": len(facts), "stages": stages, "health": health}
 
 

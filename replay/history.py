@@ -8,6 +8,7 @@ otherwise rescan them over and over, ~4x slower).
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator
@@ -86,4 +87,8 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
         h.events = events
         if progress:
             progress(events % 10_000)
+    # What was built lives as long as the analysis: without this, the first collections after the
+    # pause rescan all of it (the first pass over 60,000 customers' facts took 4x the second).
+    # Frozen objects are still freed when dropped; only reference cycles would stay, and none are made.
+    gc.freeze()
     return h
