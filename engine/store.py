@@ -354,25 +354,24 @@ class JourneyStore(Application):
         found: dict[UUID, Customer] = {}
         missing = []
         for uuid in ids:
-            try:
-                found[uuid] = cache.get(uuid) if cache is not None else None
-            except KeyError:
-                found[uuid] = None
-            if found[uuid] is None:
-                del found[uuid]
-                missing.append(uuid)
-        if missing:
-            snapshots = self.snapshots.recorder.events_table_name  # type: ignore[union-attr]
-            customer: Any = None
-            for uuid, version, topic, state in self.recorder.latest(snapshots, missing):  # type: ignore[attr-defined]
-                stored = StoredEvent(originator_id=uuid, originator_version=version, topic=topic, state=state)
-                if customer is not None and customer.id != uuid:
-                    customer = None
-                customer = self.mapper.to_domain_event(stored).mutate(customer)
-                found[uuid] = customer
-                if cache is not None:
-                    cache.put(uuid, customer)
-        return found
+            if cache is not None:
+                try:
+                    found[uuid] = cache.get(uuid)
+                    continue
+                except KeyError:
+                    pass
+            missing.append(uuid)
+        if not missing:
+            return found
+        snapshots = self.snapshots.recorder.events_table_name  # type: ignore[union-attr]
+        loaded: dict[UUID, Any] = {}
+        for uuid, version, topic, state in self.recorder.latest(snapshots, missing):  # type: ignore[attr-defined]
+            stored = StoredEvent(originator_id=uuid, originator_version=version, topic=topic, state=state)
+            loaded[uuid] = self.mapper.to_domain_event(stored).mutate(loaded.get(uuid))
+        if cache is not None:
+            for uuid, customer in loaded.items():
+                cache.put(uuid, customer)
+        return found | loaded
 
     def append(self, customers: Iterable[Customer], **side_rows: Any) -> None:
         """Write the customers' new events and the side-table rows in one transaction, snapshot
