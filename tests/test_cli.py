@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
@@ -17,7 +18,8 @@ def run(*args: str, env: dict, ok: bool = True):
     return result
 
 
-def test_ingest_funnel_customer_changes_forget(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ingest_funnel_customer_changes_forget(tmp_path, workers):
     env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
     lines = [json.dumps(r) for r in (
         tp("r", "customer.registered", day(0), traits={"name": "Ann"}), order("o1", day(1)), order("o2", day(2)),
@@ -27,7 +29,8 @@ def test_ingest_funnel_customer_changes_forget(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n")
     rejects = tmp_path / "rejects.jsonl"
-    summary = json.loads(run("ingest", str(src), "--rejects", str(rejects), "--json", env=env).output)
+    summary = json.loads(run("ingest", str(src), "--rejects", str(rejects), "--workers", workers, "--json",
+                             env=env).output)
     assert (summary["accepted"], summary["duplicates"], summary["rejected"]) == (4, 1, 1)
     bad = orjson.loads(rejects.read_text().splitlines()[0])
     assert bad["record"] == 3 and bad["raw"] == "{broken" and "not valid JSON" in bad["reason"]
