@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass, field
 from datetime import datetime
+from sys import intern
 from typing import Any, Callable, Iterator
 from uuid import UUID
 
@@ -59,6 +60,7 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
             if progress and events % 10_000 == 0:
                 progress(10_000)
             if topic == TOUCHPOINT_TOPIC:
+                customer = intern(customer)   # each row brings its own copy of the id; keep one a customer
                 tp = loads(state)["touchpoint"]
                 if known and tp["recorded_at"] > known:
                     continue
@@ -67,7 +69,7 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
                     uuid = uuids.get(customer) or uuids.setdefault(customer, UUID(customer))
                     touchpoints(uuid, tp)
             elif topic == REGISTERED_TOPIC:
-                names[customer] = loads(state)["customer_id"]
+                names[intern(customer)] = loads(state)["customer_id"]
             elif topic == CHANGE_TOPIC:
                 if feeds:
                     change = loads(state)["change"]
@@ -80,9 +82,11 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
                         h.actions.append(action)
             elif topic == ERASED_TOPIC:
                 erased.add(customer)
-        uuid_of = lambda text: uuids.get(text) or UUID(text)  # noqa: E731
-        h.names = {uuid_of(k): v for k, v in names.items()}
+        uuid_of = lambda text: uuids.get(text) or uuids.setdefault(text, UUID(text))  # noqa: E731
         h.facts = {uuid_of(k): f for k, f in folds.done().items()}
+        del folds                                   # each text-keyed map goes once converted
+        h.names = {uuid_of(k): v for k, v in names.items()}
+        del names
         h.erased = {uuid_of(k) for k in erased}
         h.events = events
         if progress:

@@ -5,13 +5,16 @@ any arrival order and any duplicates give the same facts: the basis of exact rep
 """
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 ADVOCACY_KINDS = ("referral.converted", "review.posted", "survey.answered")
 LIFECYCLE_KINDS = frozenset(("order.placed", "order.cancelled", "order.refunded") + ADVOCACY_KINDS)
+# Each relevant kind as one shared string: the facts of millions of touchpoints keep a kind each,
+# and a kind decoded from a stored body is a new string every time.
+_KINDS = {kind: kind for kind in LIFECYCLE_KINDS}
 
 
 @dataclass(slots=True)
@@ -29,9 +32,9 @@ class Facts:
     cancels: dict[str, list[tuple[datetime, str]]] = field(default_factory=dict)
     refunds: dict[str, list[tuple[datetime, str, float]]] = field(default_factory=dict)
     signals: list[tuple[datetime, str, str, int | None]] = field(default_factory=list)
-    # (at, event_id, kind) of every lifecycle-relevant touchpoint, sorted: the times a stage can move.
+    # (at, event_id, kind) of every lifecycle-relevant touchpoint, sorted: the times a stage can move,
+    # and (an event id having one time) the record of which touchpoints are folded in.
     moments: list[tuple[datetime, str, str]] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)                     # lifecycle event ids
     # Bumped by every change, so what was concluded from these facts knows when it is stale.
     version: int = field(default=0, compare=False)
     _ledger: list[tuple[Order, datetime | None]] | None = field(default=None, compare=False, repr=False)
@@ -44,11 +47,15 @@ class Facts:
 
     def add(self, event_id: str, kind: str, at: datetime, props: dict[str, Any]) -> None:
         self.saw(event_id, at)
-        if kind not in LIFECYCLE_KINDS or event_id in self.seen:
+        kind = _KINDS.get(kind)   # type: ignore[assignment]
+        if kind is None:
             return
-        self.seen.add(event_id)
+        moments = self.moments
+        i = bisect_left(moments, (at, event_id))
+        if i < len(moments) and moments[i][1] == event_id and moments[i][0] == at:
+            return                # folded already
+        moments.insert(i, (at, event_id, kind))
         self.version += 1
-        insort(self.moments, (at, event_id, kind))
         if kind == "order.placed":
             oid = props["order_id"]
             old = self.orders.get(oid)
