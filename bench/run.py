@@ -477,7 +477,7 @@ def write_doc(results: dict) -> None:
 def big_rebuild(events: int, work: Path) -> dict:
     """A store of about `events` events (ingested with two processes), then the rebuild fold of it:
     memory must stay bounded by what the projections keep, not by the size of the log."""
-    customers = events // 32                 # ~20 touchpoints a customer, ~1.6 events a touchpoint
+    customers = round(events / 30.4)         # the simulator gives ~30.4 stored events a customer
     history = str(history_file(customers, work))
     (work / "big").mkdir(exist_ok=True)
     ingest = measure("ingest", history=history, customers=customers, data=str(work / "big"), backend="sqlite",
