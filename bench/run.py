@@ -385,6 +385,7 @@ def run(scale: str, work: Path, postgres: bool) -> dict:
     results["time_travel"] = measure("time_travel", data=data)
     # Growth, like for like: the same touchpoints into an empty store and into the full one
     # (the rate along the history also moves with its mix: later touchpoints have longer pasts).
+    # This adds customers to `data`: it comes after the measures that read it.
     head = {"history": renamed_head(history, min(100_000, results["ingest_sqlite"]["touchpoints"] // 10), work),
             "customers": customers, "backend": "sqlite", "workers": 1}
     results["growth"] = {"empty": measure("ingest", **head, data=fresh("growth")),

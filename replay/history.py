@@ -52,6 +52,7 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
     folds = Folds()
     erased: set[str] = set()
     uuids: dict[str, UUID] = {}
+    uuid_of = lambda text: uuids.get(text) or uuids.setdefault(text, UUID(text))  # noqa: E731
     loads = orjson.loads
     events = 0
     with gc_paused():
@@ -66,8 +67,7 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
                     continue
                 folds.add(customer, tp)
                 if touchpoints:
-                    uuid = uuids.get(customer) or uuids.setdefault(customer, UUID(customer))
-                    touchpoints(uuid, tp)
+                    touchpoints(uuid_of(customer), tp)
             elif topic == REGISTERED_TOPIC:
                 names[intern(customer)] = loads(state)["customer_id"]
             elif topic == CHANGE_TOPIC:
@@ -82,7 +82,6 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
                         h.actions.append(action)
             elif topic == ERASED_TOPIC:
                 erased.add(customer)
-        uuid_of = lambda text: uuids.get(text) or uuids.setdefault(text, UUID(text))  # noqa: E731
         h.facts = {uuid_of(k): f for k, f in folds.done().items()}
         del folds                                   # each text-keyed map goes once converted
         h.names = {uuid_of(k): v for k, v in names.items()}

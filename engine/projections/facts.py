@@ -21,6 +21,11 @@ _KINDS = {kind: kind for kind in LIFECYCLE_KINDS}
 _NONE: Mapping[Any, Any] = MappingProxyType({})
 
 
+def _own(m: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A map of the customer's own to write into: a new one in place of the shared empty one."""
+    return {} if m is _NONE else m  # type: ignore[return-value]
+
+
 @dataclass(slots=True)
 class Order:
     at: datetime
@@ -61,19 +66,17 @@ class Facts:
         moments.insert(i, (at, event_id, kind))
         self.version += 1
         if kind == "order.placed":
-            orders = self.orders if self.orders is not _NONE else {}
+            self.orders = orders = _own(self.orders)
             oid = props["order_id"]
             old = orders.get(oid)
             if old is None or (at, event_id) < (old.at, old.event_id):
-                orders[oid] = Order(at, event_id, float(props["amount"]))  # type: ignore[index]
-            self.orders = orders
+                orders[oid] = Order(at, event_id, float(props["amount"]))
         elif kind == "order.cancelled":
-            self.cancels = cancels = self.cancels if self.cancels is not _NONE else {}
-            insort(cancels.setdefault(props["order_id"], []), (at, event_id))  # type: ignore[attr-defined]
+            self.cancels = cancels = _own(self.cancels)
+            insort(cancels.setdefault(props["order_id"], []), (at, event_id))
         elif kind == "order.refunded":
-            self.refunds = refunds = self.refunds if self.refunds is not _NONE else {}
-            insort(refunds.setdefault(props["order_id"], []),  # type: ignore[attr-defined]
-                   (at, event_id, float(props["amount"])))
+            self.refunds = refunds = _own(self.refunds)
+            insort(refunds.setdefault(props["order_id"], []), (at, event_id, float(props["amount"])))
         else:
             if not self.signals:
                 self.signals = []
