@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from .config import CustomKind
+from .limits import MAX_AMOUNT
 
 from .vocabulary import CHANNELS, Channel  # noqa: F401 - re-exported for callers of the catalog
 
@@ -21,7 +22,7 @@ class Props(BaseModel):
 
 
 NonEmpty = Field(min_length=1)
-Money = Field(ge=0, allow_inf_nan=False)
+Money = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)   # no sum of amounts can overflow
 Currency = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
 
 

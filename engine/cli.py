@@ -9,7 +9,6 @@ from typing import Any, Iterator
 
 import click
 import orjson
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -17,9 +16,21 @@ from .clock import EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
 from .projections.lifecycle import HEALTHS, STAGES
 from .service import Engine
+from .terminal import cell, console_for, line
 
-console = Console(stderr=False)
-err = Console(stderr=True)
+# Plain consoles: whatever users sent is printed as it is (engine.terminal), never as markup.
+console = console_for()
+err = console_for(stderr=True)
+
+
+def say(*parts: Any) -> None:
+    """Print one line: strings as they are, (text, style) pairs styled; see engine.terminal.line."""
+    console.print(line(*parts))
+
+
+def say_lines(text: str) -> None:
+    for row in text.splitlines():
+        say(row)
 
 
 def emit(obj: Any) -> None:
@@ -109,13 +120,13 @@ def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, confi
     if as_json:
         emit(summary)
         return
-    console.print(f"accepted {summary['accepted']:,}, duplicates {summary['duplicates']:,}, "
-                  f"rejected {summary['rejected']:,}; "
-                  f"{summary['stage_changes'] + summary['timer_changes']:,} lifecycle changes recorded")
+    say(f"accepted {summary['accepted']:,}, duplicates {summary['duplicates']:,}, "
+        f"rejected {summary['rejected']:,}; "
+        f"{summary['stage_changes'] + summary['timer_changes']:,} lifecycle changes recorded")
     for r in report.rejections[:10]:
-        console.print(f"  [red]rejected[/] {r.message()}", highlight=False)
+        say("  ", ("rejected", "red"), " ", r.message())
     if report.rejected > 10:
-        console.print(f"  ... and {report.rejected - 10:,} more" + ("" if rejects else " (use --rejects FILE)"))
+        say(f"  ... and {report.rejected - 10:,} more" + ("" if rejects else " (use --rejects FILE)"))
 
 
 @main.command()
@@ -131,7 +142,7 @@ def simulate(customers: int, seed: int, until: str | None, out: Path, config_pat
     end = when(until) or today()
     n = write_history(out, generate(customers, seed, end))
     summary = {"records": n, "customers": customers, "seed": seed, "until": end.isoformat(), "out": str(out)}
-    emit(summary) if as_json else console.print(f"wrote {n:,} touchpoints of {customers:,} customers to {out}")
+    emit(summary) if as_json else say(f"wrote {n:,} touchpoints of {customers:,} customers to {out}")
 
 
 @main.command()
@@ -180,26 +191,23 @@ def customer(customer_id: str, as_of: str | None, as_known: bool, limit: int,
 
 
 def print_customer(v: dict[str, Any], limit: int) -> None:
-    console.print(f"[bold]{v['customer_id']}[/] as of {v['as_of'][:19]}Z", highlight=False)
-    console.print(f"  stage   [bold]{v['stage']}[/] — {v['stage_reason']}", highlight=False)
+    say((v["customer_id"], "bold"), f" as of {v['as_of'][:19]}Z")
+    say("  stage   ", (v["stage"], "bold"), f" — {v['stage_reason']}")
     if v["health"]:
-        console.print(f"  health  [bold]{v['health']}[/] — {v['health_reason']}", highlight=False)
-    console.print(f"  purchases {v['purchases']}, revenue {v['revenue']:,.2f}, first {(v['first_purchase'] or '-')[:10]}, "
-                  f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}", highlight=False)
-    console.print(f"  open complaints {v['open_complaints'] or 'none'}; overdue invoices {v['overdue_invoices'] or 'none'}",
-                  highlight=False)
+        say("  health  ", (v["health"], "bold"), f" — {v['health_reason']}")
+    say(f"  purchases {v['purchases']}, revenue {v['revenue']:,.2f}, first {(v['first_purchase'] or '-')[:10]}, "
+        f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}")
+    say(f"  open complaints {v['open_complaints'] or 'none'}; overdue invoices {v['overdue_invoices'] or 'none'}")
     consent = ", ".join(f"{k}={c['granted']}" for k, c in v["consent"].items()) or "none recorded"
-    console.print(f"  consent {consent}", highlight=False)
-    console.print(f"  traits  {v['traits']}", highlight=False)
+    say(f"  consent {consent}")
+    say("  traits  " + (", ".join(f"{k}={val}" for k, val in v["traits"].items()) or "none"))
     shown = v["timeline"][-limit:]
-    console.print(f"  timeline ({len(shown)} of {len(v['timeline'])} entries, latest last):")
+    say(f"  timeline ({len(shown)} of {len(v['timeline'])} entries, latest last):")
     for item in shown:
         if item["type"] == "touchpoint":
-            console.print(f"    {item['at'][:16]}  {item['kind']:<20} {item['channel']:<10} {item['event_id']}",
-                          highlight=False)
+            say(f"    {item['at'][:16]}  {item['kind']:<20} {item['channel']:<10} {item['event_id']}")
         else:
-            console.print(f"    {item['at'][:16]}  [bold]{item['type']}[/] {item['from']} → {item['to']}: {item['reason']}",
-                          highlight=False)
+            say(f"    {item['at'][:16]}  ", (item["type"], "bold"), f" {item['from']} → {item['to']}: {item['reason']}")
 
 
 def feed_options(f: Any) -> Any:
@@ -209,11 +217,11 @@ def feed_options(f: Any) -> Any:
     return common(f)
 
 
-def print_feed(config_path: str | None, as_json: bool, read: Any, line: Any) -> None:
+def print_feed(config_path: str | None, as_json: bool, read: Any, text: Any) -> None:
     with open_engine(config_of(config_path)) as engine:
         entries = read(engine)
     for entry in entries:
-        emit(entry) if as_json else console.print(line(entry), highlight=False)
+        emit(entry) if as_json else say(text(entry))
 
 
 @main.command()
@@ -244,7 +252,7 @@ def why(action_id: str, config_path: str | None, as_json: bool) -> None:
             result = engine.why(action_id)
         except KeyError:
             raise click.ClickException(f"no action {action_id!r} in the store") from None
-    emit(result) if as_json else console.print(result["explanation"], highlight=False)
+    emit(result) if as_json else say_lines(result["explanation"])
 
 
 @main.command()
@@ -257,7 +265,7 @@ def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:
             result = engine.forget(customer_id)
         except KeyError:
             raise click.ClickException(f"no customer {customer_id!r} in the store") from None
-    emit(result) if as_json else console.print(f"{customer_id}: personal data erased")
+    emit(result) if as_json else say(f"{customer_id}: personal data erased")
 
 
 @main.command()
@@ -266,7 +274,7 @@ def tick(config_path: str | None, as_json: bool) -> None:
     """Run due lifecycle timers now (window expiries, health thresholds)."""
     with open_engine(config_of(config_path)) as engine:
         n = engine.run_due()
-    emit({"changes": n}) if as_json else console.print(f"{n:,} lifecycle changes recorded")
+    emit({"changes": n}) if as_json else say(f"{n:,} lifecycle changes recorded")
 
 
 @main.command()
@@ -286,28 +294,30 @@ def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> N
         emit(summary)
         return
     i = summary["ingest"]
-    console.print(f"simulated {customers:,} customers (seed {seed}) → {summary['history']}")
-    console.print(f"ingested: {i['accepted']:,} accepted, {i['duplicates']:,} duplicates, {i['rejected']:,} rejected; "
+    say(f"simulated {customers:,} customers (seed {seed}) → {summary['history']}")
+    say(f"ingested: {i['accepted']:,} accepted, {i['duplicates']:,} duplicates, {i['rejected']:,} rejected; "
                   f"{i['stage_changes'] + i['timer_changes']:,} lifecycle changes, {i['actions']:,} decisions\n")
     print_funnel(summary["funnel"])
     table = Table(title="Lifecycle changes recorded")
     for col in ("dimension", "from", "to", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
     for c in summary["changes"][:12]:
-        table.add_row(c["dimension"], str(c["from"]), str(c["to"]), f"{c['count']:,}")
+        table.add_row(c["dimension"], cell(c["from"]), cell(c["to"]), f"{c['count']:,}")
     console.print(table)
     table = Table(title="Retention actions by policy (latest status of each action)")
     for col in ("policy", "issued", "suppressed", "deferred"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for policy, n in summary["actions"]["by_policy"].items():
-        table.add_row(policy, f"{n['issued']:,}", f"{n['suppressed']:,}", f"{n['deferred']:,}")
+        table.add_row(cell(policy), f"{n['issued']:,}", f"{n['suppressed']:,}", f"{n['deferred']:,}")
     console.print(table)
-    console.print("blocked by: " + ", ".join(f"{k} {v:,}" for k, v in summary["actions"]["blocked_by"].items()))
+    say("blocked by: " + ", ".join(f"{k} {v:,}" for k, v in summary["actions"]["blocked_by"].items()))
     print_customer(summary["customer"], 15)
     if summary["why"]:
-        console.print("\n[bold]journey why[/] " + summary["why"]["action_id"])
-        console.print(summary["why"]["explanation"], highlight=False)
-    console.print(f"\nexplore: JOURNEY_DATA_DIR={summary['data_dir']} journey customer {summary['customer']['customer_id']}")
+        say()
+        say(("journey why", "bold"), " " + summary["why"]["action_id"])
+        say_lines(summary["why"]["explanation"])
+    say()
+    say(f"explore: JOURNEY_DATA_DIR={summary['data_dir']} journey customer {summary['customer']['customer_id']}")
 
 
 def _plugins() -> None:
@@ -318,7 +328,7 @@ def _plugins() -> None:
         try:
             main.add_command(ep.load(), ep.name)
         except ImportError as e:   # an optional part not installed: the core commands still work
-            err.print(f"journey: `{ep.name}` is unavailable ({e})")
+            err.print(line(f"journey: `{ep.name}` is unavailable ({e})"))
 
 
 _plugins()

@@ -14,20 +14,22 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from .limits import MAX_SPAN_DAYS
 from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec
 from .vocabulary import Section
 
 
 class LifecycleRules(Section):
     rules_version: str = "2026-11-v1"
-    window_days: int = Field(365, gt=0)
+    # Spans stay below a century: added to any accepted time they stay far from year 9999.
+    window_days: int = Field(365, gt=0, le=MAX_SPAN_DAYS)
     loyal_min_purchases: int = Field(4, ge=1)
     loyal_min_recent_purchases: int = Field(2, ge=0)
     advocate_min_nps: int = Field(9, ge=0, le=10)
     advocate_min_rating: int = Field(4, ge=1, le=5)
-    at_risk_min_days: int = Field(60, gt=0)
-    at_risk_gap_factor: float = Field(2.0, gt=0)
-    lapsed_days: int = Field(365, gt=0)
+    at_risk_min_days: int = Field(60, gt=0, le=MAX_SPAN_DAYS)
+    at_risk_gap_factor: float = Field(2.0, gt=0, le=100)
+    lapsed_days: int = Field(365, gt=0, le=MAX_SPAN_DAYS)
 
     # The same spans as timedeltas, built once (the lifecycle walk adds them all the time).
     @cached_property
@@ -40,9 +42,13 @@ class LifecycleRules(Section):
 
 
 class IngestSettings(Section):
-    future_tolerance_hours: float = Field(24.0, ge=0)
+    future_tolerance_hours: float = Field(24.0, ge=0, le=8784)     # at most a year ahead
     max_touchpoint_bytes: int = Field(65536, gt=0)
     batch_size: int = Field(500, gt=0)
+    # Limits on properties and traits (engine.limits); the store adds a few levels of its own,
+    # and every level up to the cap stays storable, snapshottable and replayable.
+    max_depth: int = Field(16, ge=1, le=64)
+    max_string_chars: int = Field(16_384, ge=1)
 
 
 class PostgresSettings(Section):
@@ -103,7 +109,7 @@ class CustomKind(Section):
     @field_validator("name")
     @classmethod
     def dotted(cls, v: str) -> str:
-        if "." not in v or v.strip() != v or not v:
+        if "." not in v or v.strip() != v or not v or not v.isprintable() or len(v) > 100:
             raise ValueError("a kind name looks like 'area.verb', e.g. 'webinar.attended'")
         return v
 

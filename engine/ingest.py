@@ -61,39 +61,38 @@ class Ingestor:
     def ingest(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool = False) -> BatchResult:
         """Ingest validated touchpoints in one transaction; with `due_timers`, the customers whose
         timers are due by `now` are derived and written in the same transaction."""
-        result = BatchResult()
-        fresh: dict[str, tuple[int, Touchpoint]] = {}
-        for record, tp in items:
-            seen = fresh.get(tp.event_id)
-            if seen is None:
-                fresh[tp.event_id] = (record, tp)
-            elif seen[1].digest == tp.digest:
-                result.duplicates += 1
-            else:
-                result.rejected.append(_conflict(record, tp, f"record {seen[0]} of this batch"))
         for attempt in range(MAX_ATTEMPTS):
             try:
-                written = self._write(fresh, now, due_timers)
+                return self._write(items, now, due_timers)
             except IntegrityError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 continue  # a concurrent writer got there first: decide again on fresh reads
-            result.add(written)
-            return result
         raise AssertionError("unreachable")
 
-    def _write(self, fresh: dict[str, tuple[int, Touchpoint]], now: datetime, due_timers: bool) -> BatchResult:
+    def _write(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool) -> BatchResult:
         result = BatchResult()
-        known = self.store.recorder.known_touchpoints(list(fresh)) if fresh else {}  # type: ignore[attr-defined]
+        known = self.store.recorder.known_touchpoints(  # type: ignore[attr-defined]
+            list({tp.event_id: None for _, tp in items})) if items else {}
+        fresh: dict[str, tuple[int, Touchpoint]] = {}
         by_customer: dict[str, list[Touchpoint]] = {}
-        for event_id, (record, tp) in fresh.items():
-            if event_id in known:
-                customer, digest = known[event_id]
+        for record, tp in items:
+            # Compared with the accepted original: the stored one, else the first of this batch.
+            if tp.event_id in known:
+                customer, digest = known[tp.event_id]
                 if digest == tp.digest and customer == str(customer_uuid(tp.customer_id)):
                     result.duplicates += 1
                 else:
-                    result.rejected.append(_conflict(record, tp, "an earlier accepted touchpoint"))
+                    result.rejected.append(_conflict(record, tp, "a touchpoint accepted earlier"))
                 continue
+            seen = fresh.get(tp.event_id)
+            if seen is not None:
+                if seen[1].digest == tp.digest:
+                    result.duplicates += 1
+                else:
+                    result.rejected.append(_conflict(record, tp, f"record {seen[0]}, accepted in this batch"))
+                continue
+            fresh[tp.event_id] = (record, tp)
             by_customer.setdefault(tp.customer_id, []).append(tp)
         if not by_customer:
             return result
@@ -219,6 +218,6 @@ def shard_of_batch(batch: str | None) -> tuple[int, int] | None:
     return int(k), int(n)
 
 
-def _conflict(record: int, tp: Touchpoint, where: str) -> Rejection:
-    return Rejection(record, "event_id", f"{tp.event_id!r} was already used by {where} with different "
-                     "content; an event_id must identify one touchpoint", tp.event_id)
+def _conflict(record: int, tp: Touchpoint, original: str) -> Rejection:
+    return Rejection(record, "event_id", f"{tp.event_id!r} was already used by {original}, with different "
+                     "content (or another customer); an event_id must identify one touchpoint", tp.event_id)

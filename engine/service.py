@@ -1,12 +1,15 @@
 """The engine's service API: what the CLI, streams/ and replay/ call. Wiring is done here, by hand."""
 from __future__ import annotations
 
+import logging
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Iterable
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
+import psycopg
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
 from .catalog import Catalog
 from .clock import EventTimeClock, SystemClock, iso
@@ -18,6 +21,18 @@ from .policies.decide import PolicyEngine
 from .store import open_store, to_us
 from .touchpoints import Rejection, Touchpoint, Validator
 from . import queries
+
+log = logging.getLogger("journey.engine")
+# Errors of the machinery, not of a record (a lost connection, a full disk, writers that kept
+# colliding): they stop the ingest (a worker retries the batch); splitting it would not help.
+INFRASTRUCTURE: tuple[type[BaseException], ...] = (
+    IntegrityError, InterfaceError, OperationalError, sqlite3.OperationalError, psycopg.OperationalError,
+    psycopg.InterfaceError, OSError, MemoryError)
+
+
+def _error(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}"
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @dataclass
@@ -64,7 +79,8 @@ class Engine:
         self.rules = config.lifecycle
         self.catalog = Catalog(config.kinds, config.privacy.pii_fields)
         self.validator = Validator(self.catalog, timedelta(hours=config.ingest.future_tolerance_hours),
-                                   config.ingest.max_touchpoint_bytes)
+                                   config.ingest.max_touchpoint_bytes, config.ingest.max_depth,
+                                   config.ingest.max_string_chars)
         self.store = open_store(config)
         self.keys = open_keystore(config)
         for spec in config.policies:
@@ -122,40 +138,98 @@ class Engine:
         valid: list[tuple[int, Touchpoint]] = []
         invalid: list[Rejection] = []
         for number, record in batch:
-            if isinstance(record, (bytes, str)):
-                parsed = self.validator.parse_line(record, number, now)
-            else:
-                parsed = self.validator.validate(record, number, now)
+            parsed = self._validate(number, record, now)
             (valid.append((number, parsed)) if isinstance(parsed, Touchpoint) else invalid.append(parsed))
         if backfill and valid:
             self.clock.observe(max(tp.occurred_at for _, tp in valid))
         # A backfill also runs the timers due by now, in the batch's own transaction.
-        report.add(self.ingestor.ingest(valid, self.clock.now(), due_timers=backfill), invalid)
+        try:
+            result = self.ingestor.ingest(valid, self.clock.now(), due_timers=backfill)
+        except INFRASTRUCTURE:
+            raise
+        except Exception:   # noqa: BLE001 - the net: find the record that fails, keep the rest
+            result = self._isolate(valid, self.clock.now(), dict(batch))
+        report.add(result, invalid)
         if backfill:
             report.timer_changes += self.run_due()
+
+    def _validate(self, number: int, record: bytes | str | dict, now: Any) -> Touchpoint | Rejection:
+        try:
+            if isinstance(record, (bytes, str)):
+                return self.validator.parse_line(record, number, now)
+            return self.validator.validate(record, number, now)
+        except Exception as e:   # noqa: BLE001 - whatever we did not think of rejects one record
+            log.warning("record %d could not be validated: %r", number, e)
+            log.debug("record %d", number, exc_info=True)
+            raw = record if isinstance(record, bytes) else None
+            return Rejection(number, "", f"could not be validated ({_error(e)})", raw=raw)
+
+    def _isolate(self, items: list[tuple[int, Touchpoint]], now: Any, records: dict[int, Any]) -> BatchResult:
+        """Ingest these touchpoints in halves until the ones whose processing fails stand alone,
+        and reject those: an unexpected error costs one record, never the batch. A customer's
+        touchpoints keep their order (the first half commits first). Due timers are left to
+        run_due, which isolates its own failures."""
+        try:
+            return self.ingestor.ingest(items, now)
+        except INFRASTRUCTURE:
+            raise
+        except Exception as e:   # noqa: BLE001 - see ingest_batch
+            if len(items) > 1:
+                half = len(items) // 2
+                result = self._isolate(items[:half], now, records)
+                result.add(self._isolate(items[half:], now, records))
+                return result
+            number, tp = items[0]
+            log.warning("record %d (%s) could not be processed: %r", number, tp.event_id, e)
+            log.debug("record %d", number, exc_info=True)
+            raw = records.get(number)
+            return BatchResult(rejected=[Rejection(number, "", f"could not be processed ({_error(e)}); "
+                                                   "the records around it were ingested", tp.event_id,
+                                                   raw if isinstance(raw, bytes) else None)])
 
     def run_due(self, batch: int = 500, shard: tuple[int, int] | None = None) -> int:
         """Re-evaluate every customer whose timer is due (window expiries, health thresholds,
         policy timers, deferred actions) among this engine's shard, or the given one; returns the
-        changes and decisions recorded."""
+        changes and decisions recorded. A customer whose evaluation fails is logged and skipped
+        (its timer stays due, so the next run tries again): it never holds up the others."""
         now = self.clock.now()
         shard = shard or self.shard
         recorder = self.store.recorder
         changes = 0
-        while due := recorder.due_customers(to_us(now), batch, shard):  # type: ignore[attr-defined]
-            for attempt in range(8):
-                try:
-                    customers = list(self.store.customers(UUID(u) for u in due).values())
-                    timers: list = []
-                    with self.store.writing(customers):
-                        n = sum(sum(self.ingestor.derive(c, now, iso(now), timers)) for c in customers)
-                        self.store.append(customers, timers=timers)
-                    changes += n
-                    break
-                except IntegrityError:
-                    if attempt == 7:
-                        raise
+        skipped: set[str] = set()
+        while due := [u for u in recorder.due_customers(to_us(now), batch + len(skipped), shard)  # type: ignore[attr-defined]
+                      if u not in skipped][:batch]:
+            changes += self._timers(due, now, skipped)
         return changes
+
+    def _timers(self, due: list[str], now: Any, skipped: set[str]) -> int:
+        try:
+            return self._derive_due(due, now)
+        except INFRASTRUCTURE:
+            raise
+        except Exception as e:   # noqa: BLE001 - the net, as in ingest_batch
+            if len(due) > 1:
+                half = len(due) // 2
+                return self._timers(due[:half], now, skipped) + self._timers(due[half:], now, skipped)
+            log.error("the due timer of customer %s could not be run (%s); skipped until the next run",
+                      due[0], _error(e))
+            log.debug("customer %s", due[0], exc_info=True)
+            skipped.add(due[0])
+            return 0
+
+    def _derive_due(self, due: list[str], now: Any) -> int:
+        for attempt in range(8):
+            try:
+                customers = list(self.store.customers(UUID(u) for u in due).values())
+                timers: list = []
+                with self.store.writing(customers):
+                    n = sum(sum(self.ingestor.derive(c, now, iso(now), timers)) for c in customers)
+                    self.store.append(customers, timers=timers)
+                return n
+            except IntegrityError:
+                if attempt == 7:
+                    raise
+        raise AssertionError("unreachable")
 
     def forget(self, customer_id: str) -> dict[str, Any]:
         customer = self.store.customer(customer_uuid(customer_id))

@@ -7,40 +7,44 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Optional
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .catalog import Catalog, Channel, json_ready
+from .limits import (DuplicateKey, Problem, check_content, exact_parse, id_problem, needs_exact_parse, parse_time,
+                     utf8_problem)
 
 
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    event_id: str = Field(min_length=1, max_length=200, strict=True)
-    customer_id: str = Field(min_length=1, max_length=200, strict=True)
+    event_id: str = Field(strict=True)
+    customer_id: str = Field(strict=True)
     kind: str = Field(min_length=1, strict=True)
-    occurred_at: AwareDatetime
+    occurred_at: datetime
     channel: Channel
-    source: str = Field(min_length=1, strict=True)
+    source: str = Field(strict=True)
     properties: dict[str, Any] = {}
     traits: Optional[dict[str, Any]] = None
 
-    @field_validator("occurred_at", mode="before")
+    @field_validator("occurred_at", mode="plain")
     @classmethod
-    def iso_string(cls, v: Any) -> Any:
-        # A bare number would be read as Unix time; the format is ISO 8601 with an offset.
+    def iso_string(cls, v: Any) -> datetime:
+        # Our own parser: it says what is wrong (a leap second, an offset out of range, a year
+        # out of range...), and a bare number is not silently read as Unix time. In UTC.
         if not isinstance(v, str):
             raise ValueError("must be an ISO 8601 string with an offset, e.g. 2026-03-01T12:00:00+01:00")
-        return v
+        return parse_time(v)
 
     @field_validator("event_id", "customer_id", "source")
     @classmethod
-    def not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be blank")
+    def an_id(cls, v: str) -> str:
+        problem = id_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("customer_id")
@@ -90,33 +94,56 @@ def digest_of(tp: dict[str, Any]) -> str:
 
 
 class Validator:
-    def __init__(self, catalog: Catalog, future_tolerance: timedelta, max_bytes: int):
+    def __init__(self, catalog: Catalog, future_tolerance: timedelta, max_bytes: int,
+                 max_depth: int = 16, max_string_chars: int = 16_384):
         self.catalog = catalog
         self.future_tolerance = future_tolerance
         self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self.max_string_chars = max_string_chars
         # One model per kind, the envelope with that kind's properties: a valid touchpoint is
         # checked in a single pydantic call (two calls and a model in between cost twice as much).
         self.models = {kind: create_model(f"Touchpoint_{kind}", __base__=Envelope, properties=(
             schema, Field(default_factory=dict, validate_default=True))) for kind, schema in catalog.schemas.items()}
 
     def parse_line(self, raw: bytes | str, record: int, now: datetime) -> Touchpoint | Rejection:
-        data = raw.encode() if isinstance(raw, str) else raw
+        if isinstance(raw, str):
+            try:
+                data = raw.encode()
+            except UnicodeEncodeError as e:
+                return Rejection(record, "", f"is not valid Unicode text: {e.reason} at character {e.start}",
+                                 raw=raw.encode("utf-8", "replace"))
+        else:
+            data = raw
         if len(data) > self.max_bytes:
             return Rejection(record, "", f"touchpoint is {len(data):,} bytes; the limit is "
                              f"{self.max_bytes:,} (ingest.max_touchpoint_bytes)", raw=data)
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as e:
-            return Rejection(record, "", f"not valid JSON: {e}", raw=data)
+            return Rejection(record, "", utf8_problem(data) or f"not valid JSON: {e}", raw=data)
         return self.validate(obj, record, now, raw=data)
 
     def validate(self, obj: Any, record: int, now: datetime, raw: bytes | None = None) -> Touchpoint | Rejection:
         if not isinstance(obj, dict):
             return Rejection(record, "", f"expected a JSON object, got {type(obj).__name__}", raw=raw)
         event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
-        if raw is None and len(orjson.dumps(obj)) > self.max_bytes:
-            return Rejection(record, "", f"touchpoint is larger than {self.max_bytes:,} bytes "
-                             "(ingest.max_touchpoint_bytes)", event_id)
+        try:
+            keys = self._check_content(obj)
+            if raw is None:
+                if len(orjson.dumps(obj)) > self.max_bytes:
+                    return Rejection(record, "", f"touchpoint is larger than {self.max_bytes:,} bytes "
+                                     "(ingest.max_touchpoint_bytes)", event_id)
+            elif needs_exact_parse(raw, keys):
+                # The fast parser keeps the last of two equal keys and turns integers beyond 64
+                # bits into floats: parse again exactly, and check what that gives.
+                exact = exact_parse(raw)
+                self._check_content(exact)
+                obj = exact
+        except Problem as p:
+            return Rejection(record, p.field, p.reason, event_id, raw)
+        except DuplicateKey as e:
+            return Rejection(record, "", str(e), event_id, raw)
         kind = obj.get("kind")
         model = self.models.get(kind) if isinstance(kind, str) else None
         try:
@@ -126,7 +153,7 @@ class Validator:
         if env is None:   # the envelope first, then the properties: the first problem is named
             return self._reject(obj, record, event_id, raw)
         props = env.properties
-        occurred = env.occurred_at.astimezone(timezone.utc)
+        occurred = env.occurred_at   # in UTC
         if occurred > now + self.future_tolerance:
             return Rejection(record, "occurred_at", f"{occurred.isoformat()} is more than "
                              f"{self.future_tolerance} in the future (ingest.future_tolerance_hours)",
@@ -139,6 +166,14 @@ class Validator:
         return Touchpoint(env.event_id, env.customer_id, env.kind, occurred, env.channel,
                           env.source, properties, env.traits, digest_of(body), stored)
 
+    def _check_content(self, obj: dict[str, Any]) -> int:
+        """The limits on properties and traits (engine.limits); returns the keys counted."""
+        keys = len(obj)
+        for name in ("properties", "traits"):
+            value = obj.get(name)
+            if isinstance(value, (dict, list)):
+                keys += check_content(value, (name,), self.max_depth, self.max_string_chars)
+        return keys
 
     def _reject(self, obj: dict[str, Any], record: int, event_id: str | None, raw: bytes | None) -> Rejection:
         try:
@@ -165,8 +200,8 @@ def _rejection(e: ValidationError, record: int, event_id: str | None, raw: bytes
         msg = "is required"
     elif err["type"] == "extra_forbidden":
         msg = "is not a field of the touchpoint envelope (put it under properties or traits)"
-    elif err["type"] == "timezone_aware":
-        msg = "needs a UTC offset (e.g. +00:00 or Z); naive times are ambiguous"
+    elif err["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")   # our own validators' words, as they are
     more = len(e.errors()) - 1
     if more:
         msg += f" (and {more} more error{'s' if more > 1 else ''})"

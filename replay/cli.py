@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from engine.cli import common, config_of, console, emit, err, open_engine, progress, when
+from engine.cli import common, config_of, emit, err, open_engine, progress, say, when
 from engine.clock import FixedClock
 from engine.config import Config
 
@@ -68,7 +68,7 @@ def rebuild(swap: bool, config_path: str | None, as_json: bool) -> None:
     if swap:
         result["swapped"] = True
         result["previous"] = _swap(config, target_config)
-    emit(result) if as_json else console.print(
+    emit(result) if as_json else say(
         f"rebuilt {total:,} events in {seconds:.1f} s ({result['events_per_second']:,} events/s) into "
         f"{result['target']}" + (f"; swapped in, the previous store is {result['previous']}" if swap else ""))
 
@@ -121,14 +121,14 @@ def whatif(alt_path: str, config_path: str | None, as_of: str | None, as_json: b
     if as_json:
         emit(result)
         return
-    console.print(f"as of {result['as_of'][:16]}Z, {result['changed']:,} of {result['customers']:,} customers would "
+    say(f"as of {result['as_of'][:16]}Z, {result['changed']:,} of {result['customers']:,} customers would "
                   f"be in another stage ({result['health_changed']:,} in another health) under "
                   f"{result['rules']['alternative']} instead of {result['rules']['live']}:")
     for move, n in result["by_transition"].items():
-        console.print(f"  {move:<28} {n:>8,}")
+        say(f"  {move:<28} {n:>8,}")
     for policy, row in result["actions"].items():
-        console.print(f"  {policy:<24} live {row['live']} → alternative {row['alternative']} "
-                      f"({row['differ']:,} decisions differ)", highlight=False)
+        say(f"  {policy:<24} live {row['live']} → alternative {row['alternative']} "
+                      f"({row['differ']:,} decisions differ)")
 
 
 def _journeys(config_path: str | None, as_of: str | None) -> tuple[Journeys, Any]:
@@ -150,10 +150,10 @@ def journeys(as_of: str | None, months: int, period: str, config_path: str | Non
     if as_json:
         emit({"period": period, "rows": rows})
         return
-    console.print(f"{'period end':<12}" + "".join(f"{s:>12}" for s in rows[0]["stages"])
+    say(f"{'period end':<12}" + "".join(f"{s:>12}" for s in rows[0]["stages"])
                   + "".join(f"{h:>10}" for h in rows[0]["health"]))
     for r in rows:
-        console.print(f"{r['period_end'][:10]:<12}" + "".join(f"{n:>12,}" for n in r["stages"].values())
+        say(f"{r['period_end'][:10]:<12}" + "".join(f"{n:>12,}" for n in r["stages"].values())
                       + "".join(f"{n:>10,}" for n in r["health"].values()))
 
 
@@ -169,9 +169,9 @@ def transitions(start: str, end: str, config_path: str | None, as_json: bool) ->
         emit(result)
         return
     stages = list(next(iter(result["matrix"].values()), {}))
-    console.print("from \\ to".ljust(14) + "".join(f"{s:>12}" for s in stages))
+    say("from \\ to".ljust(14) + "".join(f"{s:>12}" for s in stages))
     for a, row in result["matrix"].items():
-        console.print(f"{a:<14}" + "".join(f"{n:>12,}" for n in row.values()))
+        say(f"{a:<14}" + "".join(f"{n:>12,}" for n in row.values()))
 
 
 @replay.command("time-to-stage")
@@ -187,9 +187,9 @@ def time_to_stage(stage: str, origin: str, as_of: str | None, config_path: str |
         emit(r)
         return
     if r["count"] < 2:
-        console.print(f"{r['count']} customers went from {origin} to {stage}")
+        say(f"{r['count']} customers went from {origin} to {stage}")
         return
-    console.print(f"{r['count']:,} customers went from {origin} to {stage}: median {r['median_days']:.0f} days "
+    say(f"{r['count']:,} customers went from {origin} to {stage}: median {r['median_days']:.0f} days "
                   f"(quartiles {r['p25_days']:.0f}–{r['p75_days']:.0f})")
 
 
@@ -205,7 +205,7 @@ def cohorts(as_of: str | None, months: int, config_path: str | None, as_json: bo
         emit({"cohorts": rows})
         return
     for r in rows:
-        console.print(f"{r['cohort']}  {r['customers']:>6,}  " + " ".join(f"{x:>4.0%}" for x in r["retention"]))
+        say(f"{r['cohort']}  {r['customers']:>6,}  " + " ".join(f"{x:>4.0%}" for x in r["retention"]))
 
 
 @replay.command()
@@ -221,9 +221,9 @@ def policies(days: int, as_of: str | None, config_path: str | None, as_json: boo
         return
     for policy, row in r["policies"].items():
         fi, fs = row["followed"]["issued"], row["followed"]["suppressed"]
-        console.print(f"{policy:<24} issued {row['issued']:>6,} suppressed {row['suppressed']:>6,} "
+        say(f"{policy:<24} issued {row['issued']:>6,} suppressed {row['suppressed']:>6,} "
                       f"deferred {row['deferred']:>4,} | purchased within {days} d: issued "
-                      f"{_pct(fi['purchased'])}, suppressed {_pct(fs['purchased'])}", highlight=False)
+                      f"{_pct(fi['purchased'])}, suppressed {_pct(fs['purchased'])}")
 
 
 def _pct(x: float | None) -> str:
@@ -242,8 +242,8 @@ def export(out: Path, as_of: str | None, as_known: bool, config_path: str | None
         tables = frames(engine, _as_of(engine, as_of), as_known)
     written = to_parquet(tables, out)
     result = {"files": written, "rows": {k: len(v) for k, v in tables.items()}}
-    emit(result) if as_json else console.print(
-        "\n".join(f"{k:<12} {result['rows'][k]:>9,} rows  {v}" for k, v in written.items()), highlight=False)
+    emit(result) if as_json else say(
+        "\n".join(f"{k:<12} {result['rows'][k]:>9,} rows  {v}" for k, v in written.items()))
 
 
 @click.command()
@@ -255,5 +255,5 @@ def report(out: Path, as_of: str | None, config_path: str | None, as_json: bool)
     from .report import write_report
     with open_engine(config_of(config_path)) as engine:
         result = write_report(engine, out, _as_of(engine, as_of))
-    emit(result) if as_json else console.print(f"wrote {out} ({result['bytes'] / 1e6:.1f} MB, "
+    emit(result) if as_json else say(f"wrote {out} ({result['bytes'] / 1e6:.1f} MB, "
                                                f"{result['customers']:,} customers)")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from redis.asyncio import Redis
 
-from engine.cli import common, config_of, console, emit, open_engine
+from engine.cli import common, config_of, emit, open_engine, say
 from engine.cli import customer as core_customer
 from engine.cli import demo as core_demo
 
@@ -81,7 +81,7 @@ def relay(once: bool, config_path: str | None, as_json: bool) -> None:
         return 0
 
     n = with_engine_and_redis(config_path, run)
-    emit({"published": n}) if as_json else console.print(f"{n:,} facts relayed")
+    emit({"published": n}) if as_json else say(f"{n:,} facts relayed")
 
 
 @click.command("readmodel")
@@ -94,7 +94,7 @@ def readmodel_cmd(rebuild: bool, config_path: str | None, as_json: bool) -> None
         return await (readmodel.rebuild if rebuild else readmodel.catch_up)(engine, redis, topo)
 
     n = with_engine_and_redis(config_path, run)
-    emit({"customers": n}) if as_json else console.print(f"{n:,} customers refreshed")
+    emit({"customers": n}) if as_json else say(f"{n:,} customers refreshed")
 
 
 @click.command("customer")
@@ -116,7 +116,7 @@ def customer(ctx: click.Context, from_redis: bool, **kwargs: object) -> None:
     row = asyncio.run(run())
     if row is None:
         raise click.ClickException(f"no customer {kwargs['customer_id']!r} in the Redis read model")
-    emit(row) if kwargs.get("as_json") else console.print(row, highlight=False)
+    emit(row) if kwargs.get("as_json") else say(row)
 
 
 customer.params = [p for p in core_customer.params] + customer.params  # the core options, plus --from-redis
@@ -134,14 +134,15 @@ def demo(ctx: click.Context, streaming: bool, **kwargs: object) -> None:
     as_json = bool(kwargs.get("as_json"))
     customers = int(kwargs["customers"]) if ctx.get_parameter_source("customers").name != "DEFAULT" else 200
     result = run_streaming_demo(config_of(kwargs.get("config_path")), customers,  # type: ignore[arg-type]
-                                int(kwargs["seed"]), (lambda _: None) if as_json else console.print)
+                                int(kwargs["seed"]), (lambda _: None) if as_json else say)
     if as_json:
         emit(result)
         return
-    console.print(f"\n{result['kafka']:,} stage changes on Kafka and {result['redis']:,} on the Redis stream "
+    say()
+    say(f"{result['kafka']:,} stage changes on Kafka and {result['redis']:,} on the Redis stream "
                   f"({result['actions_on_redis']:,} actions) in {result['seconds']} s; the latest:")
     for line in result["sample"]:
-        console.print("  " + line, highlight=False)
+        say("  " + line)
 
 
 demo.params = [p for p in core_demo.params] + demo.params

@@ -9,8 +9,9 @@ by faust) also runs the timers, the relays and the Redis read model.
 from __future__ import annotations
 
 import asyncio
-import time
+import itertools
 import logging
+import time
 from typing import Any
 
 import faust
@@ -84,6 +85,32 @@ def _fetch_wait(ms: int) -> None:
     driver.AIOKafkaConsumerThread._create_worker_consumer = create_with_wait
 
 
+def dead_letter_key(message: Any) -> bytes:
+    """Where the record came from (topic/partition/offset): the same record dead-lettered again
+    after a crash and a redelivery gets the same key, so consumers deduplicate by key (and a
+    compacted dead-letter topic keeps one copy)."""
+    return f"{message.topic}/{message.partition}/{message.offset}".encode()
+
+
+RETRY_SECONDS = (0.5, 1, 2, 5, 10, 30)
+
+
+async def ingest_until_done(engine: Engine, values: list[bytes], writing: asyncio.Lock) -> tuple[Any, float]:
+    """Ingest a batch, retrying (with growing pauses) while the machinery fails: a lost database
+    connection or a full disk must not kill the agent, which would then consume nothing more.
+    Records themselves never fail a batch: the engine rejects those it cannot process."""
+    for attempt in itertools.count():
+        async with writing:
+            began = time.perf_counter()
+            try:
+                return await asyncio.to_thread(engine.ingest, values), began
+            except Exception as e:  # noqa: BLE001 - not acknowledged: the batch is tried again
+                pause = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+                log.error("ingesting a batch of %d failed (%r); trying again in %g s", len(values), e, pause)
+        await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
+
+
 def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: bool = True) -> faust.App:
     topo = Topology.of(config)
     _fetch_wait(config.kafka.fetch_max_wait_ms)
@@ -107,16 +134,15 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
         async for events in stream.take_events(config.kafka.batch_size, within=config.kafka.batch_seconds):
             values = [e.value for e in events]
             asked = time.perf_counter()
-            async with writing:
-                began = time.perf_counter()
-                report = await asyncio.to_thread(engine.ingest, values)
+            report, began = await ingest_until_done(engine, values, writing)
             outbox.wake.set()
             for r in report.rejections:
-                original = events[r.record - 1]
-                await dead_letter.send(key=original.key, value=values[r.record - 1], headers={
+                original = events[r.record - 1].message
+                await dead_letter.send(key=dead_letter_key(original), value=values[r.record - 1], headers={
                     "reason": r.message().encode(), "field": r.field.encode(),
-                    "source_partition": str(original.message.partition).encode(),
-                    "source_offset": str(original.message.offset).encode()})
+                    "source_key": original.key or b"",
+                    "source_partition": str(original.partition).encode(),
+                    "source_offset": str(original.offset).encode()})
             log.info("batch of %d in %.3f s (%.3f s waiting for the writer): %s", len(values),
                      time.perf_counter() - began, began - asked, report.summary())
 

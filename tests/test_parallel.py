@@ -59,11 +59,19 @@ def test_parallel_backfill_keeps_every_customer_and_replays_exactly(tmp_path, sq
         target.close()
 
 
-def test_a_failing_process_stops_the_ingest_and_says_why(sqlite_config):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_record_whose_processing_fails_is_rejected_and_the_rest_kept(sqlite_config, workers):
+    # A custom condition that raises: the one record it fails on is rejected with the error
+    # (its batch retried without it), in one process or several; nothing else is lost.
     policy = PolicySpec(name="broken", trigger=Trigger(on="touchpoint", kind="order.placed"), action="call",
                         channel="phone", purpose="service", python="tests.support.vip:broken")
     config = sqlite_config.model_copy(update={"policies": (policy,)})
     with Engine(config, FixedClock(NOW)) as engine:
-        records = [tp(f"v{i}", "page.viewed", day(i), customer=f"c{i}") for i in range(20)] + [order("o1", day(30))]
-        with pytest.raises(RuntimeError, match="divided by zero"):
-            engine.ingest(records, workers=2)
+        records = ([tp(f"v{i}", "page.viewed", day(i), customer=f"c{i}") for i in range(20)] + [order("o1", day(30))]
+                   + [tp(f"w{i}", "page.viewed", day(i), customer=f"c{i}") for i in range(20)])
+        report = engine.ingest(records, workers=workers)
+        assert (report.accepted, report.rejected) == (40, 1)
+        rejected = report.rejections[0]
+        assert rejected.record == 21 and rejected.event_id == "o1"
+        assert "ZeroDivisionError: the custom condition divided by zero" in rejected.reason
+        assert engine.funnel()["customers"] == 20

@@ -196,3 +196,59 @@ def test_streaming_demo_shows_changes_on_both_feeds(tmp_path):
     summary = json.loads(result.output.splitlines()[-1])
     assert summary["kafka"] == summary["redis"] >= 40
     assert summary["actions_on_redis"] > 0
+
+
+async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_moves_on(stream_config, tmp_path):
+    # Each of these once crashed the agent, which then consumed nothing more (0 of 40 valid
+    # records in 100 s). Now each goes to the dead-letter topic with its reason, under a key
+    # naming where it came from, and every valid record around it is ingested.
+    from .poison import POISON, mixed
+    lines, expected, n_valid = mixed(n_valid=3000)
+    topo = Topology.of(stream_config)
+    cfg = tmp_path / "journey.toml"
+    cfg.write_text(dump_toml(stream_config))
+    await ensure_topics(stream_config.kafka.bootstrap_servers, topo)
+    worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
+    engine = Engine(stream_config, SystemClock())
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=stream_config.kafka.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            for raw in lines:
+                try:
+                    key = orjson.loads(raw).get("customer_id", "")
+                except orjson.JSONDecodeError:
+                    key = "unreadable"
+                await producer.send(topo.touchpoints, raw, key=str(key).encode("utf-8", "replace"))
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+        def stored() -> int:
+            return sum(1 for _ in scan(engine, TOUCHPOINT_TOPIC))
+
+        await wait_until(lambda: asyncio.to_thread(lambda: stored() >= n_valid), 240, "every valid touchpoint")
+        dead = await wait_until(lambda: _at_least(stream_config.kafka.bootstrap_servers, topo.dead_letter,
+                                                  len(POISON)), 60, "every poison record dead-lettered")
+        assert stored() == n_valid
+        reasons = {m.value: dict(m.headers) for m in dead}
+        assert len(dead) == len(reasons) == len(POISON)
+        for raw, field, words in POISON:
+            headers = reasons[raw]
+            assert headers["field"].decode().startswith(field), (raw, headers)
+            assert words in headers["reason"].decode(), (raw, headers)
+        keys = [m.key.decode() for m in dead]
+        assert len(set(keys)) == len(keys)
+        for m in dead:
+            h = dict(m.headers)
+            assert m.key.decode() == f"{topo.touchpoints}/{h['source_partition'].decode()}/{h['source_offset'].decode()}"
+    finally:
+        stop(worker)
+        engine.close()
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+async def _at_least(bootstrap: str, topic: str, n: int) -> list | None:
+    messages = await topic_messages(bootstrap, topic)
+    return messages if len(messages) >= n else None
