@@ -11,6 +11,7 @@ A third, journey_positions, holds how far each relay that follows the log has go
 from __future__ import annotations
 
 import gc
+import logging
 import random
 import sqlite3
 import time
@@ -30,6 +31,8 @@ from psycopg.sql import SQL, Identifier
 
 from .aggregates.customer import Customer
 from .config import Config
+
+log = logging.getLogger("journey.store")
 
 WAL_CHECKPOINT_PAGES = 10_000   # SQLite: checkpoint the WAL every ~40 MB (default: 1,000 pages)
 WRITER_CACHE_KIB = 65_536       # SQLite: page cache of the writing connection (default: 2 MB)
@@ -395,7 +398,12 @@ class JourneyStore(Application):
         to_stored = self.mapper.to_stored_event
         self.recorder.insert_events([to_stored(e) for e in events], **side_rows)
         if snap and self.snapshots is not None:
-            self.snapshots.put([Customer.Snapshot.take(c) for c in snap])
+            # After the commit, and only a shortcut for loading: a snapshot that cannot be written
+            # must not turn a committed batch into a failed one (it would be retried as duplicates).
+            try:
+                self.snapshots.put([Customer.Snapshot.take(c) for c in snap])
+            except Exception:  # noqa: BLE001 - logged; the customers load from their events instead
+                log.exception("snapshots of %d customers could not be written", len(snap))
         if self.repository.cache is not None:
             for customer in touched:
                 self.repository.cache.put(customer.id, customer)

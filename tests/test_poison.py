@@ -10,11 +10,16 @@ import sys
 from pathlib import Path
 
 from engine.clock import FixedClock
+from engine.config import Config
+from engine.ids import customer_uuid
 from engine.queries import TOUCHPOINT_TOPIC, scan
 from engine.service import Engine
 
 from .conftest import NOW
+from replay.rebuild import rebuild
+
 from .poison import EDGES, POISON, check_rejections, mixed
+from .test_replay import facts_of
 
 JOURNEY = str(Path(sys.executable).parent / "journey")
 
@@ -64,3 +69,25 @@ def test_journey_ingest_keeps_every_valid_record_and_rejects_each_poison(tmp_pat
         assert b"Traceback" not in shown.stderr
     assert b"x-[/]-y" in run("changes", "--limit", "100000", data=data).stdout
     assert b"[bold]c[/bold] :smile:" in run("customer", "[bold]c[/bold] :smile:", data=data).stdout
+
+
+def test_records_at_the_limits_are_stored_snapshotted_and_replayed(config, tmp_path):
+    # An order with a property nested 250 levels was accepted, and then every batch in which its
+    # customer reached a snapshot point failed after committing. What is accepted now is storable,
+    # snapshottable and replayable, up to the limits' edge values.
+    config = config.model_copy(update={"store": config.store.model_copy(update={"snapshot_interval": 3})})
+    longest = "x" * config.ingest.max_string_chars
+    edges = [{**e, "customer_id": "edge"} for e in EDGES] + [
+        {**EDGES[0], "event_id": "edge-long", "customer_id": "edge", "properties": {"note": longest}}]
+    with Engine(config, FixedClock(NOW)) as engine:
+        for e in edges:                                       # one batch each: snapshots along the way
+            assert engine.ingest([e]).accepted == 1
+        assert engine.store.snapshots.recorder.select_events(customer_uuid("edge"))
+    with Engine(config, FixedClock(NOW)) as engine:          # a new process: the customer from its snapshot
+        assert engine.ingest([{**EDGES[0], "event_id": "edge-after", "customer_id": "edge"}]).accepted == 1
+        view = engine.customer("edge")
+        assert view["touchpoints"] == len(edges) + 1 and view["purchases"] == 2
+        with Engine(Config(data_dir=str(tmp_path / "rebuilt")), FixedClock(NOW)) as target:
+            rebuild(engine, target)
+            assert facts_of(target) == facts_of(engine)
+            assert target.customer("edge")["touchpoints"] == len(edges) + 1
