@@ -15,7 +15,7 @@ from rich.table import Table
 from .clock import EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
 from .projections.lifecycle import HEALTHS, STAGES
-from .service import Engine
+from .service import Engine, ForgetIncomplete
 from .terminal import cell, console_for, line
 
 # Plain consoles: whatever users sent is printed as it is (engine.terminal), never as markup.
@@ -264,7 +264,9 @@ def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:
         try:
             result = engine.forget(customer_id)
         except KeyError:
-            raise click.ClickException(f"no customer {customer_id!r} in the store") from None
+            raise click.ClickException(f"no customer {customer_id!r} in the store; nothing was changed") from None
+        except ForgetIncomplete as e:
+            raise click.ClickException(str(e)) from None
     emit(result) if as_json else say(f"{customer_id}: personal data erased")
 
 

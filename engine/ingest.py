@@ -61,14 +61,7 @@ class Ingestor:
     def ingest(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool = False) -> BatchResult:
         """Ingest validated touchpoints in one transaction; with `due_timers`, the customers whose
         timers are due by `now` are derived and written in the same transaction."""
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                return self._write(items, now, due_timers)
-            except IntegrityError:
-                if attempt == MAX_ATTEMPTS - 1:
-                    raise
-                continue  # a concurrent writer got there first: decide again on fresh reads
-        raise AssertionError("unreachable")
+        return retrying(self.store, lambda: self._write(items, now, due_timers))
 
     def _write(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool) -> BatchResult:
         result = BatchResult()
@@ -165,9 +158,10 @@ class Ingestor:
     def _body(self, customer: str, tp: Touchpoint, props: dict[str, Any], traits: dict[str, Any] | None,
               pii: dict[str, Any], key: bytes | None, recorded_at: str, batch: str) -> dict[str, Any]:
         sealed = None
-        if pii and key is not None:
+        if pii and key:
             sealed = seal(key, pii, f"{customer}/{tp.event_id}")
-        # Without a key (a forgotten customer) the personal fields are dropped, never stored in clear.
+        # Without a key (a forgotten customer: none, or its tombstone) the personal fields are
+        # dropped, never stored in clear.
         return {"event_id": tp.event_id, "kind": tp.kind, "occurred_at": tp.occurred,
                 "recorded_at": recorded_at, "channel": tp.channel, "source": tp.source,
                 "properties": props, "traits": traits, "sealed": sealed, "digest": tp.digest,
@@ -203,6 +197,23 @@ class Ingestor:
                 "from": tr.from_value, "to": tr.to_value, "effective_at": effective,
                 "recorded_at": recorded_at, "rules_version": self.rules.rules_version,
                 "causes": list(tr.causes), "reason": tr.reason}
+
+
+def retrying(store: JourneyStore, write: Callable[[], Any]) -> Any:
+    """Run a read-decide-write round; if a concurrent writer committed to the same customers or
+    touchpoints first, the unique keys make the write fail as a whole (and its customers leave
+    the cache), and the round runs again on fresh reads, holding off the other writers
+    (JourneyStore.exclusive), so every touchpoint, change and decision is counted exactly once."""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            if attempt == 0:
+                return write()
+            with store.exclusive():
+                return write()
+        except IntegrityError:
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def batch_id(shard: tuple[int, int] | None) -> str:

@@ -3,6 +3,10 @@
 Deleting a key is the erasure (crypto-shredding): the sealed PII in the immutable
 events can never be opened again. SQLite keys live in their own file with
 secure_delete on and a rollback journal (no WAL), so a deleted key leaves no bytes behind.
+
+A deleted key leaves a tombstone (an empty key, ERASED_KEY) in its place, in the same
+transaction: creating a key is an insert that a present row ignores, so once a customer is
+forgotten no writer, however stale its view of the customer, can make a new key for them.
 """
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from typing import Iterable, Protocol
 from psycopg.sql import SQL, Identifier
 
 from .config import Config
+
+
+ERASED_KEY = b""   # the tombstone of a deleted key: personal fields are dropped, never sealed
 
 
 class KeyStore(Protocol):
@@ -49,9 +56,18 @@ class SQLiteKeyStore:
         return self.get_many(c for c, _ in rows)
 
     def delete(self, customer: str) -> bool:
-        cur = self.db.execute("DELETE FROM customer_keys WHERE customer = ?", (customer,))
+        """Replace the customer's key by the tombstone; True if a key was there."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            had = self.db.execute("SELECT key FROM customer_keys WHERE customer = ?", (customer,)).fetchone()
+            self.db.execute("DELETE FROM customer_keys WHERE customer = ?", (customer,))
+            self.db.execute("INSERT INTO customer_keys VALUES (?, ?)", (customer, ERASED_KEY))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         self.db.execute("VACUUM")
-        return cur.rowcount > 0
+        return bool(had and had[0])
 
     def close(self) -> None:
         self.db.close()
@@ -82,9 +98,14 @@ class PostgresKeyStore:
         return self.get_many(ids)
 
     def delete(self, customer: str) -> bool:
-        n = self.conn.execute(SQL("DELETE FROM {} WHERE customer = %s").format(self.table), (customer,)).rowcount
+        """Replace the customer's key by the tombstone; True if a key was there."""
+        with self.conn.transaction():
+            row = self.conn.execute(SQL("SELECT key FROM {} WHERE customer = %s FOR UPDATE").format(self.table),
+                                    (customer,)).fetchone()
+            self.conn.execute(SQL("DELETE FROM {} WHERE customer = %s").format(self.table), (customer,))
+            self.conn.execute(SQL("INSERT INTO {} VALUES (%s, %s)").format(self.table), (customer, ERASED_KEY))
         self.conn.execute(SQL("VACUUM {}").format(self.table))  # dead tuples would keep the key bytes
-        return n > 0
+        return bool(row and bytes(row[0]))
 
     def close(self) -> None:
         self.conn.close()

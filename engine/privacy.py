@@ -45,7 +45,7 @@ def seal(key: bytes, pii: dict[str, Any], aad: str) -> str:
 
 
 def unseal(key: bytes | None, sealed: str, aad: str) -> dict[str, Any] | None:
-    if key is None:
+    if not key:   # no key, or its tombstone (engine.keys.ERASED_KEY)
         return None
     blob = base64.b64decode(sealed)
     try:

@@ -15,7 +15,7 @@ from .catalog import Catalog
 from .clock import EventTimeClock, SystemClock, iso
 from .config import Config, ConfigError
 from .ids import customer_uuid
-from .ingest import BatchResult, Ingestor
+from .ingest import BatchResult, Ingestor, retrying
 from .keys import open_keystore
 from .policies.decide import PolicyEngine
 from .store import open_store, to_us
@@ -33,6 +33,10 @@ INFRASTRUCTURE: tuple[type[BaseException], ...] = (
 def _error(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}"
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+class ForgetIncomplete(Exception):
+    """The key is gone, the Erased event is not recorded yet: running forget again finishes it."""
 
 
 @dataclass
@@ -218,28 +222,36 @@ class Engine:
             return 0
 
     def _derive_due(self, due: list[str], now: Any) -> int:
-        for attempt in range(8):
-            try:
-                customers = list(self.store.customers(UUID(u) for u in due).values())
-                timers: list = []
-                with self.store.writing(customers):
-                    n = sum(sum(self.ingestor.derive(c, now, iso(now), timers)) for c in customers)
-                    self.store.append(customers, timers=timers)
-                return n
-            except IntegrityError:
-                if attempt == 7:
-                    raise
-        raise AssertionError("unreachable")
+        def write() -> int:
+            customers = list(self.store.customers(UUID(u) for u in due).values())
+            timers: list = []
+            with self.store.writing(customers):
+                n = sum(sum(self.ingestor.derive(c, now, iso(now), timers)) for c in customers)
+                self.store.append(customers, timers=timers)
+            return n
+        return retrying(self.store, write)
 
     def forget(self, customer_id: str) -> dict[str, Any]:
-        customer = self.store.customer(customer_uuid(customer_id))
-        if customer is None:
+        """Erase a customer's personal data: first the key (its tombstone stops any writer from
+        making a new one, so from then on every personal field of theirs is dropped and nothing
+        sealed can be opened), then the Erased event, retried against concurrent writers."""
+        uuid = customer_uuid(customer_id)
+        if self.store.customer(uuid) is None:
             raise KeyError(customer_id)
-        deleted = self.keys.delete(str(customer.id))
-        if not customer.erased:
-            with self.store.writing([customer]):
-                customer.erase(iso(self.clock.now()))
-                self.store.append([customer])
+        deleted = self.keys.delete(str(uuid))
+
+        def write() -> None:
+            customer = self.store.customer(uuid)
+            if customer is not None and not customer.erased:
+                with self.store.writing([customer]):
+                    customer.erase(iso(self.clock.now()))
+                    self.store.append([customer])
+        try:
+            retrying(self.store, write)
+        except INFRASTRUCTURE as e:
+            raise ForgetIncomplete(
+                f"{customer_id}: the key is destroyed (no personal data of theirs can be read or stored "
+                f"again), but recording the erasure failed ({_error(e)}); run forget again") from e
         return {"customer_id": customer_id, "erased": True, "key_deleted": deleted}
 
     # -- reading -----------------------------------------------------------------------------

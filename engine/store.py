@@ -10,15 +10,18 @@ A third, journey_positions, holds how far each relay that follows the log has go
 """
 from __future__ import annotations
 
+import fcntl
 import gc
 import logging
+import os
 import random
 import sqlite3
+import threading
 import time
 import zlib
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from uuid import UUID
 
 import orjson
@@ -314,14 +317,82 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                              "position = excluded.position").format(self.t_positions), (name, position))
 
 
+class WriterLock:
+    """Writers of one store take turns, across processes. Every write holds the lock while it
+    writes (both stores write one transaction at a time anyway); a writer whose write collided
+    with another's holds it for a whole round of reading, deciding and writing
+    (JourneyStore.exclusive), during which nobody else commits, so that round cannot collide
+    again. Reentrant, and threads of one process take turns too. The lock itself: an exclusive
+    flock on a file beside a SQLite database; a session advisory lock per PostgreSQL schema."""
+
+    def __init__(self, acquire: Callable[[], None], release: Callable[[], None], close: Callable[[], None]):
+        self._acquire, self._release, self._close = acquire, release, close
+        self.depth = 0
+        self.threads = threading.RLock()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self.threads:
+            if self.depth == 0:
+                self._acquire()
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+                if self.depth == 0:
+                    self._release()
+
+    def close(self) -> None:
+        self._close()
+
+    @classmethod
+    def file(cls, path: str) -> "WriterLock":
+        fd: list[int] = []
+
+        def acquire() -> None:
+            if not fd:
+                fd.append(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            fcntl.flock(fd[0], fcntl.LOCK_EX)
+
+        def close() -> None:
+            while fd:
+                os.close(fd.pop())
+        return cls(acquire, lambda: fcntl.flock(fd[0], fcntl.LOCK_UN), close)
+
+    @classmethod
+    def postgres(cls, config: Config) -> "WriterLock":
+        key = zlib.crc32(f"journey-writer:{config.store.postgres.schema_}".encode())
+        conn: list[Any] = []
+
+        def acquire() -> None:
+            if not conn:
+                conn.append(pg_connect(config, autocommit=True))
+            conn[0].execute("SELECT pg_advisory_lock(%s)", (key,))
+
+        def close() -> None:
+            while conn:
+                conn.pop().close()
+        return cls(acquire, lambda: conn[0].execute("SELECT pg_advisory_unlock(%s)", (key,)), close)
+
+
 class JourneyStore(Application):
     """The event store: customers and their touchpoint and lifecycle events."""
     name = "journey"
     is_snapshotting_enabled = True
 
-    def __init__(self, env: dict[str, str], snapshot_interval: int):
+    def __init__(self, env: dict[str, str], snapshot_interval: int, lock: WriterLock):
         super().__init__(env=env)
         self.snapshotting_intervals = {Customer: snapshot_interval}
+        self.lock = lock
+
+    def exclusive(self) -> Any:
+        """Hold off every other writer of this store for a read-decide-write round."""
+        return self.lock.held()
+
+    def close(self) -> None:
+        super().close()
+        self.lock.close()
 
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
@@ -396,7 +467,9 @@ class JourneyStore(Application):
                 if customer.version // interval > (customer.version - len(new)) // interval:
                     snap.append(customer)
         to_stored = self.mapper.to_stored_event
-        self.recorder.insert_events([to_stored(e) for e in events], **side_rows)
+        stored = [to_stored(e) for e in events]
+        with self.exclusive():
+            self.recorder.insert_events(stored, **side_rows)
         if snap and self.snapshots is not None:
             # After the commit, and only a shortcut for loading: a snapshot that cannot be written
             # must not turn a committed batch into a failed one (it would be retried as duplicates).
@@ -448,7 +521,7 @@ def open_store(config: Config) -> JourneyStore:
         # do it here with retries, so the library finds WAL already on and leaves it.
         with_retries(lambda: sqlite_wal(env["SQLITE_DBNAME"]), sqlite3.OperationalError)
         # The env given here overrides what the library would read from os.environ.
-        return JourneyStore(env, config.store.snapshot_interval)
+        return JourneyStore(env, config.store.snapshot_interval, WriterLock.file(env["SQLITE_DBNAME"] + ".writer-lock"))
     import psycopg
     for attempt in range(5):
         # Workers starting together race to create the schema, tables and functions; the
@@ -456,7 +529,7 @@ def open_store(config: Config) -> JourneyStore:
         try:
             with pg_setup_lock(config):
                 ensure_schema(config)
-                return JourneyStore(store_env(config), config.store.snapshot_interval)
+                return JourneyStore(store_env(config), config.store.snapshot_interval, WriterLock.postgres(config))
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, psycopg.errors.DuplicateTable,
                 IntegrityError, ProgrammingError, InternalError) as e:
             if attempt == 4 or not any(w in str(e) for w in ("already exists", "concurrently", "duplicate key")):

@@ -53,7 +53,8 @@ def test_forget_on_postgres_deletes_the_key(pg_config, clock):
         assert str(customer_uuid("c1")) in engine.keys.get_many([str(customer_uuid("c1"))])
         engine.forget("c1")
         assert "name" not in engine.customer("c1")["traits"]
-        assert engine.keys.get_many([str(customer_uuid("c1"))]) == {}
+        assert engine.keys.get_many([str(customer_uuid("c1"))]) == {str(customer_uuid("c1")): b""}   # the tombstone
+        assert engine.keys.create_many([str(customer_uuid("c1"))]) == {str(customer_uuid("c1")): b""}  # no new key
 
 
 def test_custom_fields_marked_pii_are_sealed(tmp_path, clock):
