@@ -116,9 +116,10 @@ _PY_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float,
 class Catalog:
     """Kinds known to this engine: the built-ins plus the custom kinds of the config."""
 
-    def __init__(self, custom: tuple[CustomKind, ...] = (), pii_fields: tuple[str, ...] = ()):
+    def __init__(self, custom: tuple[CustomKind, ...] = ()):
         self.schemas: dict[str, type[Props]] = dict(BUILTIN_KINDS)
-        self.pii_properties: dict[str, frozenset[str]] = {}
+        # Custom kinds' fields marked pii or free_text: sealed (engine.privacy).
+        self.personal_properties: dict[str, frozenset[str]] = {}
         for kind in custom:
             if kind.name in BUILTIN_KINDS:
                 raise ValueError(f"custom kind {kind.name!r} clashes with a built-in kind")
@@ -129,14 +130,11 @@ class Catalog:
             }
             self.schemas[kind.name] = create_model(
                 "Custom_" + kind.name.replace(".", "_"), __base__=Props, **fields)
-            self.pii_properties[kind.name] = frozenset(n for n, f in kind.fields.items() if f.pii)
-        self.pii_fields = frozenset(pii_fields)
+            self.personal_properties[kind.name] = frozenset(
+                n for n, f in kind.fields.items() if f.pii or f.free_text)
 
     def schema(self, kind: str) -> type[Props] | None:
         return self.schemas.get(kind)
-
-    def is_pii_property(self, kind: str, name: str) -> bool:
-        return name in self.pii_fields or name in self.pii_properties.get(kind, ())
 
 
 def json_ready(value: Any) -> Any:

@@ -86,10 +86,16 @@ class RedisSettings(Section):
 
 
 class PrivacySettings(Section):
-    # Trait and property names that identify a person; always encrypted per customer.
+    # Names (or glob patterns, any case) of traits and properties that identify a person, at any
+    # depth; always encrypted per customer (engine.privacy).
     pii_fields: tuple[str, ...] = (
-        "name", "first_name", "last_name", "email", "phone", "address",
-        "street", "postcode", "birth_date",
+        "name", "first_name", "last_name", "full_name", "*email*", "*phone*", "*mobile*", "*address*",
+        "street", "postcode", "zip", "zip_code", "birth_date", "*birthday*", "ssn", "*passport*",
+        "card*", "iban",
+    )
+    # Free text may hold anything a person wrote (a name, a phone number...): sealed the same way.
+    free_text_fields: tuple[str, ...] = (
+        "*comment*", "message", "note", "notes", "description", "feedback", "free_text", "body",
     )
 
 
@@ -99,7 +105,8 @@ FieldType = Literal["string", "integer", "number", "boolean", "datetime"]
 class CustomField(Section):
     type: FieldType = "string"
     required: bool = True
-    pii: bool = False
+    pii: bool = False          # personal: sealed per customer
+    free_text: bool = False    # free text, which may hold anything personal: sealed as well
 
 
 class CustomKind(Section):

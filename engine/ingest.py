@@ -15,13 +15,12 @@ from uuid import UUID, uuid4
 from eventsourcing.persistence import IntegrityError
 
 from .aggregates.customer import Customer
-from .catalog import Catalog
 from .clock import iso
 from .config import LifecycleRules
 from .ids import change_id, customer_uuid
 from .keys import KeyStore
 from .policies.decide import PolicyEngine
-from .privacy import seal, split
+from .privacy import PersonalFields, seal
 from .projections.lifecycle import Transition, advance
 from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
@@ -49,11 +48,11 @@ class BatchResult:
 
 
 class Ingestor:
-    def __init__(self, store: JourneyStore, keys: KeyStore, catalog: Catalog, rules: LifecycleRules,
+    def __init__(self, store: JourneyStore, keys: KeyStore, personal: PersonalFields, rules: LifecycleRules,
                  policies: PolicyEngine, shard: tuple[int, int] | None = None):
         self.store = store
         self.keys = keys
-        self.catalog = catalog
+        self.personal = personal
         self.rules = rules
         self.policies = policies
         self.shard = shard    # (k, n): this writer owns shard k of n of the customers (due timers)
@@ -91,7 +90,7 @@ class Ingestor:
             return result
 
         def bodies(customers: dict[str, Customer], recorded_at: str, batch: str) -> dict[str, list[dict[str, Any]]]:
-            parts = {cid: [(tp, split(self.catalog, tp.kind, tp.properties, tp.traits))
+            parts = {cid: [(tp, self.personal.split(tp.kind, tp.properties, tp.traits))
                            for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id))]
                      for cid, tps in by_customer.items()}
             keys = self._keys([customers[cid].key for cid, made in parts.items()

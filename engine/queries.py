@@ -19,7 +19,7 @@ from .aggregates.customer import Customer
 from .clock import iso
 from .ids import customer_uuid
 from .policies.checks import open_at
-from .privacy import ERASED, unseal
+from .privacy import ERASED, reveal, unseal
 from .projections.facts import Facts, Folds
 from .projections.lifecycle import HEALTHS, STAGES, evaluate, timeline
 
@@ -157,14 +157,16 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
         at = datetime.fromisoformat(tp["occurred_at"])
         facts.add(tp["event_id"], tp["kind"], at, tp["properties"])
         props = tp["properties"]
-        traits.update(tp["traits"] or {})
         if tp["sealed"]:
             pii = unseal(key, tp["sealed"], f"{uuid}/{tp['event_id']}")
             if pii is None:
+                traits.update(tp["traits"] or {})
                 traits["personal_data"] = ERASED
             else:
-                traits.update(pii.get("traits", {}))
-                props = {**props, **pii.get("properties", {})}
+                props, revealed = reveal(props, tp["traits"], pii)
+                traits.update(revealed)
+        else:
+            traits.update(tp["traits"] or {})
         channels[tp["channel"]] += 1
         kind = tp["kind"]
         if kind == "consent.changed":
@@ -193,7 +195,7 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
     refunded = sum(amount for o in bought for oid, order in facts.orders.items() if order is o
                    for at, _, amount in facts.refunds.get(oid, ()) if at <= T)
     if erased:
-        traits = {k: v for k, v in traits.items() if k not in engine.catalog.pii_fields}
+        traits = {k: v for k, v in traits.items() if not engine.personal.named(k)}
         traits["personal_data"] = ERASED
     return {
         "customer_id": customer_id, "as_of": iso(T), "as_known": as_known,

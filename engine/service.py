@@ -18,6 +18,7 @@ from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor, retrying
 from .keys import open_keystore
 from .policies.decide import PolicyEngine
+from .privacy import PersonalFields
 from .store import open_store, to_us
 from .touchpoints import Rejection, Touchpoint, Validator
 from . import queries
@@ -81,7 +82,8 @@ class Engine:
         self.shard = shard
         self.clock = clock or SystemClock()
         self.rules = config.lifecycle
-        self.catalog = Catalog(config.kinds, config.privacy.pii_fields)
+        self.catalog = Catalog(config.kinds)
+        self.personal = PersonalFields(self.catalog, config.privacy.pii_fields, config.privacy.free_text_fields)
         self.validator = Validator(self.catalog, timedelta(hours=config.ingest.future_tolerance_hours),
                                    config.ingest.max_touchpoint_bytes, config.ingest.max_depth,
                                    config.ingest.max_string_chars)
@@ -92,7 +94,7 @@ class Engine:
                 raise ConfigError(f"policy {spec.name}: trigger kind {spec.trigger.kind!r} is not a known "
                                   "touchpoint kind")
         self.policies = PolicyEngine(config.policies, config.contact)
-        self.ingestor = Ingestor(self.store, self.keys, self.catalog, self.rules, self.policies, shard)
+        self.ingestor = Ingestor(self.store, self.keys, self.personal, self.rules, self.policies, shard)
 
     def close(self) -> None:
         self.keys.close()

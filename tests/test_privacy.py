@@ -1,6 +1,7 @@
 """PII is sealed per customer; `forget` deletes the key and nothing personal can be read again."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from engine.config import Config, CustomField, CustomKind
@@ -67,3 +68,65 @@ def test_custom_fields_marked_pii_are_sealed(tmp_path, clock):
         assert b"expo" in all_bytes(tmp_path)
         line = [t for t in engine.customer("c1")["timeline"] if t["type"] == "touchpoint"]
         assert line[0]["kind"] == "badge.printed"
+
+
+MARKERS = {   # where a customer's personal data hides: nested traits, property names, free text, lists
+    "traits": {"contact": {"email": "marker-a1@mail.test", "Mobile_Phone": "marker-a2"},
+               "name": "Marker A3 Person", "timezone": "Europe/Paris", "tier": "gold"},
+    "props": {"customer_email": "marker-a4@mail.test", "ssn": "marker-a5", "card_number": "marker-a6",
+              "comment": "call me on marker-a7", "items": [{"sku": "s1", "shipping_address": "marker-a8 Road"}],
+              "page": "/pricing"},
+}
+
+
+def test_personal_data_is_sealed_at_any_depth_and_gone_everywhere_after_forget(tmp_path):
+    from click.testing import CliRunner
+    from engine.cli import main
+    from engine.clock import FixedClock
+    from replay.export import frames, to_parquet
+    from .conftest import NOW
+    config = Config(data_dir=str(tmp_path / "var"), kinds=(CustomKind(name="survey.commented", fields={
+        "remark": CustomField(free_text=True), "badge": CustomField(pii=True)}),))
+    markers = [f"marker-a{i}" for i in range(1, 11)]
+    records = [tp("m1", "customer.registered", day(0), traits=MARKERS["traits"]),
+               tp("m2", "page.viewed", day(1), **MARKERS["props"]),
+               {**order("m3", day(2), comment="marker-a9 at the door"), "traits": {"contact": {"email": "marker-a1@mail.test"}}},
+               tp("m4", "survey.commented", day(3), remark="marker-a10 said", badge="marker-a3"),
+               tp("o1", "customer.registered", day(0), customer="other", traits={"email": "other@mail.test"})]
+    with Engine(config, FixedClock(NOW)) as engine:
+        assert engine.ingest(records).accepted == len(records)
+        blob = all_bytes(tmp_path / "var")
+        assert not [m for m in markers if m.encode() in blob]                 # sealed, never in clear
+        assert b"/pricing" in blob and b"s1" in blob and b"Europe/Paris" in blob   # the rest stays usable
+        view = engine.customer("c1")
+        assert view["traits"]["contact"] == {"email": "marker-a1@mail.test"}   # the owner's view shows it (latest)
+        assert view["traits"]["name"] == "Marker A3 Person"
+        engine.forget("c1")
+
+        def everything() -> str:
+            out = [json.dumps(engine.customer("c1")), json.dumps(engine.changes(limit=10 ** 6)),
+                   json.dumps(engine.actions(limit=10 ** 6)), json.dumps(engine.funnel())]
+            tables = frames(engine, NOW)
+            out += [t.to_json(date_format="iso") for t in tables.values()]
+            to_parquet(tables, tmp_path / "export")
+            return "\n".join(out)
+
+        shown = everything()
+        assert not [m for m in markers if m in shown], shown
+        assert engine.customer("other")["traits"]["email"] == "other@mail.test"   # others untouched
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
+    runner = CliRunner()
+    results = [runner.invoke(main, args, env=env, catch_exceptions=False) for args in (
+        ["customer", "c1"], ["changes"], ["actions"], ["replay", "export", "--out", str(tmp_path / "export2")],
+        ["report", "--out", str(tmp_path / "report.html"), "--as-of", NOW.isoformat()])]
+    assert all(r.exit_code == 0 for r in results), [r.output for r in results]
+    assert not [m for m in markers for r in results if m in r.output]
+    everywhere = all_bytes(tmp_path)                 # data directory, exports, report
+    assert not [m for m in markers if m.encode() in everywhere]
+
+
+def test_a_pattern_that_would_seal_what_the_engine_reads_is_refused(tmp_path):
+    from engine.config import PrivacySettings
+    import pytest
+    with pytest.raises(ValueError, match="properties.amount"):
+        Engine(Config(data_dir=str(tmp_path), privacy=PrivacySettings(pii_fields=("*amount*",))))
