@@ -119,3 +119,45 @@ def test_size_limit_comes_from_config(tmp_path, clock):
     with Engine(config, clock) as engine:
         report = engine.ingest([json.dumps(GOOD)])
     assert report.rejected == 1 and "limit is 100" in report.rejections[0].reason
+
+
+def test_a_true_duplicate_in_another_key_order_is_a_duplicate_of_the_accepted_original(engine):
+    # It was rejected as a conflict "with record 9108", itself a rejected record.
+    original = order("e1", NOW - timedelta(days=2), amount=10)
+    reordered = json.dumps(dict(reversed(list({**original, "properties": dict(reversed(list(
+        original["properties"].items())))}.items()))))
+    other = order("e1", NOW - timedelta(days=2), amount=99)
+    r = engine.ingest([json.dumps(original), json.dumps(other), reordered])
+    assert (r.accepted, r.duplicates, r.rejected) == (1, 1, 1)
+    assert "record 1, accepted in this batch" in r.rejections[0].reason
+    r = engine.ingest([json.dumps(other), reordered])          # later: against the stored original
+    assert (r.accepted, r.duplicates, r.rejected) == (0, 1, 1)
+    assert "a touchpoint accepted earlier" in r.rejections[0].reason
+
+
+@pytest.mark.parametrize("raw, field, words", [
+    (b'{"event_id": "x\xc3\x28"}', "", "not valid UTF-8: byte 15 (0xc3) invalid continuation byte"),
+    ('{"event_id": "e", "event_id": "f"}', "", "key 'event_id' appears twice"),
+    (json.dumps(with_(occurred_at="2026-06-30T23:59:60Z")), "occurred_at", "leap second"),
+    (json.dumps(with_(occurred_at="2026-03-01T12:00:00+25:00")), "occurred_at", "offset +25:00 is out of range"),
+    (json.dumps(with_(occurred_at="2026-02-30T12:00:00Z")), "occurred_at", "day 30 is out of range for 2026-02"),
+    (json.dumps(with_(occurred_at="1748772000")), "occurred_at", "is a number"),
+    (json.dumps(with_(occurred_at="2026-03-01")), "occurred_at", "a date without a time"),
+    (json.dumps(with_(occurred_at="1899-12-31T23:59:59Z")), "occurred_at", "earliest time accepted"),
+    (json.dumps(with_(occurred_at="0000-01-01T00:00:00Z")), "occurred_at", "year 0"),
+    ('{"event_id": "e", "customer_id": "c", "kind": "page.viewed", "occurred_at": "2026-03-01T12:00:00Z", '
+     '"channel": "web", "source": "s", "properties": {"n": 12345678901234567890123}}', "properties.n", "2**53"),
+    (json.dumps(with_(properties={**GOOD["properties"], "amount": 2e15})), "properties.amount", "less than or equal"),
+    (json.dumps(with_(event_id=" e1")), "event_id", "whitespace"),
+    (json.dumps(with_(source="x" * 201)), "source", "at most 200"),
+])
+def test_what_is_wrong_is_said_and_nothing_changes_silently(raw, field, words):
+    r = reject(raw)
+    assert r.field == field and words in r.reason, r
+
+
+def test_a_sum_of_amounts_cannot_overflow(engine):
+    big = [order(f"b{i}", NOW - timedelta(days=3 - i), amount=1e15) for i in range(3)]
+    assert engine.ingest(big).accepted == 3
+    view = engine.customer("c1")
+    assert view["revenue"] == 3e15 and view["purchases"] == 3
