@@ -37,11 +37,15 @@ def rebuild_target(config: Config) -> Config:
 
 @replay.command()
 @click.option("--swap", is_flag=True, help="When complete, put the rebuilt store in place of the live one.")
+@click.option("--keep-old/--no-keep-old", default=True, show_default=True,
+              help="With --swap: keep the previous store (a full copy, beside the new one) or delete it.")
 @common
-def rebuild(swap: bool, config_path: str | None, as_json: bool) -> None:
+def rebuild(swap: bool, keep_old: bool, config_path: str | None, as_json: bool) -> None:
     """Recompute every lifecycle change and decision from the touchpoints into a fresh store.
 
     Resumable: run it again after an interruption and it carries on. The live store is only read.
+    With --swap the previous store is kept as a full copy (its name is printed) unless
+    --no-keep-old deletes it.
     """
     from .rebuild import rebuild as run
     config = config_of(config_path)
@@ -67,10 +71,22 @@ def rebuild(swap: bool, config_path: str | None, as_json: bool) -> None:
               "same_number_of_changes_as_live": same, "target": _where(target_config), "swapped": False}
     if swap:
         result["swapped"] = True
-        result["previous"] = _swap(config, target_config)
-    emit(result) if as_json else say(
-        f"rebuilt {total:,} events in {seconds:.1f} s ({result['events_per_second']:,} events/s) into "
-        f"{result['target']}" + (f"; swapped in, the previous store is {result['previous']}" if swap else ""))
+        previous = _swap(config, target_config)
+        if keep_old:
+            result["previous"], result["previous_bytes"] = previous.name, previous.size()
+        else:
+            previous.drop()
+            result["previous"], result["previous_bytes"] = None, 0
+    if as_json:
+        emit(result)
+        return
+    say(f"rebuilt {total:,} events in {seconds:.1f} s ({result['events_per_second']:,} events/s) into "
+        f"{result['target']}")
+    if swap and keep_old:
+        say(f"swapped in; the previous store is kept: {result['previous']} ({result['previous_bytes'] / 1e6:,.1f} MB; "
+            "delete it when no longer needed, or pass --no-keep-old)")
+    elif swap:
+        say("swapped in; the previous store was deleted (--no-keep-old)")
 
 
 def _where(config: Config) -> str:
@@ -79,30 +95,63 @@ def _where(config: Config) -> str:
     return f"postgres schema {config.store.postgres.schema_}"
 
 
-def _swap(live: Config, rebuilt: Config) -> str:
+class Previous:
+    """The store a swap replaced: its name, its size, and how to delete it."""
+
+    def __init__(self, name: str, files: list[Path] | None = None, schema: str | None = None,
+                 config: Config | None = None):
+        self.name, self.files, self.schema, self.config = name, files or [], schema, config
+
+    def size(self) -> int:
+        if self.schema is None:
+            return sum(f.stat().st_size for f in self.files if f.exists())
+        from engine.store import pg_connect
+        with pg_connect(self.config) as conn:
+            row = conn.execute("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                               "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+                               (self.schema,)).fetchone()
+        return int(row[0])
+
+    def drop(self) -> None:
+        for f in self.files:
+            f.unlink(missing_ok=True)
+        if self.schema is not None:
+            from psycopg.sql import SQL, Identifier
+            from engine.store import pg_connect
+            with pg_connect(self.config, autocommit=True) as conn:
+                conn.execute(SQL("DROP SCHEMA {} CASCADE").format(Identifier(self.schema)))
+
+
+def _swap(live: Config, rebuilt: Config) -> Previous:
     stamp = datetime.now().strftime("%Y%m%d%H%M%S")
     if live.store.backend == "sqlite":
         current = live.data_path / live.store.sqlite_file
         previous = current.with_name(f"{current.name}.before-rebuild-{stamp}")
+        n = 1
+        while previous.exists():   # two swaps in one second: never move over a kept copy
+            n += 1
+            previous = current.with_name(f"{current.name}.before-rebuild-{stamp}-{n}")
+        moved = []
         for suffix in ("", "-wal", "-shm"):
             if Path(f"{current}{suffix}").exists():
                 shutil.move(f"{current}{suffix}", f"{previous}{suffix}")
+                moved.append(Path(f"{previous}{suffix}"))
         new = rebuilt.data_path / rebuilt.store.sqlite_file
         for suffix in ("", "-wal", "-shm"):
             if Path(f"{new}{suffix}").exists():
                 shutil.move(f"{new}{suffix}", f"{current}{suffix}")
-        return str(previous)
+        return Previous(str(previous), files=moved)
     from psycopg.sql import SQL, Identifier
     from engine.store import pg_connect
     old, new = live.store.postgres.schema_, rebuilt.store.postgres.schema_
-    previous = f"{old}_before_rebuild_{stamp}"
+    previous = f"{old}_before_rebuild_{stamp}_{datetime.now():%f}"   # unique: a rename over it would fail
     with pg_connect(live) as conn, conn.transaction():
         # The keys stay with the live data: they are not part of what a rebuild recomputes.
         conn.execute(SQL("DROP TABLE IF EXISTS {}.journey_customer_keys").format(Identifier(new)))
         conn.execute(SQL("ALTER TABLE {}.journey_customer_keys SET SCHEMA {}").format(Identifier(old), Identifier(new)))
         conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(old), Identifier(previous)))
         conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(new), Identifier(old)))
-    return f"postgres schema {previous}"
+    return Previous(f"postgres schema {previous}", schema=previous, config=live)
 
 
 @replay.command()

@@ -1,6 +1,8 @@
 """Replays: a rebuild equals live processing; what-if runs leave the live store alone."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from datetime import timedelta
 
 from engine.clock import FixedClock
@@ -214,7 +216,14 @@ def test_replay_commands_rebuild_swap_whatif_export(tmp_path):
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)
     assert result["swapped"] and result["same_number_of_changes_as_live"] and result["events_per_second"] > 0
+    # The previous store is kept, and said to be: a full copy beside the new one.
+    assert Path(result["previous"]).exists() and result["previous_bytes"] == Path(result["previous"]).stat().st_size
     with Engine(Config(data_dir=str(data)), FixedClock(NOW)) as engine:   # the rebuilt store, now live
+        assert facts_of(engine) == live
+    text = run("replay", "rebuild", "--swap", "--no-keep-old").output
+    assert "the previous store was deleted" in text
+    assert sorted(p.name for p in data.glob("journey.db.before-rebuild-*")) == [Path(result["previous"]).name]
+    with Engine(Config(data_dir=str(data)), FixedClock(NOW)) as engine:
         assert facts_of(engine) == live
     alt = tmp_path / "alt.toml"
     alt.write_text('[lifecycle]\nrules_version = "alt"\nloyal_min_purchases = 2\n')
