@@ -176,33 +176,48 @@ def print_funnel(f: dict[str, Any]) -> None:
 @click.argument("customer_id")
 @click.option("--as-of", "as_of")
 @click.option("--as-known", is_flag=True)
-@click.option("--limit", default=25, show_default=True, help="Timeline entries shown (text output).")
+@click.option("--limit", default=25, show_default=True, type=click.IntRange(0),
+              help="Timeline entries, newest first (0: all).")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
+              help="Skip this many of the newest entries (the next page: --offset 25).")
 @common
-def customer(customer_id: str, as_of: str | None, as_known: bool, limit: int,
+def customer(customer_id: str, as_of: str | None, as_known: bool, limit: int, offset: int,
              config_path: str | None, as_json: bool) -> None:
-    """A customer's 360° view: stage and health with reasons, profile, timeline."""
+    """A customer's 360° view: stage and health with reasons, profile, timeline (newest first).
+
+    An id that starts with a dash goes after `--`: journey customer -- -42."""
     with open_engine(config_of(config_path)) as engine:
         from . import queries
         try:
-            view = queries.customer_view(engine, customer_id, when(as_of) or engine.clock.now(), as_known)
+            view = queries.customer_view(engine, customer_id, when(as_of) or engine.clock.now(), as_known,
+                                         limit=limit or None, offset=offset)
         except KeyError:
             raise click.ClickException(f"no customer {customer_id!r} in the store") from None
-    emit(view) if as_json else print_customer(view, limit)
+    emit(view) if as_json else print_customer(view, offset)
 
 
-def print_customer(v: dict[str, Any], limit: int) -> None:
+def listed(values: list[str], most: int = 10) -> str:
+    """Up to `most` values, then how many more."""
+    if not values:
+        return "none"
+    more = len(values) - most
+    return ", ".join(values[:most]) + (f" and {more:,} more" if more > 0 else "")
+
+
+def print_customer(v: dict[str, Any], offset: int = 0) -> None:
     say((v["customer_id"], "bold"), f" as of {v['as_of'][:19]}Z")
     say("  stage   ", (v["stage"], "bold"), f" — {v['stage_reason']}")
     if v["health"]:
         say("  health  ", (v["health"], "bold"), f" — {v['health_reason']}")
     say(f"  purchases {v['purchases']}, revenue {v['revenue']:,.2f}, first {(v['first_purchase'] or '-')[:10]}, "
         f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}")
-    say(f"  open complaints {v['open_complaints'] or 'none'}; overdue invoices {v['overdue_invoices'] or 'none'}")
+    say(f"  open complaints {listed(v['open_complaints'])}; overdue invoices {listed(v['overdue_invoices'])}")
     consent = ", ".join(f"{k}={c['granted']}" for k, c in v["consent"].items()) or "none recorded"
     say(f"  consent {consent}")
     say("  traits  " + (", ".join(f"{k}={val}" for k, val in v["traits"].items()) or "none"))
-    shown = v["timeline"][-limit:]
-    say(f"  timeline ({len(shown)} of {len(v['timeline'])} entries, latest last):")
+    shown = v["timeline"]
+    first = f"entries {offset + 1:,}-{offset + len(shown):,}" if shown else "no entries"
+    say(f"  timeline ({first} of {v['timeline_total']:,}, newest first):")
     for item in shown:
         if item["type"] == "touchpoint":
             say(f"    {item['at'][:16]}  {item['kind']:<20} {item['channel']:<10} {item['event_id']}")
@@ -313,7 +328,7 @@ def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> N
         table.add_row(cell(policy), f"{n['issued']:,}", f"{n['suppressed']:,}", f"{n['deferred']:,}")
     console.print(table)
     say("blocked by: " + ", ".join(f"{k} {v:,}" for k, v in summary["actions"]["blocked_by"].items()))
-    print_customer(summary["customer"], 15)
+    print_customer(summary["customer"])
     if summary["why"]:
         say()
         say(("journey why", "bold"), " " + summary["why"]["action_id"])

@@ -56,7 +56,7 @@ def run_demo(config: Config, customers: int, seed: int,
             policies.setdefault(a["policy"], Counter())[a["status"]] += 1
             blocked.update(c["check"] for c in a["checks"] if c["blocked"])
         sample = pick_customer(engine)
-        view = engine.customer(sample)
+        view = engine.customer(sample, limit=15)
         explained = next((engine.why(a["action_id"]) for a in latest.values()
                           if a["status"] == "suppressed" and a["customer_id"] == sample), None) or \
             next((engine.why(a["action_id"]) for a in latest.values() if a["status"] == "suppressed"), None)

@@ -21,7 +21,7 @@ from .ids import customer_uuid
 from .policies.checks import open_at
 from .privacy import ERASED, reveal, unseal
 from .projections.facts import Facts, Folds
-from .projections.lifecycle import HEALTHS, STAGES, evaluate, timeline
+from .projections.lifecycle import HEALTHS, STAGES, evaluate, revenue, timeline
 
 if TYPE_CHECKING:
     from .service import Engine
@@ -134,7 +134,16 @@ def action_history(engine: "Engine", action_id: str) -> list[dict[str, Any]]:
             if body["action"]["action_id"] == action_id]
 
 
-def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bool = False) -> dict[str, Any]:
+def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bool = False,
+                  limit: int | None = None, offset: int = 0) -> dict[str, Any]:
+    """The 360° view as of T. Its timeline (touchpoints and recorded changes) comes newest first,
+    `limit` entries after skipping the `offset` newest (all with limit=None), beside the total."""
+    with gc_paused():   # a heavy customer's view builds tens of thousands of objects
+        return _customer_view(engine, customer_id, T, as_known, limit, offset)
+
+
+def _customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bool, limit: int | None,
+                   offset: int) -> dict[str, Any]:
     uuid = customer_uuid(customer_id)
     # The stored bodies as they are: no event objects, which cost more than the view itself.
     events = [(topic, orjson.loads(state)) for topic, state in engine.store.recorder.history(uuid)]  # type: ignore[attr-defined]
@@ -152,7 +161,6 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
     complaints: dict[str, str] = {}
     invoices: dict[str, str] = {}
     channels: Counter[str] = Counter()
-    items: list[dict[str, Any]] = []
     for tp in touchpoints:
         at = datetime.fromisoformat(tp["occurred_at"])
         facts.add(tp["event_id"], tp["kind"], at, tp["properties"])
@@ -180,20 +188,21 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
                 invoices[props["invoice_id"]] = "overdue"
         elif kind == "invoice.paid":
             invoices[props["invoice_id"]] = "paid"
-        items.append({"type": "touchpoint", "at": tp["occurred_at"], "kind": kind, "event_id": tp["event_id"],
-                         "channel": tp["channel"], "source": tp["source"], "recorded_at": tp["recorded_at"]})
-    for topic, body in events:
-        if topic == CHANGE_TOPIC and body["change"]["effective_at"] <= t \
-                and (not as_known or body["change"]["recorded_at"] <= t):
-            c = body["change"]
-            items.append({"type": f"{c['dimension']}_change", "at": c["effective_at"], "from": c["from"],
-                             "to": c["to"], "change_id": c["change_id"], "recorded_at": c["recorded_at"],
-                             "reason": c["reason"], "causes": c["causes"]})
-    items.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))
+    changed = [{"type": f"{c['dimension']}_change", "at": c["effective_at"], "from": c["from"], "to": c["to"],
+                "change_id": c["change_id"], "recorded_at": c["recorded_at"], "reason": c["reason"],
+                "causes": c["causes"]}
+               for topic, body in events if topic == CHANGE_TOPIC for c in (body["change"],)
+               if c["effective_at"] <= t and (not as_known or c["recorded_at"] <= t)]
+    # Only the newest entries asked for are built: a dealer's history has tens of thousands.
+    wanted = None if limit is None else limit + offset
+    items = [{"type": "touchpoint", "at": tp["occurred_at"], "kind": tp["kind"], "event_id": tp["event_id"],
+              "channel": tp["channel"], "source": tp["source"], "recorded_at": tp["recorded_at"]}
+             for tp in (touchpoints if wanted is None else touchpoints[len(touchpoints) - wanted:] if wanted else [])]
+    items += changed if wanted is None else sorted(changed, key=lambda c: c["at"])[len(changed) - wanted:] if wanted else []
+    items.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))   # touchpoints first at one time
+    items.reverse()
+    items = items[offset:] if wanted is None else items[offset:wanted]
     history, status = timeline(facts, engine.rules, None, T)
-    bought = status.purchases
-    refunded = sum(amount for o in bought for oid, order in facts.orders.items() if order is o
-                   for at, _, amount in facts.refunds.get(oid, ()) if at <= T)
     if erased:
         traits = {k: v for k, v in traits.items() if not engine.personal.named(k)}
         traits["personal_data"] = ERASED
@@ -201,14 +210,15 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
         "customer_id": customer_id, "as_of": iso(T), "as_known": as_known,
         "stage": status.stage, "stage_reason": status.stage_reason,
         "health": status.health, "health_reason": status.health_reason or None,
-        "purchases": len(bought), "revenue": round(sum(o.amount for o in bought) - refunded, 2),
-        "first_purchase": iso(bought[0].at) if bought else None,
-        "last_purchase": iso(bought[-1].at) if bought else None,
+        "purchases": status.count, "revenue": revenue(facts, T),
+        "first_purchase": iso(status.first.at) if status.first else None,
+        "last_purchase": iso(status.last.at) if status.last else None,
         "open_complaints": sorted(k for k, v in complaints.items() if v == "open"),
         "overdue_invoices": sorted(k for k, v in invoices.items() if v == "overdue"),
         "preferred_channel": min(channels, key=lambda c: (-channels[c], c)) if channels else None,
         "consent": consent, "traits": traits, "erased": erased,
-        "touchpoints": len(touchpoints), "timeline": items,
+        "touchpoints": len(touchpoints),
+        "timeline": items, "timeline_total": len(touchpoints) + len(changed),   # newest first
         # The corrected history: every transition by effective time, from what is known now.
         "history": [{"dimension": tr.dimension, "from": tr.from_value, "to": tr.to_value,
                      "at": iso(tr.effective_at), "reason": tr.reason} for tr in history],
@@ -219,18 +229,15 @@ def summary(customer: Customer, T: datetime, rules: Any) -> dict[str, Any]:
     """What a service needs at a touchpoint, now, from the customer's recorded state (the same
     values customer_view gives, without reading the whole history): stage, health, money, flags."""
     status = evaluate(customer.facts, T, rules)
-    bought = status.purchases
     t = iso(T)
-    refunded = sum(amount for o in bought for oid, order in customer.facts.orders.items() if order is o
-                   for at, _, amount in customer.facts.refunds.get(oid, ()) if at <= T)
     consent = {}
     for key, history in customer.consent.items():
         known = [h for h in history if h[0] <= t]
         if known:
             consent[key] = {"granted": known[-1][2], "at": known[-1][0]}
     return {"customer_id": customer.customer_id, "stage": status.stage, "health": status.health,
-            "purchases": len(bought), "revenue": round(sum(o.amount for o in bought) - refunded, 2),
-            "last_purchase": iso(bought[-1].at) if bought else None,
+            "purchases": status.count, "revenue": revenue(customer.facts, T),
+            "last_purchase": iso(status.last.at) if status.last else None,
             "open_complaints": [k for k, _ in open_at(customer.complaints, t)],
             "overdue_invoices": [k for k, _ in open_at(customer.invoices, t)],
             "consent": consent, "erased": customer.erased}

@@ -258,8 +258,9 @@ class Engine:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def customer(self, customer_id: str, as_of: Any = None) -> dict[str, Any]:
-        return queries.customer_view(self, customer_id, as_of or self.clock.now())
+    def customer(self, customer_id: str, as_of: Any = None, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
+        """The 360° view; its timeline newest first, `limit` entries (all by default) after `offset`."""
+        return queries.customer_view(self, customer_id, as_of or self.clock.now(), limit=limit, offset=offset)
 
     def funnel(self, as_of: Any = None) -> dict[str, Any]:
         return queries.funnel(self, as_of or self.clock.now())

@@ -28,6 +28,7 @@ import orjson
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError, StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import get_topic
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
@@ -63,6 +64,7 @@ class OrjsonTranscoder(Transcoder):
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+SNAPSHOT_TOPIC = get_topic(Customer.Snapshot)
 
 
 def to_us(t: datetime) -> int:
@@ -162,6 +164,16 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
                 out += [(UUID(r[0]), r[1], r[2], r[3]) for r in c.fetchall()]
         out.sort(key=_id_version)
         return out
+
+    def replace_snapshots(self, snapshots_table: str, stored: Sequence[StoredEvent]) -> None:
+        """Write these snapshots and delete the older ones of the same customers, in one
+        transaction: a customer keeps one snapshot, whatever its history's length."""
+        rows = [(s.originator_id.hex, s.originator_version, s.topic, s.state) for s in stored]
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(f"INSERT INTO {snapshots_table} (originator_id, originator_version, topic, state) "
+                          "VALUES (?, ?, ?, ?)", rows)
+            c.executemany(f"DELETE FROM {snapshots_table} WHERE originator_id = ? AND originator_version < ?",
+                          [(r[0], r[1]) for r in rows])
 
     def due_customers(self, until_us: int, limit: int, shard: tuple[int, int] | None = None) -> list[str]:
         """Customers due by then, earliest first; with shard (k, n), only those of writer k of n."""
@@ -289,6 +301,16 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                     for r in curs.fetchall()]
         out.sort(key=_id_version)
         return out
+
+    def replace_snapshots(self, snapshots_table: str, stored: Sequence[StoredEvent]) -> None:
+        """As SQLiteJourneyRecorder.replace_snapshots."""
+        table = SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(snapshots_table))
+        rows = [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored]
+        with self.datastore.transaction(commit=True) as curs:
+            curs.executemany(SQL("INSERT INTO {} (originator_id, originator_version, topic, state) "
+                                 "VALUES (%s, %s, %s, %s)").format(table), rows)
+            curs.executemany(SQL("DELETE FROM {} WHERE originator_id = %s AND originator_version < %s").format(table),
+                             [(r[0], r[1]) for r in rows])
 
     def due_customers(self, until_us: int, limit: int, shard: tuple[int, int] | None = None) -> list[str]:
         where, args = SQL(""), [until_us]
@@ -442,6 +464,8 @@ class JourneyStore(Application):
         for uuid, version, topic, state in self.recorder.latest(snapshots, missing):  # type: ignore[attr-defined]
             stored = StoredEvent(originator_id=uuid, originator_version=version, topic=topic, state=state)
             loaded[uuid] = self.mapper.to_domain_event(stored).mutate(loaded.get(uuid))
+            if topic == SNAPSHOT_TOPIC:
+                loaded[uuid].snapshotted = version
         if cache is not None:
             for uuid, customer in loaded.items():
                 cache.put(uuid, customer)
@@ -464,7 +488,9 @@ class JourneyStore(Application):
             if new:
                 events += new
                 touched.append(customer)
-                if customer.version // interval > (customer.version - len(new)) // interval:
+                # Every `interval` events, or for a heavy customer every `weight` events: writing
+                # a snapshot costs its size, so per event it costs at most a constant.
+                if customer.version - customer.snapshotted >= max(interval, customer.weight()):
                     snap.append(customer)
         to_stored = self.mapper.to_stored_event
         stored = [to_stored(e) for e in events]
@@ -474,7 +500,12 @@ class JourneyStore(Application):
             # After the commit, and only a shortcut for loading: a snapshot that cannot be written
             # must not turn a committed batch into a failed one (it would be retried as duplicates).
             try:
-                self.snapshots.put([Customer.Snapshot.take(c) for c in snap])
+                to_snapshot = self.snapshots.mapper.to_stored_event
+                self.recorder.replace_snapshots(  # type: ignore[attr-defined]
+                    self.snapshots.recorder.events_table_name,  # type: ignore[attr-defined]
+                    [to_snapshot(Customer.Snapshot.take(c)) for c in snap])
+                for c in snap:
+                    c.snapshotted = c.version
             except Exception:  # noqa: BLE001 - logged; the customers load from their events instead
                 log.exception("snapshots of %d customers could not be written", len(snap))
         if self.repository.cache is not None:

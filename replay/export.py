@@ -11,7 +11,7 @@ import orjson
 import pandas as pd
 
 from engine.clock import iso
-from engine.projections.lifecycle import evaluate
+from engine.projections.lifecycle import evaluate, purchases
 from engine.service import Engine
 
 from .history import History, load
@@ -52,9 +52,9 @@ def frames(engine: Engine, as_of: datetime, as_known: bool = False) -> dict[str,
         if s.stage is None:
             continue
         snapshot.append({"customer_id": h.names[uuid], "stage": s.stage, "health": s.health,
-                         "purchases": len(s.purchases), "revenue": round(sum(o.amount for o in s.purchases), 2),
-                         "first_purchase": iso(s.purchases[0].at) if s.purchases else None,
-                         "last_purchase": iso(s.purchases[-1].at) if s.purchases else None,
+                         "purchases": s.count, "revenue": round(sum(o.amount for o in purchases(facts, as_of)), 2),
+                         "first_purchase": iso(s.first.at) if s.first else None,
+                         "last_purchase": iso(s.last.at) if s.last else None,
                          "erased": uuid in h.erased, "as_of": iso(as_of)})
     snap = _frame(snapshot, ["customer_id", "stage", "health", "purchases", "revenue", "first_purchase",
                              "last_purchase", "erased", "as_of"], ("first_purchase", "last_purchase", "as_of"))

@@ -44,7 +44,7 @@ def test_purchase_counts_stage_by_stage():
 def test_same_order_placed_twice_counts_once_at_the_earliest():
     f = facts(buy("a", day(5), order_id="X"), buy("b", day(1), order_id="X"))
     assert stage(f, day(1)) == "first_buyer"
-    assert evaluate(f, day(9), RULES).purchases[0].event_id == "b"
+    assert evaluate(f, day(9), RULES).first.event_id == "b"
 
 
 def test_loyal_needs_recent_purchases_at_window_boundary():

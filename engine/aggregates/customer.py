@@ -21,9 +21,15 @@ from ..ids import customer_uuid
 from ..projections.facts import LIFECYCLE_KINDS, Facts
 
 # In memory only, never in a snapshot: the lifecycle facts folded from `lifecycle` (with
-# parsed times), what the lifecycle rules last concluded from them, the id as text, and the
-# due time last written to the timers table. All are rebuilt or re-read when missing.
-TRANSIENT = ("_facts", "_memo", "_key", "_due")
+# parsed times), what the lifecycle rules last concluded from them, the id as text, the
+# due time last written to the timers table, and the version of the newest snapshot stored.
+# All are rebuilt or re-read when missing.
+TRANSIENT = ("_facts", "_memo", "_key", "_due", "_snap")
+# The properties the lifecycle facts read (engine.projections.facts): all a lifecycle entry keeps,
+# so the state (and each snapshot) holds what was folded, not every property a service sent.
+FOLDED = {"order.placed": ("order_id", "amount"), "order.refunded": ("order_id", "amount"),
+          "order.cancelled": ("order_id",), "review.posted": ("rating",), "survey.answered": ("nps",),
+          "referral.converted": ()}
 
 
 class Customer(Aggregate):
@@ -105,8 +111,10 @@ class Customer(Aggregate):
     def _touched(self, touchpoint: dict[str, Any]) -> None:
         self.touchpoints += 1
         at, eid = touchpoint["occurred_at"], touchpoint["event_id"]
-        if touchpoint["kind"] in LIFECYCLE_KINDS:
-            self.lifecycle.append([at, eid, touchpoint["kind"], touchpoint["properties"]])
+        kind = touchpoint["kind"]
+        if kind in LIFECYCLE_KINDS:
+            props = touchpoint["properties"]
+            self.lifecycle.append([at, eid, kind, {k: props[k] for k in FOLDED[kind] if k in props}])
         if self.first_seen is None or [at, eid] < self.first_seen:
             self.first_seen = [at, eid]
         if self.last_activity is None or [at, eid] > self.last_activity:
@@ -189,6 +197,21 @@ class Customer(Aggregate):
     @due_written.setter
     def due_written(self, value: int | None) -> None:
         self.__dict__["_due"] = value
+
+    @property
+    def snapshotted(self) -> int:
+        """The version of the newest snapshot stored of this customer (0: none)."""
+        return self.__dict__.get("_snap", 0)
+
+    @snapshotted.setter
+    def snapshotted(self, version: int) -> None:
+        self.__dict__["_snap"] = version
+
+    def weight(self) -> int:
+        """How much state a snapshot of this customer writes, in entries: snapshots are taken
+        no more often than every `weight` events, so their cost per event stays bounded."""
+        return (len(self.lifecycle) + len(self.actions) + len(self.contacts) + len(self.deferred)
+                + len(self.complaints) + len(self.invoices) + sum(len(h) for h in self.consent.values()))
 
     @property
     def memo(self) -> Any:

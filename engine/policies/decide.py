@@ -16,7 +16,7 @@ from uuid import uuid5
 
 from ..clock import iso
 from ..ids import NAMESPACE
-from ..projections.lifecycle import Status
+from ..projections.lifecycle import Status, purchases
 from .checks import run_checks
 from .model import ContactRules, PolicySpec
 from .triggers import Firing, on_facts, timers
@@ -104,14 +104,14 @@ class PolicyEngine:
             cond("stage", list(c.stage), status.stage, status.stage in c.stage)
         if c.health is not None:
             cond("health", list(c.health), status.health, status.health in c.health)
-        n = len(status.purchases)
+        n = status.count
         if c.min_purchases is not None:
             cond("min_purchases", c.min_purchases, n, n >= c.min_purchases)
         if c.max_purchases is not None:
             cond("max_purchases", c.max_purchases, n, n <= c.max_purchases)
         if spec.name in self.custom:
             ctx = PolicyContext(customer.customer_id, status.stage, status.health, n,
-                                round(sum(o.amount for o in status.purchases), 2), now, firing)
+                                round(sum(o.amount for o in purchases(customer.facts, now)), 2), now, firing)
             verdict = self.custom[spec.name](ctx)
             cond(spec.python or spec.name, True, bool(verdict), bool(verdict))
         return out

@@ -48,9 +48,9 @@ def timers(spec: PolicySpec, customer: Any, status: Status, now: datetime) -> li
     """The timer firings of one policy for this customer: due ones and the next one to come."""
     t = spec.trigger
     if t.on == "absence" and t.absence == "second_purchase":
-        if len(status.purchases) != 1:
+        if status.count != 1 or status.first is None:
             return []
-        first = status.purchases[0]
+        first = status.first
         return [(first.at + timedelta(days=t.days), Firing(
             spec, f"second_purchase:{first.event_id}",
             f"no second purchase {t.days} days after the first ({first.event_id} on {first.at:%Y-%m-%d})",
@@ -63,8 +63,8 @@ def timers(spec: PolicySpec, customer: Any, status: Status, now: datetime) -> li
         since, change = customer.stage_since
         return [(datetime.fromisoformat(since) + timedelta(days=t.days), Firing(
             spec, f"held:{change}", f"{t.stage} for {t.days} days since {since[:10]} (change {change})", (change,)))]
-    if t.on == "date" and status.purchases:
-        first = status.purchases[0]
+    if t.on == "date" and status.first is not None:
+        first = status.first
         years = max(1, _whole_years(first.at, now))
         out = []
         for k in (years, years + 1):   # the latest anniversary reached, and the next one

@@ -46,7 +46,8 @@ class Facts:
     moments: list[tuple[datetime, str, str]] = field(default_factory=list)
     # Bumped by every change, so what was concluded from these facts knows when it is stale.
     version: int = field(default=0, compare=False)
-    _ledger: list[tuple[Order, datetime | None]] | None = field(default=None, compare=False, repr=False)
+    # The walk kept beside these facts (lifecycle.Sweep), told of every change to an order.
+    listener: Any = field(default=None, compare=False, repr=False)
 
     def saw(self, event_id: str, at: datetime) -> None:
         """The customer exists from its earliest touchpoint of any kind."""
@@ -71,36 +72,43 @@ class Facts:
             old = orders.get(oid)
             if old is None or (at, event_id) < (old.at, old.event_id):
                 orders[oid] = Order(at, event_id, float(props["amount"]))
+            elif self.listener is None:
+                return
         elif kind == "order.cancelled":
             self.cancels = cancels = _own(self.cancels)
-            insort(cancels.setdefault(props["order_id"], []), (at, event_id))
+            oid = props["order_id"]
+            insort(cancels.setdefault(oid, []), (at, event_id))
         elif kind == "order.refunded":
             self.refunds = refunds = _own(self.refunds)
-            insort(refunds.setdefault(props["order_id"], []), (at, event_id, float(props["amount"])))
+            oid = props["order_id"]
+            insort(refunds.setdefault(oid, []), (at, event_id, float(props["amount"])))
         else:
             if not self.signals:
                 self.signals = []
             value = props.get("rating") if kind == "review.posted" else props.get("nps")
             insort(self.signals, (at, event_id, kind, value))  # type: ignore[arg-type]
-        self._ledger = None
+            return
+        if self.listener is not None:
+            self.listener.order_changed(oid)
 
-    def ledger(self) -> list[tuple[Order, datetime | None]]:
-        """Every order, oldest first, with the time it stopped counting as a purchase (its
-        cancellation, or the refund that reached its amount), or None."""
-        if self._ledger is None:
-            out = []
-            for oid, order in self.orders.items():
-                voids = [at for at, _ in self.cancels.get(oid, ())]
+    def void_of(self, order_id: str) -> datetime | None:
+        """When an order stopped counting as a purchase: its earliest cancellation, or the refund
+        that brought the refunds (in time order) to its amount; None if it still counts. The
+        one definition of a voided order."""
+        cancels = self.cancels.get(order_id)
+        void = cancels[0][0] if cancels else None
+        refunds = self.refunds.get(order_id)
+        if refunds:
+            order = self.orders.get(order_id)
+            if order is not None:
                 refunded = 0.0
-                for at, _, amount in self.refunds.get(oid, ()):
+                for at, _, amount in refunds:
                     refunded += amount
                     if refunded >= order.amount:
-                        voids.append(at)
+                        if void is None or at < void:
+                            void = at
                         break
-                out.append((order, min(voids) if voids else None))
-            out.sort(key=lambda ov: (ov[0].at, ov[0].event_id))
-            self._ledger = out
-        return self._ledger
+        return void
 
 
 class Folds:
