@@ -35,6 +35,12 @@ MAX_SPAN_DAYS = 36_600
 EXAMPLE_TIME = "2026-03-01T12:00:00+01:00"
 
 
+def id_ok(value: str) -> bool:
+    """What id_problem checks, fast: most ids pass."""
+    return (0 < len(value) <= MAX_ID_CHARS and value.isprintable() and not value[0].isspace()
+            and not value[-1].isspace())
+
+
 def id_problem(value: str) -> str | None:
     """Why a string cannot be an id (event_id, customer_id, source), or None."""
     if not value.strip():
@@ -65,6 +71,14 @@ def parse_time(text: str, earliest: datetime = EARLIEST) -> datetime:
     """An ISO 8601 date-time with a UTC offset, in UTC; ValueError says what is wrong with it.
     Fractions of a second beyond microseconds are cut off (times are stored in microseconds)."""
     m = _ISO.fullmatch(text)
+    if m is not None and (m.group(8) or m.group(9)):
+        # The common case, in C; anything it refuses or that lies out of range is worded below.
+        try:
+            utc = datetime.fromisoformat(text).astimezone(timezone.utc)
+            if utc >= earliest:
+                return utc
+        except (ValueError, OverflowError):
+            pass
     if m is None:
         if _DATE.fullmatch(text):
             raise ValueError(f"{text!r} is a date without a time; write e.g. {text}T00:00:00Z")
@@ -123,9 +137,70 @@ class Problem(ValueError):
         return ".".join(str(p) for p in self.path)
 
 
+WIDENED = 2.0 ** 63   # orjson reads an integer literal beyond 64 bits as a float: at least this big
+
+
 def check_content(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) -> int:
     """Check a properties or traits object against the limits; returns how many object keys it
-    holds (at any depth), raises Problem. Iterative: no recursion however deep the input is."""
+    holds (at any depth), plus one if a float is big enough to be a widened integer literal;
+    raises Problem."""
+    keys = _fits(value, 1, max_depth, max_chars)
+    return keys if keys >= 0 else _explain(value, path, max_depth, max_chars)
+
+
+def _fits(node: Any, depth: int, max_depth: int, max_chars: int) -> int:
+    """The fast check (most records pass it): the key count as check_content gives it, or -1 if
+    anything is off, which _explain then words. Recursion stops at max_depth (at most 64)."""
+    if depth > max_depth:
+        return -1
+    if type(node) is dict:
+        keys = len(node)
+        for k, v in node.items():
+            if type(k) is not str or not 0 < len(k) <= MAX_NAME_CHARS or "\x00" in k or not (k.isascii() or _encodable(k)):
+                return -1
+            t = type(v)
+            if t is str:
+                if len(v) > max_chars or "\x00" in v or not (v.isascii() or _encodable(v)):
+                    return -1
+            elif t is int:
+                if v > MAX_SAFE_INTEGER or v < -MAX_SAFE_INTEGER:
+                    return -1
+            elif t is float:
+                if not -WIDENED < v < WIDENED:
+                    return -1
+            elif t is dict or t is list:
+                inner = _fits(v, depth + 1, max_depth, max_chars)
+                if inner < 0:
+                    return -1
+                keys += inner
+            elif v is not None and t is not bool:
+                return -1
+        return keys
+    keys = 0
+    for v in node:
+        t = type(v)
+        if t is str:
+            if len(v) > max_chars or "\x00" in v or not (v.isascii() or _encodable(v)):
+                return -1
+        elif t is int:
+            if v > MAX_SAFE_INTEGER or v < -MAX_SAFE_INTEGER:
+                return -1
+        elif t is float:
+            if not -WIDENED < v < WIDENED:
+                return -1
+        elif t is dict or t is list:
+            inner = _fits(v, depth + 1, max_depth, max_chars)
+            if inner < 0:
+                return -1
+            keys += inner
+        elif v is not None and t is not bool:
+            return -1
+    return keys
+
+
+def _explain(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) -> int:
+    """check_content's slow half: the first limit broken, with its path. Iterative: no recursion
+    however deep the input is."""
     keys = 0
     stack = [(value, path, 1)]
     while stack:
@@ -160,6 +235,8 @@ def check_content(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: 
             elif t is float:
                 if not math.isfinite(v):
                     raise Problem(where + (k,), f"{v} is not a finite number")
+                if abs(v) >= WIDENED:
+                    keys += 1   # never matches the raw count: the exact parse looks again
             elif t is dict or t is list:
                 stack.append((v, where + (k,), depth + 1))
             elif v is not None and t is not bool:
@@ -180,19 +257,24 @@ def _encodable(s: str) -> bool:
 # A JSON string, and whether a colon follows it (then it is an object key). Valid JSON has no
 # quote outside strings, so matching strings from left to right finds every key exactly once.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?', re.S)   # unrolled: 3x faster
-_LONG_DIGITS = re.compile(rb"\d{16,}")
+_PLAIN_STRING = re.compile(rb'"[^"]*"(\s*:)?')                          # when nothing is escaped
 
 
 def raw_keys(raw: bytes) -> int:
-    """How many object keys a JSON text holds (duplicates counted)."""
-    found = _STRING.findall(raw)          # the colon after each string, or b""
+    """How many object keys a JSON text holds (duplicates counted), or more: never fewer."""
+    if b"\\" not in raw and b'" ' not in raw and b'"\t' not in raw and b'"\n' not in raw and b'"\r' not in raw:
+        # Nothing escaped and no quote before a space: every key ends with `":`, and `":` is
+        # otherwise only a string that starts with a colon (one more: the exact parse then runs).
+        return raw.count(b'":')
+    found = (_STRING if b"\\" in raw else _PLAIN_STRING).findall(raw)   # the colon after each string, or b""
     return len(found) - found.count(b"")
 
 
 def needs_exact_parse(raw: bytes, keys_parsed: int) -> bool:
     """Whether the fast parse may have changed the record: a key twice in an object (the parser
-    kept the last), or a run of 16+ digits (an integer beyond 2**53 may have become a float)."""
-    return raw_keys(raw) != keys_parsed or _LONG_DIGITS.search(raw) is not None
+    kept the last), or an integer beyond 64 bits read as a float (check_content counts one more
+    key for such a float, so the counts differ then too)."""
+    return raw_keys(raw) != keys_parsed
 
 
 class DuplicateKey(ValueError):

@@ -14,11 +14,14 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .catalog import Catalog, Channel, json_ready
-from .limits import (DuplicateKey, Problem, check_content, exact_parse, id_problem, needs_exact_parse, parse_time,
-                     utf8_problem)
+from .limits import (DuplicateKey, Problem, check_content, exact_parse, id_ok, id_problem, needs_exact_parse,
+                     parse_time, utf8_problem)
 
 
-class Envelope(BaseModel):
+class Fields(BaseModel):
+    """The envelope's fields and types. The hot path validates with these alone (one model per
+    kind) and checks the ids in line (engine.limits.id_ok); a record that fails is validated again
+    by Envelope, whose validators word the reason."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: str = Field(strict=True)
@@ -39,6 +42,8 @@ class Envelope(BaseModel):
             raise ValueError("must be an ISO 8601 string with an offset, e.g. 2026-03-01T12:00:00+01:00")
         return parse_time(v)
 
+
+class Envelope(Fields):
     @field_validator("event_id", "customer_id", "source")
     @classmethod
     def an_id(cls, v: str) -> str:
@@ -103,7 +108,7 @@ class Validator:
         self.max_string_chars = max_string_chars
         # One model per kind, the envelope with that kind's properties: a valid touchpoint is
         # checked in a single pydantic call (two calls and a model in between cost twice as much).
-        self.models = {kind: create_model(f"Touchpoint_{kind}", __base__=Envelope, properties=(
+        self.models = {kind: create_model(f"Touchpoint_{kind}", __base__=Fields, properties=(
             schema, Field(default_factory=dict, validate_default=True))) for kind, schema in catalog.schemas.items()}
 
     def parse_line(self, raw: bytes | str, record: int, now: datetime) -> Touchpoint | Rejection:
@@ -150,7 +155,8 @@ class Validator:
             env = model.model_validate(obj) if model is not None else None
         except ValidationError:
             env = None
-        if env is None:   # the envelope first, then the properties: the first problem is named
+        if env is None or not (id_ok(env.event_id) and id_ok(env.source) and id_ok(env.customer_id)) \
+                or "@" in env.customer_id:   # the envelope first, then the properties: the first problem is named
             return self._reject(obj, record, event_id, raw)
         props = env.properties
         occurred = env.occurred_at   # in UTC

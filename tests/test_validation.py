@@ -5,6 +5,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.catalog import Catalog
 from engine.config import Config, CustomField, CustomKind, IngestSettings
@@ -161,3 +163,33 @@ def test_a_sum_of_amounts_cannot_overflow(engine):
     assert engine.ingest(big).accepted == 3
     view = engine.customer("c1")
     assert view["revenue"] == 3e15 and view["purchases"] == 3
+
+
+NAMES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=6)   # as engine.limits allows
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(-1e9, 1e9)
+                           | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(NAMES, inner, max_size=3),
+                           max_leaves=8)
+
+
+def count_keys(value) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(count_keys(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(count_keys(v) for v in value)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(props=st.dictionaries(NAMES, JSON_VALUES, max_size=4),
+       layout=st.sampled_from([{}, {"separators": (",", ":")}, {"indent": 1}, {"separators": (" , ", " : ")},
+                               {"ensure_ascii": False}]))
+def test_a_key_given_twice_is_always_found_however_the_json_is_written(props, layout):
+    from engine.limits import raw_keys
+    record = with_(properties={**GOOD["properties"], **props})
+    raw = json.dumps(record, **layout)
+    assert raw_keys(raw.encode()) >= count_keys(record)           # never fewer keys than there are
+    assert isinstance(V.parse_line(raw, 1, NOW), Touchpoint)       # and a valid record stays valid
+    twice = raw.replace('"currency"', '"amount": 3, "currency"', 1)   # one key given twice
+    r = V.parse_line(twice, 1, NOW)
+    assert isinstance(r, Rejection) and "appears twice" in r.reason, r
