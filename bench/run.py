@@ -43,6 +43,22 @@ def history_file(customers: int, work: Path) -> Path:
     return path
 
 
+def account_file(n: int, work: Path) -> Path:
+    """One dealer's history of n touchpoints (engine.simulator.simulate_account)."""
+    path = work / f"account-{n}.jsonl"
+    if not path.exists():
+        import orjson
+        from engine.simulator import simulate_account
+        with path.open("wb") as f:
+            for r in simulate_account("dealer-1", n, 1, UNTIL):
+                f.write(orjson.dumps(r) + b"\n")
+    return path
+
+
+def dir_mb(path: str) -> float:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e6
+
+
 def renamed_head(history: str, n: int, work: Path) -> str:
     """The first n touchpoints of the history as other customers (ids renamed): the same work,
     to ingest into an empty store and into the full one, so only the store's size differs."""
@@ -258,6 +274,21 @@ def m_one_customer(args: dict) -> dict:
     return {"history": n, "first_rate": rates[0], "last_rate": rates[-1], "peak_mb": peak_mb()}
 
 
+def m_view(args: dict) -> dict:
+    """The 360° view of one customer (the 25 newest timeline entries), in process: best of 5."""
+    from engine.config import Config
+    from engine.service import Engine
+    with Engine(Config(data_dir=args["data"])) as engine:
+        view = engine.customer(args["customer"], limit=25)
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            engine.customer(args["customer"], limit=25)
+            times.append(time.perf_counter() - t)
+    return {"seconds": min(times), "median_seconds": statistics.median(times), "touchpoints": view["touchpoints"],
+            "purchases": view["purchases"], "peak_mb": peak_mb()}
+
+
 def m_streaming(args: dict) -> dict:
     """One `journey worker` on a throwaway Tansu broker and redis-server: throughput of N new
     customers' registrations until all their stage changes are on the Redis stream, then the
@@ -351,7 +382,8 @@ def m_streaming(args: dict) -> dict:
                 worker.wait(30)
 
 
-MEASURES = {f.__name__[2:]: f for f in (m_streaming, m_ingest, m_naive, m_raw_insert, m_rebuild, m_time_travel, m_one_customer)}
+MEASURES = {f.__name__[2:]: f for f in (m_streaming, m_ingest, m_naive, m_raw_insert, m_rebuild, m_time_travel,
+                                         m_one_customer, m_view)}
 
 
 def measure(name: str, **args: object) -> dict:
@@ -391,6 +423,16 @@ def run(scale: str, work: Path, postgres: bool) -> dict:
     results["growth"] = {"empty": measure("ingest", **head, data=fresh("growth")),
                          "full": measure("ingest", **head, data=data)}
     results["one_customer"] = measure("one_customer", data=fresh("heavy"), n=2_000 if scale == "smoke" else 10_000)
+    # A dealer: one customer with as many touchpoints as a spread sample of the history has,
+    # each into an empty store through the same pipeline; then its view; then the disk per 1M.
+    n = {"smoke": 2_000, "medium": 20_000, "full": 50_000}[scale]
+    account = {"history": str(account_file(n, work)), "customers": 1, "backend": "sqlite", "workers": 1}
+    spread = {"history": renamed_head(history, n, work), "customers": customers, "backend": "sqlite", "workers": 1}
+    results["account"] = {"spread": measure("ingest", **spread, data=fresh("spread")),
+                          "one": measure("ingest", **account, data=fresh("account"))}
+    results["account"]["view"] = measure("view", data=str(work / "account"), customer="dealer-1")
+    results["disk"] = {"history_mb": dir_mb(data), "history_touchpoints": results["ingest_sqlite"]["touchpoints"],
+                       "account_mb": dir_mb(str(work / "account")), "account_touchpoints": n}
     if streamed:
         for name, workers, relay in STREAMING:
             results[name] = measure("streaming", data=fresh(name), n=streamed, probes=500, probe_rate=100,
@@ -436,6 +478,20 @@ def table(r: dict) -> str:
         (f"Appends to one customer with {heavy['history']:,} touchpoints (touchpoints/s)", heavy["last_rate"],
          "flat", f"first 500: {heavy['first_rate']:,.0f}/s"),
     ]
+    if "account" in r:
+        acc, disk = r["account"], r["disk"]
+        one_acc, spread = acc["one"], acc["spread"]
+        rows += [
+            (f"Ingest one customer's {one_acc['touchpoints']:,} touchpoints (a dealer: a fifth orders), "
+             "1 process (touchpoints/s)", one_acc["rate"], "≥ 0.5 × spread",
+             f"the same number spread over customers {spread['rate']:,.0f}/s → {one_acc['rate'] / spread['rate']:.2f}×"),
+            (f"360° view of that customer ({acc['view']['purchases']:,} purchases), 25 newest entries (s)",
+             acc["view"]["seconds"], "≤ 0.5", f"median of 5 {acc['view']['median_seconds']:.2f} s"),
+            ("Data directory per million touchpoints, SQLite (MB)",
+             disk["history_mb"] * 1e6 / disk["history_touchpoints"], "linear",
+             f"the dealer alone: {disk['account_mb'] * 1e6 / disk['account_touchpoints']:,.0f} MB per million "
+             f"({disk['account_mb']:,.1f} MB for {disk['account_touchpoints']:,})"),
+        ]
     for name, workers, relay in STREAMING:
         st = r.get(name)
         if not st:

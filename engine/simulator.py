@@ -359,3 +359,58 @@ class _Customer:
                 emit(t + rng.uniform(2, 30) * DAY, "referral.converted", "web", "marketing", code)
         else:
             emit(t, "survey.answered", "sms", "survey", {"csat": rng.randint(1, 5)})
+
+
+def simulate_account(customer_id: str, touchpoints: int, seed: int, until: datetime) -> Iterator[dict]:
+    """One heavy customer, as a dealer or a B2B account is: `touchpoints` records over the 3 years
+    before `until`, in time order, a fifth of them orders (invoiced: issued, some overdue, paid),
+    with page views, emails, a few refunds, cancellations, reviews and consent changes. For
+    benchmarks and tests of histories whose length must not slow the engine down."""
+    if until.tzinfo is None:
+        raise ValueError("until must be timezone-aware (UTC)")
+    rng = random.Random(seed)
+    end = until.timestamp()
+    start = end - HISTORY_DAYS * DAY
+    times = sorted(rng.uniform(start, end - 60) for _ in range(touchpoints))
+    orders: list[str] = []
+    open_invoices: list[str] = []
+    for n, t in enumerate(times):
+        at = datetime.fromtimestamp(t, UTC).isoformat()
+        base = {"event_id": f"acct-{seed}-{n}", "customer_id": customer_id, "occurred_at": at, "traits": None}
+        r = rng.random()
+        if r < 0.20:
+            oid = f"{customer_id}-o{n}"
+            orders.append(oid)
+            record = {"kind": "order.placed", "channel": "partner", "source": "dealer-portal",
+                      "properties": {"order_id": oid, "amount": round(rng.uniform(50, 5000), 2), "currency": "EUR",
+                                     "lines": rng.randint(1, 40)}}
+        elif r < 0.26 and orders:
+            inv = f"{customer_id}-i{n}"
+            open_invoices.append(inv)
+            record = {"kind": "invoice.issued", "channel": "email", "source": "billing",
+                      "properties": {"invoice_id": inv, "amount": round(rng.uniform(50, 5000), 2), "currency": "EUR"}}
+        elif r < 0.31 and open_invoices:
+            inv = open_invoices.pop(rng.randrange(len(open_invoices)))
+            record = {"kind": "invoice.paid" if rng.random() < 0.9 else "invoice.overdue", "channel": "email",
+                      "source": "billing", "properties": {"invoice_id": inv, "amount": 1.0, "currency": "EUR"}}
+            if record["kind"] == "invoice.overdue":
+                open_invoices.append(inv)
+        elif r < 0.315 and orders:
+            record = {"kind": "order.refunded", "channel": "partner", "source": "dealer-portal",
+                      "properties": {"order_id": rng.choice(orders[-50:]), "amount": round(rng.uniform(5, 500), 2)}}
+        elif r < 0.318 and orders:
+            record = {"kind": "order.cancelled", "channel": "partner", "source": "dealer-portal",
+                      "properties": {"order_id": orders[-1]}}
+        elif r < 0.322:
+            record = {"kind": "review.posted", "channel": "web", "source": "reviews",
+                      "properties": {"rating": _pick(rng, RATING)}}
+        elif r < 0.324:
+            record = {"kind": "consent.changed", "channel": "email", "source": "crm",
+                      "properties": {"channel": "email", "purpose": "promotional", "granted": rng.random() < 0.8}}
+        elif r < 0.40:
+            record = {"kind": rng.choice(("email.sent", "email.opened", "email.clicked")), "channel": "email",
+                      "source": "marketing", "properties": {}}
+        else:
+            record = {"kind": "page.viewed", "channel": "web", "source": "shop",
+                      "properties": {"path": f"/catalog/{rng.randrange(500)}"}}
+        yield {**base, **record}
