@@ -197,8 +197,8 @@ def _customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bo
     wanted = None if limit is None else limit + offset
     items = [{"type": "touchpoint", "at": tp["occurred_at"], "kind": tp["kind"], "event_id": tp["event_id"],
               "channel": tp["channel"], "source": tp["source"], "recorded_at": tp["recorded_at"]}
-             for tp in (touchpoints if wanted is None else touchpoints[len(touchpoints) - wanted:] if wanted else [])]
-    items += changed if wanted is None else sorted(changed, key=lambda c: c["at"])[len(changed) - wanted:] if wanted else []
+             for tp in (touchpoints if wanted is None else touchpoints[max(0, len(touchpoints) - wanted):])]
+    items += changed if wanted is None else sorted(changed, key=lambda c: c["at"])[max(0, len(changed) - wanted):]
     items.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))   # touchpoints first at one time
     items.reverse()
     items = items[offset:] if wanted is None else items[offset:wanted]

@@ -388,14 +388,32 @@ class WriterLock:
         conn: list[Any] = []
 
         def acquire() -> None:
-            if not conn:
-                conn.append(pg_connect(config, autocommit=True))
-            conn[0].execute("SELECT pg_advisory_lock(%s)", (key,))
+            import psycopg
+            for attempt in (1, 2):   # a connection the server dropped is replaced once
+                if not conn:
+                    conn.append(pg_connect(config, autocommit=True))
+                try:
+                    conn[0].execute("SELECT pg_advisory_lock(%s)", (key,))
+                    return
+                except psycopg.OperationalError:
+                    close()
+                    if attempt == 2:
+                        raise
+
+        def release() -> None:
+            import psycopg
+            try:
+                conn[0].execute("SELECT pg_advisory_unlock(%s)", (key,))
+            except psycopg.OperationalError:
+                close()   # the lock went with the session
 
         def close() -> None:
             while conn:
-                conn.pop().close()
-        return cls(acquire, lambda: conn[0].execute("SELECT pg_advisory_unlock(%s)", (key,)), close)
+                try:
+                    conn.pop().close()
+                except Exception:  # noqa: BLE001 - closing what is already broken
+                    pass
+        return cls(acquire, release, close)
 
 
 class JourneyStore(Application):

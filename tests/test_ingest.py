@@ -207,3 +207,31 @@ def test_cached_customers_equal_the_library_rebuilding_them_from_the_store(sqlit
             assert customer == by_library == fresh[uuid]
             assert customer.facts == by_library.facts        # folded as they came / from the state
         assert list(engine.store.snapshots.get(uuid)), "long histories were snapshotted"
+
+
+def test_a_customer_keeps_one_snapshot_however_long_its_history(config, clock):
+    # A customer with 1M touchpoints had 849 snapshots of up to 13 MB each, every one kept.
+    config = config.model_copy(update={"store": config.store.model_copy(update={"snapshot_interval": 20})})
+    with Engine(config, clock) as engine:
+        for start in range(0, 1200, 100):
+            engine.ingest([order(f"o{i}", NOW - timedelta(hours=2000 - i)) if i % 5 == 0 else
+                           tp(f"v{i}", "page.viewed", NOW - timedelta(hours=2000 - i)) for i in range(start, start + 100)])
+        snapshots = engine.store.snapshots.recorder.select_events(customer_uuid("c1"))
+        assert len(snapshots) == 1
+        # ...taken every max(interval, size of the state) events: far fewer than 1,200 / 20
+        customer = engine.store.customer(customer_uuid("c1"))
+        assert customer.version - snapshots[0].originator_version < max(20, customer.weight()) + 100
+    with Engine(config, clock) as engine:                  # and it loads from that one snapshot
+        view = engine.customer("c1", limit=5)
+        assert (view["purchases"], view["touchpoints"]) == (240, 1200)
+        assert engine.ingest([order("last", NOW)]).accepted == 1
+
+
+def test_the_timeline_comes_newest_first_in_pages(engine, clock):
+    engine.ingest([tp(f"v{i}", "page.viewed", day(i)) for i in range(30)] + [order("o1", day(31))])
+    full = engine.customer("c1")
+    assert full["timeline_total"] == len(full["timeline"]) == 31 + 5   # prospect, first_buyer, active, at_risk, lapsed
+    assert [t["at"] for t in full["timeline"]] == sorted((t["at"] for t in full["timeline"]), reverse=True)
+    pages = [engine.customer("c1", limit=10, offset=k)["timeline"] for k in (0, 10, 20, 30)]
+    assert [t for page in pages for t in page] == full["timeline"]
+    assert engine.customer("c1", limit=10, offset=30)["timeline_total"] == full["timeline_total"]

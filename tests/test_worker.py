@@ -203,7 +203,7 @@ async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_
     # records in 100 s). Now each goes to the dead-letter topic with its reason, under a key
     # naming where it came from, and every valid record around it is ingested.
     from .poison import POISON, mixed
-    lines, expected, n_valid = mixed(n_valid=3000)
+    lines, expected, n_valid = mixed()                 # the poison among 10,000 valid records
     topo = Topology.of(stream_config)
     cfg = tmp_path / "journey.toml"
     cfg.write_text(dump_toml(stream_config))
@@ -227,7 +227,7 @@ async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_
         def stored() -> int:
             return sum(1 for _ in scan(engine, TOUCHPOINT_TOPIC))
 
-        await wait_until(lambda: asyncio.to_thread(lambda: stored() >= n_valid), 240, "every valid touchpoint")
+        await wait_until(lambda: asyncio.to_thread(lambda: stored() >= n_valid), 420, "every valid touchpoint")
         dead = await wait_until(lambda: _at_least(stream_config.kafka.bootstrap_servers, topo.dead_letter,
                                                   len(POISON)), 60, "every poison record dead-lettered")
         assert stored() == n_valid
