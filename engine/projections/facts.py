@@ -70,10 +70,9 @@ class Facts:
             self.orders = orders = _own(self.orders)
             oid = props["order_id"]
             old = orders.get(oid)
-            if old is None or (at, event_id) < (old.at, old.event_id):
-                orders[oid] = Order(at, event_id, float(props["amount"]))
-            elif self.listener is None:
-                return
+            if old is not None and (at, event_id) > (old.at, old.event_id):
+                return            # a later placement of an order already placed: nothing changes
+            orders[oid] = Order(at, event_id, float(props["amount"]))
         elif kind == "order.cancelled":
             self.cancels = cancels = _own(self.cancels)
             oid = props["order_id"]
