@@ -51,20 +51,41 @@ def config_of(path: str | None) -> Config:
         raise click.ClickException(str(e)) from None
 
 
-def open_engine(config: Config, clock: Any = None) -> Engine:
+def open_engine(config: Config, clock: Any = None, create: bool = False) -> Engine:
+    """The engine on the configured store; a command that only reads (create=False) says so when
+    there is no store there, rather than making an empty one where a typo pointed."""
+    if not create and config.store.backend == "sqlite":
+        db = config.data_path / config.store.sqlite_file
+        if not db.exists():
+            raise click.ClickException(f"no store at {db}: ingest touchpoints first, or point JOURNEY_DATA_DIR "
+                                       "(or data_dir in config.toml) at the data directory")
     try:
         return Engine(config, clock)
     except (ConfigError, ValueError) as e:
         raise click.ClickException(str(e)) from None
 
 
-def when(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_time(text)
-    except ValueError as e:
-        raise click.BadParameter(f"{text!r} is not an ISO 8601 time or date: {e}") from None
+class Time(click.ParamType):
+    """An ISO 8601 time with an offset, or a date meaning its end (UTC); click names the option
+    in the error."""
+    name = "time"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_time(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+TIME = Time()
+AS_OF = "ISO 8601 time with an offset, or a date (its end, UTC), 1900-01-01 to 8999-12-31. Default: now."
+
+
+def when(value: datetime | str | None) -> datetime | None:
+    """An option's time (already converted by TIME), or one given as text."""
+    return TIME.convert(value, None, None) if value is not None else None
 
 
 @click.group()
@@ -92,7 +113,16 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
 
         with path.open("rb") as f:
             lines: Iterator[bytes] = (line.rstrip(b"\r\n") for line in f)
-            return engine.ingest(lines, on_batch=advance, workers=workers)
+            return engine.ingest(_without_bom(lines), on_batch=advance, workers=workers)
+
+
+def _without_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """Files saved by some editors start with a UTF-8 byte order mark: not part of record 1."""
+    first = next(lines, None)
+    if first is None:
+        return
+    yield first.removeprefix(b"\xef\xbb\xbf")
+    yield from lines
 
 
 @main.command()
@@ -107,15 +137,27 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
 @common
 def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, config_path: str | None,
            as_json: bool) -> None:
-    """Ingest touchpoints from a JSON-lines FILE (one touchpoint per line)."""
-    with open_engine(config_of(config_path), EventTimeClock() if backfill else None) as engine:
-        report = ingest_file(engine, file, show=err.is_terminal and not as_json, workers=workers)
-        engine.clock = SystemClock()
-        due = engine.run_due()
-    if rejects:
-        with rejects.open("wb") as out:
+    """Ingest touchpoints from a JSON-lines FILE (one touchpoint per line; UTF-8, a byte order
+    mark at its start is skipped)."""
+    out = None
+    if rejects:   # before anything is ingested: a rejects file that cannot be written loses nothing
+        if rejects.exists() and rejects.resolve() == file.resolve():
+            raise click.BadParameter("is the input file; write the rejects elsewhere", param_hint="--rejects")
+        try:
+            out = rejects.open("wb")
+        except OSError as e:
+            raise click.BadParameter(f"cannot be written: {e.strerror}", param_hint="--rejects") from None
+    try:
+        with open_engine(config_of(config_path), EventTimeClock() if backfill else None, create=True) as engine:
+            report = ingest_file(engine, file, show=err.is_terminal and not as_json, workers=workers)
+            engine.clock = SystemClock()
+            due = engine.run_due()
+        if out:
             for r in report.rejections:
                 out.write(orjson.dumps({**r.as_dict(), "raw": (r.raw or b"").decode("utf-8", "replace")}) + b"\n")
+    finally:
+        if out:
+            out.close()
     summary = {**report.summary(), "timer_changes": report.timer_changes + due}
     if as_json:
         emit(summary)
@@ -132,7 +174,7 @@ def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, confi
 @main.command()
 @click.option("--customers", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=7, show_default=True, type=int)
-@click.option("--until", help="End of the simulated history (default: today, UTC).")
+@click.option("--until", type=TIME, help="End of the simulated history (default: today, UTC).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @common
 def simulate(customers: int, seed: int, until: str | None, out: Path, config_path: str | None, as_json: bool) -> None:
@@ -146,7 +188,7 @@ def simulate(customers: int, seed: int, until: str | None, out: Path, config_pat
 
 
 @main.command()
-@click.option("--as-of", "as_of", help="ISO time or date (a date means its end, UTC). Default: now.")
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--as-known", is_flag=True, help="Only touchpoints already recorded at that time.")
 @common
 def funnel(as_of: str | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
@@ -174,8 +216,8 @@ def print_funnel(f: dict[str, Any]) -> None:
 
 @main.command()
 @click.argument("customer_id")
-@click.option("--as-of", "as_of")
-@click.option("--as-known", is_flag=True)
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
+@click.option("--as-known", is_flag=True, help="Only what had been recorded by then.")
 @click.option("--limit", default=25, show_default=True, type=click.IntRange(0),
               help="Timeline entries, newest first (0: all).")
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0),

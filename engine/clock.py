@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from .limits import parse_time as iso_time
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -42,12 +44,22 @@ def iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
+# Times asked about (--as-of, periods) lie in this range: windows and periods computed from them
+# stay far from datetime's year 9999, and nothing is stored before 1900 (engine.limits).
+ASKABLE = (datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(9000, 1, 1, tzinfo=timezone.utc))
+
+
 def parse_time(text: str) -> datetime:
-    """A user-given time: ISO 8601, a date meaning its end (23:59:59.999999 UTC) as of that day."""
+    """A user-given time: ISO 8601 with an offset, or a date meaning its end (23:59:59.999999
+    UTC); ValueError says what is wrong, or that it lies outside 1900-01-01 to 8999-12-31."""
     if len(text) == 10:
-        return datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, microsecond=999999,
-                                                    tzinfo=timezone.utc)
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset; write e.g. {text}+00:00")
-    return t.astimezone(timezone.utc)
+        try:
+            t = datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, microsecond=999999,
+                                                     tzinfo=timezone.utc)
+        except ValueError as e:
+            raise ValueError(f"{text!r} is not a date: {e}") from None
+    else:
+        t = iso_time(text, earliest=ASKABLE[0])
+    if not ASKABLE[0] <= t < ASKABLE[1]:
+        raise ValueError(f"{text} lies outside the times one can ask about (1900-01-01 to 8999-12-31)")
+    return t

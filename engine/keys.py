@@ -31,7 +31,9 @@ class KeyStore(Protocol):
 
 class SQLiteKeyStore:
     def __init__(self, path: str):
-        from .store import with_retries
+        from .store import private_file, with_retries
+        private_file(path)   # keys: readable by the owner only
+        os.chmod(path, 0o600)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA secure_delete = ON")
         with_retries(lambda: self.db.execute("PRAGMA journal_mode = DELETE"), sqlite3.OperationalError)
@@ -114,5 +116,5 @@ class PostgresKeyStore:
 def open_keystore(config: Config) -> KeyStore:
     if config.store.backend == "postgres":
         return PostgresKeyStore(config)
-    config.data_path.mkdir(parents=True, exist_ok=True)
-    return SQLiteKeyStore(str(config.data_path / config.store.keys_file))
+    from .store import private_dir
+    return SQLiteKeyStore(str(private_dir(config.data_path) / config.store.keys_file))

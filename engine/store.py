@@ -21,12 +21,14 @@ import time
 import zlib
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from uuid import UUID
 
 import orjson
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError, StoredEvent, Transcoder
+from eventsourcing.persistence import (IntegrityError, InternalError, OperationalError, ProgrammingError, StoredEvent,
+                                      Transcoder)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import get_topic
 from eventsourcing.sqlite import SQLiteApplicationRecorder
@@ -224,6 +226,20 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                                 "DO UPDATE SET due_us = excluded.due_us").format(self.t_timers)
         self.insert_rows = SQL("INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
                                "VALUES (%s, %s, %s, %s)").format(schema, Identifier(self.events_table_name))
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        """As the library does, but a collision reaches the caller as the IntegrityError it is:
+        eventsourcing 9.5 commits the aborted pipeline of a failed insert, and psycopg then raises
+        "pipeline aborted" (an OperationalError) in place of the unique violation. Our inserts'
+        only expected failure is another writer's version or touchpoint id, so that is what it
+        means; the caller decides again (engine.ingest.retrying)."""
+        import psycopg
+        try:
+            return super().insert_events(stored_events, **kwargs)
+        except OperationalError as e:
+            if isinstance(e.__cause__, psycopg.errors.PipelineAborted):
+                raise IntegrityError(f"a concurrent write collided ({e})") from e
+            raise
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
         # As the library does (table lock, notify), but rows rather than one array of its composite
@@ -549,8 +565,7 @@ def store_env(config: Config) -> dict[str, str]:
 def _backend_env(config: Config) -> dict[str, str]:
     s = config.store
     if s.backend == "sqlite":
-        path = config.data_path
-        path.mkdir(parents=True, exist_ok=True)
+        path = private_dir(config.data_path)
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(path / s.sqlite_file),
                 "SQLITE_LOCK_TIMEOUT": "30",
@@ -587,7 +602,21 @@ def open_store(config: Config) -> JourneyStore:
     raise AssertionError("unreachable")
 
 
+def private_dir(path: Path) -> Path:
+    """The data directory, created readable by its owner only (it holds the key store)."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+    return path
+
+
+def private_file(path: str) -> None:
+    """Create a file readable by its owner only, before SQLite opens it (its journal, WAL and
+    shared-memory files take the same permissions)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
 def sqlite_wal(path: str) -> None:
+    private_file(path)
     db = sqlite3.connect(path, timeout=30)
     try:
         db.execute("PRAGMA journal_mode=WAL")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from engine.cli import common, config_of, emit, err, open_engine, progress, say, when
+from engine.cli import AS_OF, TIME, common, config_of, emit, err, open_engine, progress, say, when
 from engine.clock import FixedClock
 from engine.config import Config
 
@@ -48,10 +48,12 @@ def rebuild(swap: bool, keep_old: bool, config_path: str | None, as_json: bool) 
     --no-keep-old deletes it.
     """
     from .rebuild import rebuild as run
+    if not keep_old and not swap:
+        raise click.BadParameter("only means something with --swap", param_hint="--no-keep-old")
     config = config_of(config_path)
     target_config = rebuild_target(config)
     started = datetime.now()
-    with open_engine(config) as live, open_engine(target_config, FixedClock(datetime.now(timezone.utc))) as target:
+    with open_engine(config) as live, open_engine(target_config, FixedClock(datetime.now(timezone.utc)), create=True) as target:
         total = live.store.recorder.max_notification_id() or 0
         with progress(total, "rebuilding", err.is_terminal and not as_json) as bar:
             task = bar.add_task("rebuild", total=total, rate="")
@@ -159,7 +161,7 @@ def _swap(live: Config, rebuilt: Config) -> Previous:
               help="The alternative rules and policies.")
 @click.option("--live-config", "config_path", type=click.Path(dir_okay=False),
               help="The live config (default ./config.toml, else the packaged defaults).")
-@click.option("--as-of", "as_of")
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--json", "as_json", is_flag=True)
 def whatif(alt_path: str, config_path: str | None, as_of: str | None, as_json: bool) -> None:
     """Run other lifecycle rules and policies over the full history, with no side effects."""
@@ -188,8 +190,8 @@ def _journeys(config_path: str | None, as_of: str | None) -> tuple[Journeys, Any
 
 
 @replay.command()
-@click.option("--as-of", "as_of")
-@click.option("--months", default=24, show_default=True)
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
+@click.option("--months", default=24, show_default=True, type=click.IntRange(1, 1200))
 @click.option("--period", type=click.Choice(["month", "week"]), default="month", show_default=True)
 @common
 def journeys(as_of: str | None, months: int, period: str, config_path: str | None, as_json: bool) -> None:
@@ -207,8 +209,8 @@ def journeys(as_of: str | None, months: int, period: str, config_path: str | Non
 
 
 @replay.command()
-@click.option("--from", "start", required=True)
-@click.option("--to", "end", required=True)
+@click.option("--from", "start", required=True, type=TIME, help="Start of the period (ISO 8601 time or date).")
+@click.option("--to", "end", required=True, type=TIME, help="End of the period.")
 @common
 def transitions(start: str, end: str, config_path: str | None, as_json: bool) -> None:
     """The stage transition matrix between two dates."""
@@ -226,7 +228,7 @@ def transitions(start: str, end: str, config_path: str | None, as_json: bool) ->
 @replay.command("time-to-stage")
 @click.option("--stage", default="loyal", show_default=True)
 @click.option("--origin", default="first_buyer", show_default=True)
-@click.option("--as-of", "as_of")
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @common
 def time_to_stage(stage: str, origin: str, as_of: str | None, config_path: str | None, as_json: bool) -> None:
     """Days from entering one stage (default first_buyer) to first entering another."""
@@ -243,8 +245,8 @@ def time_to_stage(stage: str, origin: str, as_of: str | None, config_path: str |
 
 
 @replay.command()
-@click.option("--as-of", "as_of")
-@click.option("--months", default=12, show_default=True)
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
+@click.option("--months", default=12, show_default=True, type=click.IntRange(1, 1200))
 @common
 def cohorts(as_of: str | None, months: int, config_path: str | None, as_json: bool) -> None:
     """Retention curves by acquisition cohort (month of the first purchase)."""
@@ -258,8 +260,8 @@ def cohorts(as_of: str | None, months: int, config_path: str | None, as_json: bo
 
 
 @replay.command()
-@click.option("--days", default=30, show_default=True)
-@click.option("--as-of", "as_of")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 36600))
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @common
 def policies(days: int, as_of: str | None, config_path: str | None, as_json: bool) -> None:
     """Per policy: actions issued, suppressed and deferred, and what followed within N days."""
@@ -281,7 +283,7 @@ def _pct(x: float | None) -> str:
 
 @replay.command()
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--as-of", "as_of")
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--as-known", is_flag=True)
 @common
 def export(out: Path, as_of: str | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
@@ -297,7 +299,7 @@ def export(out: Path, as_of: str | None, as_known: bool, config_path: str | None
 
 @click.command()
 @click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--as-of", "as_of")
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @common
 def report(out: Path, as_of: str | None, config_path: str | None, as_json: bool) -> None:
     """A self-contained HTML page of plots: funnel over time, transitions, cohorts, time to stage, policies."""

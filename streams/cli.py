@@ -27,7 +27,7 @@ def with_engine_and_redis(config_path: str | None, work: Any) -> Any:
     async def run() -> Any:
         redis = Redis.from_url(config.redis.url)
         try:
-            with open_engine(config) as engine:
+            with open_engine(config, create=True) as engine:
                 return await work(engine, config, redis)
         finally:
             await redis.aclose()
@@ -45,7 +45,7 @@ def worker(no_relays: bool, app_id: str, loglevel: str, config_path: str | None,
     import faust
     from .worker import build_app
     config = config_of(config_path)
-    engine = open_engine(config)
+    engine = open_engine(config, create=True)
     app = build_app(config, engine, app_id=app_id, relays=not no_relays)
     sys.argv = [sys.argv[0], "worker"]          # faust reads its own command line
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -60,11 +60,28 @@ def test_ingest_funnel_customer_changes_forget(tmp_path, workers):
 def test_bad_time_and_bad_config_give_clear_errors(tmp_path):
     env = {"JOURNEY_DATA_DIR": str(tmp_path)}
     out = run("funnel", "--as-of", "last tuesday", env=env, ok=False).output
-    assert "not an ISO 8601 time" in out
+    assert "Invalid value for '--as-of': 'last tuesday' is not an ISO 8601 date-time" in out
+    for odd in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "1800-01-01", "2026-03-01T11:00:00+25:00"):
+        out = run("customer", "c1", "--as-of", odd, env=env, ok=False).output   # once a traceback
+        assert "Invalid value for '--as-of'" in out and "Traceback" not in out
+    out = run("funnel", env={"JOURNEY_DATA_DIR": str(tmp_path / "typo")}, ok=False).output
+    assert "no store at" in out and not (tmp_path / "typo").exists()      # nothing made where a typo points
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[lifecycle]\nwindow_days = -3\n")
     out = run("funnel", "--config", str(cfg), env=env, ok=False).output
     assert "lifecycle.window_days" in out
+
+
+def test_a_rejects_file_that_cannot_be_written_is_refused_before_ingesting(tmp_path):
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + json.dumps(order("o1", day(1))).encode() + b"\n{broken\n")   # a BOM first
+    out = run("ingest", str(src), "--rejects", str(tmp_path / "no" / "dir" / "r.jsonl"), env=env, ok=False).output
+    assert "--rejects" in out and "cannot be written" in out and not (tmp_path / "var").exists()
+    out = run("ingest", str(src), "--rejects", str(src), env=env, ok=False).output
+    assert "is the input file" in out and src.read_bytes().startswith(b"\xef\xbb\xbf")
+    summary = json.loads(run("ingest", str(src), "--rejects", str(tmp_path / "r.jsonl"), "--json", env=env).output)
+    assert (summary["accepted"], summary["rejected"]) == (1, 1)             # the BOM is not part of record 1
 
 
 def test_simulate_then_demo(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -105,6 +104,9 @@ def test_forget_racing_an_ingest_leaves_the_customer_erased_for_good(config, tmp
 def test_forget_of_an_unknown_customer_changes_nothing_and_says_so(sqlite_config, tmp_path):
     cfg = tmp_path / "journey.toml"
     cfg.write_text(dump_toml(sqlite_config))
+    with Engine(sqlite_config, FixedClock(NOW)) as engine:
+        engine.ingest([tp("t1", "page.viewed", day(1), customer="somebody")])
     code, _, err = finish(journey(cfg, "forget", "nobody"))
     assert code == 1 and "no customer 'nobody' in the store; nothing was changed" in err
-    assert not os.path.exists(Path(sqlite_config.data_dir) / "journey.db") or True
+    with Engine(sqlite_config, FixedClock(NOW)) as engine:
+        assert engine.keys.get_many([str(customer_uuid("nobody"))]) == {}    # no tombstone either
