@@ -254,23 +254,41 @@ def print_customer(v: dict[str, Any], offset: int = 0) -> None:
     say(f"  purchases {v['purchases']}, revenue {v['revenue']:,.2f}, first {(v['first_purchase'] or '-')[:10]}, "
         f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}")
     say(f"  open complaints {listed(v['open_complaints'])}; overdue invoices {listed(v['overdue_invoices'])}")
-    consent = ", ".join(f"{k}={c['granted']}" for k, c in v["consent"].items()) or "none recorded"
-    say(f"  consent {consent}")
-    say("  traits  " + (", ".join(f"{k}={val}" for k, val in v["traits"].items()) or "none"))
-    shown = v["timeline"]
-    first = f"entries {offset + 1:,}-{offset + len(shown):,}" if shown else "no entries"
-    say(f"  timeline ({first} of {v['timeline_total']:,}, newest first):")
+    consent = ", ".join(f"{k} {'granted' if c['granted'] else 'withdrawn'}" for k, c in v["consent"].items())
+    say(f"  consent {consent or 'none recorded'}")
+    say("  traits  " + (", ".join(f"{k}={plain(val)}" for k, val in v["traits"].items()) or "none"))
+    history = v["history"]
+    say(f"  history (as corrected since, by effective time; the last {min(len(history), 10)} of {len(history):,}):")
+    for tr in history[-10:]:
+        say(f"    {tr['at'][:16]}  {tr['dimension']:<6} {plain(tr['from'])} → {plain(tr['to'])}: {tr['reason']}")
+    shown, total = v["timeline"], v["timeline_total"]
+    if shown:
+        say(f"  timeline (as recorded; entries {offset + 1:,}-{offset + len(shown):,} of {total:,}, newest first):")
+    else:
+        say(f"  timeline: {total:,} entries, none from entry {offset + 1:,} on")
     for item in shown:
         if item["type"] == "touchpoint":
             say(f"    {item['at'][:16]}  {item['kind']:<20} {item['channel']:<10} {item['event_id']}")
         else:
-            say(f"    {item['at'][:16]}  ", (item["type"], "bold"), f" {item['from']} → {item['to']}: {item['reason']}")
+            say(f"    {item['at'][:16]}  ", (item["type"], "bold"),
+                f" {plain(item['from'])} → {plain(item['to'])}: {item['reason']}")
+
+
+def plain(value: Any) -> str:
+    """A value as a reader expects it: none for nothing, JSON for objects and arrays."""
+    if value is None:
+        return "none"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
 
 
 def feed_options(f: Any) -> Any:
     f = click.option("--customer", "customer_id", help="Only this customer's entries.")(f)
-    f = click.option("--limit", default=100, show_default=True)(f)
-    f = click.option("--after", default=0, show_default=True, help="Feed position to read after.")(f)
+    f = click.option("--limit", default=100, show_default=True, type=click.IntRange(1),
+                     help="Entries to show at most.")(f)
+    f = click.option("--after", default=0, show_default=True, type=click.IntRange(0),
+                     help="Feed position to read after (the last position you saw).")(f)
     return common(f)
 
 
@@ -287,7 +305,7 @@ def changes(after: int, limit: int, customer_id: str | None, config_path: str | 
     """The lifecycle-change feed (stage and health), in order, from a position."""
     print_feed(config_path, as_json, lambda e: e.changes(after, limit, customer_id),
                lambda c: f"{c['position']:>8}  {c['effective_at'][:16]}  {c['customer_id']:<14} "
-                         f"{c['dimension']:<6} {c['from']} → {c['to']}  ({c['reason']})")
+                         f"{c['dimension']:<6} {plain(c['from'])} → {plain(c['to'])}  ({c['reason']})")
 
 
 @main.command()
@@ -324,7 +342,9 @@ def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:
             raise click.ClickException(f"no customer {customer_id!r} in the store; nothing was changed") from None
         except ForgetIncomplete as e:
             raise click.ClickException(str(e)) from None
-    emit(result) if as_json else say(f"{customer_id}: personal data erased")
+    emit(result) if as_json else say(f"{customer_id}: " + ("already erased; nothing was left to erase"
+                                                          if result["already_erased"] and not result["key_deleted"]
+                                                          else "personal data erased"))
 
 
 @main.command()
@@ -355,7 +375,8 @@ def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> N
     i = summary["ingest"]
     say(f"simulated {customers:,} customers (seed {seed}) → {summary['history']}")
     say(f"ingested: {i['accepted']:,} accepted, {i['duplicates']:,} duplicates, {i['rejected']:,} rejected; "
-                  f"{i['stage_changes'] + i['timer_changes']:,} lifecycle changes, {i['actions']:,} decisions\n")
+        f"{i['stage_changes'] + i['timer_changes']:,} lifecycle changes, {i['actions']:,} decisions")
+    say()
     print_funnel(summary["funnel"])
     table = Table(title="Lifecycle changes recorded")
     for col in ("dimension", "from", "to", "count"):

@@ -160,29 +160,34 @@ def load_config(path: str | Path | None = None) -> Config:
             raise ConfigError(f"config file {path} not found") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-    _apply_env(raw)
+    from_env = _apply_env(raw)
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        lines = [f"  {'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+        lines = []
+        for err in e.errors():
+            where = ".".join(map(str, err["loc"]))
+            var = from_env.get(where)
+            lines.append(f"  {where}: {err['msg']}" + (f" (set by the environment variable {var})" if var else ""))
         raise ConfigError(f"config file {path or '(defaults)'} is invalid:\n" + "\n".join(lines)) from None
 
 
-def _apply_env(raw: dict) -> None:
-    if os.environ.get("JOURNEY_DATA_DIR"):
-        raw["data_dir"] = os.environ["JOURNEY_DATA_DIR"]
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        raw.setdefault("kafka", {})["bootstrap_servers"] = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    if os.environ.get("REDIS_URL"):
-        raw.setdefault("redis", {})["url"] = os.environ["REDIS_URL"]
-    store = raw.setdefault("store", {})
-    if os.environ.get("JOURNEY_STORE"):
-        store["backend"] = os.environ["JOURNEY_STORE"]
-    pg = store.setdefault("postgres", {})
+def _apply_env(raw: dict) -> dict[str, str]:
+    """Put the environment's overrides into the raw config; returns which setting came from which
+    variable, so that an invalid one is named by the variable that set it."""
+    used: dict[str, str] = {}
+    for var, section, key in (("JOURNEY_DATA_DIR", None, "data_dir"), ("KAFKA_BOOTSTRAP_SERVERS", "kafka",
+                              "bootstrap_servers"), ("REDIS_URL", "redis", "url"), ("JOURNEY_STORE", "store", "backend")):
+        if os.environ.get(var):
+            (raw.setdefault(section, {}) if section else raw)[key] = os.environ[var]
+            used[f"{section}.{key}" if section else key] = var
+    pg = raw.setdefault("store", {}).setdefault("postgres", {})
     for var, key in (("PGHOST", "host"), ("PGPORT", "port"), ("PGUSER", "user"),
                      ("PGPASSWORD", "password"), ("PGDATABASE", "dbname")):
         if os.environ.get(var):
             pg[key] = os.environ[var]
+            used[f"store.postgres.{key}"] = var
+    return used
 
 
 def dump_toml(config: Config) -> str:

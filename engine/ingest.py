@@ -18,7 +18,7 @@ from .aggregates.customer import Customer
 from .clock import iso
 from .config import LifecycleRules
 from .ids import change_id, customer_uuid
-from .keys import KeyStore
+from .keys import ERASED_KEY, KeyStore
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields, seal
 from .projections.lifecycle import Transition, advance
@@ -46,6 +46,10 @@ class BatchResult:
         self.actions += other.actions
         self.timer_changes += other.timer_changes
 
+    def plus(self, other: "BatchResult") -> "BatchResult":
+        self.add(other)
+        return self
+
 
 class Ingestor:
     def __init__(self, store: JourneyStore, keys: KeyStore, personal: PersonalFields, rules: LifecycleRules,
@@ -72,17 +76,21 @@ class Ingestor:
             # Compared with the accepted original: the stored one, else the first of this batch.
             if tp.event_id in known:
                 customer, digest = known[tp.event_id]
-                if digest == tp.digest and customer == str(customer_uuid(tp.customer_id)):
-                    result.duplicates += 1
+                if customer != str(customer_uuid(tp.customer_id)):
+                    result.rejected.append(_conflict(record, tp, "a touchpoint of another customer, accepted earlier"))
+                elif digest != tp.digest:
+                    result.rejected.append(_conflict(record, tp, "a touchpoint of this customer accepted earlier, "
+                                                                 "with other content"))
                 else:
-                    result.rejected.append(_conflict(record, tp, "a touchpoint accepted earlier"))
+                    result.duplicates += 1
                 continue
             seen = fresh.get(tp.event_id)
             if seen is not None:
                 if seen[1].digest == tp.digest:
                     result.duplicates += 1
                 else:
-                    result.rejected.append(_conflict(record, tp, f"record {seen[0]}, accepted in this batch"))
+                    result.rejected.append(_conflict(record, tp, f"record {seen[0]}, accepted in this batch, "
+                                                                 "with other content"))
                 continue
             fresh[tp.event_id] = (record, tp)
             by_customer.setdefault(tp.customer_id, []).append(tp)
@@ -127,6 +135,7 @@ class Ingestor:
                     to_us(now), DUE_BATCH, self.shard)) if u not in batch).values()]
         with self.store.writing([*customers.values(), *due]):
             recorded_at = iso(now)
+            self.settle_erasures([*customers.values(), *due], recorded_at)
             ids, timers = [], []
             for cid, made in bodies(customers, recorded_at, batch_id(self.shard)).items():
                 customer = customers[cid]
@@ -143,6 +152,17 @@ class Ingestor:
                 result.timer_changes += sum(self.derive(customer, now, recorded_at, timers))
             self.store.append([*customers.values(), *due], touchpoint_ids=ids, timers=timers)
         return result
+
+    def settle_erasures(self, customers: list[Customer], at: str) -> None:
+        """Finish a forget that destroyed a customer's key but did not get to record the Erased
+        event (it failed, or was killed, in between): the key's tombstone says so, and from now
+        on the customer is erased for the contact rules too."""
+        live = [c for c in customers if not c.erased]
+        if live:
+            keys = self.keys.get_many([c.key for c in live])
+            for customer in live:
+                if keys.get(customer.key) == ERASED_KEY:
+                    customer.erase(at)
 
     def _keys(self, needed: list[str]) -> dict[str, bytes]:
         """Keys of these customers (whose touchpoints carry PII), created for the new ones."""
@@ -229,5 +249,5 @@ def shard_of_batch(batch: str | None) -> tuple[int, int] | None:
 
 
 def _conflict(record: int, tp: Touchpoint, original: str) -> Rejection:
-    return Rejection(record, "event_id", f"{tp.event_id!r} was already used by {original}, with different "
-                     "content (or another customer); an event_id must identify one touchpoint", tp.event_id)
+    return Rejection(record, "event_id", f"{tp.event_id!r} was already used by {original}; an event_id must "
+                     "identify one touchpoint (a true duplicate, in any key order, is accepted as such)", tp.event_id)

@@ -63,8 +63,8 @@ def _codepoint(c: str) -> str:
 # -- times ------------------------------------------------------------------------------------
 
 _ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
-                  r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+                  r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?", re.ASCII)   # ASCII digits only
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 def parse_time(text: str, earliest: datetime = EARLIEST) -> datetime:
@@ -140,44 +140,28 @@ class Problem(ValueError):
 WIDENED = 2.0 ** 63   # orjson reads an integer literal beyond 64 bits as a float: at least this big
 
 
-def check_content(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) -> int:
+def check_content(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) -> tuple[int, bool]:
     """Check a properties or traits object against the limits; returns how many object keys it
-    holds (at any depth), plus one if a float is big enough to be a widened integer literal;
-    raises Problem."""
+    holds (at any depth), and whether a float is big enough to be a widened integer literal (then
+    the record is parsed again exactly); raises Problem."""
     keys = _fits(value, 1, max_depth, max_chars)
-    return keys if keys >= 0 else _explain(value, path, max_depth, max_chars)
+    return (keys, False) if keys >= 0 else _explain(value, path, max_depth, max_chars)
 
 
 def _fits(node: Any, depth: int, max_depth: int, max_chars: int) -> int:
-    """The fast check (most records pass it): the key count as check_content gives it, or -1 if
-    anything is off, which _explain then words. Recursion stops at max_depth (at most 64)."""
+    """The fast check (most records pass it): the key count, or -1 if anything is off or worth a
+    second look, which _explain then does. Recursion stops at max_depth (at most 64)."""
     if depth > max_depth:
         return -1
+    keys = 0
+    values: Any = node
     if type(node) is dict:
         keys = len(node)
-        for k, v in node.items():
+        for k in node:
             if type(k) is not str or not 0 < len(k) <= MAX_NAME_CHARS or "\x00" in k or not (k.isascii() or _encodable(k)):
                 return -1
-            t = type(v)
-            if t is str:
-                if len(v) > max_chars or "\x00" in v or not (v.isascii() or _encodable(v)):
-                    return -1
-            elif t is int:
-                if v > MAX_SAFE_INTEGER or v < -MAX_SAFE_INTEGER:
-                    return -1
-            elif t is float:
-                if not -WIDENED < v < WIDENED:
-                    return -1
-            elif t is dict or t is list:
-                inner = _fits(v, depth + 1, max_depth, max_chars)
-                if inner < 0:
-                    return -1
-                keys += inner
-            elif v is not None and t is not bool:
-                return -1
-        return keys
-    keys = 0
-    for v in node:
+        values = node.values()
+    for v in values:
         t = type(v)
         if t is str:
             if len(v) > max_chars or "\x00" in v or not (v.isascii() or _encodable(v)):
@@ -198,10 +182,10 @@ def _fits(node: Any, depth: int, max_depth: int, max_chars: int) -> int:
     return keys
 
 
-def _explain(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) -> int:
-    """check_content's slow half: the first limit broken, with its path. Iterative: no recursion
-    however deep the input is."""
-    keys = 0
+def _explain(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) -> tuple[int, bool]:
+    """check_content's slow half: the first limit broken, with its path, or the key count and
+    whether a float may be a widened integer. Iterative: no recursion however deep the input is."""
+    keys, widened = 0, False
     stack = [(value, path, 1)]
     while stack:
         node, where, depth = stack.pop()
@@ -235,13 +219,12 @@ def _explain(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) 
             elif t is float:
                 if not math.isfinite(v):
                     raise Problem(where + (k,), f"{v} is not a finite number")
-                if abs(v) >= WIDENED:
-                    keys += 1   # never matches the raw count: the exact parse looks again
+                widened = widened or abs(v) >= WIDENED
             elif t is dict or t is list:
                 stack.append((v, where + (k,), depth + 1))
             elif v is not None and t is not bool:
                 raise Problem(where + (k,), f"is a {t.__name__}, not a JSON value")
-    return keys
+    return keys, widened
 
 
 def _encodable(s: str) -> bool:
@@ -268,13 +251,6 @@ def raw_keys(raw: bytes) -> int:
         return raw.count(b'":')
     found = (_STRING if b"\\" in raw else _PLAIN_STRING).findall(raw)   # the colon after each string, or b""
     return len(found) - found.count(b"")
-
-
-def needs_exact_parse(raw: bytes, keys_parsed: int) -> bool:
-    """Whether the fast parse may have changed the record: a key twice in an object (the parser
-    kept the last), or an integer beyond 64 bits read as a float (check_content counts one more
-    key for such a float, so the counts differ then too)."""
-    return raw_keys(raw) != keys_parsed
 
 
 class DuplicateKey(ValueError):

@@ -40,10 +40,9 @@ class PersonalFields:
         protected = {("properties", name) for schema in BUILTIN_KINDS.values() for name in schema.model_fields}
         protected |= {("traits", name) for name in ENGINE_TRAITS}
         clashes = sorted(f"{where}.{name}" for where, name in protected if self.named(name))
-        if clashes:
+        if clashes:   # so no name the engine reads is ever sealed, and none needs checking per key
             raise ValueError(f"privacy.pii_fields / free_text_fields would seal {', '.join(clashes)}, which the "
                              "engine reads (lifecycle, contact rules); narrow the pattern")
-        self.protected = frozenset(name for _, name in protected)
 
     def named(self, name: str) -> bool:
         """Whether a field of this name is personal wherever it is."""
@@ -69,7 +68,7 @@ class PersonalFields:
             top = len(path) == 1
             new = None
             for k, v in node.items():
-                if (top and k in custom) or (self.named(k) and not (top and k in self.protected)):
+                if (top and k in custom) or self.named(k):
                     out.append([[*path, k], v])
                     new = new if new is not None else dict(node)
                     del new[k]

@@ -111,7 +111,9 @@ def feed(engine: "Engine", topic: str, key: str, after: int, limit: int,
          customer_id: str | None = None) -> list[dict[str, Any]]:
     """A page of a feed (lifecycle changes or actions) after a position, optionally one customer's."""
     wanted = customer_uuid(customer_id) if customer_id else None
-    out = []
+    out: list[dict[str, Any]] = []
+    if limit <= 0:
+        return out
     for position, customer, body in scan(engine, topic, after):
         if wanted is None or customer == wanted:
             out.append({"position": position, **body[key]})
@@ -204,7 +206,7 @@ def _customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bo
     items = items[offset:] if wanted is None else items[offset:wanted]
     history, status = timeline(facts, engine.rules, None, T)
     if erased:
-        traits = {k: v for k, v in traits.items() if not engine.personal.named(k)}
+        traits = engine.personal.split("", {}, traits)[1] or {}   # what was in clear, personal fields out
         traits["personal_data"] = ERASED
     return {
         "customer_id": customer_id, "as_of": iso(T), "as_known": as_known,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Callable, Iterable
 from uuid import UUID
@@ -34,6 +34,22 @@ INFRASTRUCTURE: tuple[type[BaseException], ...] = (
 def _error(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}"
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def halving(items: list[Any], run: Callable[[list[Any]], Any], give_up: Callable[[Any, Exception], Any],
+            combine: Callable[[Any, Any], Any]) -> Any:
+    """The net under the engine: `run(items)`; on an unexpected error, each half the same way,
+    until what fails stands alone and `give_up(item, error)` answers for it. A failure of the
+    machinery stops it: splitting would not help."""
+    try:
+        return run(items)
+    except INFRASTRUCTURE:
+        raise
+    except Exception as e:   # noqa: BLE001 - whatever we did not think of costs one item
+        if len(items) == 1:
+            return give_up(items[0], e)
+        half = len(items) // 2
+        return combine(halving(items[:half], run, give_up, combine), halving(items[half:], run, give_up, combine))
 
 
 class ForgetIncomplete(Exception):
@@ -134,6 +150,7 @@ class Engine:
             self.ingest_batch(batch, report)
             if on_batch:
                 on_batch(len(batch))
+        report.rejections.sort(key=lambda r: r.record)   # conflicts are found after the batch's parse errors
         return report
 
     def ingest_batch(self, batch: list[tuple[int, bytes | str | dict]], report: IngestReport) -> None:
@@ -155,6 +172,10 @@ class Engine:
             raise
         except Exception:   # noqa: BLE001 - the net: find the record that fails, keep the rest
             result = self._isolate(valid, self.clock.now(), dict(batch))
+        if result.rejected:   # conflicts are found after parsing: give them their record as it came
+            raws = dict(batch)
+            result.rejected = [replace(r, raw=raws[r.record]) if r.raw is None and isinstance(raws.get(r.record), bytes)
+                               else r for r in result.rejected]
         report.add(result, invalid)
         if backfill:
             report.timer_changes += self.run_due()
@@ -175,23 +196,15 @@ class Engine:
         and reject those: an unexpected error costs one record, never the batch. A customer's
         touchpoints keep their order (the first half commits first). Due timers are left to
         run_due, which isolates its own failures."""
-        try:
-            return self.ingestor.ingest(items, now)
-        except INFRASTRUCTURE:
-            raise
-        except Exception as e:   # noqa: BLE001 - see ingest_batch
-            if len(items) > 1:
-                half = len(items) // 2
-                result = self._isolate(items[:half], now, records)
-                result.add(self._isolate(items[half:], now, records))
-                return result
-            number, tp = items[0]
+        def reject(item: tuple[int, Touchpoint], e: Exception) -> BatchResult:
+            number, tp = item
             log.warning("record %d (%s) could not be processed: %r", number, tp.event_id, e)
             log.debug("record %d", number, exc_info=True)
             raw = records.get(number)
             return BatchResult(rejected=[Rejection(number, "", f"could not be processed ({_error(e)}); "
                                                    "the records around it were ingested", tp.event_id,
                                                    raw if isinstance(raw, bytes) else None)])
+        return halving(items, lambda part: self.ingestor.ingest(part, now), reject, BatchResult.plus)
 
     def run_due(self, batch: int = 500, shard: tuple[int, int] | None = None) -> int:
         """Re-evaluate every customer whose timer is due (window expiries, health thresholds,
@@ -209,25 +222,20 @@ class Engine:
         return changes
 
     def _timers(self, due: list[str], now: Any, skipped: set[str]) -> int:
-        try:
-            return self._derive_due(due, now)
-        except INFRASTRUCTURE:
-            raise
-        except Exception as e:   # noqa: BLE001 - the net, as in ingest_batch
-            if len(due) > 1:
-                half = len(due) // 2
-                return self._timers(due[:half], now, skipped) + self._timers(due[half:], now, skipped)
+        def skip(customer: str, e: Exception) -> int:
             log.error("the due timer of customer %s could not be run (%s); skipped until the next run",
-                      due[0], _error(e))
-            log.debug("customer %s", due[0], exc_info=True)
-            skipped.add(due[0])
+                      customer, _error(e))
+            log.debug("customer %s", customer, exc_info=True)
+            skipped.add(customer)
             return 0
+        return halving(due, lambda part: self._derive_due(part, now), skip, int.__add__)
 
     def _derive_due(self, due: list[str], now: Any) -> int:
         def write() -> int:
             customers = list(self.store.customers(UUID(u) for u in due).values())
             timers: list = []
             with self.store.writing(customers):
+                self.ingestor.settle_erasures(customers, iso(now))
                 n = sum(sum(self.ingestor.derive(c, now, iso(now), timers)) for c in customers)
                 self.store.append(customers, timers=timers)
             return n
@@ -238,8 +246,10 @@ class Engine:
         making a new one, so from then on every personal field of theirs is dropped and nothing
         sealed can be opened), then the Erased event, retried against concurrent writers."""
         uuid = customer_uuid(customer_id)
-        if self.store.customer(uuid) is None:
+        known = self.store.customer(uuid)
+        if known is None:
             raise KeyError(customer_id)
+        already = known.erased
         deleted = self.keys.delete(str(uuid))
 
         def write() -> None:
@@ -254,7 +264,7 @@ class Engine:
             raise ForgetIncomplete(
                 f"{customer_id}: the key is destroyed (no personal data of theirs can be read or stored "
                 f"again), but recording the erasure failed ({_error(e)}); run forget again") from e
-        return {"customer_id": customer_id, "erased": True, "key_deleted": deleted}
+        return {"customer_id": customer_id, "erased": True, "key_deleted": deleted, "already_erased": already}
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -468,6 +468,30 @@ class JourneyStore(Application):
                         pass
             raise
 
+    def _snapshot(self, customers: list[Customer]) -> None:
+        """Write the customers' snapshots (replacing older ones), after their events' commit. Only
+        a shortcut for loading: one that cannot be written is logged and skipped until the
+        customer's next snapshot point, never a failed batch (it would be retried as duplicates)."""
+        if self._write_snapshots(customers) or len(customers) == 1:
+            return
+        for customer in customers:   # all at once failed: one by one, so one bad one costs only its own
+            self._write_snapshots([customer])
+
+    def _write_snapshots(self, group: list[Customer]) -> bool:
+        to_snapshot = self.snapshots.mapper.to_stored_event  # type: ignore[union-attr]
+        try:
+            with self.exclusive():   # in version order with other writers, so one snapshot stays
+                self.recorder.replace_snapshots(  # type: ignore[attr-defined]
+                    self.snapshots.recorder.events_table_name,  # type: ignore[union-attr]
+                    [to_snapshot(Customer.Snapshot.take(c)) for c in group])
+        except Exception:  # noqa: BLE001 - see _snapshot
+            if len(group) > 1:
+                return False
+            log.exception("the snapshot of customer %s could not be written", group[0].customer_id)
+        for customer in group:   # written, or given up on until the next snapshot point
+            customer.snapshotted = customer.version
+        return True
+
     def customer(self, customer: UUID) -> Customer | None:
         return self.customers([customer]).get(customer)
 
@@ -531,17 +555,7 @@ class JourneyStore(Application):
         with self.exclusive():
             self.recorder.insert_events(stored, **side_rows)
         if snap and self.snapshots is not None:
-            # After the commit, and only a shortcut for loading: a snapshot that cannot be written
-            # must not turn a committed batch into a failed one (it would be retried as duplicates).
-            try:
-                to_snapshot = self.snapshots.mapper.to_stored_event
-                self.recorder.replace_snapshots(  # type: ignore[attr-defined]
-                    self.snapshots.recorder.events_table_name,  # type: ignore[attr-defined]
-                    [to_snapshot(Customer.Snapshot.take(c)) for c in snap])
-                for c in snap:
-                    c.snapshotted = c.version
-            except Exception:  # noqa: BLE001 - logged; the customers load from their events instead
-                log.exception("snapshots of %d customers could not be written", len(snap))
+            self._snapshot(snap)
         if self.repository.cache is not None:
             for customer in touched:
                 self.repository.cache.put(customer.id, customer)

@@ -14,8 +14,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .catalog import Catalog, Channel, json_ready
-from .limits import (DuplicateKey, Problem, check_content, exact_parse, id_ok, id_problem, needs_exact_parse,
-                     parse_time, utf8_problem)
+from .limits import (DuplicateKey, Problem, check_content, exact_parse, id_ok, id_problem, parse_time, raw_keys,
+                     utf8_problem)
 
 
 class Fields(BaseModel):
@@ -131,15 +131,20 @@ class Validator:
 
     def validate(self, obj: Any, record: int, now: datetime, raw: bytes | None = None) -> Touchpoint | Rejection:
         if not isinstance(obj, dict):
-            return Rejection(record, "", f"expected a JSON object, got {type(obj).__name__}", raw=raw)
+            return Rejection(record, "", f"a touchpoint is a JSON object, not {json_type(obj)}", raw=raw)
         event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
         try:
-            keys = self._check_content(obj)
+            keys, widened = self._check_content(obj)
             if raw is None:
-                if len(orjson.dumps(obj)) > self.max_bytes:
+                try:
+                    size = len(orjson.dumps(obj))
+                except orjson.JSONEncodeError:   # a lone surrogate (a Python str may hold one): say where
+                    return self._reject(obj, record, None, None, otherwise="holds a lone surrogate: not valid "
+                                                                           "Unicode text")
+                if size > self.max_bytes:
                     return Rejection(record, "", f"touchpoint is larger than {self.max_bytes:,} bytes "
                                      "(ingest.max_touchpoint_bytes)", event_id)
-            elif needs_exact_parse(raw, keys):
+            elif widened or raw_keys(raw) != keys:
                 # The fast parser keeps the last of two equal keys and turns integers beyond 64
                 # bits into floats: parse again exactly, and check what that gives.
                 exact = exact_parse(raw)
@@ -161,9 +166,9 @@ class Validator:
         props = env.properties
         occurred = env.occurred_at   # in UTC
         if occurred > now + self.future_tolerance:
-            return Rejection(record, "occurred_at", f"{occurred.isoformat()} is more than "
-                             f"{self.future_tolerance} in the future (ingest.future_tolerance_hours)",
-                             event_id, raw)
+            hours = self.future_tolerance.total_seconds() / 3600
+            return Rejection(record, "occurred_at", f"{occurred.isoformat()} is more than {hours:g} hours ahead "
+                             "of now (ingest.future_tolerance_hours)", event_id, raw)
         properties = {k: json_ready(v) for k, v in props.model_dump(exclude_none=True).items()}
         stored = occurred.isoformat(timespec="microseconds")   # engine.clock.iso, already in UTC
         body = {"event_id": env.event_id, "customer_id": env.customer_id, "kind": env.kind,
@@ -172,16 +177,19 @@ class Validator:
         return Touchpoint(env.event_id, env.customer_id, env.kind, occurred, env.channel,
                           env.source, properties, env.traits, digest_of(body), stored)
 
-    def _check_content(self, obj: dict[str, Any]) -> int:
-        """The limits on properties and traits (engine.limits); returns the keys counted."""
-        keys = len(obj)
+    def _check_content(self, obj: dict[str, Any]) -> tuple[int, bool]:
+        """The limits on properties and traits (engine.limits): the keys counted, and whether a
+        float may be a widened integer."""
+        keys, widened = len(obj), False
         for name in ("properties", "traits"):
             value = obj.get(name)
             if isinstance(value, (dict, list)):
-                keys += check_content(value, (name,), self.max_depth, self.max_string_chars)
-        return keys
+                n, w = check_content(value, (name,), self.max_depth, self.max_string_chars)
+                keys, widened = keys + n, widened or w
+        return keys, widened
 
-    def _reject(self, obj: dict[str, Any], record: int, event_id: str | None, raw: bytes | None) -> Rejection:
+    def _reject(self, obj: dict[str, Any], record: int, event_id: str | None, raw: bytes | None,
+                otherwise: str | None = None) -> Rejection:
         try:
             env = Envelope.model_validate(obj)
         except ValidationError as e:
@@ -194,21 +202,55 @@ class Validator:
             schema.model_validate(env.properties)
         except ValidationError as e:
             return _rejection(e, record, event_id, raw, prefix="properties")
+        if otherwise:
+            return Rejection(record, "", otherwise, event_id, raw)
         raise AssertionError(f"record {record} is valid after all")
 
 
 def _rejection(e: ValidationError, record: int, event_id: str | None, raw: bytes | None,
                prefix: str = "") -> Rejection:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
-    msg = err["msg"]
-    if err["type"] == "missing":
-        msg = "is required"
-    elif err["type"] == "extra_forbidden":
-        msg = "is not a field of the touchpoint envelope (put it under properties or traits)"
-    elif err["type"] == "value_error":
-        msg = msg.removeprefix("Value error, ")   # our own validators' words, as they are
-    more = len(e.errors()) - 1
-    if more:
-        msg += f" (and {more} more error{'s' if more > 1 else ''})"
+    """The first problem is the rejection's field and reason; the others are named after it."""
+    found = [(".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"])), _words(err))
+             for err in e.errors()]
+    loc, msg = found[0]
+    if len(found) > 1:
+        msg += "; also " + "; ".join(f"{where or 'the record'} {what}" for where, what in found[1:4])
+        if len(found) > 4:
+            msg += f" (and {len(found) - 4} more)"
     return Rejection(record, loc, msg, event_id, raw)
+
+
+JSON_TYPES = {"dict": "an object", "list": "an array", "str": "a string", "int": "a number", "float": "a number",
+              "bool": "true or false", "NoneType": "null"}
+
+
+def json_type(value: Any) -> str:
+    """What a decoded JSON value was, in JSON's words."""
+    return JSON_TYPES.get(type(value).__name__, type(value).__name__)
+
+
+def _words(err: Any) -> str:
+    """A pydantic error in the words of the touchpoint format."""
+    kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a field of the touchpoint envelope (put it under properties or traits)"
+    if kind == "value_error":
+        return err["msg"].removeprefix("Value error, ")   # our own validators' words, as they are
+    if kind in ("float_type", "int_type", "int_from_float", "bool_type", "string_type", "dict_type"):
+        wanted = {"float_type": "a number", "int_type": "a whole number", "int_from_float": "a whole number",
+                  "bool_type": "true or false", "string_type": "a string", "dict_type": "an object"}[kind]
+        return f"must be {wanted}, not {json_type(given)}" + (
+            f" (send {given} without quotes)" if isinstance(given, str) and wanted.endswith("number") else "")
+    if kind in ("less_than_equal", "greater_than_equal"):
+        bound = ctx.get("le", ctx.get("ge"))
+        shown = f"{bound:,.0f}" if isinstance(bound, float) and bound.is_integer() else f"{bound:,}"
+        return f"must be at {'most' if kind == 'less_than_equal' else 'least'} {shown}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == r"^[A-Z]{3}$":
+        return f"{given!r} is not a currency code: three capital letters (ISO 4217), e.g. EUR"
+    if kind == "literal_error":
+        return f"{given!r} is not one of: {ctx.get('expected', '').replace(' or ', ', ')}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    return err["msg"]

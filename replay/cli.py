@@ -142,6 +142,7 @@ def _swap(live: Config, rebuilt: Config) -> Previous:
         for suffix in ("", "-wal", "-shm"):
             if Path(f"{new}{suffix}").exists():
                 shutil.move(f"{new}{suffix}", f"{current}{suffix}")
+        shutil.rmtree(rebuilt.data_path, ignore_errors=True)   # what is left there: an empty key store, a lock
         return Previous(str(previous), files=moved)
     from psycopg.sql import SQL, Identifier
     from engine.store import pg_connect

@@ -57,7 +57,7 @@ POISON: list[tuple[bytes, str, str]] = [
      "properties.n", "beyond +-(2**53 - 1)"),
     (line(record("p-big-safe", properties={"n": MAX_SAFE_INTEGER + 2})), "properties.n", "beyond"),
     (line(record("p-huge-amount", kind="order.placed", properties={**ORDER, "amount": 1e308})),
-     "properties.amount", "less than or equal to"),
+     "properties.amount", "must be at most 1,000,000,000,000,000"),
     (line(record("p-nul-value", properties={"note": "a\u0000b"})), "properties.note", "NUL"),
     (b'{"event_id": "p-utf8-\xff", "customer_id": "poisoned"}', "", "not valid UTF-8"),
     (b'{"event_id": "p-truncated", "customer_id": ', "", "not valid JSON"),

@@ -42,10 +42,11 @@ def test_reusing_an_event_id_with_other_content_is_a_conflict(engine):
     engine.ingest([order("e1", day(1), amount=10)])
     r = engine.ingest([order("e1", day(1), amount=99), order("e2", day(2))])
     assert (r.accepted, r.duplicates, r.rejected) == (1, 0, 1)
-    assert r.rejections[0].field == "event_id" and "different content" in r.rejections[0].reason
+    assert r.rejections[0].field == "event_id" and "this customer accepted earlier, with other content" in \
+        r.rejections[0].reason
     # the same event id under another customer is a conflict too
     r = engine.ingest([order("e1", day(1), amount=10, customer="c2")])
-    assert r.rejected == 1
+    assert r.rejected == 1 and "a touchpoint of another customer" in r.rejections[0].reason
     # and within one batch
     r = engine.ingest([order("e7", day(1)), order("e7", day(1), amount=3)])
     assert (r.accepted, r.rejected) == (1, 1) and r.rejections[0].record == 2
@@ -235,3 +236,42 @@ def test_the_timeline_comes_newest_first_in_pages(engine, clock):
     pages = [engine.customer("c1", limit=10, offset=k)["timeline"] for k in (0, 10, 20, 30)]
     assert [t for page in pages for t in page] == full["timeline"]
     assert engine.customer("c1", limit=10, offset=30)["timeline_total"] == full["timeline_total"]
+
+
+def test_customers_that_leave_the_cache_leave_memory(sqlite_config, clock):
+    # The walk kept beside a customer's facts refers to them, and they to it: as a cycle, frozen
+    # by gc.freeze(), every customer evicted from the cache stayed in memory for good.
+    import gc
+    from engine.projections.facts import Facts
+    config = sqlite_config.model_copy(update={"store": sqlite_config.store.model_copy(update={"cache_customers": 50})})
+    gc.unfreeze()
+    gc.collect()               # what earlier tests left
+    before = sum(isinstance(o, Facts) for o in gc.get_objects())
+    with Engine(config, clock) as engine:
+        for k in range(0, 1200, 300):
+            engine.ingest([order(f"o{i}-{j}", day(j * 10), customer=f"k{i}") for i in range(k, k + 300) for j in range(3)])
+        gc.unfreeze()          # count what is reachable or leaked, without collecting cycles first
+        alive = sum(isinstance(o, Facts) for o in gc.get_objects()) - before
+    assert alive <= 50 + 10, alive
+
+
+def test_a_huge_at_risk_threshold_is_no_overflow(sqlite_config, clock):
+    # A factor of 100 on a gap of 89 years puts the at-risk threshold beyond the year 9999.
+    config = sqlite_config.model_copy(update={"lifecycle": sqlite_config.lifecycle.model_copy(
+        update={"at_risk_gap_factor": 100.0})})
+    with Engine(config, clock) as engine:
+        r = engine.ingest([order("a", datetime(1901, 1, 1, tzinfo=NOW.tzinfo)),
+                           order("b", datetime(1990, 1, 1, tzinfo=NOW.tzinfo))])
+        assert (r.accepted, r.rejected) == (2, 0)
+        assert engine.customer("c1")["health"] == "lapsed"
+
+
+def test_a_clock_that_goes_back_changes_nothing_recorded(config):
+    with Engine(config, FixedClock(NOW)) as engine:
+        engine.ingest([order("o1", NOW - timedelta(days=10)), order("o2", NOW - timedelta(days=5))])
+        before = engine.changes()
+    with Engine(config, FixedClock(NOW - timedelta(days=3))) as engine:   # a worker whose clock is behind
+        r = engine.ingest([tp("v", "page.viewed", NOW - timedelta(days=4))])
+        assert (r.accepted, r.rejected, r.changes) == (1, 0, 0)
+        assert engine.changes() == before
+        assert engine.customer("c1", as_of=NOW)["stage"] == "repeat"

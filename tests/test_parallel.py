@@ -75,3 +75,10 @@ def test_a_record_whose_processing_fails_is_rejected_and_the_rest_kept(sqlite_co
         assert rejected.record == 21 and rejected.event_id == "o1"
         assert "ZeroDivisionError: the custom condition divided by zero" in rejected.reason
         assert engine.funnel()["customers"] == 20
+
+
+def test_a_record_no_process_can_route_is_rejected_not_fatal(sqlite_config):
+    records = [tp("ok", "page.viewed", day(1)), {**tp("bad", "page.viewed", day(1)), "customer_id": "\ud800"}]
+    with Engine(sqlite_config, FixedClock(NOW)) as engine:
+        report = engine.ingest(records, workers=2)
+    assert (report.accepted, report.rejected) == (1, 1) and report.rejections[0].field == "customer_id"

@@ -361,3 +361,31 @@ def test_first_time_policies_decide_once_per_customer(engine, clock):
     assert len(entered) == 2
     assert len(decisions(engine, policy="loyalty_enrolment")) == 1
     assert len(decisions(engine, policy="welcome")) == 1
+
+
+def test_a_forget_that_stopped_after_the_key_is_finished_by_the_next_write(engine, clock):
+    # forget destroys the key first, then records Erased; stopped in between (killed, or the
+    # store failing), the customer kept getting promotions. The tombstone says it is erased.
+    from engine.ids import customer_uuid
+    engine.ingest([consent("k1", ago(40)), order("o1", ago(20), traits={"email": "x@mail.test"})])
+    engine.keys.delete(str(customer_uuid("c1")))            # the first half of a forget, and no more
+    assert not engine.customer("c1")["erased"]
+    clock.advance(days=40)                                   # the second-purchase nudge falls due
+    engine.run_due()
+    assert engine.customer("c1")["erased"]
+    nudge = decisions(engine, policy="second_purchase_nudge")
+    assert [a["status"] for a in nudge] == ["suppressed"] and "forgotten" in nudge[0]["reason"]
+    engine.ingest([tp("p1", "profile.updated", ago(-41), traits={"email": "again@mail.test"})])
+    assert engine.customer("c1")["traits"].get("email") is None
+
+
+def test_a_customer_whose_timers_fail_is_skipped_and_the_others_go_on(tmp_path, clock):
+    from engine.policies.model import PolicySpec, Trigger
+    policy = PolicySpec(name="broken_timer", trigger=Trigger(on="absence", absence="activity", days=10),
+                        action="call", channel="phone", purpose="service", python="tests.support.vip:broken_for_c2")
+    with Engine(Config(data_dir=str(tmp_path), policies=(policy,)), clock) as engine:
+        engine.ingest([tp(f"v{i}", "page.viewed", ago(1), customer=f"c{i}") for i in range(1, 4)])
+        clock.advance(days=30)
+        assert engine.run_due() == 2                             # c1 and c3 decided, c2 skipped
+        assert sorted(a["customer_id"] for a in engine.actions()) == ["c1", "c3"]
+        assert engine.run_due() == 0                             # c2 is tried again, and skipped again

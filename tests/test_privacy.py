@@ -31,7 +31,8 @@ def test_pii_is_never_stored_in_clear_and_is_gone_after_forget(sqlite_config, cl
         from engine.ids import customer_uuid
         key = engine.keys.get_many([str(customer_uuid("c1"))])[str(customer_uuid("c1"))]
         assert key in all_bytes(data)
-        assert engine.forget("c1") == {"customer_id": "c1", "erased": True, "key_deleted": True}
+        assert engine.forget("c1") == {"customer_id": "c1", "erased": True, "key_deleted": True, "already_erased": False}
+        assert engine.forget("c1")["already_erased"] is True                  # a second time changes nothing
         view = engine.customer("c1")
         assert view["erased"] is True
         assert view["traits"] == {"timezone": "Europe/London", "personal_data": "[erased]"}

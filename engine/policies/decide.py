@@ -8,8 +8,8 @@ promotion of the same moment is checked (and then suppressed by the complaint it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from datetime import datetime
 from typing import Any, Callable
 from uuid import uuid5
@@ -31,9 +31,14 @@ class PolicyContext:
     stage: str | None
     health: str | None
     purchases: int
-    revenue: float
     now: datetime
     firing: Firing
+    facts: Any = field(repr=False, compare=False)
+
+    @cached_property
+    def revenue(self) -> float:
+        """The purchases' amounts: worked out only if the condition asks (it reads every order)."""
+        return round(sum(o.amount for o in purchases(self.facts, self.now)), 2)
 
 
 @lru_cache(maxsize=1 << 16)   # timers fire again at every derivation until something changes
@@ -110,8 +115,7 @@ class PolicyEngine:
         if c.max_purchases is not None:
             cond("max_purchases", c.max_purchases, n, n <= c.max_purchases)
         if spec.name in self.custom:
-            ctx = PolicyContext(customer.customer_id, status.stage, status.health, n,
-                                round(sum(o.amount for o in purchases(customer.facts, now)), 2), now, firing)
+            ctx = PolicyContext(customer.customer_id, status.stage, status.health, n, now, firing, customer.facts)
             verdict = self.custom[spec.name](ctx)
             cond(spec.python or spec.name, True, bool(verdict), bool(verdict))
         return out

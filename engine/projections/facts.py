@@ -46,7 +46,9 @@ class Facts:
     moments: list[tuple[datetime, str, str]] = field(default_factory=list)
     # Bumped by every change, so what was concluded from these facts knows when it is stale.
     version: int = field(default=0, compare=False)
-    # The walk kept beside these facts (lifecycle.Sweep), told of every change to an order.
+    # The walk kept beside these facts (lifecycle.Sweep), told of every change to an order; a weak
+    # reference: the sweep refers to the facts, and a cycle would outlive its customer (the
+    # collector never rescans what gc.freeze() froze).
     listener: Any = field(default=None, compare=False, repr=False)
 
     def saw(self, event_id: str, at: datetime) -> None:
@@ -87,8 +89,9 @@ class Facts:
             value = props.get("rating") if kind == "review.posted" else props.get("nps")
             insort(self.signals, (at, event_id, kind, value))  # type: ignore[arg-type]
             return
-        if self.listener is not None:
-            self.listener.order_changed(oid)
+        sweep = self.listener() if self.listener is not None else None
+        if sweep is not None:
+            sweep.order_changed(oid)
 
     def void_of(self, order_id: str) -> datetime | None:
         """When an order stopped counting as a purchase: its earliest cancellation, or the refund

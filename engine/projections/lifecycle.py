@@ -14,6 +14,7 @@ changes is computed, not walked to.
 """
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +27,12 @@ from .facts import Facts, Order
 TICK = timedelta(microseconds=1)  # "more than N days": the threshold passes just after N days
 LAST = "\U0010ffff"               # sorts after every event id: (t, LAST) is "the end of instant t"
 DAY = 86400
+
+
+def _count(n: float, noun: str) -> str:
+    """'1 day', '2 days', '1,204 days' (n rounded to whole units)."""
+    whole = round(n)
+    return f"{whole:,} {noun}" + ("" if whole == 1 else "s")
 
 
 @dataclass(slots=True)
@@ -52,7 +59,7 @@ class Status:
             return "no touchpoint yet"
         n, w, r, T = self.count, self.rules.window_days, self.rules, self.at
         if self.stage in ("loyal", "advocate"):
-            why = f"{n} purchases, {self.recent} of them in the {w} days to {T:%Y-%m-%d}"
+            why = f"{_count(n, 'purchase')}, {self.recent:,} of them in the {w:,} days to {T:%Y-%m-%d}"
             if self.signal is None:
                 return why
             at, _, kind, value = self.signal
@@ -62,8 +69,8 @@ class Status:
             return f"loyal ({why}) and {what} on {at:%Y-%m-%d}"
         if self.stage == "repeat":
             if n < r.loyal_min_purchases:
-                return f"{n} purchases"
-            return (f"{n} purchases, but only {self.recent} in the {w} days to {T:%Y-%m-%d} "
+                return _count(n, "purchase")
+            return (f"{_count(n, 'purchase')}, but only {self.recent:,} in the {w:,} days to {T:%Y-%m-%d} "
                     f"(loyal needs {r.loyal_min_recent_purchases})")
         if self.stage == "first_buyer":
             assert self.first is not None
@@ -76,12 +83,12 @@ class Status:
             return ""
         T = self.at
         days = (T - self.last.at).total_seconds() / DAY
-        since = f"last purchase {days:.0f} days before {T:%Y-%m-%d}"
+        since = f"last purchase {_count(days, 'day')} before {T:%Y-%m-%d}"
         if self.health == "lapsed":
-            return f"{since}, more than {self.rules.lapsed_days}"
+            return f"{since}, more than {self.rules.lapsed_days:,} (lapsed threshold)"
         if self.health == "at_risk":
-            return f"{since}, more than {self.limit:.0f} (at-risk threshold)"
-        return f"{since}, within {self.limit:.0f} (at-risk threshold)"
+            return f"{since}, more than {self.limit:,.0f} (at-risk threshold)"
+        return f"{since}, within {self.limit:,.0f} (at-risk threshold)"
 
 
 _NOBODY = Status(None, None, 0, None, None, ())
@@ -110,14 +117,15 @@ class Sweep:
     (`to`); `status(T)` reads the rest (window, signals, thresholds) from them. Moving costs
     O(log n) per placement or void passed; so does a change to an order, at any time."""
 
-    __slots__ = ("facts", "rules", "t", "bought", "gaps", "starts", "ends", "placed", "si", "ei", "indexed")
+    __slots__ = ("facts", "rules", "t", "bought", "gaps", "starts", "ends", "placed", "si", "ei", "indexed",
+                 "__weakref__")
 
     def __init__(self, facts: Facts, rules: LifecycleRules, attach: bool = False):
         self.facts, self.rules = facts, rules
         self.indexed = False
         self.t: datetime | None = None
         if attach:   # kept between batches: the facts tell it of every change to an order
-            facts.listener = self
+            facts.listener = weakref.ref(self)
 
     # -- the orders' placements and voids, in time order ------------------------------------
 
@@ -286,11 +294,17 @@ class Sweep:
             candidates.append(f.first_seen)
         candidates += _stage_ends(self.bought, status, rules)
         if status.last is not None:
-            last = status.last.at
-            for due in (last + timedelta(days=status.limit) + TICK, last + rules.lapsed + TICK):
+            for due in _thresholds(status.last.at, status.limit, rules):
                 if due > t:
                     candidates.append(due)
         return min(candidates) if candidates else None
+
+
+def _thresholds(last: datetime, limit: float, rules: LifecycleRules) -> tuple[datetime, datetime]:
+    """When the health passes the at-risk threshold and the lapsed one after the last purchase.
+    An at-risk threshold beyond the lapsed one never matters (lapsed comes first), and capped
+    there it cannot run past the year 9999 (a factor of 100 on a gap of a century would)."""
+    return last + timedelta(days=min(limit, rules.lapsed_days)) + TICK, last + rules.lapsed + TICK
 
 
 def _stage_ends(bought: list[Bought], status: Status, rules: LifecycleRules) -> list[datetime]:
@@ -385,22 +399,11 @@ def changes(old: Status, new: Status, at: datetime, sweep: Sweep) -> list[Transi
             continue
         trigger, trigger_ids = _trigger(sweep, at)
         why = new.stage_reason if dim == "stage" else (new.health_reason or "no purchase counts any more")
-        causes = trigger_ids or (_stage_causes(sweep.facts, new) if dim == "stage" else new.health_causes)
+        # Every stage change has a touchpoint or a window exit at its moment (its trigger); only
+        # a health threshold passes with none, and then the last purchase is the cause.
+        causes = trigger_ids or new.health_causes
         out.append(Transition(dim, before, after, at, tuple(dict.fromkeys(causes)), f"{trigger}: {why}"))
     return out
-
-
-def _stage_causes(facts: Facts, status: Status) -> tuple[str, ...]:
-    """The purchases (and signal) a stage rests on. Only a stage change with no touchpoint at its
-    moment needs them, which the walk never makes: read from scratch when asked."""
-    if status.stage == "prospect" or status.at is None or status.rules is None:
-        return (facts.first_seen_id or "",)
-    bought = purchases(facts, status.at)
-    if status.stage in ("loyal", "advocate"):
-        since = status.at - status.rules.window
-        ids = tuple(o.event_id for o in bought if o.at > since)
-        return ids + ((status.signal[1],) if status.signal else ())
-    return tuple(o.event_id for o in bought)
 
 
 def _trigger(sweep: Sweep, at: datetime) -> tuple[str, tuple[str, ...]]:
@@ -457,7 +460,7 @@ def _settled_change(sweep: Sweep, t: datetime, status: Status) -> datetime | Non
     times = _stage_ends(sweep.bought, status, rules)
     if status.last is not None:
         last = status.last.at
-        for due in sorted((last + timedelta(days=status.limit) + TICK, last + rules.lapsed + TICK)):
+        for due in sorted(_thresholds(last, status.limit, rules)):
             if due > t:
                 days = (due - last).total_seconds() / DAY
                 health = "lapsed" if days > rules.lapsed_days else "at_risk" if days > status.limit else "active"
@@ -513,12 +516,15 @@ def advance(facts: Facts, recorded: tuple[str | None, str | None], evaluated_unt
             now: datetime, rules: LifecycleRules, memo: Memo | None) -> tuple[list[Transition], Status, Memo]:
     """`live_transitions`, and the memo for the next call. Most touchpoints change no lifecycle
     fact and arrive before anything is due: then the memo answers, and nothing is walked."""
+    if evaluated_until is not None and now < evaluated_until:
+        now = evaluated_until   # a clock gone back (skewed workers): nothing is walked back
     current = memo is not None and memo.facts_version == facts.version and memo.rules is rules
     if current and evaluated_until is not None and memo.at <= evaluated_until and (
             memo.valid_until is None or evaluated_until < memo.valid_until):
         if (memo.status.stage, memo.status.health) == recorded and (memo.valid_until is None or now < memo.valid_until):
             return [], memo.status, memo
-    sweep = memo.sweep if memo is not None and memo.rules is rules and memo.sweep is not None \
-        and facts.listener is memo.sweep else Sweep(facts, rules, attach=True)
+    kept = memo.sweep if memo is not None and memo.rules is rules else None
+    sweep = kept if kept is not None and facts.listener is not None and facts.listener() is kept \
+        else Sweep(facts, rules, attach=True)
     transitions, status = live_transitions(facts, recorded, evaluated_until, now, rules, sweep)
     return transitions, status, Memo(facts.version, rules, now, status, *ahead(sweep, now, status), sweep)

@@ -37,6 +37,12 @@ def ledger(facts: Facts) -> list[tuple[Order, datetime | None]]:
     return out  # "more than N days": the threshold passes just after N days
 
 
+def _count(n: float, noun: str) -> str:
+    """'1 day', '2 days', '1,204 days' (n rounded to whole units)."""
+    whole = round(n)
+    return f"{whole:,} {noun}" + ("" if whole == 1 else "s")
+
+
 @dataclass(slots=True)
 class Status:
     stage: str | None          # None before the customer's first touchpoint
@@ -65,7 +71,7 @@ class Status:
             return "no touchpoint yet"
         n, w, r, T = len(self.purchases), self.rules.window_days, self.rules, self.at
         if self.stage in ("loyal", "advocate"):
-            why = f"{n} purchases, {self.recent} of them in the {w} days to {T:%Y-%m-%d}"
+            why = f"{_count(n, 'purchase')}, {self.recent:,} of them in the {w:,} days to {T:%Y-%m-%d}"
             if self.signal is None:
                 return why
             at, _, kind, value = self.signal
@@ -75,8 +81,8 @@ class Status:
             return f"loyal ({why}) and {what} on {at:%Y-%m-%d}"
         if self.stage == "repeat":
             if n < r.loyal_min_purchases:
-                return f"{n} purchases"
-            return (f"{n} purchases, but only {self.recent} in the {w} days to {T:%Y-%m-%d} "
+                return _count(n, "purchase")
+            return (f"{_count(n, 'purchase')}, but only {self.recent:,} in the {w:,} days to {T:%Y-%m-%d} "
                     f"(loyal needs {r.loyal_min_recent_purchases})")
         if self.stage == "first_buyer":
             return f"one purchase on {self.purchases[0].at:%Y-%m-%d}"
@@ -88,12 +94,12 @@ class Status:
             return ""
         T = self.at
         days = (T - self.purchases[-1].at).total_seconds() / 86400
-        since = f"last purchase {days:.0f} days before {T:%Y-%m-%d}"
+        since = f"last purchase {_count(days, 'day')} before {T:%Y-%m-%d}"
         if self.health == "lapsed":
-            return f"{since}, more than {self.rules.lapsed_days}"
+            return f"{since}, more than {self.rules.lapsed_days:,} (lapsed threshold)"
         if self.health == "at_risk":
-            return f"{since}, more than {self.limit:.0f} (at-risk threshold)"
-        return f"{since}, within {self.limit:.0f} (at-risk threshold)"
+            return f"{since}, more than {self.limit:,.0f} (at-risk threshold)"
+        return f"{since}, within {self.limit:,.0f} (at-risk threshold)"
 
 
 @dataclass(frozen=True, slots=True)
