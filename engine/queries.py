@@ -20,7 +20,7 @@ from .clock import iso
 from .ids import customer_uuid
 from .policies.checks import open_at
 from .privacy import ERASED, reveal, unseal
-from .projections.facts import Facts, Folds
+from .projections.facts import LIFECYCLE_KINDS, Facts, Folds
 from .projections.lifecycle import HEALTHS, STAGES, evaluate, revenue, timeline
 
 if TYPE_CHECKING:
@@ -163,9 +163,11 @@ def _customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bo
     complaints: dict[str, str] = {}
     invoices: dict[str, str] = {}
     channels: Counter[str] = Counter()
+    if touchpoints:   # in time order: the first is where the customer begins
+        facts.saw(touchpoints[0]["event_id"], datetime.fromisoformat(touchpoints[0]["occurred_at"]))
     for tp in touchpoints:
-        at = datetime.fromisoformat(tp["occurred_at"])
-        facts.add(tp["event_id"], tp["kind"], at, tp["properties"])
+        if tp["kind"] in LIFECYCLE_KINDS:   # the others only move the first touchpoint: seen above
+            facts.add(tp["event_id"], tp["kind"], datetime.fromisoformat(tp["occurred_at"]), tp["properties"])
         props = tp["properties"]
         if tp["sealed"]:
             pii = unseal(key, tp["sealed"], f"{uuid}/{tp['event_id']}")
