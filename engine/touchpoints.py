@@ -6,6 +6,7 @@ field and the reason, and never stops the records around it from being ingested.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Optional
@@ -126,7 +127,8 @@ class Validator:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as e:
-            return Rejection(record, "", utf8_problem(data) or f"not valid JSON: {e}", raw=data)
+            where = re.sub(r": line 1 column (\d+) \(char \d+\)$", r" (at character \1)", str(e))   # one line a record
+            return Rejection(record, "", utf8_problem(data) or f"not valid JSON: {where}", raw=data)
         return self.validate(obj, record, now, raw=data)
 
     def validate(self, obj: Any, record: int, now: datetime, raw: bytes | None = None) -> Touchpoint | Rejection:
