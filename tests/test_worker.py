@@ -252,3 +252,45 @@ async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_
 async def _at_least(bootstrap: str, topic: str, n: int) -> list | None:
     messages = await topic_messages(bootstrap, topic)
     return messages if len(messages) >= n else None
+
+
+async def test_a_worker_whose_store_fails_retries_and_loses_nothing(stream_config, tmp_path):
+    # The machinery failing (here: the SQLite store locked by another program past the 30 s the
+    # store waits) must not kill the agent, which would then consume nothing more: the worker
+    # retries the batch until the store is back, and every touchpoint arrives once.
+    import sqlite3
+    topo = Topology.of(stream_config)
+    cfg = tmp_path / "journey.toml"
+    cfg.write_text(dump_toml(stream_config))
+    await ensure_topics(stream_config.kafka.bootstrap_servers, topo)
+    worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
+    engine = Engine(stream_config, SystemClock())
+    blocker = None
+    try:
+        await produce(stream_config.kafka.bootstrap_servers, topo.touchpoints,
+                      [tp("b0", "page.viewed", now_minus(days=1), customer="s0")])
+
+        def stored() -> int:
+            return sum(1 for _ in scan(engine, TOUCHPOINT_TOPIC))
+
+        await wait_until(lambda: asyncio.to_thread(lambda: stored() >= 1), 90, "the first touchpoint")
+        blocker = sqlite3.connect(Path(stream_config.data_dir) / stream_config.store.sqlite_file, timeout=30)
+        blocker.execute("BEGIN EXCLUSIVE")                  # nobody else writes now
+        await produce(stream_config.kafka.bootstrap_servers, topo.touchpoints,
+                      [tp(f"b{i}", "page.viewed", now_minus(days=1), customer=f"s{i % 7}") for i in range(1, 60)])
+        log = tmp_path / "worker.log"
+        await wait_until(lambda: asyncio.sleep(0, "failed" in log.read_text()), 90, "the worker to see the failure")
+        blocker.rollback()
+        blocker.close()
+        blocker = None
+        await wait_until(lambda: asyncio.to_thread(lambda: stored() >= 60), 120, "every touchpoint after the outage")
+        ids = [b["touchpoint"]["event_id"] for _, _, b in scan(engine, TOUCHPOINT_TOPIC)]
+        assert len(ids) == len(set(ids)) == 60
+    finally:
+        if blocker is not None:
+            blocker.close()
+        stop(worker)
+        engine.close()
+    text = (tmp_path / "worker.log").read_text()
+    assert "ingesting a batch of" in text and "trying again" in text
+    assert "Traceback" not in text, text[-3000:]
