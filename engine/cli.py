@@ -397,7 +397,9 @@ def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> N
         say(("journey why", "bold"), " " + summary["why"]["action_id"])
         say_lines(summary["why"]["explanation"])
     say()
-    say(f"explore: JOURNEY_DATA_DIR={summary['data_dir']} journey customer {summary['customer']['customer_id']}")
+    me = sys.argv[0] if Path(sys.argv[0]).name == "journey" else "journey"   # the venv's, as it was run
+    data = Path(summary["data_dir"]).resolve()
+    say(f"explore: JOURNEY_DATA_DIR={data} {me} customer {summary['customer']['customer_id']}")
 
 
 def _plugins() -> None:
