@@ -151,20 +151,21 @@ def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, confi
         with open_engine(config_of(config_path), EventTimeClock() if backfill else None, create=True) as engine:
             report = ingest_file(engine, file, show=err.is_terminal and not as_json, workers=workers)
             engine.clock = SystemClock()
-            due = engine.run_due()
+            report.add_timers(engine.run_due())   # what fell due while it ran
         if out:
             for r in report.rejections:
                 out.write(orjson.dumps({**r.as_dict(), "raw": (r.raw or b"").decode("utf-8", "replace")}) + b"\n")
     finally:
         if out:
             out.close()
-    summary = {**report.summary(), "timer_changes": report.timer_changes + due}
+    summary = report.summary()
     if as_json:
         emit(summary)
         return
     say(f"accepted {summary['accepted']:,}, duplicates {summary['duplicates']:,}, "
         f"rejected {summary['rejected']:,}; "
-        f"{summary['stage_changes'] + summary['timer_changes']:,} lifecycle changes recorded")
+        f"{summary['changes']:,} lifecycle changes and {summary['actions']:,} decisions recorded "
+        f"({summary['timer_changes']:,} and {summary['timer_actions']:,} of them by timers)")
     for r in report.rejections[:10]:
         say("  ", ("rejected", "red"), " ", r.message())
     if report.rejected > 10:
@@ -352,8 +353,9 @@ def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:
 def tick(config_path: str | None, as_json: bool) -> None:
     """Run due lifecycle timers now (window expiries, health thresholds)."""
     with open_engine(config_of(config_path)) as engine:
-        n = engine.run_due()
-    emit({"changes": n}) if as_json else say(f"{n:,} lifecycle changes recorded")
+        run = engine.run_due()
+    emit({"changes": run.changes, "actions": run.actions}) if as_json else say(
+        f"{run.changes:,} lifecycle changes and {run.actions:,} decisions recorded")
 
 
 @main.command()
@@ -375,7 +377,7 @@ def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> N
     i = summary["ingest"]
     say(f"simulated {customers:,} customers (seed {seed}) → {summary['history']}")
     say(f"ingested: {i['accepted']:,} accepted, {i['duplicates']:,} duplicates, {i['rejected']:,} rejected; "
-        f"{i['stage_changes'] + i['timer_changes']:,} lifecycle changes, {i['actions']:,} decisions")
+        f"{i['changes']:,} lifecycle changes, {i['actions']:,} decisions")
     say()
     print_funnel(summary["funnel"])
     table = Table(title="Lifecycle changes recorded")

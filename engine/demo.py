@@ -43,7 +43,7 @@ def run_demo(config: Config, customers: int, seed: int,
     with Engine(config, EventTimeClock()) as engine:
         report = ingest(engine, history)
         engine.clock = SystemClock()
-        due = engine.run_due()
+        report.add_timers(engine.run_due())
         changes = Counter((c["dimension"], c["from"], c["to"])
                           for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC) for c in [body["change"]])
         latest: dict[str, dict] = {}
@@ -63,7 +63,7 @@ def run_demo(config: Config, customers: int, seed: int,
         funnel = engine.funnel()
     return {
         "data_dir": str(data), "history": str(history), "customers": customers, "seed": seed,
-        "ingest": {**report.summary(), "timer_changes": report.timer_changes + due},
+        "ingest": report.summary(),
         "funnel": funnel,
         "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in changes.most_common()],
         "actions": {"by_policy": {p: {s: c[s] for s in ("issued", "suppressed", "deferred")}

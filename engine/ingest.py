@@ -34,9 +34,10 @@ class BatchResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
-    changes: int = 0
-    actions: int = 0
-    timer_changes: int = 0    # changes and decisions of customers whose timers were due
+    changes: int = 0          # appended to the change feed for the batch's customers
+    actions: int = 0          # ...and to the action feed
+    timer_changes: int = 0    # appended for customers whose timers were due (no touchpoint in the batch)
+    timer_actions: int = 0
 
     def add(self, other: "BatchResult") -> None:
         self.accepted += other.accepted
@@ -45,6 +46,7 @@ class BatchResult:
         self.changes += other.changes
         self.actions += other.actions
         self.timer_changes += other.timer_changes
+        self.timer_actions += other.timer_actions
 
     def plus(self, other: "BatchResult") -> "BatchResult":
         self.add(other)
@@ -149,7 +151,9 @@ class Ingestor:
                 result.changes += changes
                 result.actions += actions
             for customer in due:
-                result.timer_changes += sum(self.derive(customer, now, recorded_at, timers))
+                changes, actions = self.derive(customer, now, recorded_at, timers)
+                result.timer_changes += changes
+                result.timer_actions += actions
             self.store.append([*customers.values(), *due], touchpoint_ids=ids, timers=timers)
         return result
 

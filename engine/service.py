@@ -57,37 +57,64 @@ class ForgetIncomplete(Exception):
 
 
 @dataclass
+class Recorded:
+    """What a run of the due timers appended to the change feed and the action feed."""
+    changes: int = 0
+    actions: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.changes + self.actions
+
+    def __add__(self, other: "Recorded") -> "Recorded":
+        return Recorded(self.changes + other.changes, self.actions + other.actions)
+
+
+@dataclass
 class IngestReport:
+    """What an ingest did. `changes` and `actions` count what it appended to each feed, those of
+    due timers included (`timer_changes`, `timer_actions`: customers it had no touchpoint for
+    at that moment); the summary has the same keys."""
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
     changes: int = 0
-    timer_changes: int = 0
     actions: int = 0
+    timer_changes: int = 0
+    timer_actions: int = 0
     rejections: list[Rejection] = field(default_factory=list)
 
     def add(self, batch: BatchResult, invalid: list[Rejection]) -> None:
         self.accepted += batch.accepted
         self.duplicates += batch.duplicates
-        self.changes += batch.changes
-        self.actions += batch.actions
-        self.timer_changes += batch.timer_changes
+        self.changes += batch.changes + batch.timer_changes
+        self.actions += batch.actions + batch.timer_actions
+        self.add_timers(Recorded(batch.timer_changes, batch.timer_actions), counted=True)
         self.rejections += invalid + batch.rejected
         self.rejected = len(self.rejections)
+
+    def add_timers(self, run: Recorded, counted: bool = False) -> None:
+        if not counted:
+            self.changes += run.changes
+            self.actions += run.actions
+        self.timer_changes += run.changes
+        self.timer_actions += run.actions
 
     def merge(self, other: "IngestReport") -> None:
         """Add another report of the same ingest (a batch, or another process's share)."""
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.changes += other.changes
-        self.timer_changes += other.timer_changes
         self.actions += other.actions
+        self.timer_changes += other.timer_changes
+        self.timer_actions += other.timer_actions
         self.rejections += other.rejections
         self.rejected = len(self.rejections)
 
     def summary(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
-                "stage_changes": self.changes, "timer_changes": self.timer_changes, "actions": self.actions}
+                "changes": self.changes, "actions": self.actions,
+                "timer_changes": self.timer_changes, "timer_actions": self.timer_actions}
 
 
 class Engine:
@@ -178,7 +205,7 @@ class Engine:
                                else r for r in result.rejected]
         report.add(result, invalid)
         if backfill:
-            report.timer_changes += self.run_due()
+            report.add_timers(self.run_due())
 
     def _validate(self, number: int, record: bytes | str | dict, now: Any) -> Touchpoint | Rejection:
         try:
@@ -206,7 +233,7 @@ class Engine:
                                                    raw if isinstance(raw, bytes) else None)])
         return halving(items, lambda part: self.ingestor.ingest(part, now), reject, BatchResult.plus)
 
-    def run_due(self, batch: int = 500, shard: tuple[int, int] | None = None) -> int:
+    def run_due(self, batch: int = 500, shard: tuple[int, int] | None = None) -> Recorded:
         """Re-evaluate every customer whose timer is due (window expiries, health thresholds,
         policy timers, deferred actions) among this engine's shard, or the given one; returns the
         changes and decisions recorded. A customer whose evaluation fails is logged and skipped
@@ -214,31 +241,33 @@ class Engine:
         now = self.clock.now()
         shard = shard or self.shard
         recorder = self.store.recorder
-        changes = 0
+        recorded = Recorded()
         skipped: set[str] = set()
         while due := [u for u in recorder.due_customers(to_us(now), batch + len(skipped), shard)  # type: ignore[attr-defined]
                       if u not in skipped][:batch]:
-            changes += self._timers(due, now, skipped)
-        return changes
+            recorded += self._timers(due, now, skipped)
+        return recorded
 
-    def _timers(self, due: list[str], now: Any, skipped: set[str]) -> int:
-        def skip(customer: str, e: Exception) -> int:
+    def _timers(self, due: list[str], now: Any, skipped: set[str]) -> Recorded:
+        def skip(customer: str, e: Exception) -> Recorded:
             log.error("the due timer of customer %s could not be run (%s); skipped until the next run",
                       customer, _error(e))
             log.debug("customer %s", customer, exc_info=True)
             skipped.add(customer)
-            return 0
-        return halving(due, lambda part: self._derive_due(part, now), skip, int.__add__)
+            return Recorded()
+        return halving(due, lambda part: self._derive_due(part, now), skip, Recorded.__add__)
 
-    def _derive_due(self, due: list[str], now: Any) -> int:
-        def write() -> int:
+    def _derive_due(self, due: list[str], now: Any) -> Recorded:
+        def write() -> Recorded:
             customers = list(self.store.customers(UUID(u) for u in due).values())
             timers: list = []
+            recorded = Recorded()
             with self.store.writing(customers):
                 self.ingestor.settle_erasures(customers, iso(now))
-                n = sum(sum(self.ingestor.derive(c, now, iso(now), timers)) for c in customers)
+                for c in customers:
+                    recorded += Recorded(*self.ingestor.derive(c, now, iso(now), timers))
                 self.store.append(customers, timers=timers)
-            return n
+            return recorded
         return retrying(self.store, write)
 
     def forget(self, customer_id: str) -> dict[str, Any]:

@@ -45,7 +45,7 @@ class Outbox:
             await self.kafka.start()
             self.started = True
         async with self.writing:
-            done = await asyncio.to_thread(self.engine.run_due)
+            done = (await asyncio.to_thread(self.engine.run_due)).total
         while moved := await relay_redis(self.engine, self.redis, self.topo) + await self.kafka.run_once():
             done += moved
         return done

@@ -102,19 +102,19 @@ def test_window_expiry_demotes_without_a_new_touchpoint_even_after_restart(confi
     with Engine(config, clock) as engine:
         engine.ingest(history)
         assert engine.customer("c1")["stage"] == "loyal"
-        assert engine.run_due() == 0                       # nothing is due yet
+        assert engine.run_due().total == 0                       # nothing is due yet
     clock.advance(days=70)                                 # two purchases leave the window
     with Engine(config, clock) as engine:                  # a restart: timers are durable
-        n = engine.run_due()
+        n = engine.run_due().total
         assert n >= 1
         stage_changes = [c for c in engine.changes() if c["dimension"] == "stage"]
         assert (stage_changes[-1]["from"], stage_changes[-1]["to"]) == ("loyal", "repeat")
         third = datetime.fromisoformat(history[2]["occurred_at"])
         assert stage_changes[-1]["effective_at"] == (third + timedelta(days=365)).isoformat(timespec="microseconds")
         assert "left the 365-day window" in stage_changes[-1]["reason"]
-        assert engine.run_due() == 0                        # fired once, not twice
+        assert engine.run_due().total == 0                        # fired once, not twice
     with Engine(config, clock) as engine:
-        assert engine.run_due() == 0
+        assert engine.run_due().total == 0
 
 
 def test_feed_positions_are_ordered_and_changes_carry_their_facts(engine):

@@ -50,13 +50,13 @@ def test_seed_scenario_overdue_invoice_suppresses_the_second_purchase_nudge(tmp_
         clock.advance(days=20)
         engine.ingest([invoice("ann-late", "invoice.overdue", clock.now(), customer="ann")])
         clock.advance(days=11)                       # 31 days after the first purchase
-        assert engine.run_due() > 0
+        assert engine.run_due().total > 0
         ann = decisions(engine, "ann", "second_purchase_nudge")
         bob = decisions(engine, "bob", "second_purchase_nudge")
         assert [a["status"] for a in ann] == ["suppressed"] and [a["status"] for a in bob] == ["issued"]
         assert "invoice inv-1 overdue" in ann[0]["reason"]
         assert ann[0]["trigger"]["type"] == "absence" and ann[0]["causes"] == ["ann-o1"]
-        assert engine.run_due() == 0                 # a timer fires once
+        assert engine.run_due().total == 0                 # a timer fires once
     why_ann = CliRunner().invoke(main, ["why", ann[0]["action_id"]], env=env).output
     why_bob = CliRunner().invoke(main, ["why", bob[0]["action_id"]], env=env).output
     assert "SUPPRESSED" in why_ann and "✗ overdue_invoice: invoice inv-1 overdue since" in why_ann
@@ -187,13 +187,13 @@ def test_quiet_hours_defer_then_issue_in_the_customers_time_zone(engine, clock):
     assert [c["check"] for c in loyal[0]["checks"] if c["blocked"]] == ["quiet_hours"]
     assert decisions(engine, policy="welcome")[0]["status"] == "issued"                 # service: no quiet hours
     clock.advance(hours=9)                                     # 07:30 in Berlin: still quiet
-    assert engine.run_due() == 0
+    assert engine.run_due().total == 0
     clock.advance(hours=1)
-    assert engine.run_due() >= 1
+    assert engine.run_due().total >= 1
     loyal = decisions(engine, policy="loyalty_enrolment")
     assert [a["status"] for a in loyal] == ["deferred", "issued"]
     assert loyal[0]["action_id"] == loyal[1]["action_id"]
-    assert engine.run_due() == 0
+    assert engine.run_due().total == 0
 
 
 def test_suppression_names_every_blocking_check_and_wins_over_deferral(engine, clock):
@@ -227,7 +227,7 @@ def test_redelivery_restart_and_replay_decide_exactly_once(config, tmp_path):
         assert decisions(engine) == first
     with Engine(config, clock) as engine:                        # restart
         engine.ingest(records[::-1])
-        assert engine.run_due() == 0
+        assert engine.run_due().total == 0
         assert decisions(engine) == first
     with Engine(Config(data_dir=str(tmp_path / "replay")), FixedClock(NOW)) as engine:   # replay elsewhere
         engine.ingest(records)
@@ -324,7 +324,7 @@ def test_date_absence_and_stage_left_triggers(tmp_path, clock):
         live(engine, clock, [tp("x", "order.cancelled", clock.now(), order_id="o1")])
         left = decisions(engine, policy="sorry_to_see")
         assert left[0]["status"] == "issued" and left[0]["conditions"][0]["value"] == "prospect"
-        assert engine.run_due() == 0
+        assert engine.run_due().total == 0
 
 
 def test_custom_python_condition_is_the_hook_for_value_based_policies(tmp_path, clock):
@@ -386,6 +386,6 @@ def test_a_customer_whose_timers_fail_is_skipped_and_the_others_go_on(tmp_path, 
     with Engine(Config(data_dir=str(tmp_path), policies=(policy,)), clock) as engine:
         engine.ingest([tp(f"v{i}", "page.viewed", ago(1), customer=f"c{i}") for i in range(1, 4)])
         clock.advance(days=30)
-        assert engine.run_due() == 2                             # c1 and c3 decided, c2 skipped
+        assert engine.run_due().total == 2                             # c1 and c3 decided, c2 skipped
         assert sorted(a["customer_id"] for a in engine.actions()) == ["c1", "c3"]
-        assert engine.run_due() == 0                             # c2 is tried again, and skipped again
+        assert engine.run_due().total == 0                             # c2 is tried again, and skipped again
