@@ -3,6 +3,7 @@ JSON lines for feeds), so scripts never parse the human-readable output."""
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -100,7 +101,9 @@ def progress(total: int, label: str, enabled: bool) -> Progress:
 
 
 def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting", workers: int = 1) -> Any:
-    total = sum(1 for _ in path.open("rb"))
+    """Ingest a JSON-lines file, or standard input for `-`, with a progress bar."""
+    stdin = str(path) == "-"
+    total = None if stdin else sum(1 for _ in path.open("rb"))
     with progress(total, label, show) as bar:
         task = bar.add_task(label, total=total, rate="")
         started = datetime.now()
@@ -111,7 +114,7 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
             secs = max((datetime.now() - started).total_seconds(), 1e-6)
             bar.update(task, rate=f"{done / secs:,.0f}/s")
 
-        with path.open("rb") as f:
+        with (nullcontext(sys.stdin.buffer) if stdin else path.open("rb")) as f:
             lines: Iterator[bytes] = (line.rstrip(b"\r\n") for line in f)
             return engine.ingest(_without_bom(lines), on_batch=advance, workers=workers)
 
@@ -126,7 +129,7 @@ def _without_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every rejected record, with its reason, as JSON lines.")
 @click.option("--backfill", is_flag=True,
@@ -138,10 +141,10 @@ def _without_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
 def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, config_path: str | None,
            as_json: bool) -> None:
     """Ingest touchpoints from a JSON-lines FILE (one touchpoint per line; UTF-8, a byte order
-    mark at its start is skipped)."""
+    mark at its start and blank lines are skipped), or standard input for `-`."""
     out = None
     if rejects:   # before anything is ingested: a rejects file that cannot be written loses nothing
-        if rejects.exists() and rejects.resolve() == file.resolve():
+        if rejects.exists() and str(file) != "-" and rejects.resolve() == file.resolve():
             raise click.BadParameter("is the input file; write the rejects elsewhere", param_hint="--rejects")
         try:
             out = rejects.open("wb")
@@ -164,8 +167,8 @@ def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, confi
         return
     say(f"accepted {summary['accepted']:,}, duplicates {summary['duplicates']:,}, "
         f"rejected {summary['rejected']:,}; "
-        f"{summary['changes']:,} lifecycle changes and {summary['actions']:,} decisions recorded "
-        f"({summary['timer_changes']:,} and {summary['timer_actions']:,} of them by timers)")
+        f"{counted(summary['changes'], 'lifecycle change')} and {counted(summary['actions'], 'decision')} "
+        f"recorded ({summary['timer_changes'] + summary['timer_actions']:,} of them by due timers)")
     for r in report.rejections[:10]:
         say("  ", ("rejected", "red"), " ", r.message())
     if report.rejected > 10:
@@ -237,6 +240,10 @@ def customer(customer_id: str, as_of: str | None, as_known: bool, limit: int, of
         except KeyError:
             raise click.ClickException(f"no customer {customer_id!r} in the store") from None
     emit(view) if as_json else print_customer(view, offset)
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def listed(values: list[str], most: int = 10) -> str:
@@ -355,7 +362,7 @@ def tick(config_path: str | None, as_json: bool) -> None:
     with open_engine(config_of(config_path)) as engine:
         run = engine.run_due()
     emit({"changes": run.changes, "actions": run.actions}) if as_json else say(
-        f"{run.changes:,} lifecycle changes and {run.actions:,} decisions recorded")
+        f"{counted(run.changes, 'lifecycle change')} and {counted(run.actions, 'decision')} recorded")
 
 
 @main.command()

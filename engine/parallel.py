@@ -38,7 +38,7 @@ def route(record: Record, shards: int) -> int:
 
 def ingest_in_parallel(config: Config, records: Iterable[Record], workers: int, backfill: bool,
                        on_batch: Callable[[int], None] | None = None) -> Any:
-    from .service import IngestReport
+    from .service import IngestReport, blank
     ctx = multiprocessing.get_context("spawn")    # a fresh interpreter: no inherited connections
     inboxes = [ctx.Queue(maxsize=4) for _ in range(workers)]
     results = ctx.Queue()
@@ -84,6 +84,8 @@ def ingest_in_parallel(config: Config, records: Iterable[Record], workers: int, 
         size = config.ingest.batch_size
         pending: list[list[tuple[int, Record]]] = [[] for _ in range(workers)]
         for number, record in enumerate(records, start=1):
+            if blank(record):
+                continue
             k = route(record, workers)
             pending[k].append((number, record))
             if len(pending[k]) >= size:

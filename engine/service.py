@@ -36,6 +36,11 @@ def _error(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def blank(record: Any) -> bool:
+    """An empty or whitespace-only line of a file: skipped, not rejected."""
+    return isinstance(record, (bytes, str)) and not record.strip()
+
+
 def halving(items: list[Any], run: Callable[[list[Any]], Any], give_up: Callable[[Any, Exception], Any],
             combine: Callable[[Any, Any], Any]) -> Any:
     """The net under the engine: `run(items)`; on an unexpected error, each half the same way,
@@ -167,6 +172,8 @@ class Engine:
         size = self.config.ingest.batch_size
         batch: list[tuple[int, bytes | str | dict]] = []
         for number, record in enumerate(records, start=1):
+            if blank(record):
+                continue          # an empty line is no record (its number still counts)
             batch.append((number, record))
             if len(batch) >= size:
                 self.ingest_batch(batch, report)

@@ -13,6 +13,7 @@ import click
 from engine.cli import AS_OF, TIME, common, config_of, emit, err, open_engine, progress, say, when
 from engine.clock import FixedClock
 from engine.config import Config
+from engine.vocabulary import STAGES
 
 from .history import load
 from .journeys import Journeys, period_ends
@@ -213,8 +214,10 @@ def journeys(as_of: str | None, months: int, period: str, config_path: str | Non
 @click.option("--from", "start", required=True, type=TIME, help="Start of the period (ISO 8601 time or date).")
 @click.option("--to", "end", required=True, type=TIME, help="End of the period.")
 @common
-def transitions(start: str, end: str, config_path: str | None, as_json: bool) -> None:
+def transitions(start: datetime, end: datetime, config_path: str | None, as_json: bool) -> None:
     """The stage transition matrix between two dates."""
+    if start > end:
+        raise click.BadParameter(f"{start:%Y-%m-%d %H:%M} comes after --to {end:%Y-%m-%d %H:%M}", param_hint="--from")
     j, _ = _journeys(config_path, end)
     result = j.transitions(when(start), when(end))  # type: ignore[arg-type]
     if as_json:
@@ -227,8 +230,8 @@ def transitions(start: str, end: str, config_path: str | None, as_json: bool) ->
 
 
 @replay.command("time-to-stage")
-@click.option("--stage", default="loyal", show_default=True)
-@click.option("--origin", default="first_buyer", show_default=True)
+@click.option("--stage", default="loyal", show_default=True, type=click.Choice(STAGES))
+@click.option("--origin", default="first_buyer", show_default=True, type=click.Choice(STAGES))
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @common
 def time_to_stage(stage: str, origin: str, as_of: str | None, config_path: str | None, as_json: bool) -> None:

@@ -123,3 +123,18 @@ def test_the_ingest_summary_counts_what_the_feeds_hold(tmp_path, workers):
     assert (summary["changes"], summary["actions"]) == (len(changes), len(actions))
     assert 0 < summary["timer_changes"] < summary["changes"] and 0 < summary["timer_actions"] < summary["actions"]
     assert set(summary) == {"accepted", "duplicates", "rejected", "changes", "actions", "timer_changes", "timer_actions"}
+
+
+def test_blank_lines_standard_input_and_odd_options(tmp_path):
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
+    lines = b"\n".join([orjson.dumps(order("o1", day(1))), b"", b"   ", b"{bad", orjson.dumps(order("o2", day(2)))]) + b"\n\n"
+    result = CliRunner().invoke(main, ["ingest", "-", "--json"], input=lines, env=env, catch_exceptions=False)
+    summary = json.loads(result.output)
+    assert (summary["accepted"], summary["rejected"]) == (2, 1)       # blank lines are no records
+    text = CliRunner().invoke(main, ["ingest", "-"], input=lines, env=env).output
+    assert "rejected record 4:" in text                                # numbers stay line numbers
+    out = run("replay", "transitions", "--from", "2026-02-01", "--to", "2026-01-01", env=env, ok=False).output
+    assert "comes after --to" in out
+    out = run("replay", "time-to-stage", "--stage", "vip", env=env, ok=False).output
+    assert "'vip' is not one of 'prospect', 'first_buyer', 'repeat', 'loyal', 'advocate'" in out
+    assert "--limit" in run("changes", "--limit", "0", env=env, ok=False).output
