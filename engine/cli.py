@@ -89,7 +89,31 @@ def when(value: datetime | str | None) -> datetime | None:
     return TIME.convert(value, None, None) if value is not None else None
 
 
-@click.group()
+class Journey(click.Group):
+    """The core commands, and those of the outer layers (streams/, replay/), which register through
+    the `journey.commands` entry point so that this module never imports them. They are loaded when
+    the command line asks for them, so importing this module (or a plugin's) has no side effect;
+    a plugin command of a core command's name extends it (it is used in its place)."""
+
+    @staticmethod
+    def plugins() -> dict[str, Any]:
+        from importlib.metadata import entry_points
+        return {ep.name: ep for ep in entry_points(group="journey.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.plugins()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        ep = self.plugins().get(name)
+        if ep is not None:
+            try:
+                return ep.load()
+            except ImportError as e:   # an optional part not installed: the core commands still work
+                err.print(line(f"journey: `{name}` is unavailable ({e})"))
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=Journey)
 @click.version_option(package_name="journey-engine")
 def main() -> None:
     """Event-sourced customer-journey engine."""
@@ -410,19 +434,6 @@ def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> N
     data = Path(summary["data_dir"]).resolve()
     say(f"explore: JOURNEY_DATA_DIR={data} {me} customer {summary['customer']['customer_id']}")
 
-
-def _plugins() -> None:
-    """Commands of the outer layers (streams/, replay/) register through an entry point, so
-    this module never imports them; a plugin command of an existing name extends it."""
-    from importlib.metadata import entry_points
-    for ep in entry_points(group="journey.commands"):
-        try:
-            main.add_command(ep.load(), ep.name)
-        except ImportError as e:   # an optional part not installed: the core commands still work
-            err.print(line(f"journey: `{ep.name}` is unavailable ({e})"))
-
-
-_plugins()
 
 if __name__ == "__main__":
     main()

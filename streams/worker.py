@@ -18,7 +18,7 @@ import faust
 from redis.asyncio import Redis
 
 from engine.config import Config
-from engine.service import Engine
+from engine.service import INFRASTRUCTURE, Engine
 
 from . import readmodel
 from .relay import KafkaRelay, ensure_topics, relay_redis
@@ -158,6 +158,9 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
                         began = time.perf_counter()
                         if moved := await outbox.feeds():
                             log.info("relayed %d facts in %.3f s", moved, time.perf_counter() - began)
+                    except INFRASTRUCTURE as e:   # the store or a server away for a while: expected, no trace
+                        log.error("relaying the feeds failed (%r); trying again", e)
+                        await asyncio.sleep(1)
                     except Exception:  # noqa: BLE001 - positions are tracked: the next round resumes
                         log.exception("relaying the feeds failed; trying again")
                         await asyncio.sleep(1)

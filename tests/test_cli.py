@@ -138,3 +138,13 @@ def test_blank_lines_standard_input_and_odd_options(tmp_path):
     out = run("replay", "time-to-stage", "--stage", "vip", env=env, ok=False).output
     assert "'vip' is not one of 'prospect', 'first_buyer', 'repeat', 'loyal', 'advocate'" in out
     assert "--limit" in run("changes", "--limit", "0", env=env, ok=False).output
+
+
+def test_every_command_module_imports_on_its_own():
+    # engine/cli.py loaded the plugin commands when imported, so `import streams.cli` failed
+    # with "partially initialized module".
+    import subprocess
+    import sys
+    for module in ("streams.cli", "replay.cli", "engine.cli"):
+        done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+        assert done.returncode == 0, (module, done.stderr[-1500:])

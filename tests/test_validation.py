@@ -110,9 +110,9 @@ def test_one_bad_line_among_ten_thousand_keeps_the_rest(sqlite_config, clock):
 
 
 def test_nothing_crashes_on_garbage(sqlite_config, clock):
-    garbage = [b"\xff\xfe", b"", b"null", b"{}", b"1e999", "\u0000", json.dumps({"event_id": None})]
+    garbage = [b"\xff\xfe", b"null", b"{}", b"1e999", "\u0000", json.dumps({"event_id": None})]
     with Engine(sqlite_config, clock) as engine:
-        report = engine.ingest(garbage + [json.dumps(GOOD)])
+        report = engine.ingest(garbage + [b"", b"  ", json.dumps(GOOD)])   # blank lines are no records
     assert (report.accepted, report.rejected) == (1, len(garbage))
     assert all(r.message() for r in report.rejections)
 
