@@ -84,11 +84,6 @@ TIME = Time()
 AS_OF = "ISO 8601 time with an offset, or a date (its end, UTC), 1900-01-01 to 8999-12-31. Default: now."
 
 
-def when(value: datetime | str | None) -> datetime | None:
-    """An option's time (already converted by TIME), or one given as text."""
-    return TIME.convert(value, None, None) if value is not None else None
-
-
 class Journey(click.Group):
     """The core commands, and those of the outer layers (streams/, replay/), which register through
     the `journey.commands` entry point so that this module never imports them. They are loaded when
@@ -205,11 +200,11 @@ def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, confi
 @click.option("--until", type=TIME, help="End of the simulated history (default: today, UTC).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @common
-def simulate(customers: int, seed: int, until: str | None, out: Path, config_path: str | None, as_json: bool) -> None:
+def simulate(customers: int, seed: int, until: datetime | None, out: Path, config_path: str | None, as_json: bool) -> None:
     """Write a reproducible synthetic history as JSON lines."""
     from .demo import today, write_history
     from .simulator import simulate as generate
-    end = when(until) or today()
+    end = until or today()
     n = write_history(out, generate(customers, seed, end))
     summary = {"records": n, "customers": customers, "seed": seed, "until": end.isoformat(), "out": str(out)}
     emit(summary) if as_json else say(f"wrote {n:,} touchpoints of {customers:,} customers to {out}")
@@ -219,11 +214,11 @@ def simulate(customers: int, seed: int, until: str | None, out: Path, config_pat
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--as-known", is_flag=True, help="Only touchpoints already recorded at that time.")
 @common
-def funnel(as_of: str | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
+def funnel(as_of: datetime | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
     """Customers per stage and health as of a time."""
     with open_engine(config_of(config_path)) as engine:
         from . import queries
-        result = queries.funnel(engine, when(as_of) or engine.clock.now(), as_known)
+        result = queries.funnel(engine, as_of or engine.clock.now(), as_known)
     emit(result) if as_json else print_funnel(result)
 
 
@@ -251,7 +246,7 @@ def print_funnel(f: dict[str, Any]) -> None:
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
               help="Skip this many of the newest entries (the next page: --offset 25).")
 @common
-def customer(customer_id: str, as_of: str | None, as_known: bool, limit: int, offset: int,
+def customer(customer_id: str, as_of: datetime | None, as_known: bool, limit: int, offset: int,
              config_path: str | None, as_json: bool) -> None:
     """A customer's 360° view: stage and health with reasons, profile, timeline (newest first).
 
@@ -259,7 +254,7 @@ def customer(customer_id: str, as_of: str | None, as_known: bool, limit: int, of
     with open_engine(config_of(config_path)) as engine:
         from . import queries
         try:
-            view = queries.customer_view(engine, customer_id, when(as_of) or engine.clock.now(), as_known,
+            view = queries.customer_view(engine, customer_id, as_of or engine.clock.now(), as_known,
                                          limit=limit or None, offset=offset)
         except KeyError:
             raise click.ClickException(f"no customer {customer_id!r} in the store") from None

@@ -99,12 +99,13 @@ class Ingestor:
         if not by_customer:
             return result
 
-        def bodies(customers: dict[str, Customer], recorded_at: str, batch: str) -> dict[str, list[dict[str, Any]]]:
+        def bodies(customers: dict[str, Customer], recorded_at: str, batch: str,
+                   known: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
             parts = {cid: [(tp, self.personal.split(tp.kind, tp.properties, tp.traits))
                            for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id))]
                      for cid, tps in by_customer.items()}
             keys = self._keys([customers[cid].key for cid, made in parts.items()
-                               if not customers[cid].erased and any(pii for _, (_, _, pii) in made)])
+                               if not customers[cid].erased and any(pii for _, (_, _, pii) in made)], known)
             out = {}
             for cid, made in parts.items():
                 uuid = customers[cid].key
@@ -118,12 +119,13 @@ class Ingestor:
         return written
 
     def append(self, customer_ids: list[str], now: datetime,
-               bodies: Callable[[dict[str, Customer], str, str], dict[str, list[dict[str, Any]]]],
+               bodies: Callable[[dict[str, Customer], str, str, dict[str, bytes]], dict[str, list[dict[str, Any]]]],
                due_timers: bool = False) -> BatchResult:
         """Record touchpoint bodies on their customers, derive, and save it all in one transaction.
 
-        `bodies(customers, recorded_at, batch)` makes the bodies once the customers are loaded:
-        from validated touchpoints when ingesting, as they were stored when replaying.
+        `bodies(customers, recorded_at, batch, keys)` makes the bodies once the customers are
+        loaded: from validated touchpoints when ingesting (sealed with `keys`, the customers' keys
+        as read for this batch), as they were stored when replaying.
         """
         result = BatchResult()
         uuids = {cid: customer_uuid(cid) for cid in customer_ids}
@@ -137,9 +139,9 @@ class Ingestor:
                     to_us(now), DUE_BATCH, self.shard)) if u not in batch).values()]
         with self.store.writing([*customers.values(), *due]):
             recorded_at = iso(now)
-            self.settle_erasures([*customers.values(), *due], recorded_at)
+            keys = self.settle_erasures([*customers.values(), *due], recorded_at)
             ids, timers = [], []
-            for cid, made in bodies(customers, recorded_at, batch_id(self.shard)).items():
+            for cid, made in bodies(customers, recorded_at, batch_id(self.shard), keys).items():
                 customer = customers[cid]
                 since = customer.evaluated_until   # the feed is exact up to here, before this batch
                 uuid = customer.key
@@ -157,23 +159,23 @@ class Ingestor:
             self.store.append([*customers.values(), *due], touchpoint_ids=ids, timers=timers)
         return result
 
-    def settle_erasures(self, customers: list[Customer], at: str) -> None:
+    def settle_erasures(self, customers: list[Customer], at: str) -> dict[str, bytes]:
         """Finish a forget that destroyed a customer's key but did not get to record the Erased
         event (it failed, or was killed, in between): the key's tombstone says so, and from now
-        on the customer is erased for the contact rules too."""
+        on the customer is erased for the contact rules too. Returns the keys read, one query for
+        the whole batch."""
         live = [c for c in customers if not c.erased]
-        if live:
-            keys = self.keys.get_many([c.key for c in live])
-            for customer in live:
-                if keys.get(customer.key) == ERASED_KEY:
-                    customer.erase(at)
+        keys = self.keys.get_many([c.key for c in live]) if live else {}
+        for customer in live:
+            if keys.get(customer.key) == ERASED_KEY:
+                customer.erase(at)
+        return keys
 
-    def _keys(self, needed: list[str]) -> dict[str, bytes]:
-        """Keys of these customers (whose touchpoints carry PII), created for the new ones."""
-        if not needed:
-            return {}
-        keys = self.keys.get_many(needed)
-        missing = [c for c in needed if c not in keys]
+    def _keys(self, needed: list[str], known: dict[str, bytes]) -> dict[str, bytes]:
+        """Keys of these customers (whose touchpoints carry PII): those read for the batch, and
+        new ones for the rest."""
+        keys = {c: known[c] for c in needed if c in known}
+        missing = [c for c in needed if c not in known]
         if missing:
             keys.update(self.keys.create_many(missing))
         return keys

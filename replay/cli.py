@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from engine.cli import AS_OF, TIME, common, config_of, emit, err, open_engine, progress, say, when
+from engine.cli import AS_OF, TIME, common, config_of, emit, err, open_engine, progress, say
 from engine.clock import FixedClock
 from engine.config import Config
 from engine.vocabulary import STAGES
@@ -24,8 +24,8 @@ def replay() -> None:
     """Replay the history: rebuild, what-if, journeys over time, exports."""
 
 
-def _as_of(engine: Any, text: str | None) -> datetime:
-    return when(text) or engine.clock.now()
+def _as_of(engine: Any, at: datetime | None) -> datetime:
+    return at or engine.clock.now()
 
 
 def rebuild_target(config: Config) -> Config:
@@ -165,7 +165,7 @@ def _swap(live: Config, rebuilt: Config) -> Previous:
               help="The live config (default ./config.toml, else the packaged defaults).")
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--json", "as_json", is_flag=True)
-def whatif(alt_path: str, config_path: str | None, as_of: str | None, as_json: bool) -> None:
+def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_json: bool) -> None:
     """Run other lifecycle rules and policies over the full history, with no side effects."""
     from .whatif import whatif as run
     alternative = config_of(alt_path)
@@ -184,7 +184,7 @@ def whatif(alt_path: str, config_path: str | None, as_of: str | None, as_json: b
                       f"({row['differ']:,} decisions differ)")
 
 
-def _journeys(config_path: str | None, as_of: str | None) -> tuple[Journeys, Any]:
+def _journeys(config_path: str | None, as_of: datetime | None) -> tuple[Journeys, Any]:
     config = config_of(config_path)
     with open_engine(config) as engine:
         T = _as_of(engine, as_of)
@@ -196,7 +196,7 @@ def _journeys(config_path: str | None, as_of: str | None) -> tuple[Journeys, Any
 @click.option("--months", default=24, show_default=True, type=click.IntRange(1, 1200))
 @click.option("--period", type=click.Choice(["month", "week"]), default="month", show_default=True)
 @common
-def journeys(as_of: str | None, months: int, period: str, config_path: str | None, as_json: bool) -> None:
+def journeys(as_of: datetime | None, months: int, period: str, config_path: str | None, as_json: bool) -> None:
     """Stage and health distribution per month (or week)."""
     j, T = _journeys(config_path, as_of)
     rows = j.distribution(period_ends(T - timedelta(days=31 * months), T, period))
@@ -219,7 +219,7 @@ def transitions(start: datetime, end: datetime, config_path: str | None, as_json
     if start > end:
         raise click.BadParameter(f"{start:%Y-%m-%d %H:%M} comes after --to {end:%Y-%m-%d %H:%M}", param_hint="--from")
     j, _ = _journeys(config_path, end)
-    result = j.transitions(when(start), when(end))  # type: ignore[arg-type]
+    result = j.transitions(start, end)
     if as_json:
         emit(result)
         return
@@ -234,7 +234,7 @@ def transitions(start: datetime, end: datetime, config_path: str | None, as_json
 @click.option("--origin", default="first_buyer", show_default=True, type=click.Choice(STAGES))
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @common
-def time_to_stage(stage: str, origin: str, as_of: str | None, config_path: str | None, as_json: bool) -> None:
+def time_to_stage(stage: str, origin: str, as_of: datetime | None, config_path: str | None, as_json: bool) -> None:
     """Days from entering one stage (default first_buyer) to first entering another."""
     j, _ = _journeys(config_path, as_of)
     r = j.time_to_stage(stage, origin)
@@ -252,7 +252,7 @@ def time_to_stage(stage: str, origin: str, as_of: str | None, config_path: str |
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--months", default=12, show_default=True, type=click.IntRange(1, 1200))
 @common
-def cohorts(as_of: str | None, months: int, config_path: str | None, as_json: bool) -> None:
+def cohorts(as_of: datetime | None, months: int, config_path: str | None, as_json: bool) -> None:
     """Retention curves by acquisition cohort (month of the first purchase)."""
     j, _ = _journeys(config_path, as_of)
     rows = j.cohorts(months)
@@ -267,7 +267,7 @@ def cohorts(as_of: str | None, months: int, config_path: str | None, as_json: bo
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 36600))
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @common
-def policies(days: int, as_of: str | None, config_path: str | None, as_json: bool) -> None:
+def policies(days: int, as_of: datetime | None, config_path: str | None, as_json: bool) -> None:
     """Per policy: actions issued, suppressed and deferred, and what followed within N days."""
     j, _ = _journeys(config_path, as_of)
     r = j.policy_outcomes(days)
@@ -290,7 +290,7 @@ def _pct(x: float | None) -> str:
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--as-known", is_flag=True)
 @common
-def export(out: Path, as_of: str | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
+def export(out: Path, as_of: datetime | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
     """Parquet files of touchpoints, changes, actions and the as-of snapshot (no personal data)."""
     from .export import frames, to_parquet
     with open_engine(config_of(config_path)) as engine:
@@ -305,7 +305,7 @@ def export(out: Path, as_of: str | None, as_known: bool, config_path: str | None
 @click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @common
-def report(out: Path, as_of: str | None, config_path: str | None, as_json: bool) -> None:
+def report(out: Path, as_of: datetime | None, config_path: str | None, as_json: bool) -> None:
     """A self-contained HTML page of plots: funnel over time, transitions, cohorts, time to stage, policies."""
     from .report import write_report
     with open_engine(config_of(config_path)) as engine:

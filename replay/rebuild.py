@@ -102,7 +102,7 @@ def apply(target: Engine, step: Step) -> None:
         todo = {cid: bodies for cid, bodies in todo.items() if bodies}
         if todo:   # a resumed rebuild may have written this step already
             # The same write again, under its own batch id (which says the live writer's shard).
-            target.ingestor.append(list(todo), clock.at, lambda _c, recorded_at, batch: {
+            target.ingestor.append(list(todo), clock.at, lambda _c, recorded_at, batch, _keys: {
                 cid: [{**b, "recorded_at": recorded_at, "batch": b.get("batch") or batch} for b in bodies]
                 for cid, bodies in todo.items()})
     elif step.kind == "timers":

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -81,15 +82,25 @@ async def topic_messages(bootstrap: str, topic: str) -> list:
     return out
 
 
+async def prepare(config, tmp_path: Path) -> tuple[Topology, Path]:
+    """The topics, and the config file a worker process reads."""
+    topo = Topology.of(config)
+    cfg = tmp_path / "journey.toml"
+    cfg.write_text(dump_toml(config))
+    await ensure_topics(config.kafka.bootstrap_servers, topo)
+    return topo, cfg
+
+
+def stored_count(engine: Engine) -> int:
+    return sum(1 for _ in scan(engine, TOUCHPOINT_TOPIC))
+
+
 def now_minus(**kw) -> datetime:
     return datetime.now(timezone.utc) - timedelta(**kw)
 
 
 async def test_worker_end_to_end_with_a_dead_letter(stream_config, tmp_path):
-    topo = Topology.of(stream_config)
-    cfg = tmp_path / "journey.toml"
-    cfg.write_text(dump_toml(stream_config))
-    await ensure_topics(stream_config.kafka.bootstrap_servers, topo)
+    topo, cfg = await prepare(stream_config, tmp_path)
     worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
     redis = Redis.from_url(stream_config.redis.url)
     try:
@@ -134,10 +145,7 @@ async def test_worker_end_to_end_with_a_dead_letter(stream_config, tmp_path):
 async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothing(stream_config, pg_config, tmp_path):
     config = pg_config.model_copy(update={"kafka": stream_config.kafka.model_copy(update={"partitions": 4}),
                                           "redis": stream_config.redis})
-    topo = Topology.of(config)
-    cfg = tmp_path / "journey.toml"
-    cfg.write_text(dump_toml(config))
-    await ensure_topics(config.kafka.bootstrap_servers, topo)
+    topo, cfg = await prepare(config, tmp_path)
     group = f"g{uuid.uuid4().hex[:8]}"
     workers = [start_worker(cfg, group, tmp_path / f"worker{i}.log") for i in range(2)]
     records = []
@@ -150,8 +158,7 @@ async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothin
     try:
         await produce(config.kafka.bootstrap_servers, topo.touchpoints, records[:1200])
 
-        def stored() -> int:
-            return sum(1 for _ in scan(engine, TOUCHPOINT_TOPIC))
+        stored = partial(stored_count, engine)
 
         await wait_until(lambda: asyncio.to_thread(lambda: stored() >= 300), 90, "the first touchpoints")
         stop(workers[0], signal.SIGKILL)                       # mid-stream, no goodbye
@@ -204,10 +211,7 @@ async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_
     # naming where it came from, and every valid record around it is ingested.
     from .poison import POISON, mixed
     lines, expected, n_valid = mixed()                 # the poison among 10,000 valid records
-    topo = Topology.of(stream_config)
-    cfg = tmp_path / "journey.toml"
-    cfg.write_text(dump_toml(stream_config))
-    await ensure_topics(stream_config.kafka.bootstrap_servers, topo)
+    topo, cfg = await prepare(stream_config, tmp_path)
     worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
     engine = Engine(stream_config, SystemClock())
     try:
@@ -224,8 +228,7 @@ async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_
         finally:
             await producer.stop()
 
-        def stored() -> int:
-            return sum(1 for _ in scan(engine, TOUCHPOINT_TOPIC))
+        stored = partial(stored_count, engine)
 
         await wait_until(lambda: asyncio.to_thread(lambda: stored() >= n_valid), 420, "every valid touchpoint")
         dead = await wait_until(lambda: _at_least(stream_config.kafka.bootstrap_servers, topo.dead_letter,
@@ -259,10 +262,7 @@ async def test_a_worker_whose_store_fails_retries_and_loses_nothing(stream_confi
     # store waits) must not kill the agent, which would then consume nothing more: the worker
     # retries the batch until the store is back, and every touchpoint arrives once.
     import sqlite3
-    topo = Topology.of(stream_config)
-    cfg = tmp_path / "journey.toml"
-    cfg.write_text(dump_toml(stream_config))
-    await ensure_topics(stream_config.kafka.bootstrap_servers, topo)
+    topo, cfg = await prepare(stream_config, tmp_path)
     worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
     engine = Engine(stream_config, SystemClock())
     blocker = None
@@ -270,8 +270,7 @@ async def test_a_worker_whose_store_fails_retries_and_loses_nothing(stream_confi
         await produce(stream_config.kafka.bootstrap_servers, topo.touchpoints,
                       [tp("b0", "page.viewed", now_minus(days=1), customer="s0")])
 
-        def stored() -> int:
-            return sum(1 for _ in scan(engine, TOUCHPOINT_TOPIC))
+        stored = partial(stored_count, engine)
 
         await wait_until(lambda: asyncio.to_thread(lambda: stored() >= 1), 90, "the first touchpoint")
         blocker = sqlite3.connect(Path(stream_config.data_dir) / stream_config.store.sqlite_file, timeout=30)

@@ -189,8 +189,7 @@ class Sweep:
         si, ei = bisect_right(starts, (T, LAST)), bisect_right(ends, (T, LAST))
         if self.t is None:
             # From the start in one go: the purchases at T, and their gaps, with two sorts.
-            voided = {e[2] for e in ends[:ei]}
-            self.bought = bought = [s for s in starts[:si] if s[2] not in voided and not _never(placed[s[2]])]
+            self.bought = bought = [s for s in starts[:si] if _counts(placed[s[2]], T)]
             self.gaps = sorted(_gap(a, b) for a, b in zip(bought, bought[1:]))
         elif T >= self.t:
             for s in starts[self.si:si]:         # placed in (t, T]: counts unless voided by T
@@ -277,8 +276,7 @@ class Sweep:
         first, last = orders[bought[0][2]], orders[bought[-1][2]]
         days = (T - last.at).total_seconds() / DAY
         limit = self.limit()
-        health = "lapsed" if days > rules.lapsed_days else "at_risk" if days > limit else "active"
-        return Status(stage, health, n, first, last, (last.event_id,), T, recent, signal, limit, rules)
+        return Status(stage, _health(days, limit, rules), n, first, last, (last.event_id,), T, recent, signal, limit, rules)
 
     def next_moment(self, t: datetime, status: Status) -> datetime | None:
         """The first time after t (where the sweep stands) at which the status could change:
@@ -320,14 +318,20 @@ def _stage_ends(bought: list[Bought], status: Status, rules: LifecycleRules) -> 
     return out
 
 
-def _never(placed: tuple[datetime, str, datetime | None]) -> bool:
-    """An order voided at or before its placement never counts."""
-    return placed[2] is not None and placed[2] <= placed[0]
-
-
 def _counts(placed: tuple[datetime, str, datetime | None], T: datetime) -> bool:
-    """Whether an order (placed at, event id, void) counts as a purchase at T."""
+    """Whether an order (placed at, event id, void) counts as a purchase at T (one voided at or
+    before its placement never does)."""
     return placed[0] <= T and (placed[2] is None or placed[2] > T)
+
+
+def _health(days: float, limit: float, rules: LifecycleRules) -> str:
+    """The health of a customer whose last purchase was `days` ago, at-risk threshold `limit`."""
+    return "lapsed" if days > rules.lapsed_days else "at_risk" if days > limit else "active"
+
+
+def _ahead_of(facts: Facts, t: datetime) -> bool:
+    """Whether a touchpoint (or the customer's first) is dated after t."""
+    return bool(facts.moments and facts.moments[-1][0] > t) or (facts.first_seen is not None and facts.first_seen > t)
 
 
 def advocacy(facts: Facts, T: datetime, rules: LifecycleRules) -> tuple[datetime, str, str, int | None] | None:
@@ -438,10 +442,10 @@ def ahead(sweep: Sweep, now: datetime, status: Status) -> tuple[datetime | None,
     if first is None:
         return None, None
     facts, t = sweep.facts, now
-    if (facts.moments and facts.moments[-1][0] > now) or (facts.first_seen is not None and facts.first_seen > now):
+    if _ahead_of(facts, now):
         # Touchpoints dated ahead of now: walk through them on a copy, as they change things.
         walk = sweep.copy()
-        while (facts.moments and facts.moments[-1][0] > t) or (facts.first_seen is not None and facts.first_seen > t):
+        while _ahead_of(facts, t):
             nxt = walk.next_moment(t, status)
             assert nxt is not None
             new = walk.to(nxt).status(nxt)
@@ -463,8 +467,7 @@ def _settled_change(sweep: Sweep, t: datetime, status: Status) -> datetime | Non
         for due in sorted(_thresholds(last, status.limit, rules)):
             if due > t:
                 days = (due - last).total_seconds() / DAY
-                health = "lapsed" if days > rules.lapsed_days else "at_risk" if days > status.limit else "active"
-                if health != status.health:
+                if _health(days, status.limit, rules) != status.health:
                     times.append(due)
                     break
     return min(times) if times else None
