@@ -617,9 +617,9 @@ def open_store(config: Config) -> JourneyStore:
 
 
 def private_dir(path: Path) -> Path:
-    """The data directory, created readable by its owner only (it holds the key store)."""
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700)
+    """The data directory, created readable by its owner only (it holds the key store); writers
+    starting together may both create it."""
+    path.mkdir(parents=True, mode=0o700, exist_ok=True)
     return path
 
 
