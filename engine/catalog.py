@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, 
 
 from .config import CustomKind
 from .limits import MAX_AMOUNT
+from .money import Currency
 
 from .vocabulary import CHANNELS, Channel  # noqa: F401 - re-exported for callers of the catalog
 
@@ -23,7 +24,6 @@ class Props(BaseModel):
 
 NonEmpty = Field(min_length=1)
 Money = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)   # no sum of amounts can overflow
-Currency = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
 
 
 class Empty(Props):
@@ -39,13 +39,13 @@ class ConsentChanged(Props):
 class OrderPlaced(Props):
     order_id: str = NonEmpty
     amount: float = Money
-    currency: str = Currency
+    currency: Currency
 
 
 class OrderRefunded(Props):
     order_id: str = NonEmpty
     amount: float = Money
-    currency: Optional[str] = Field(None, pattern=r"^[A-Z]{3}$")
+    currency: Optional[Currency] = None   # the order's; if given, it must be the order's
 
 
 class OrderCancelled(Props):
@@ -79,7 +79,7 @@ class ReviewPosted(Props):
 class Invoice(Props):
     invoice_id: str = NonEmpty
     amount: float = Money
-    currency: str = Currency
+    currency: Currency
 
 
 BUILTIN_KINDS: dict[str, type[Props]] = {

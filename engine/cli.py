@@ -273,12 +273,17 @@ def listed(values: list[str], most: int = 10) -> str:
     return ", ".join(values[:most]) + (f" and {more:,} more" if more > 0 else "")
 
 
+def money(amounts: dict[str, float]) -> str:
+    """Net revenue per currency, as words: "120.50 EUR, 30.00 USD" or "none"."""
+    return ", ".join(f"{v:,.2f} {c}" for c, v in amounts.items()) or "none"
+
+
 def print_customer(v: dict[str, Any], offset: int = 0) -> None:
     say((v["customer_id"], "bold"), f" as of {v['as_of'][:19]}Z")
     say("  stage   ", (v["stage"], "bold"), f" — {v['stage_reason']}")
     if v["health"]:
         say("  health  ", (v["health"], "bold"), f" — {v['health_reason']}")
-    say(f"  purchases {v['purchases']}, revenue {v['revenue']:,.2f}, first {(v['first_purchase'] or '-')[:10]}, "
+    say(f"  purchases {v['purchases']}, revenue {money(v['revenue'])}, first {(v['first_purchase'] or '-')[:10]}, "
         f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}")
     say(f"  open complaints {listed(v['open_complaints'])}; overdue invoices {listed(v['overdue_invoices'])}")
     consent = ", ".join(f"{k} {'granted' if c['granted'] else 'withdrawn'}" for k, c in v["consent"].items())

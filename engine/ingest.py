@@ -21,6 +21,7 @@ from .ids import change_id, customer_uuid
 from .keys import ERASED_KEY, KeyStore
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields, seal
+from .projections.facts import currency_clash
 from .projections.lifecycle import Transition, advance
 from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
@@ -99,10 +100,13 @@ class Ingestor:
         if not by_customer:
             return result
 
+        refused: list[Rejection] = []
+
         def bodies(customers: dict[str, Customer], recorded_at: str, batch: str,
                    known: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
+            refused.clear()   # decided again on every attempt, against the customers as read
             parts = {cid: [(tp, self.personal.split(tp.kind, tp.properties, tp.traits))
-                           for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id))]
+                           for tp in self._sound(customers[cid], tps, fresh, refused)]
                      for cid, tps in by_customer.items()}
             keys = self._keys([customers[cid].key for cid, made in parts.items()
                                if not customers[cid].erased and any(pii for _, (_, _, pii) in made)], known)
@@ -115,8 +119,24 @@ class Ingestor:
             return out
 
         written = self.append(list(by_customer), now, bodies, due_timers)
-        written.duplicates, written.rejected = result.duplicates, result.rejected
+        written.duplicates = result.duplicates
+        written.rejected = sorted(result.rejected + refused, key=lambda r: r.record)
         return written
+
+    @staticmethod
+    def _sound(customer: Customer, tps: list[Touchpoint], fresh: dict[str, tuple[int, Touchpoint]],
+               refused: list[Rejection]) -> list[Touchpoint]:
+        """A customer's touchpoints of a batch in time order, without those that contradict what
+        is recorded (an order and its refund in two currencies), each of which is refused."""
+        pending: dict[str, tuple[str | None, set[str]]] = {}
+        out = []
+        for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id)):
+            clash = currency_clash(customer.facts, tp.kind, tp.properties, pending)
+            if clash is None:
+                out.append(tp)
+            else:
+                refused.append(Rejection(fresh[tp.event_id][0], "properties.currency", clash, tp.event_id))
+        return out
 
     def append(self, customer_ids: list[str], now: datetime,
                bodies: Callable[[dict[str, Customer], str, str, dict[str, bytes]], dict[str, list[dict[str, Any]]]],
@@ -140,9 +160,12 @@ class Ingestor:
         with self.store.writing([*customers.values(), *due]):
             recorded_at = iso(now)
             keys = self.settle_erasures([*customers.values(), *due], recorded_at)
-            ids, timers = [], []
+            ids, timers, saved = [], [], []
             for cid, made in bodies(customers, recorded_at, batch_id(self.shard), keys).items():
+                if not made:   # all refused: a customer is never created without a touchpoint
+                    continue
                 customer = customers[cid]
+                saved.append(customer)
                 since = customer.evaluated_until   # the feed is exact up to here, before this batch
                 uuid = customer.key
                 for body in made:
@@ -156,7 +179,7 @@ class Ingestor:
                 changes, actions = self.derive(customer, now, recorded_at, timers)
                 result.timer_changes += changes
                 result.timer_actions += actions
-            self.store.append([*customers.values(), *due], touchpoint_ids=ids, timers=timers)
+            self.store.append([*saved, *due], touchpoint_ids=ids, timers=timers)
         return result
 
     def settle_erasures(self, customers: list[Customer], at: str) -> dict[str, bytes]:

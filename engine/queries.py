@@ -18,8 +18,9 @@ from eventsourcing.utils import get_topic
 from .aggregates.customer import Customer
 from .clock import iso
 from .ids import customer_uuid
-from .policies.checks import open_at
 from .privacy import ERASED, reveal, unseal
+from .projections import contact
+from .projections.asof import visible
 from .projections.facts import LIFECYCLE_KINDS, Facts, Folds
 from .projections.lifecycle import HEALTHS, STAGES, evaluate, revenue, timeline
 
@@ -83,18 +84,13 @@ def facts_page(engine: "Engine", after: int, limit: int) -> list[tuple[int, str,
             for p, _, topic, body in page(engine, after, limit, (CHANGE_TOPIC, ACTION_TOPIC))]
 
 
-def visible(tp: dict[str, Any], t: str, as_known: bool) -> bool:
-    """Whether a touchpoint had happened by t (a stored time), and with as_known had been recorded."""
-    return tp["occurred_at"] <= t and (not as_known or tp["recorded_at"] <= t)
-
-
 def funnel(engine: "Engine", T: datetime, as_known: bool = False) -> dict[str, Any]:
     t = iso(T)
     folds = Folds()
     with gc_paused():
         for _, customer, _, state in rows(engine, 0, None, (TOUCHPOINT_TOPIC,)):
             tp = orjson.loads(state)["touchpoint"]
-            if tp["occurred_at"] <= t and (not as_known or tp["recorded_at"] <= t):
+            if visible(tp["occurred_at"], tp["recorded_at"], t, as_known):
                 folds.add(customer, tp)
         facts = folds.done()
         stages = dict.fromkeys(STAGES, 0)
@@ -154,49 +150,38 @@ def _customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bo
     key = engine.keys.get_many([str(uuid)]).get(str(uuid))
     t = iso(T)
     touchpoints = sorted((body["touchpoint"] for topic, body in events if topic == TOUCHPOINT_TOPIC
-                          and visible(body["touchpoint"], t, as_known)),
+                          and visible(body["touchpoint"]["occurred_at"], body["touchpoint"]["recorded_at"],
+                                      t, as_known)),
                          key=lambda tp: (tp["occurred_at"], tp["event_id"]))
     erased = any(topic == ERASED_TOPIC for topic, _ in events)
     facts = Facts()
     traits: dict[str, Any] = {}
-    consent: dict[str, dict[str, Any]] = {}
-    complaints: dict[str, str] = {}
-    invoices: dict[str, str] = {}
+    consent: dict[str, list[list[Any]]] = {}
+    complaints: dict[str, list[str | None]] = {}
+    invoices: dict[str, list[str | None]] = {}
     channels: Counter[str] = Counter()
     if touchpoints:   # in time order: the first is where the customer begins
         facts.saw(touchpoints[0]["event_id"], datetime.fromisoformat(touchpoints[0]["occurred_at"]))
     for tp in touchpoints:
         if tp["kind"] in LIFECYCLE_KINDS:   # the others only move the first touchpoint: seen above
             facts.add(tp["event_id"], tp["kind"], datetime.fromisoformat(tp["occurred_at"]), tp["properties"])
-        props = tp["properties"]
         if tp["sealed"]:
             pii = unseal(key, tp["sealed"], f"{uuid}/{tp['event_id']}")
             if pii is None:
                 traits.update(tp["traits"] or {})
                 traits["personal_data"] = ERASED
             else:
-                props, revealed = reveal(props, tp["traits"], pii)
+                _, revealed = reveal(tp["properties"], tp["traits"], pii)
                 traits.update(revealed)
         else:
             traits.update(tp["traits"] or {})
         channels[tp["channel"]] += 1
-        kind = tp["kind"]
-        if kind == "consent.changed":
-            consent[f"{props['channel']}/{props['purpose']}"] = {"granted": props["granted"], "at": tp["occurred_at"]}
-        elif kind == "complaint.filed":
-            complaints.setdefault(props["complaint_id"], "open")
-        elif kind == "complaint.resolved":
-            complaints[props["complaint_id"]] = "resolved"
-        elif kind == "invoice.overdue":
-            if invoices.get(props["invoice_id"]) != "paid":
-                invoices[props["invoice_id"]] = "overdue"
-        elif kind == "invoice.paid":
-            invoices[props["invoice_id"]] = "paid"
+        contact.fold(consent, complaints, invoices, tp)
     changed = [{"type": f"{c['dimension']}_change", "at": c["effective_at"], "from": c["from"], "to": c["to"],
                 "change_id": c["change_id"], "recorded_at": c["recorded_at"], "reason": c["reason"],
                 "causes": c["causes"]}
                for topic, body in events if topic == CHANGE_TOPIC for c in (body["change"],)
-               if c["effective_at"] <= t and (not as_known or c["recorded_at"] <= t)]
+               if visible(c["effective_at"], c["recorded_at"], t, as_known)]
     # Only the newest entries asked for are built: a dealer's history has tens of thousands.
     wanted = None if limit is None else limit + offset
     items = [{"type": "touchpoint", "at": tp["occurred_at"], "kind": tp["kind"], "event_id": tp["event_id"],
@@ -217,10 +202,9 @@ def _customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bo
         "purchases": status.count, "revenue": revenue(facts, T),
         "first_purchase": iso(status.first.at) if status.first else None,
         "last_purchase": iso(status.last.at) if status.last else None,
-        "open_complaints": sorted(k for k, v in complaints.items() if v == "open"),
-        "overdue_invoices": sorted(k for k, v in invoices.items() if v == "overdue"),
+        **_contact(consent, complaints, invoices, t),
         "preferred_channel": min(channels, key=lambda c: (-channels[c], c)) if channels else None,
-        "consent": consent, "traits": traits, "erased": erased,
+        "traits": traits, "erased": erased,
         "touchpoints": len(touchpoints),
         "timeline": items, "timeline_total": len(touchpoints) + len(changed),   # newest first
         # The corrected history: every transition by effective time, from what is known now.
@@ -233,15 +217,16 @@ def summary(customer: Customer, T: datetime, rules: Any) -> dict[str, Any]:
     """What a service needs at a touchpoint, now, from the customer's recorded state (the same
     values customer_view gives, without reading the whole history): stage, health, money, flags."""
     status = evaluate(customer.facts, T, rules)
-    t = iso(T)
-    consent = {}
-    for key, history in customer.consent.items():
-        known = [h for h in history if h[0] <= t]
-        if known:
-            consent[key] = {"granted": known[-1][2], "at": known[-1][0]}
     return {"customer_id": customer.customer_id, "stage": status.stage, "health": status.health,
             "purchases": status.count, "revenue": revenue(customer.facts, T),
             "last_purchase": iso(status.last.at) if status.last else None,
-            "open_complaints": [k for k, _ in open_at(customer.complaints, t)],
-            "overdue_invoices": [k for k, _ in open_at(customer.invoices, t)],
-            "consent": consent, "erased": customer.erased}
+            **_contact(customer.consent, customer.complaints, customer.invoices, iso(T)),
+            "erased": customer.erased}
+
+
+def _contact(consent: dict[str, list[list[Any]]], complaints: dict[str, list[str | None]],
+             invoices: dict[str, list[str | None]], t: str) -> dict[str, Any]:
+    """The contact state at t, as both views give it."""
+    return {"open_complaints": [k for k, _ in contact.open_at(complaints, t)],
+            "overdue_invoices": [k for k, _ in contact.open_at(invoices, t)],
+            "consent": contact.consents_at(consent, t)}

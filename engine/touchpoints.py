@@ -249,8 +249,6 @@ def _words(err: Any) -> str:
         bound = ctx.get("le", ctx.get("ge"))
         shown = f"{bound:,.0f}" if isinstance(bound, float) and bound.is_integer() else f"{bound:,}"
         return f"must be at {'most' if kind == 'less_than_equal' else 'least'} {shown}"
-    if kind == "string_pattern_mismatch" and ctx.get("pattern") == r"^[A-Z]{3}$":
-        return f"{given!r} is not a currency code: three capital letters (ISO 4217), e.g. EUR"
     if kind == "literal_error":
         return f"{given!r} is not one of: {ctx.get('expected', '').replace(' or ', ', ')}"
     if kind == "string_too_short":

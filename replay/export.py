@@ -11,7 +11,7 @@ import orjson
 import pandas as pd
 
 from engine.clock import iso
-from engine.projections.lifecycle import evaluate, purchases
+from engine.projections.lifecycle import evaluate, revenue
 from engine.service import Engine
 
 from .history import History, load
@@ -52,12 +52,15 @@ def frames(engine: Engine, as_of: datetime, as_known: bool = False) -> dict[str,
         if s.stage is None:
             continue
         snapshot.append({"customer_id": h.names[uuid], "stage": s.stage, "health": s.health,
-                         "purchases": s.count, "revenue": round(sum(o.amount for o in purchases(facts, as_of)), 2),
+                         "purchases": s.count, **{f"revenue_{c}": v for c, v in revenue(facts, as_of).items()},
                          "first_purchase": iso(s.first.at) if s.first else None,
                          "last_purchase": iso(s.last.at) if s.last else None,
                          "erased": uuid in h.erased, "as_of": iso(as_of)})
-    snap = _frame(snapshot, ["customer_id", "stage", "health", "purchases", "revenue", "first_purchase",
+    # Net revenue in a column per currency (revenue_EUR, ...): amounts in two currencies are never added.
+    money = sorted({k for row in snapshot for k in row if k.startswith("revenue_")})
+    snap = _frame(snapshot, ["customer_id", "stage", "health", "purchases", *money, "first_purchase",
                              "last_purchase", "erased", "as_of"], ("first_purchase", "last_purchase", "as_of"))
+    snap[money] = snap[money].fillna(0.0)
     return {"touchpoints": touchpoints, "changes": changes, "actions": actions, "snapshot": snap}
 
 

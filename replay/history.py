@@ -18,6 +18,7 @@ from uuid import UUID
 import orjson
 
 from engine.clock import iso
+from engine.projections.asof import known as was_known
 from engine.projections.facts import Facts, Folds
 from engine.queries import (ACTION_TOPIC, CHANGE_TOPIC, ERASED_TOPIC, REGISTERED_TOPIC, TOUCHPOINT_TOPIC, gc_paused,
                             rows)
@@ -63,7 +64,7 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
             if topic == TOUCHPOINT_TOPIC:
                 customer = intern(customer)   # each row brings its own copy of the id; keep one a customer
                 tp = loads(state)["touchpoint"]
-                if known and tp["recorded_at"] > known:
+                if not was_known(tp["recorded_at"], known):
                     continue
                 folds.add(customer, tp)
                 if touchpoints:
@@ -73,12 +74,12 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
             elif topic == CHANGE_TOPIC:
                 if feeds:
                     change = loads(state)["change"]
-                    if not known or change["recorded_at"] <= known:
+                    if was_known(change["recorded_at"], known):
                         h.changes.append(change)
             elif topic == ACTION_TOPIC:
                 if feeds:
                     action = loads(state)["action"]
-                    if not known or action["at"] <= known:
+                    if was_known(action["at"], known):   # a decision is recorded when it is taken
                         h.actions.append(action)
             elif topic == ERASED_TOPIC:
                 erased.add(customer)

@@ -32,7 +32,7 @@ def summaries(engine: Engine, customers: set[UUID]) -> list[tuple[str, dict[str,
         v = queries.summary(customer, now, engine.rules)
         out.append((v["customer_id"], {
             "customer_id": v["customer_id"], "stage": v["stage"] or "", "health": v["health"] or "",
-            "purchases": str(v["purchases"]), "revenue": f"{v['revenue']:.2f}", "last_purchase": v["last_purchase"] or "",
+            "purchases": str(v["purchases"]), "revenue": orjson.dumps(v["revenue"]).decode(), "last_purchase": v["last_purchase"] or "",
             "open_complaint": "1" if v["open_complaints"] else "0",
             "overdue_invoice": "1" if v["overdue_invoices"] else "0",
             "consent": orjson.dumps(v["consent"]).decode(), "erased": "1" if v["erased"] else "0"}))
@@ -93,7 +93,7 @@ async def lookup(redis: Redis, topo: Topology, customer_id: str) -> dict[str, An
     if not raw:
         return None
     row = {k.decode(): v.decode() for k, v in raw.items()}
-    return {**row, "purchases": int(row["purchases"]), "revenue": float(row["revenue"]),
+    return {**row, "purchases": int(row["purchases"]), "revenue": orjson.loads(row["revenue"]),
             "open_complaint": row["open_complaint"] == "1", "overdue_invoice": row["overdue_invoice"] == "1",
             "consent": orjson.loads(row["consent"]), "erased": row["erased"] == "1",
             "stage": row["stage"] or None, "health": row["health"] or None,

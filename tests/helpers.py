@@ -17,5 +17,6 @@ def tp(event_id: str, kind: str, at: datetime, customer: str = "c1", channel: st
             "channel": channel, "source": "test", "properties": properties, "traits": traits}
 
 
-def order(event_id: str, at: datetime, order_id: str | None = None, amount: float = 10.0, **kw: Any) -> dict:
-    return tp(event_id, "order.placed", at, order_id=order_id or event_id, amount=amount, currency="EUR", **kw)
+def order(event_id: str, at: datetime, order_id: str | None = None, amount: float = 10.0, currency: str = "EUR",
+          **kw: Any) -> dict:
+    return tp(event_id, "order.placed", at, order_id=order_id or event_id, amount=amount, currency=currency, **kw)

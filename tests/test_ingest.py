@@ -50,7 +50,7 @@ def test_reusing_an_event_id_with_other_content_is_a_conflict(engine):
     # and within one batch
     r = engine.ingest([order("e7", day(1)), order("e7", day(1), amount=3)])
     assert (r.accepted, r.rejected) == (1, 1) and r.rejections[0].record == 2
-    assert engine.customer("c1")["revenue"] == 30.0   # e1, e2 and e7 at 10 each
+    assert engine.customer("c1")["revenue"] == {"EUR": 30.0}   # e1, e2 and e7 at 10 each
 
 
 def _write(args):
@@ -154,7 +154,7 @@ def test_customer_view_gathers_the_profile(engine):
         tp("rf", "order.refunded", day(5), order_id="o1", amount=20),
     ])
     v = engine.customer("c1")
-    assert (v["stage"], v["purchases"], v["revenue"]) == ("first_buyer", 1, 30.0)
+    assert (v["stage"], v["purchases"], v["revenue"]) == ("first_buyer", 1, {"EUR": 30.0})
     assert v["open_complaints"] == ["k1"] and v["overdue_invoices"] == ["inv1"]
     assert v["consent"]["email/promotional"]["granted"] is True
     assert v["traits"] == {"name": "Ann", "email": "a@x.org", "timezone": "Europe/Paris"}

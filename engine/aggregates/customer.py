@@ -18,6 +18,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ..ids import customer_uuid
+from ..projections import contact
 from ..projections.facts import LIFECYCLE_KINDS, Facts
 
 # In memory only, never in a snapshot: the lifecycle facts folded from `lifecycle` (with
@@ -27,7 +28,7 @@ from ..projections.facts import LIFECYCLE_KINDS, Facts
 TRANSIENT = ("_facts", "_memo", "_key", "_due", "_snap")
 # The properties the lifecycle facts read (engine.projections.facts): all a lifecycle entry keeps,
 # so the state (and each snapshot) holds what was folded, not every property a service sent.
-FOLDED = {"order.placed": ("order_id", "amount"), "order.refunded": ("order_id", "amount"),
+FOLDED = {"order.placed": ("order_id", "amount", "currency"), "order.refunded": ("order_id", "amount", "currency"),
           "order.cancelled": ("order_id",), "review.posted": ("rating",), "survey.answered": ("nps",),
           "referral.converted": ()}
 
@@ -51,8 +52,7 @@ class Customer(Aggregate):
         self.evaluated_until: str | None = None
         self.erased = False
         self.stage_since: list[str] | None = None    # [effective_at, change_id] of the current stage
-        # What the contact rules need, folded in any order: consent history per "channel/purpose"
-        # as [occurred_at, event_id, granted]; complaints and invoices as [opened, closed] times.
+        # What the contact rules need, folded in any order (engine.projections.contact).
         self.consent: dict[str, list[list[Any]]] = {}
         self.complaints: dict[str, list[str | None]] = {}
         self.invoices: dict[str, list[str | None]] = {}
@@ -150,17 +150,8 @@ class Customer(Aggregate):
             self.evaluated_until = at
 
     def _fold_contact(self, tp: dict[str, Any]) -> None:
-        at, kind, props = tp["occurred_at"], tp["kind"], tp["properties"]
-        if kind == "consent.changed":
-            history = self.consent.setdefault(f"{props['channel']}/{props['purpose']}", [])
-            history.append([at, tp["event_id"], props["granted"]])
-            history.sort()
-        elif kind in ("complaint.filed", "complaint.resolved"):
-            _open_close(self.complaints.setdefault(props["complaint_id"], [None, None]),
-                        kind == "complaint.filed", at)
-        elif kind in ("invoice.overdue", "invoice.paid"):
-            _open_close(self.invoices.setdefault(props["invoice_id"], [None, None]),
-                        kind == "invoice.overdue", at)
+        contact.fold(self.consent, self.complaints, self.invoices, tp)
+        at = tp["occurred_at"]
         tz = (tp.get("traits") or {}).get("timezone")
         if isinstance(tz, str) and (self.timezone is None or at >= self.timezone[0]):
             self.timezone = [at, tz]
@@ -229,9 +220,3 @@ class Customer(Aggregate):
 def _recorded(customer: Customer) -> dict[str, Any]:
     return {k: v for k, v in customer.__dict__.items() if k not in TRANSIENT}
 
-
-def _open_close(span: list[str | None], opens: bool, at: str) -> None:
-    """Keep the earliest opening and the earliest closing time, whatever the arrival order."""
-    i = 0 if opens else 1
-    if span[i] is None or at < span[i]:
-        span[i] = at

@@ -13,24 +13,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..clock import iso
+from ..projections.contact import consent_at, open_at
 from .model import ContactRules, PolicySpec
 
 
 def consent(customer: Any, channel: str, purpose: str, t: str, rules: ContactRules) -> tuple[bool, str]:
-    history = [h for h in customer.consent.get(f"{channel}/{purpose}", ()) if h[0] <= t]
-    if history:
-        at, event_id, granted = history[-1]
+    latest = consent_at(customer.consent, f"{channel}/{purpose}", t)
+    if latest is not None:
+        at, event_id, granted = latest
         return granted, (f"{purpose} consent on {channel} {'granted' if granted else 'withdrawn'} "
                          f"on {at[:10]} ({event_id})")
     default = rules.promotional_consent_default if purpose == "promotional" else rules.service_consent_default
     rule = "opt-in" if not default else "allowed unless revoked"
     return default, f"no {purpose} consent recorded on {channel} ({purpose}: {rule})"
-
-
-def open_at(spans: dict[str, list[str | None]], t: str) -> list[tuple[str, str]]:
-    """(id, opened at) of the complaints or invoices open at t (a stored time)."""
-    return sorted((k, opened) for k, (opened, closed) in spans.items()
-                  if opened is not None and opened <= t and (closed is None or closed > t))
 
 
 def cap_state(customer: Any, T: datetime, t: str, rules: ContactRules) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from uuid import uuid5
 
 from ..clock import iso
 from ..ids import NAMESPACE
-from ..projections.lifecycle import Status, purchases
+from ..projections.lifecycle import Status, revenue
 from .checks import run_checks
 from .model import ContactRules, PolicySpec
 from .triggers import Firing, on_facts, timers
@@ -36,9 +36,10 @@ class PolicyContext:
     facts: Any = field(repr=False, compare=False)
 
     @cached_property
-    def revenue(self) -> float:
-        """The purchases' amounts: worked out only if the condition asks (it reads every order)."""
-        return round(sum(o.amount for o in purchases(self.facts, self.now)), 2)
+    def revenue(self) -> dict[str, float]:
+        """Net revenue per currency (engine.projections.lifecycle.revenue): worked out only if
+        the condition asks (it reads every order)."""
+        return revenue(self.facts, self.now)
 
 
 @lru_cache(maxsize=1 << 16)   # timers fire again at every derivation until something changes

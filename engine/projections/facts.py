@@ -16,6 +16,7 @@ LIFECYCLE_KINDS = frozenset(("order.placed", "order.cancelled", "order.refunded"
 # Each relevant kind as one shared string: the facts of millions of touchpoints keep a kind each,
 # and a kind decoded from a stored body is a new string every time.
 _KINDS = {kind: kind for kind in LIFECYCLE_KINDS}
+_CURRENCIES: dict[str, str] = {}   # likewise each currency code (a few hundred at most)
 # Most customers never cancel, refund or review: until their first such touchpoint they share
 # this read-only empty map (or an empty tuple), ~200 bytes a customer saved at millions of them.
 _NONE: Mapping[Any, Any] = MappingProxyType({})
@@ -26,11 +27,16 @@ def _own(m: Mapping[Any, Any]) -> dict[Any, Any]:
     return {} if m is _NONE else m  # type: ignore[return-value]
 
 
+# Orders folded from states written before currencies were kept: ISO 4217's "no currency".
+NO_CURRENCY = "XXX"
+
+
 @dataclass(slots=True)
 class Order:
     at: datetime
     event_id: str
     amount: float
+    currency: str
 
 
 @dataclass(slots=True)
@@ -39,7 +45,8 @@ class Facts:
     first_seen_id: str | None = None
     orders: Mapping[str, Order] = field(default_factory=lambda: _NONE)      # earliest placement per order
     cancels: Mapping[str, list[tuple[datetime, str]]] = field(default_factory=lambda: _NONE)
-    refunds: Mapping[str, list[tuple[datetime, str, float]]] = field(default_factory=lambda: _NONE)
+    # (at, event id, amount, currency as given or None: the order's)
+    refunds: Mapping[str, list[tuple[datetime, str, float, str | None]]] = field(default_factory=lambda: _NONE)
     signals: list[tuple[datetime, str, str, int | None]] | tuple[()] = ()
     # (at, event_id, kind) of every lifecycle-relevant touchpoint, sorted: the times a stage can move,
     # and (an event id having one time) the record of which touchpoints are folded in.
@@ -74,7 +81,8 @@ class Facts:
             old = orders.get(oid)
             if old is not None and (at, event_id) > (old.at, old.event_id):
                 return            # a later placement of an order already placed: nothing changes
-            orders[oid] = Order(at, event_id, float(props["amount"]))
+            currency = props.get("currency") or NO_CURRENCY
+            orders[oid] = Order(at, event_id, float(props["amount"]), _CURRENCIES.setdefault(currency, currency))
         elif kind == "order.cancelled":
             self.cancels = cancels = _own(self.cancels)
             oid = props["order_id"]
@@ -82,7 +90,7 @@ class Facts:
         elif kind == "order.refunded":
             self.refunds = refunds = _own(self.refunds)
             oid = props["order_id"]
-            insort(refunds.setdefault(oid, []), (at, event_id, float(props["amount"])))
+            insort(refunds.setdefault(oid, []), (at, event_id, float(props["amount"]), props.get("currency")))
         else:
             if not self.signals:
                 self.signals = []
@@ -104,13 +112,40 @@ class Facts:
             order = self.orders.get(order_id)
             if order is not None:
                 refunded = 0.0
-                for at, _, amount in refunds:
+                for at, _, amount, _ in refunds:
                     refunded += amount
                     if refunded >= order.amount:
                         if void is None or at < void:
                             void = at
                         break
         return void
+
+
+def currency_clash(facts: Facts, kind: str, props: dict[str, Any],
+                   pending: dict[str, tuple[str | None, set[str]]]) -> str | None:
+    """Why an order or a refund cannot be recorded: a refund is in its order's currency, so an
+    order and a refund of it in two currencies cannot both stand (whichever comes second is
+    refused). `pending` holds, per order id, the (order currency, refund currencies) accepted
+    in the same batch before this touchpoint; this one is added to it when it is accepted."""
+    if kind not in ("order.placed", "order.refunded"):
+        return None
+    oid, currency = props["order_id"], props.get("currency")
+    ordered, refunded = pending.get(oid, (None, set()))
+    order = facts.orders.get(oid)
+    ordered = ordered or (order.currency if order is not None else None)
+    refunded = refunded | {c for *_, c in facts.refunds.get(oid, ()) if c}
+    if kind == "order.refunded":
+        if currency and ordered and currency != ordered:
+            return (f"refund in {currency} of order {oid!r}, which was placed in {ordered}: a refund is "
+                    "in its order's currency (or leave currency out)")
+        pending[oid] = (ordered, refunded | ({currency} if currency else set()))
+    else:
+        other = sorted(refunded - {currency})
+        if other:
+            return (f"order {oid!r} placed in {currency}, but refunds of it were recorded in "
+                    f"{', '.join(other)}: a refund is in its order's currency")
+        pending[oid] = (ordered or currency, refunded)
+    return None
 
 
 class Folds:

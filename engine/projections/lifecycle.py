@@ -358,12 +358,16 @@ def purchases(facts: Facts, T: datetime) -> list[Order]:
     return [facts.orders[oid] for _, _, oid in Sweep(facts, _ANY_RULES).to(T).bought]
 
 
-def revenue(facts: Facts, T: datetime) -> float:
-    """Net revenue as of T: the purchases' amounts less the refunds made on them by T."""
-    bought = Sweep(facts, _ANY_RULES).to(T).bought
-    gross = sum(facts.orders[oid].amount for _, _, oid in bought)
-    refunded = sum(amount for _, _, oid in bought for at, _, amount in facts.refunds.get(oid, ()) if at <= T)
-    return round(gross - refunded, 2)
+def revenue(facts: Facts, T: datetime) -> dict[str, float]:
+    """Net revenue as of T, per currency (amounts in two currencies are never added up): the
+    amounts of the purchases (orders placed by T, neither cancelled nor fully refunded by T)
+    less the refunds made on them by T. The one definition of revenue, for every reader."""
+    out: dict[str, float] = {}
+    for _, _, oid in Sweep(facts, _ANY_RULES).to(T).bought:
+        order = facts.orders[oid]
+        refunded = sum(r[2] for r in facts.refunds.get(oid, ()) if r[0] <= T)
+        out[order.currency] = out.get(order.currency, 0.0) + order.amount - refunded
+    return {currency: round(out[currency], 2) for currency in sorted(out)}
 
 
 _ANY_RULES = LifecycleRules()   # what counts as a purchase does not depend on the rules

@@ -27,7 +27,7 @@ def ledger(facts: Facts) -> list[tuple[Order, datetime | None]]:
     for oid, order in facts.orders.items():
         voids = [at for at, _ in facts.cancels.get(oid, ())]
         refunded = 0.0
-        for at, _, amount in facts.refunds.get(oid, ()):
+        for at, _, amount, _ in facts.refunds.get(oid, ()):
             refunded += amount
             if refunded >= order.amount:
                 voids.append(at)

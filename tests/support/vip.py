@@ -2,7 +2,7 @@
 
 
 def big_spender(ctx) -> bool:
-    return ctx.revenue >= 500
+    return ctx.revenue.get("EUR", 0) >= 500
 
 
 def broken(ctx) -> bool:
