@@ -90,6 +90,7 @@ def m_ingest(args: dict) -> dict:
     """The full pipeline (validate, dedup, append, lifecycle, policies, timers) reading the history
     file as `journey ingest --backfill --workers N` does: batches of 500, one transaction each."""
     from engine.clock import EventTimeClock
+    from engine import parallel
     from engine.config import Config, PostgresSettings, StoreSettings
     from engine.service import Engine
     store = StoreSettings(cache_customers=args["customers"])
@@ -106,12 +107,12 @@ def m_ingest(args: dict) -> dict:
 
     try:
         with Engine(config, EventTimeClock()) as engine, open(args["history"], "rb") as f:
-            report = engine.ingest((line.rstrip(b"\n") for line in f), on_batch=on_batch, workers=args["workers"])
+            report = parallel.ingest(engine, (line.rstrip(b"\n") for line in f), args["workers"], on_batch=on_batch)
         seconds = time.perf_counter() - started
     finally:
         if args["backend"] == "postgres":
-            from engine.store import pg_connect
-            with pg_connect(config, autocommit=True) as conn:
+            from engine.persistence.postgres import pg_connect
+            with pg_connect(store.postgres, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{store.postgres.schema_}" CASCADE')
     n = marks[-1][0]
     growth = ({"at_100k": rate_between(marks, 0, 100_000), "at_1m": rate_between(marks, 900_000, 1_000_000)}
@@ -249,7 +250,7 @@ def m_time_travel(args: dict) -> dict:
         t = time.perf_counter()
         engine.funnel(UNTIL)
         funnel_s = time.perf_counter() - t
-        events = engine.store.recorder.max_notification_id()
+        events = engine.store.journal.max_notification_id()
     q = statistics.quantiles(lat, n=100)
     return {"customer_p50_ms": q[49], "customer_p99_ms": q[98], "funnel_seconds": funnel_s, "events": events,
             "peak_mb": peak_mb()}

@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
 
-from .config import CustomKind
+from .rules import CustomKind
 from .limits import MAX_AMOUNT
 from .money import Currency
 

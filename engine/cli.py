@@ -16,6 +16,7 @@ from rich.table import Table
 from .clock import EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
 from .projections.lifecycle import HEALTHS, STAGES
+from . import parallel
 from .service import Engine, ForgetIncomplete
 from .terminal import cell, console_for, line
 
@@ -135,7 +136,7 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
 
         with (nullcontext(sys.stdin.buffer) if stdin else path.open("rb")) as f:
             lines: Iterator[bytes] = (line.rstrip(b"\r\n") for line in f)
-            return engine.ingest(_without_bom(lines), on_batch=advance, workers=workers)
+            return parallel.ingest(engine, _without_bom(lines), workers, on_batch=advance)
 
 
 def _without_bom(lines: Iterator[bytes]) -> Iterator[bytes]:

@@ -16,7 +16,7 @@ from eventsourcing.persistence import IntegrityError
 
 from .aggregates.customer import Customer
 from .clock import iso
-from .config import LifecycleRules
+from .rules import LifecycleRules
 from .ids import change_id, customer_uuid
 from .keys import ERASED_KEY, KeyStore
 from .policies.decide import PolicyEngine
@@ -71,7 +71,7 @@ class Ingestor:
 
     def _write(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool) -> BatchResult:
         result = BatchResult()
-        known = self.store.recorder.known_touchpoints(  # type: ignore[attr-defined]
+        known = self.store.journal.known_touchpoints(
             list({tp.event_id: None for _, tp in items})) if items else {}
         fresh: dict[str, tuple[int, Touchpoint]] = {}
         by_customer: dict[str, list[Touchpoint]] = {}
@@ -155,7 +155,7 @@ class Ingestor:
         if due_timers:
             batch = set(uuids.values())
             due = [c for c in self.store.customers(
-                u for u in map(UUID, self.store.recorder.due_customers(  # type: ignore[attr-defined]
+                u for u in map(UUID, self.store.journal.due_customers(
                     to_us(now), DUE_BATCH, self.shard)) if u not in batch).values()]
         with self.store.writing([*customers.values(), *due]):
             recorded_at = iso(now)

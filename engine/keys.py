@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Protocol
 from psycopg.sql import SQL, Identifier
 
 from .config import Config
+from .retry import retry
 
 
 log = logging.getLogger("journey.keys")
@@ -33,12 +34,12 @@ class KeyStore(Protocol):
 
 class SQLiteKeyStore:
     def __init__(self, path: str):
-        from .store import private_file, with_retries
+        from .persistence.files import private_file
         private_file(path)   # keys: readable by the owner only
         os.chmod(path, 0o600)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA secure_delete = ON")
-        with_retries(lambda: self.db.execute("PRAGMA journal_mode = DELETE"), sqlite3.OperationalError)
+        retry(lambda _: self.db.execute("PRAGMA journal_mode = DELETE"), sqlite3.OperationalError, attempts=50)
         self.db.execute("CREATE TABLE IF NOT EXISTS customer_keys (customer TEXT PRIMARY KEY, key BLOB NOT NULL)")
 
     def get_many(self, customers: Iterable[str]) -> dict[str, bytes]:
@@ -80,12 +81,12 @@ class SQLiteKeyStore:
 class PostgresKeyStore:
     def __init__(self, config: Config):
         import psycopg
-        from .store import pg_connect, pg_setup_lock, with_retries
-        self.conn = pg_connect(config, autocommit=True)
+        from .persistence.postgres import pg_connect, pg_setup_lock
+        self.conn = pg_connect(config.store.postgres, autocommit=True)
         self.table = SQL("{}.journey_customer_keys").format(Identifier(config.store.postgres.schema_))
         # Workers starting together would race to create the table: they take turns.
-        with pg_setup_lock(config):
-            with_retries(lambda: self.conn.execute(SQL(
+        with pg_setup_lock(config.store.postgres):
+            retry(lambda _: self.conn.execute(SQL(
                 "CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, key bytea NOT NULL)").format(self.table)),
                 (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject), attempts=5)
 
@@ -128,5 +129,5 @@ def _vacuum(run: Callable[[], object]) -> None:
 def open_keystore(config: Config) -> KeyStore:
     if config.store.backend == "postgres":
         return PostgresKeyStore(config)
-    from .store import private_dir
+    from .persistence.files import private_dir
     return SQLiteKeyStore(str(private_dir(config.data_path) / config.store.keys_file))

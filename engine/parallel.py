@@ -18,8 +18,11 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
+from .clock import EventTimeClock
 from .config import Config
 from .ids import customer_uuid, shard_of
+from .reports import IngestReport, blank
+from .service import Engine
 
 Record = bytes | str | dict
 WAIT = 0.5   # seconds between liveness checks while a queue is full or empty
@@ -36,9 +39,17 @@ def route(record: Record, shards: int) -> int:
         return 0
 
 
+def ingest(engine: Engine, records: Iterable[Record], workers: int = 1,
+           on_batch: Callable[[int], None] | None = None) -> IngestReport:
+    """Ingest with `workers` processes (engine.ingest itself for one), each owning a shard of the
+    customers; a backfill (an engine whose clock follows event time) stays one in every process."""
+    if workers <= 1:
+        return engine.ingest(records, on_batch)
+    return ingest_in_parallel(engine.config, records, workers, isinstance(engine.clock, EventTimeClock), on_batch)
+
+
 def ingest_in_parallel(config: Config, records: Iterable[Record], workers: int, backfill: bool,
-                       on_batch: Callable[[int], None] | None = None) -> Any:
-    from .service import IngestReport, blank
+                       on_batch: Callable[[int], None] | None = None) -> IngestReport:
     ctx = multiprocessing.get_context("spawn")    # a fresh interpreter: no inherited connections
     inboxes = [ctx.Queue(maxsize=4) for _ in range(workers)]
     results = ctx.Queue()
@@ -108,8 +119,6 @@ def ingest_in_parallel(config: Config, records: Iterable[Record], workers: int, 
 
 
 def _work(config: Config, k: int, n: int, backfill: bool, inbox: Any, results: Any) -> None:
-    from .clock import EventTimeClock
-    from .service import Engine, IngestReport
     try:
         with Engine(config, EventTimeClock() if backfill else None, shard=(k, n)) as engine:
             while (batch := inbox.get()) is not None:

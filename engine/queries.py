@@ -9,7 +9,7 @@ import gc
 from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator, Protocol
 from uuid import UUID
 
 import orjson
@@ -17,15 +17,25 @@ from eventsourcing.utils import get_topic
 
 from .aggregates.customer import Customer
 from .clock import iso
+from .rules import LifecycleRules
 from .ids import customer_uuid
-from .privacy import ERASED, reveal, unseal
+from .keys import KeyStore
+from .privacy import ERASED, PersonalFields, reveal, unseal
 from .projections import contact
 from .projections.asof import visible
 from .projections.facts import LIFECYCLE_KINDS, Facts, Folds
 from .projections.lifecycle import HEALTHS, STAGES, evaluate, revenue, timeline
+from .store import JourneyStore
 
-if TYPE_CHECKING:
-    from .service import Engine
+
+
+class Sources(Protocol):
+    """What the read side reads (an Engine has it all): the store, the customers' keys, the
+    lifecycle rules and which fields are personal."""
+    store: JourneyStore
+    keys: KeyStore
+    rules: LifecycleRules
+    personal: PersonalFields
 
 TOUCHPOINT_TOPIC = get_topic(Customer.TouchpointRecorded)
 CHANGE_TOPIC = get_topic(Customer.LifecycleChanged)
@@ -47,13 +57,13 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def scan(engine: "Engine", topic: str, after: int = 0) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+def scan(engine: Sources, topic: str, after: int = 0) -> Iterator[tuple[int, Any, dict[str, Any]]]:
     """(position, customer uuid, event body) for every stored event of a topic, in log order."""
     for position, customer, _, body in page(engine, after, None, (topic,)):
         yield position, customer, body
 
 
-def page(engine: "Engine", after: int, limit: int | None, topics: tuple[str, ...]
+def page(engine: Sources, after: int, limit: int | None, topics: tuple[str, ...]
          ) -> Iterator[tuple[int, Any, str, dict[str, Any]]]:
     """(position, customer uuid, topic, body) of stored events after a position, in log order."""
     ids: dict[str, UUID] = {}
@@ -64,10 +74,10 @@ def page(engine: "Engine", after: int, limit: int | None, topics: tuple[str, ...
         yield position, uuid, topic, orjson.loads(state)
 
 
-def rows(engine: "Engine", after: int, limit: int | None, topics: tuple[str, ...] = ()
+def rows(engine: Sources, after: int, limit: int | None, topics: tuple[str, ...] = ()
          ) -> Iterator[tuple[int, str, str, bytes]]:
     """(position, customer id as text, topic, stored state) after a position, in log order."""
-    log = engine.store.recorder.log  # type: ignore[attr-defined]
+    log = engine.store.journal.log
     left = limit
     while left is None or left > 0:
         chunk = log(after, min(PAGE, left or PAGE), topics)
@@ -78,13 +88,13 @@ def rows(engine: "Engine", after: int, limit: int | None, topics: tuple[str, ...
         left = None if left is None else left - len(chunk)
 
 
-def facts_page(engine: "Engine", after: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+def facts_page(engine: Sources, after: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
     """The next lifecycle changes and actions after a position, for relays: (position, feed, fact)."""
     return [(p, "stage-changed", body["change"]) if topic == CHANGE_TOPIC else (p, "actions", body["action"])
             for p, _, topic, body in page(engine, after, limit, (CHANGE_TOPIC, ACTION_TOPIC))]
 
 
-def funnel(engine: "Engine", T: datetime, as_known: bool = False) -> dict[str, Any]:
+def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, Any]:
     t = iso(T)
     folds = Folds()
     with gc_paused():
@@ -103,7 +113,7 @@ def funnel(engine: "Engine", T: datetime, as_known: bool = False) -> dict[str, A
     return {"as_of": iso(T), "as_known": as_known, "customers": len(facts), "stages": stages, "health": health}
 
 
-def feed(engine: "Engine", topic: str, key: str, after: int, limit: int,
+def feed(engine: Sources, topic: str, key: str, after: int, limit: int,
          customer_id: str | None = None) -> list[dict[str, Any]]:
     """A page of a feed (lifecycle changes or actions) after a position, optionally one customer's."""
     wanted = customer_uuid(customer_id) if customer_id else None
@@ -118,21 +128,21 @@ def feed(engine: "Engine", topic: str, key: str, after: int, limit: int,
     return out
 
 
-def changes(engine: "Engine", after: int, limit: int, customer_id: str | None = None) -> list[dict[str, Any]]:
+def changes(engine: Sources, after: int, limit: int, customer_id: str | None = None) -> list[dict[str, Any]]:
     return feed(engine, CHANGE_TOPIC, "change", after, limit, customer_id)
 
 
-def actions(engine: "Engine", after: int, limit: int, customer_id: str | None = None) -> list[dict[str, Any]]:
+def actions(engine: Sources, after: int, limit: int, customer_id: str | None = None) -> list[dict[str, Any]]:
     return feed(engine, ACTION_TOPIC, "action", after, limit, customer_id)
 
 
-def action_history(engine: "Engine", action_id: str) -> list[dict[str, Any]]:
+def action_history(engine: Sources, action_id: str) -> list[dict[str, Any]]:
     """Every record of one action (a deferral and its later issue share the id), oldest first."""
     return [{"position": p, **body["action"]} for p, _, body in scan(engine, ACTION_TOPIC)
             if body["action"]["action_id"] == action_id]
 
 
-def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bool = False,
+def customer_view(engine: Sources, customer_id: str, T: datetime, as_known: bool = False,
                   limit: int | None = None, offset: int = 0) -> dict[str, Any]:
     """The 360° view as of T. Its timeline (touchpoints and recorded changes) comes newest first,
     `limit` entries after skipping the `offset` newest (all with limit=None), beside the total."""
@@ -140,11 +150,11 @@ def customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: boo
         return _customer_view(engine, customer_id, T, as_known, limit, offset)
 
 
-def _customer_view(engine: "Engine", customer_id: str, T: datetime, as_known: bool, limit: int | None,
+def _customer_view(engine: Sources, customer_id: str, T: datetime, as_known: bool, limit: int | None,
                    offset: int) -> dict[str, Any]:
     uuid = customer_uuid(customer_id)
     # The stored bodies as they are: no event objects, which cost more than the view itself.
-    events = [(topic, orjson.loads(state)) for topic, state in engine.store.recorder.history(uuid)]  # type: ignore[attr-defined]
+    events = [(topic, orjson.loads(state)) for topic, state in engine.store.journal.history(uuid)]
     if not events:
         raise KeyError(customer_id)
     key = engine.keys.get_many([str(uuid)]).get(str(uuid))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Callable, Iterable
 from uuid import UUID
@@ -19,6 +19,7 @@ from .ingest import BatchResult, Ingestor, retrying
 from .keys import open_keystore
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields
+from .reports import IngestReport, Recorded, blank
 from .store import open_store, to_us
 from .touchpoints import Rejection, Touchpoint, Validator
 from . import queries
@@ -34,11 +35,6 @@ INFRASTRUCTURE: tuple[type[BaseException], ...] = (
 def _error(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}"
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def blank(record: Any) -> bool:
-    """An empty or whitespace-only line of a file: skipped, not rejected."""
-    return isinstance(record, (bytes, str)) and not record.strip()
 
 
 def halving(items: list[Any], run: Callable[[list[Any]], Any], give_up: Callable[[Any, Exception], Any],
@@ -59,67 +55,6 @@ def halving(items: list[Any], run: Callable[[list[Any]], Any], give_up: Callable
 
 class ForgetIncomplete(Exception):
     """The key is gone, the Erased event is not recorded yet: running forget again finishes it."""
-
-
-@dataclass
-class Recorded:
-    """What a run of the due timers appended to the change feed and the action feed."""
-    changes: int = 0
-    actions: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.changes + self.actions
-
-    def __add__(self, other: "Recorded") -> "Recorded":
-        return Recorded(self.changes + other.changes, self.actions + other.actions)
-
-
-@dataclass
-class IngestReport:
-    """What an ingest did. `changes` and `actions` count what it appended to each feed, those of
-    due timers included (`timer_changes`, `timer_actions`: customers it had no touchpoint for
-    at that moment); the summary has the same keys."""
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    changes: int = 0
-    actions: int = 0
-    timer_changes: int = 0
-    timer_actions: int = 0
-    rejections: list[Rejection] = field(default_factory=list)
-
-    def add(self, batch: BatchResult, invalid: list[Rejection]) -> None:
-        self.accepted += batch.accepted
-        self.duplicates += batch.duplicates
-        self.changes += batch.changes + batch.timer_changes
-        self.actions += batch.actions + batch.timer_actions
-        self.add_timers(Recorded(batch.timer_changes, batch.timer_actions), counted=True)
-        self.rejections += invalid + batch.rejected
-        self.rejected = len(self.rejections)
-
-    def add_timers(self, run: Recorded, counted: bool = False) -> None:
-        if not counted:
-            self.changes += run.changes
-            self.actions += run.actions
-        self.timer_changes += run.changes
-        self.timer_actions += run.actions
-
-    def merge(self, other: "IngestReport") -> None:
-        """Add another report of the same ingest (a batch, or another process's share)."""
-        self.accepted += other.accepted
-        self.duplicates += other.duplicates
-        self.changes += other.changes
-        self.actions += other.actions
-        self.timer_changes += other.timer_changes
-        self.timer_actions += other.timer_actions
-        self.rejections += other.rejections
-        self.rejected = len(self.rejections)
-
-    def summary(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
-                "changes": self.changes, "actions": self.actions,
-                "timer_changes": self.timer_changes, "timer_actions": self.timer_actions}
 
 
 class Engine:
@@ -156,18 +91,13 @@ class Engine:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def ingest(self, records: Iterable[bytes | str | dict], on_batch: Callable[[int], None] | None = None,
-               workers: int = 1) -> IngestReport:
-        """Validate and ingest records (raw JSON lines or decoded objects), batch by batch.
+    def ingest(self, records: Iterable[bytes | str | dict],
+               on_batch: Callable[[int], None] | None = None) -> IngestReport:
+        """Validate and ingest records (raw JSON lines or decoded objects), batch by batch, in this
+        process (engine.parallel.ingest shares the work among processes).
 
         Record numbers count from 1 in the order given, so a rejection points at its line.
-        With workers > 1, that many processes share the work, each owning a shard of the
-        customers (engine.parallel).
         """
-        if workers > 1:
-            from .parallel import ingest_in_parallel
-            return ingest_in_parallel(self.config, records, workers, isinstance(self.clock, EventTimeClock),
-                                      on_batch)
         report = IngestReport()
         size = self.config.ingest.batch_size
         batch: list[tuple[int, bytes | str | dict]] = []
@@ -247,10 +177,10 @@ class Engine:
         (its timer stays due, so the next run tries again): it never holds up the others."""
         now = self.clock.now()
         shard = shard or self.shard
-        recorder = self.store.recorder
+        journal = self.store.journal
         recorded = Recorded()
         skipped: set[str] = set()
-        while due := [u for u in recorder.due_customers(to_us(now), batch + len(skipped), shard)  # type: ignore[attr-defined]
+        while due := [u for u in journal.due_customers(to_us(now), batch + len(skipped), shard)
                       if u not in skipped][:batch]:
             recorded += self._timers(due, now, skipped)
         return recorded

@@ -108,8 +108,8 @@ class Previous:
     def size(self) -> int:
         if self.schema is None:
             return sum(f.stat().st_size for f in self.files if f.exists())
-        from engine.store import pg_connect
-        with pg_connect(self.config) as conn:
+        from engine.persistence.postgres import pg_connect
+        with pg_connect(self.config.store.postgres) as conn:
             row = conn.execute("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
                                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
                                (self.schema,)).fetchone()
@@ -120,8 +120,8 @@ class Previous:
             f.unlink(missing_ok=True)
         if self.schema is not None:
             from psycopg.sql import SQL, Identifier
-            from engine.store import pg_connect
-            with pg_connect(self.config, autocommit=True) as conn:
+            from engine.persistence.postgres import pg_connect
+            with pg_connect(self.config.store.postgres, autocommit=True) as conn:
                 conn.execute(SQL("DROP SCHEMA {} CASCADE").format(Identifier(self.schema)))
 
 
@@ -146,10 +146,10 @@ def _swap(live: Config, rebuilt: Config) -> Previous:
         shutil.rmtree(rebuilt.data_path, ignore_errors=True)   # what is left there: an empty key store, a lock
         return Previous(str(previous), files=moved)
     from psycopg.sql import SQL, Identifier
-    from engine.store import pg_connect
+    from engine.persistence.postgres import pg_connect
     old, new = live.store.postgres.schema_, rebuilt.store.postgres.schema_
     previous = f"{old}_before_rebuild_{stamp}_{datetime.now():%f}"   # unique: a rename over it would fail
-    with pg_connect(live) as conn, conn.transaction():
+    with pg_connect(live.store.postgres) as conn, conn.transaction():
         # The keys stay with the live data: they are not part of what a rebuild recomputes.
         conn.execute(SQL("DROP TABLE IF EXISTS {}.journey_customer_keys").format(Identifier(new)))
         conn.execute(SQL("ALTER TABLE {}.journey_customer_keys SET SCHEMA {}").format(Identifier(old), Identifier(new)))

@@ -96,7 +96,7 @@ def apply(target: Engine, step: Step) -> None:
     clock.at = datetime.fromisoformat(step.at)
     if step.kind == "ingest":
         stored = step.touchpoints
-        fresh = target.store.recorder.known_touchpoints(  # type: ignore[attr-defined]
+        fresh = target.store.journal.known_touchpoints(
             [b["event_id"] for bodies in stored.values() for b in bodies])
         todo = {cid: [b for b in bodies if b["event_id"] not in fresh] for cid, bodies in stored.items()}
         todo = {cid: bodies for cid, bodies in todo.items() if bodies}
@@ -120,16 +120,16 @@ def rebuild(source: Engine, target: Engine, on_step: Callable[[Step], None] | No
     returns the number of steps applied."""
     if not isinstance(target.clock, FixedClock):
         raise TypeError("the target engine needs a FixedClock: the replay sets the time of each step")
-    recorder = target.store.recorder
-    after = recorder.get_position(POSITION)  # type: ignore[attr-defined]
-    until = source.store.recorder.max_notification_id() or 0
+    journal = target.store.journal
+    after = journal.get_position(POSITION)
+    until = source.store.journal.max_notification_id() or 0
     n = 0
     for step in steps(source, after, until):
         apply(target, step)
-        recorder.set_position(POSITION, step.position)  # type: ignore[attr-defined]
+        journal.set_position(POSITION, step.position)
         n += 1
         if on_step:
             on_step(step)
     if until > after:
-        recorder.set_position(POSITION, until)  # type: ignore[attr-defined]
+        journal.set_position(POSITION, until)
     return n

@@ -85,7 +85,7 @@ class KafkaRelay:
         await self.producer.start()
         # Everything up to the stored position was acknowledged; beyond it, a crashed batch may
         # have reached some partitions, and those facts are skipped per partition.
-        self.position = await asyncio.to_thread(self.engine.store.recorder.get_position, self.NAME)
+        self.position = await asyncio.to_thread(self.engine.store.journal.get_position, self.NAME)
         self.published = await self._last_published()
 
     async def stop(self) -> None:
@@ -131,5 +131,5 @@ class KafkaRelay:
             self.published[(feed, partition)] = pos
         await asyncio.gather(*sent)
         self.position = facts[-1][0]
-        await asyncio.to_thread(self.engine.store.recorder.set_position, self.NAME, self.position)
+        await asyncio.to_thread(self.engine.store.journal.set_position, self.NAME, self.position)
         return len(sent)

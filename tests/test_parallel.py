@@ -8,6 +8,7 @@ import pytest
 from engine.clock import EventTimeClock, FixedClock
 from engine.ids import shard_of
 from engine.policies.model import PolicySpec, Trigger
+from engine import parallel
 from engine.service import Engine
 from engine.simulator import simulate
 from replay.rebuild import rebuild
@@ -40,7 +41,7 @@ def test_parallel_backfill_keeps_every_customer_and_replays_exactly(tmp_path, sq
         single_funnel = single.funnel(NOW)
         single_view = single.customer("cust-000007", as_of=NOW)
     with Engine(sqlite_config, EventTimeClock()) as engine:
-        two = engine.ingest(records, workers=2)
+        two = parallel.ingest(engine, records, 2)
         assert (two.accepted, two.duplicates, two.rejected) == (one.accepted, one.duplicates, one.rejected) == (
             one.accepted, one.duplicates, 2)
         assert [r.record for r in two.rejections] == [41, 401]                   # numbers kept, in order
@@ -69,7 +70,7 @@ def test_a_record_whose_processing_fails_is_rejected_and_the_rest_kept(sqlite_co
     with Engine(config, FixedClock(NOW)) as engine:
         records = ([tp(f"v{i}", "page.viewed", day(i), customer=f"c{i}") for i in range(20)] + [order("o1", day(30))]
                    + [tp(f"w{i}", "page.viewed", day(i), customer=f"c{i}") for i in range(20)])
-        report = engine.ingest(records, workers=workers)
+        report = parallel.ingest(engine, records, workers)
         assert (report.accepted, report.rejected) == (40, 1)
         rejected = report.rejections[0]
         assert rejected.record == 21 and rejected.event_id == "o1"
@@ -80,5 +81,5 @@ def test_a_record_whose_processing_fails_is_rejected_and_the_rest_kept(sqlite_co
 def test_a_record_no_process_can_route_is_rejected_not_fatal(sqlite_config):
     records = [tp("ok", "page.viewed", day(1)), {**tp("bad", "page.viewed", day(1)), "customer_id": "\ud800"}]
     with Engine(sqlite_config, FixedClock(NOW)) as engine:
-        report = engine.ingest(records, workers=2)
+        report = parallel.ingest(engine, records, 2)
     assert (report.accepted, report.rejected) == (1, 1) and report.rejections[0].field == "customer_id"

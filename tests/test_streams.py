@@ -59,13 +59,13 @@ async def test_relays_publish_both_feeds_and_a_killed_relay_resumes_without_gap_
         await relay.start()
         await drain(lambda: relay.run_once(batch=7), lambda: relay_redis(engine, redis, topo, batch=7))
         await relay.stop()
-        crash_point = engine.store.recorder.get_position(KafkaRelay.NAME)
+        crash_point = engine.store.journal.get_position(KafkaRelay.NAME)
 
         engine.ingest(history(start=6))                       # more facts arrive...
         killed = KafkaRelay(engine, stream_config.kafka.bootstrap_servers, topo)
         await killed.start()
         await killed.run_once(batch=9)                        # ...a batch goes out...
-        engine.store.recorder.set_position(KafkaRelay.NAME, crash_point)   # ...and the process dies before saving
+        engine.store.journal.set_position(KafkaRelay.NAME, crash_point)   # ...and the process dies before saving
         await killed.stop()
         again = KafkaRelay(engine, stream_config.kafka.bootstrap_servers, topo)
         await again.start()

@@ -106,7 +106,7 @@ def test_one_bad_line_among_ten_thousand_keeps_the_rest(sqlite_config, clock):
         assert (report.accepted, report.duplicates, report.rejected) == (9_999, 0, 1)
         assert report.rejections[0].record == 4322
         assert engine.funnel()["customers"] == 300
-        assert engine.store.recorder.customer_count() == 300
+        assert engine.store.journal.customer_count() == 300
 
 
 def test_nothing_crashes_on_garbage(sqlite_config, clock):

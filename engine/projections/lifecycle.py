@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..config import LifecycleRules
+from ..rules import LifecycleRules
 from ..vocabulary import HEALTHS, STAGES  # noqa: F401 - re-exported
 from .facts import Facts, Order
 

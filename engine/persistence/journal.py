@@ -1,0 +1,62 @@
+"""The typed seam between the engine and its recorders: what a journey recorder does beyond the
+library's application-recorder contract. Both recorders (SQLite, PostgreSQL) implement it, and
+engine.store checks that the one the library built does."""
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+# (position, customer id as text, topic, stored state): a row of the log, bare.
+Row = tuple[int, str, str, bytes]
+# (event_id, customer uuid as text, content digest): a touchpoint accepted for good.
+TouchpointRow = tuple[str, str, str]
+# (customer uuid as text, due time in microseconds since the epoch, or None): a customer's next timer.
+TimerRow = tuple[str, "int | None"]
+
+
+@runtime_checkable
+class JourneyRecorder(Protocol):
+    def write(self, events: Sequence[StoredEvent], touchpoint_ids: Sequence[TouchpointRow] = (),
+              timers: Sequence[TimerRow] = ()) -> None:
+        """Insert events and side-table rows in one transaction, without returning notification
+        ids (nothing here uses them). A collision with another writer (a customer's version, a
+        touchpoint id) raises eventsourcing's IntegrityError and writes nothing."""
+
+    def log(self, after: int, limit: int, topics: Sequence[str] = ()) -> list[Row]:
+        """Stored events after a position, in log order, as bare rows (for folds over millions of
+        events: the library builds a Notification with a UUID per row)."""
+
+    def history(self, customer: UUID) -> list[tuple[str, bytes]]:
+        """(topic, state) of one customer's stored events, oldest first."""
+
+    def known_touchpoints(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """event_id -> (customer, digest) of those among these ids that were accepted."""
+
+    def latest(self, snapshots_table: str, customers: Sequence[UUID]) -> list[tuple[UUID, int, str, bytes]]:
+        """The newest snapshot of each customer that has one, then every event after it (or all
+        events), ordered by customer and version: what rebuilds them."""
+
+    def replace_snapshots(self, snapshots_table: str, stored: Sequence[StoredEvent]) -> None:
+        """Write these snapshots and delete the older ones of the same customers, in one transaction."""
+
+    def due_customers(self, until_us: int, limit: int, shard: tuple[int, int] | None = None) -> list[str]:
+        """Customers due by then, earliest first; with shard (k, n), only those of writer k of n."""
+
+    def customer_count(self) -> int: ...
+
+    def get_position(self, name: str) -> int: ...
+
+    def set_position(self, name: str, position: int) -> None: ...
+
+    def max_notification_id(self) -> int | None: ...
+
+
+def by_customer(row: tuple[Any, ...]) -> Any:
+    """Sort key of side-table rows: two writers take row locks in the same order, never deadlocking."""
+    return row[0]
+
+
+def by_id_version(row: tuple[Any, ...]) -> tuple[str, int]:
+    return str(row[0]), row[1]

@@ -1,0 +1,110 @@
+"""The journey recorders keep the library's application-recorder contract: eventsourcing's own
+test cases (eventsourcing.tests.persistence) run against both, on a real SQLite file and a real
+PostgreSQL schema. What they add (JourneyRecorder.write and the side tables) is tested after."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import unittest
+import uuid
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
+from eventsourcing.tests.persistence import ApplicationRecorderTestCase
+
+from engine.persistence.journal import JourneyRecorder
+from engine.persistence.postgres import PostgresJourneyRecorder, ensure_schema, pg_connect
+from engine.persistence.sqlite import SQLiteJourneyRecorder
+
+from .conftest import pg_available, pg_settings
+
+# The library's timing printouts are benchmarks, not contracts: they assert nothing.
+NOT_CONTRACTS = ("test_performance", "test_concurrent_throughput")
+
+
+class SQLiteContract(ApplicationRecorderTestCase[SQLiteJourneyRecorder]):
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="journey-contract-")
+        self.datastore = SQLiteDatastore(os.path.join(self.dir, "events.db"), lock_timeout=30)
+
+    def tearDown(self) -> None:
+        self.datastore.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def create_recorder(self) -> SQLiteJourneyRecorder:
+        recorder = SQLiteJourneyRecorder(self.datastore)
+        recorder.create_table()
+        return recorder
+
+
+class PostgresContract(ApplicationRecorderTestCase[PostgresJourneyRecorder]):
+    def setUp(self) -> None:
+        problem = pg_available()
+        if problem:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"PostgreSQL is required on CI but not reachable: {problem}")
+            pytest.skip(f"no PostgreSQL server: {problem}")
+        self.pg = pg_settings(f"journey_contract_{uuid.uuid4().hex[:12]}")
+        ensure_schema(self.pg)
+        self.datastore = PostgresDatastore(self.pg.dbname, self.pg.host, self.pg.port, self.pg.user, self.pg.password,
+                                           schema=self.pg.schema_, pool_size=10, max_overflow=10, lock_timeout=30)
+
+    def tearDown(self) -> None:
+        self.datastore.close()
+        with pg_connect(self.pg, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{self.pg.schema_}" CASCADE')
+
+    def create_recorder(self) -> PostgresJourneyRecorder:
+        recorder = PostgresJourneyRecorder(self.datastore)
+        recorder.create_table()
+        return recorder
+
+
+def _skip_printouts(*cases: type) -> None:
+    for case in cases:
+        for name in NOT_CONTRACTS:
+            setattr(case, name, unittest.skip("a timing printout of the library, not a contract")(lambda self: None))
+
+
+_skip_printouts(SQLiteContract, PostgresContract)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def recorder(request):
+    case = (SQLiteContract if request.param == "sqlite" else PostgresContract)()
+    case.setUp()
+    try:
+        yield case.create_recorder()
+    finally:
+        case.tearDown()
+
+
+def event(originator, version, state=b"{}"):
+    return StoredEvent(originator_id=originator, originator_version=version, topic="t", state=state)
+
+
+def test_write_is_one_transaction_with_the_side_tables(recorder):
+    assert isinstance(recorder, JourneyRecorder)
+    a, b = uuid4(), uuid4()
+    recorder.write([event(a, 1), event(a, 2)], touchpoint_ids=[("e1", str(a), "d1")], timers=[(str(a), 10)])
+    assert recorder.known_touchpoints(["e1", "e2"]) == {"e1": (str(a), "d1")}
+    assert recorder.due_customers(10, 5) == [str(a)] and recorder.due_customers(9, 5) == []
+    # a collision on a touchpoint id writes nothing of the batch: not b's event, not its timer
+    with pytest.raises(IntegrityError):
+        recorder.write([event(b, 1)], touchpoint_ids=[("e1", str(b), "d2")], timers=[(str(b), 1)])
+    assert recorder.select_events(b) == [] and recorder.due_customers(10, 5) == [str(a)]
+    # ...and so does a collision on a customer's version
+    with pytest.raises(IntegrityError):
+        recorder.write([event(b, 1), event(a, 2)], touchpoint_ids=[("e3", str(b), "d3")])
+    assert recorder.known_touchpoints(["e3"]) == {} and recorder.select_events(b) == []
+    # the log and the library's notifications agree on positions
+    assert [(p, UUID(c)) for p, c, _, _ in recorder.log(0, 10)] == [(n.id, n.originator_id)
+                                                               for n in recorder.select_notifications(None, 10)]
+    assert recorder.max_notification_id() == 2
+    recorder.write([event(b, 1)], timers=[(str(a), None), (str(b), 5)])   # a timer moves, one is cleared
+    assert recorder.due_customers(100, 5) == [str(b)] and recorder.customer_count() == 2
+    assert [topic for topic, _ in recorder.history(a)] == ["t", "t"]
