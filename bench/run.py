@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,13 +29,14 @@ SCALES = {  # customers, naive sample, streaming touchpoints
     "medium": (5_000, 5_000, 5_000),
     "full": (100_000, 20_000, 50_000),
 }
-UNTIL = datetime(2026, 11, 1, tzinfo=timezone.utc)
+UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def history_file(customers: int, work: Path) -> Path:
     path = work / f"history-{customers}.jsonl"
     if not path.exists():
         import orjson
+
         from engine.simulator import simulate
         with path.open("wb") as f:
             for r in simulate(customers, 1, UNTIL):
@@ -48,6 +49,7 @@ def account_file(n: int, work: Path) -> Path:
     path = work / f"account-{n}.jsonl"
     if not path.exists():
         import orjson
+
         from engine.simulator import simulate_account
         with path.open("wb") as f:
             for r in simulate_account("dealer-1", n, 1, UNTIL):
@@ -89,8 +91,8 @@ def rate_between(marks: list[tuple[int, float]], lo: int, hi: int) -> float:
 def m_ingest(args: dict) -> dict:
     """The full pipeline (validate, dedup, append, lifecycle, policies, timers) reading the history
     file as `journey ingest --backfill --workers N` does: batches of 500, one transaction each."""
-    from engine.clock import EventTimeClock
     from engine import parallel
+    from engine.clock import EventTimeClock
     from engine.config import Config, PostgresSettings, StoreSettings
     from engine.service import Engine
     store = StoreSettings(cache_customers=args["customers"])
@@ -124,10 +126,11 @@ def m_ingest(args: dict) -> dict:
 
 def m_naive(args: dict) -> dict:
     """What the eventsourcing docs suggest: one load -> record -> save per touchpoint."""
+    from uuid import NAMESPACE_URL, uuid5
+
     import orjson
     from eventsourcing.application import AggregateNotFoundError, Application
     from eventsourcing.domain import Aggregate, event
-    from uuid import NAMESPACE_URL, uuid5
 
     class Shopper(Aggregate):
         @staticmethod
@@ -165,6 +168,7 @@ def customer_sample(history: str, size: int) -> list[bytes]:
     the order of the file. (The first lines of the file would be customers' first touchpoints
     only, whose loads are cheap: the naive loop reloads a customer's whole history each time.)"""
     import zlib
+
     import orjson
     by: dict[str, list[int]] = {}
     lines = Path(history).read_bytes().splitlines()
@@ -207,10 +211,11 @@ def m_raw_insert(args: dict) -> dict:
 def m_rebuild(args: dict) -> dict:
     """Fold the whole history into stages and health (replay.history + lifecycle), vs a bare scan + decode + dict fold."""
     import orjson
+
     from engine.config import Config
     from engine.projections.lifecycle import evaluate
-    from engine.service import Engine
     from engine.queries import gc_paused
+    from engine.service import Engine
     from replay.history import load
     with Engine(Config(data_dir=args["data"])) as engine:
         started = time.perf_counter()
@@ -235,9 +240,9 @@ def m_rebuild(args: dict) -> dict:
 
 
 def m_time_travel(args: dict) -> dict:
+    from engine import queries
     from engine.config import Config
     from engine.service import Engine
-    from engine import queries
     from replay.history import load
     with Engine(Config(data_dir=args["data"])) as engine:
         ids = sorted(load(engine, feeds=False).names.values())
@@ -259,6 +264,7 @@ def m_time_travel(args: dict) -> dict:
 def m_one_customer(args: dict) -> dict:
     """Appends to one customer with a long history: snapshots should keep them flat."""
     from datetime import timedelta
+
     from engine.clock import FixedClock
     from engine.config import Config
     from engine.service import Engine
@@ -296,9 +302,11 @@ def m_streaming(args: dict) -> dict:
     latency of probes sent at a steady rate, from produce to entry on the stream."""
     import asyncio
     import signal
+
     import orjson
     from aiokafka import AIOKafkaProducer
     from redis.asyncio import Redis
+
     from engine.config import Config, KafkaSettings, RedisSettings, dump_toml
     from streams.local import redis_server, tansu_broker
     from streams.relay import ensure_topics
@@ -322,7 +330,7 @@ def m_streaming(args: dict) -> dict:
 
         def record(i: str) -> bytes:
             return orjson.dumps({"event_id": i, "customer_id": i, "kind": "customer.registered", "channel": "web",
-                                 "source": "bench", "occurred_at": datetime.now(timezone.utc).isoformat()})
+                                 "source": "bench", "occurred_at": datetime.now(UTC).isoformat()})
 
         async def go() -> dict:
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
@@ -521,7 +529,7 @@ def write_doc(results: dict) -> None:
     text = doc.read_text() if doc.exists() else ""
     start, end = "<!-- results:start -->", "<!-- results:end -->"
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-               f"{datetime.now(timezone.utc):%Y-%m-%d}")
+               f"{datetime.now(UTC):%Y-%m-%d}")
     block = (f"{start}\nScale `{results['scale']}`: {results['customers']:,} simulated customers, "
              f"{results['ingest_sqlite']['touchpoints']:,} touchpoints ({machine}).\n\n{table(results)}\n{end}")
     if start in text:

@@ -10,10 +10,9 @@ from typing import Any, Literal, Optional
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
 
-from .rules import CustomKind
 from .limits import MAX_AMOUNT
 from .money import Currency
-
+from .rules import CustomKind
 from .vocabulary import CHANNELS, Channel  # noqa: F401 - re-exported for callers of the catalog
 
 
@@ -45,7 +44,7 @@ class OrderPlaced(Props):
 class OrderRefunded(Props):
     order_id: str = NonEmpty
     amount: float = Money
-    currency: Optional[Currency] = None   # the order's; if given, it must be the order's
+    currency: Currency | None = None   # the order's; if given, it must be the order's
 
 
 class OrderCancelled(Props):
@@ -62,11 +61,11 @@ class ComplaintResolved(Props):
 
 
 class SurveyAnswered(Props):
-    nps: Optional[int] = Field(None, ge=0, le=10)
-    csat: Optional[int] = Field(None, ge=1, le=5)
+    nps: int | None = Field(None, ge=0, le=10)
+    csat: int | None = Field(None, ge=1, le=5)
 
     @model_validator(mode="after")
-    def one_score(self) -> "SurveyAnswered":
+    def one_score(self) -> SurveyAnswered:
         if self.nps is None and self.csat is None:
             raise ValueError("a survey answer needs nps (0-10) and/or csat (1-5)")
         return self

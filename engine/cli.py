@@ -3,20 +3,21 @@ JSON lines for feeds), so scripts never parse the human-readable output."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from . import parallel
 from .clock import EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
 from .projections.lifecycle import HEALTHS, STAGES
-from . import parallel
 from .service import Engine, ForgetIncomplete
 from .terminal import cell, console_for, line
 

@@ -1,14 +1,14 @@
 """Clocks: the engine never reads the time itself, so tests and replays can set it."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .limits import parse_time as iso_time
 
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FixedClock:
@@ -29,7 +29,7 @@ class EventTimeClock:
     recorded as a live engine would have recorded them, and timers fire along the way."""
 
     def __init__(self, start: datetime | None = None):
-        self.at = start or datetime(1970, 1, 1, tzinfo=timezone.utc)
+        self.at = start or datetime(1970, 1, 1, tzinfo=UTC)
 
     def now(self) -> datetime:
         return self.at
@@ -41,12 +41,12 @@ class EventTimeClock:
 
 def iso(t: datetime) -> str:
     """The one stored form of a time: UTC, microseconds always written, so strings sort as times."""
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 # Times asked about (--as-of, periods) lie in this range: windows and periods computed from them
 # stay far from datetime's year 9999, and nothing is stored before 1900 (engine.limits).
-ASKABLE = (datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(9000, 1, 1, tzinfo=timezone.utc))
+ASKABLE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 
 
 def parse_time(text: str) -> datetime:
@@ -55,7 +55,7 @@ def parse_time(text: str) -> datetime:
     if len(text) == 10:
         try:
             t = datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, microsecond=999999,
-                                                     tzinfo=timezone.utc)
+                                                     tzinfo=UTC)
         except ValueError as e:
             raise ValueError(f"{text!r} is not a date: {e}") from None
     else:

@@ -14,8 +14,7 @@ from pydantic import ValidationError
 
 from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec
 from .rules import CustomField, CustomKind, FieldType, LifecycleRules
-from .settings import (IngestSettings, KafkaSettings, PostgresSettings, PrivacySettings, RedisSettings,
-                       StoreSettings)
+from .settings import IngestSettings, KafkaSettings, PostgresSettings, PrivacySettings, RedisSettings, StoreSettings
 from .vocabulary import Section
 
 # Everything a config file holds, importable from here.

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import orjson
 
@@ -17,7 +18,7 @@ from .simulator import simulate
 
 
 def today() -> datetime:
-    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def write_history(out: Path, records: Iterator[dict]) -> int:

@@ -7,22 +7,23 @@ the batch is then re-read and re-decided, so every touchpoint is counted exactly
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
 
 from .aggregates.customer import Customer
 from .clock import iso
-from .rules import LifecycleRules
 from .ids import change_id, customer_uuid
 from .keys import ERASED_KEY, KeyStore
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields, seal
 from .projections.facts import currency_clash
 from .projections.lifecycle import Transition, advance
+from .rules import LifecycleRules
 from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
 
@@ -40,7 +41,7 @@ class BatchResult:
     timer_changes: int = 0    # appended for customers whose timers were due (no touchpoint in the batch)
     timer_actions: int = 0
 
-    def add(self, other: "BatchResult") -> None:
+    def add(self, other: BatchResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.rejected += other.rejected
@@ -49,7 +50,7 @@ class BatchResult:
         self.timer_changes += other.timer_changes
         self.timer_actions += other.timer_actions
 
-    def plus(self, other: "BatchResult") -> "BatchResult":
+    def plus(self, other: BatchResult) -> BatchResult:
         self.add(other)
         return self
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from typing import Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from psycopg.sql import SQL, Identifier
 
 from .config import Config
 from .retry import retry
-
 
 log = logging.getLogger("journey.keys")
 ERASED_KEY = b""   # the tombstone of a deleted key: personal fields are dropped, never sealed
@@ -81,6 +81,7 @@ class SQLiteKeyStore:
 class PostgresKeyStore:
     def __init__(self, config: Config):
         import psycopg
+
         from .persistence.postgres import pg_connect, pg_setup_lock
         self.conn = pg_connect(config.store.postgres, autocommit=True)
         self.table = SQL("{}.journey_customer_keys").format(Identifier(config.store.postgres.schema_))

@@ -21,14 +21,14 @@ import calendar
 import json
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MAX_ID_CHARS = 200
 MAX_NAME_CHARS = 200
 MAX_SAFE_INTEGER = 2 ** 53 - 1
 MAX_AMOUNT = 1e15
-EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 # A backstop for settings: spans added to an accepted time stay far from datetime's year 9999.
 MAX_SPAN_DAYS = 36_600
 
@@ -74,7 +74,7 @@ def parse_time(text: str, earliest: datetime = EARLIEST) -> datetime:
     if m is not None and (m.group(8) or m.group(9)):
         # The common case, in C; anything it refuses or that lies out of range is worded below.
         try:
-            utc = datetime.fromisoformat(text).astimezone(timezone.utc)
+            utc = datetime.fromisoformat(text).astimezone(UTC)
             if utc >= earliest:
                 return utc
         except (ValueError, OverflowError):
@@ -113,7 +113,7 @@ def parse_time(text: str, earliest: datetime = EARLIEST) -> datetime:
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     local = datetime(y, mo, d, h, mi, s, micro)
     try:
-        utc = (local - offset).replace(tzinfo=timezone.utc)
+        utc = (local - offset).replace(tzinfo=UTC)
     except OverflowError:
         if y > 1:
             raise ValueError(f"{text} lies beyond the year 9999 in UTC") from None

@@ -14,7 +14,8 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import traceback
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import orjson
@@ -17,7 +18,6 @@ from eventsourcing.utils import get_topic
 
 from .aggregates.customer import Customer
 from .clock import iso
-from .rules import LifecycleRules
 from .ids import customer_uuid
 from .keys import KeyStore
 from .privacy import ERASED, PersonalFields, reveal, unseal
@@ -25,8 +25,8 @@ from .projections import contact
 from .projections.asof import visible
 from .projections.facts import LIFECYCLE_KINDS, Facts, Folds
 from .projections.lifecycle import HEALTHS, STAGES, evaluate, revenue, timeline
+from .rules import LifecycleRules
 from .store import JourneyStore
-
 
 
 class Sources(Protocol):

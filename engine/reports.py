@@ -24,7 +24,7 @@ class Recorded:
     def total(self) -> int:
         return self.changes + self.actions
 
-    def __add__(self, other: "Recorded") -> "Recorded":
+    def __add__(self, other: Recorded) -> Recorded:
         return Recorded(self.changes + other.changes, self.actions + other.actions)
 
 
@@ -58,7 +58,7 @@ class IngestReport:
         self.timer_changes += run.changes
         self.timer_actions += run.actions
 
-    def merge(self, other: "IngestReport") -> None:
+    def merge(self, other: IngestReport) -> None:
         """Add another report of the same ingest (a batch, or another process's share)."""
         self.accepted += other.accepted
         self.duplicates += other.duplicates

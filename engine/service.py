@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, Callable, Iterable
+from typing import Any
 from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
+from . import queries
 from .catalog import Catalog
 from .clock import EventTimeClock, SystemClock, iso
 from .config import Config, ConfigError
@@ -22,7 +24,6 @@ from .privacy import PersonalFields
 from .reports import IngestReport, Recorded, blank
 from .store import open_store, to_us
 from .touchpoints import Rejection, Touchpoint, Validator
-from . import queries
 
 log = logging.getLogger("journey.engine")
 # Errors of the machinery, not of a record (a lost connection, a full disk, writers that kept
@@ -83,7 +84,7 @@ class Engine:
         self.keys.close()
         self.store.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -16,15 +16,16 @@ from __future__ import annotations
 import itertools
 import random
 from bisect import bisect
-from datetime import datetime, timedelta, timezone
-from itertools import accumulate
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from heapq import heappop, heappush, heapreplace
-from typing import Any, Iterator
+from itertools import accumulate
+from typing import Any
 
 DAY = 86400.0
 HISTORY_DAYS = 3 * 365
 LATE, TWICE = 0.03, 0.02          # shares of records delivered late / delivered twice
-UTC = timezone.utc
+UTC = UTC
 OFFSETS = (timezone(timedelta(hours=2)), timezone(timedelta(hours=1)), timezone(timedelta(hours=-5)))
 
 # name: (share, purchases lo..hi, cadence days lo..hi, odds of active / at_risk / lapsed as of until).

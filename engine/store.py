@@ -5,13 +5,14 @@ from __future__ import annotations
 import gc
 import logging
 import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import InternalError, IntegrityError, ProgrammingError, StoredEvent, Transcoder
+from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError, StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import get_topic
@@ -28,7 +29,7 @@ from .retry import retry
 
 log = logging.getLogger("journey.store")
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SNAPSHOT_TOPIC = get_topic(Customer.Snapshot)
 
 

@@ -9,14 +9,23 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .catalog import Catalog, Channel, json_ready
-from .limits import (DuplicateKey, Problem, check_content, exact_parse, id_ok, id_problem, parse_time, raw_keys,
-                     utf8_problem)
+from .limits import (
+    DuplicateKey,
+    Problem,
+    check_content,
+    exact_parse,
+    id_ok,
+    id_problem,
+    parse_time,
+    raw_keys,
+    utf8_problem,
+)
 
 
 class Fields(BaseModel):
@@ -32,7 +41,7 @@ class Fields(BaseModel):
     channel: Channel
     source: str = Field(strict=True)
     properties: dict[str, Any] = {}
-    traits: Optional[dict[str, Any]] = None
+    traits: dict[str, Any] | None = None
 
     @field_validator("occurred_at", mode="plain")
     @classmethod

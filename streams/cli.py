@@ -43,6 +43,7 @@ def with_engine_and_redis(config_path: str | None, work: Any) -> Any:
 def worker(no_relays: bool, app_id: str, loglevel: str, config_path: str | None, as_json: bool) -> None:
     """Consume journey.touchpoints with faust: validate, append, derive, decide, relay."""
     import faust
+
     from .worker import build_app
     config = config_of(config_path)
     engine = open_engine(config, create=True)

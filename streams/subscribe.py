@@ -11,7 +11,8 @@ crash never republishes to Redis, but a Kafka consumer may see a fact again afte
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -98,7 +99,7 @@ class KafkaSubscriber:
             while not (stop and stop.is_set()) and (max_messages is None or consumed < max_messages):
                 try:
                     msg = await asyncio.wait_for(consumer.getone(), timeout=idle_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 consumed += 1
                 fact = {**orjson.loads(msg.value), "id": dict(msg.headers)["fact_id"].decode(),

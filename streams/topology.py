@@ -17,7 +17,7 @@ class Topology:
     stream_maxlen: int
 
     @classmethod
-    def of(cls, config: Config) -> "Topology":
+    def of(cls, config: Config) -> Topology:
         return cls(config.kafka.topic_prefix, config.kafka.partitions, config.redis.prefix,
                    config.redis.stream_maxlen)
 

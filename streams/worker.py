@@ -166,7 +166,7 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
                         await asyncio.sleep(1)
                 try:
                     await asyncio.wait_for(outbox.wake.wait(), IDLE)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
         @app.timer(IDLE, on_leader=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.limits import MAX_AMOUNT, MAX_SAFE_INTEGER
 
-AT = datetime(2026, 3, 1, tzinfo=timezone.utc)
+AT = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def record(event_id: str, **changes: Any) -> dict[str, Any]:

@@ -3,7 +3,7 @@ independent computation of the default rules written here from the raw file."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from statistics import median
 
@@ -11,13 +11,13 @@ from engine.clock import FixedClock
 from engine.service import Engine
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cdnow_sample.txt"
-AS_OF = datetime(1998, 6, 30, 23, 59, 59, 999999, tzinfo=timezone.utc)
+AS_OF = datetime(1998, 6, 30, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def rows():
     for n, line in enumerate(FIXTURE.read_text().splitlines(), start=1):
         customer, _sample, ymd, cds, dollars = line.split()
-        yield n, customer, datetime.strptime(ymd, "%Y%m%d").replace(tzinfo=timezone.utc), int(cds), float(dollars)
+        yield n, customer, datetime.strptime(ymd, "%Y%m%d").replace(tzinfo=UTC), int(cds), float(dollars)
 
 
 def touchpoints():
@@ -49,7 +49,7 @@ def expected_funnel() -> dict:
 
 
 def test_cdnow_funnel_as_of_mid_1998(sqlite_config):
-    with Engine(sqlite_config, FixedClock(datetime(1998, 7, 1, tzinfo=timezone.utc))) as engine:
+    with Engine(sqlite_config, FixedClock(datetime(1998, 7, 1, tzinfo=UTC))) as engine:
         report = engine.ingest(touchpoints())
         assert (report.accepted, report.rejected) == (6919, 0)
         funnel = engine.funnel(AS_OF)

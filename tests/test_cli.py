@@ -113,6 +113,7 @@ def test_the_ingest_summary_counts_what_the_feeds_hold(tmp_path, workers):
     # It reported stage_changes 4,403, timer_changes 2,146 and actions 2,934 while the feeds held
     # 5,191 changes and 4,292 actions: decisions of due timers were counted as changes.
     from engine.simulator import simulate
+
     from .conftest import NOW
     env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
     src = tmp_path / "h.jsonl"

@@ -242,6 +242,7 @@ def test_customers_that_leave_the_cache_leave_memory(sqlite_config, clock):
     # The walk kept beside a customer's facts refers to them, and they to it: as a cycle, frozen
     # by gc.freeze(), every customer evicted from the cache stayed in memory for good.
     import gc
+
     from engine.projections.facts import Facts
     config = sqlite_config.model_copy(update={"store": sqlite_config.store.model_copy(update={"cache_customers": 50})})
     gc.unfreeze()

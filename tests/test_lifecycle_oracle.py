@@ -5,7 +5,7 @@ out of order, with a sweep kept between batches."""
 from __future__ import annotations
 
 from dataclasses import astuple
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +16,7 @@ from engine.projections.facts import Facts
 
 from .support import oracle_lifecycle as old
 
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
 KINDS = ["order.placed"] * 6 + ["order.cancelled", "order.refunded", "order.refunded", "review.posted",
                                 "survey.answered", "referral.converted", "page.viewed"]
 

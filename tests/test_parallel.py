@@ -5,10 +5,10 @@ import uuid
 
 import pytest
 
+from engine import parallel
 from engine.clock import EventTimeClock, FixedClock
 from engine.ids import shard_of
 from engine.policies.model import PolicySpec, Trigger
-from engine import parallel
 from engine.service import Engine
 from engine.simulator import simulate
 from replay.rebuild import rebuild
@@ -22,7 +22,7 @@ def test_the_stores_pick_the_same_shards_as_the_engine(engine):
     customers = [uuid.uuid4() for _ in range(300)]
     recorder = engine.store.recorder
     with recorder.datastore.transaction(commit=True) as c:   # every customer due at once
-        insert = "INSERT INTO {} VALUES (%s, 0)".format(recorder.t_timers.as_string(c.connection)) \
+        insert = f"INSERT INTO {recorder.t_timers.as_string(c.connection)} VALUES (%s, 0)" \
             if hasattr(recorder, "t_timers") else "INSERT INTO journey_timers VALUES (?, 0)"
         c.executemany(insert, [(str(u),) for u in customers])
     for n in (2, 3):

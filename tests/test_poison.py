@@ -14,10 +14,9 @@ from engine.config import Config
 from engine.ids import customer_uuid
 from engine.queries import TOUCHPOINT_TOPIC, scan
 from engine.service import Engine
-
-from .conftest import NOW
 from replay.rebuild import rebuild
 
+from .conftest import NOW
 from .poison import EDGES, POISON, check_rejections, mixed
 from .test_replay import facts_of
 

@@ -342,6 +342,7 @@ def test_custom_python_condition_is_the_hook_for_value_based_policies(tmp_path, 
 
 def test_bad_policies_are_named(tmp_path):
     import pytest
+
     from engine.config import ConfigError, load_config
     cfg = tmp_path / "p.toml"
     cfg.write_text('[[policies]]\nname = "x"\ntrigger = { on = "absence", absence = "activity" }\n'

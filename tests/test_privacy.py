@@ -82,9 +82,11 @@ MARKERS = {   # where a customer's personal data hides: nested traits, property 
 
 def test_personal_data_is_sealed_at_any_depth_and_gone_everywhere_after_forget(tmp_path):
     from click.testing import CliRunner
+
     from engine.cli import main
     from engine.clock import FixedClock
     from replay.export import frames, to_parquet
+
     from .conftest import NOW
     config = Config(data_dir=str(tmp_path / "var"), kinds=(CustomKind(name="survey.commented", fields={
         "remark": CustomField(free_text=True), "badge": CustomField(pii=True)}),))
@@ -127,7 +129,8 @@ def test_personal_data_is_sealed_at_any_depth_and_gone_everywhere_after_forget(t
 
 
 def test_a_pattern_that_would_seal_what_the_engine_reads_is_refused(tmp_path):
-    from engine.config import PrivacySettings
     import pytest
+
+    from engine.config import PrivacySettings
     with pytest.raises(ValueError, match="properties.amount"):
         Engine(Config(data_dir=str(tmp_path), privacy=PrivacySettings(pii_fields=("*amount*",))))

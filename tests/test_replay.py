@@ -1,9 +1,8 @@
 """Replays: a rebuild equals live processing; what-if runs leave the live store alone."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from datetime import timedelta
+from pathlib import Path
 
 from engine.clock import FixedClock
 from engine.config import Config
@@ -183,6 +182,7 @@ def test_whatif_on_loyal_min_purchases_matches_and_leaves_the_live_store_alone(t
 
 def test_exports_round_trip_and_keep_erased_customers_erased(tmp_path):
     import pandas as pd
+
     from replay.export import frames, to_parquet
     with Engine(Config(data_dir=str(tmp_path / "live")), FixedClock(NOW)) as engine:
         engine.ingest(list(simulate(60, 2, NOW)) + [tp("pii", "profile.updated", NOW, customer="cust-000003",
@@ -203,7 +203,9 @@ def test_exports_round_trip_and_keep_erased_customers_erased(tmp_path):
 
 def test_replay_commands_rebuild_swap_whatif_export(tmp_path):
     import json
+
     from click.testing import CliRunner
+
     from engine.cli import main
     from engine.clock import EventTimeClock
     data = tmp_path / "var"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,7 +15,7 @@ from engine.projections.lifecycle import HEALTHS, STAGES, evaluate
 from engine.simulator import simulate
 from engine.touchpoints import Touchpoint, Validator
 
-UNTIL = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+UNTIL = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

@@ -184,7 +184,9 @@ async def test_kafka_subscriber_acknowledges_and_dead_letters(stream_config):
 
 def test_relay_readmodel_and_from_redis_commands(stream_config, tmp_path):
     import json
+
     from click.testing import CliRunner
+
     from engine.cli import main
     from engine.config import dump_toml
     cfg = tmp_path / "j.toml"

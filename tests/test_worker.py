@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +26,6 @@ from streams.relay import ensure_topics
 from streams.topology import Topology
 
 from .helpers import order, tp
-from datetime import datetime, timedelta, timezone
 
 JOURNEY = str(Path(sys.executable).parent / "journey")
 
@@ -96,7 +96,7 @@ def stored_count(engine: Engine) -> int:
 
 
 def now_minus(**kw) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(**kw)
+    return datetime.now(UTC) - timedelta(**kw)
 
 
 async def test_worker_end_to_end_with_a_dead_letter(stream_config, tmp_path):
@@ -196,6 +196,7 @@ async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothin
 
 def test_streaming_demo_shows_changes_on_both_feeds(tmp_path):
     from click.testing import CliRunner
+
     from engine.cli import main
     result = CliRunner().invoke(main, ["demo", "--streaming", "--customers", "40", "--json"],
                                 env={"JOURNEY_DATA_DIR": str(tmp_path)}, catch_exceptions=False)

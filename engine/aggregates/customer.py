@@ -65,25 +65,25 @@ class Customer(Aggregate):
     class TouchpointRecorded(Aggregate.Event):
         touchpoint: dict[str, Any]
 
-        def apply(self, customer: "Customer") -> None:
+        def apply(self, customer: Customer) -> None:
             customer._touched(self.touchpoint)
 
     class LifecycleChanged(Aggregate.Event):
         change: dict[str, Any]
 
-        def apply(self, customer: "Customer") -> None:
+        def apply(self, customer: Customer) -> None:
             customer._changed(self.change)
 
     class ActionDecided(Aggregate.Event):
         action: dict[str, Any]
 
-        def apply(self, customer: "Customer") -> None:
+        def apply(self, customer: Customer) -> None:
             customer._decided(self.action)
 
     class Erased(Aggregate.Event):
         erased_at: str
 
-        def apply(self, customer: "Customer") -> None:
+        def apply(self, customer: Customer) -> None:
             customer.erased = True
 
     class Snapshot(Aggregate.Snapshot):

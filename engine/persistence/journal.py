@@ -3,7 +3,8 @@ library's application-recorder contract. Both recorders (SQLite, PostgreSQL) imp
 engine.store checks that the one the library built does."""
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent

@@ -5,12 +5,14 @@ import fcntl
 import os
 import threading
 import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..retry import at_once, retry
 from ..settings import PostgresSettings
 from .postgres import pg_connect
+
 
 class WriterLock:
     """Writers of one store take turns, across processes. Every write holds the lock while it
@@ -42,7 +44,7 @@ class WriterLock:
         self._close()
 
     @classmethod
-    def file(cls, path: str) -> "WriterLock":
+    def file(cls, path: str) -> WriterLock:
         fd: list[int] = []
 
         def acquire() -> None:
@@ -56,7 +58,7 @@ class WriterLock:
         return cls(acquire, lambda: fcntl.flock(fd[0], fcntl.LOCK_UN), close)
 
     @classmethod
-    def postgres(cls, pg: PostgresSettings) -> "WriterLock":
+    def postgres(cls, pg: PostgresSettings) -> WriterLock:
         import psycopg
         key = zlib.crc32(f"journey-writer:{pg.schema_}".encode())
         conn: list[Any] = []

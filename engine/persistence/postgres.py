@@ -4,8 +4,9 @@ connections, schema and setup lock of a PostgreSQL store."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent

@@ -2,7 +2,8 @@
 the side tables and the bulk reads the engine needs (engine.persistence.journal)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent

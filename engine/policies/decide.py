@@ -8,10 +8,11 @@ promotion of the same moment is checked (and then suppressed by the complaint it
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
 from datetime import datetime
-from typing import Any, Callable
+from functools import cached_property, lru_cache
+from typing import Any
 from uuid import uuid5
 
 from ..clock import iso

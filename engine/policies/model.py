@@ -6,7 +6,7 @@ by the contact rules (engine/policies/checks.py), the same for every policy.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -18,17 +18,17 @@ TriggerType = Literal["stage_entered", "stage_left", "stage_held", "health_chang
 
 class Trigger(Section):
     on: TriggerType
-    stage: Optional[str] = None       # stage_entered, stage_left, stage_held
-    health: Optional[str] = None      # health_changed
-    kind: Optional[str] = None        # touchpoint
-    absence: Optional[Literal["second_purchase", "activity"]] = None
-    date: Optional[Literal["first_purchase_anniversary"]] = None
-    days: Optional[int] = Field(None, gt=0)   # absence, stage_held
+    stage: str | None = None       # stage_entered, stage_left, stage_held
+    health: str | None = None      # health_changed
+    kind: str | None = None        # touchpoint
+    absence: Literal["second_purchase", "activity"] | None = None
+    date: Literal["first_purchase_anniversary"] | None = None
+    days: int | None = Field(None, gt=0)   # absence, stage_held
     # stage_entered: only the first time the customer enters the stage (a welcome is said once).
     first_time: bool = False
 
     @model_validator(mode="after")
-    def complete(self) -> "Trigger":
+    def complete(self) -> Trigger:
         need = {"stage_entered": ("stage",), "stage_left": ("stage",), "stage_held": ("stage", "days"),
                 "health_changed": ("health",), "touchpoint": ("kind",), "absence": ("absence", "days"),
                 "date": ("date",)}[self.on]
@@ -44,10 +44,10 @@ class Trigger(Section):
 
 class Conditions(Section):
     """What must hold when the trigger fires; each is recorded with its value in the audit trail."""
-    stage: Optional[tuple[str, ...]] = None
-    health: Optional[tuple[str, ...]] = None
-    min_purchases: Optional[int] = None
-    max_purchases: Optional[int] = None
+    stage: tuple[str, ...] | None = None
+    health: tuple[str, ...] | None = None
+    min_purchases: int | None = None
+    max_purchases: int | None = None
 
 
 class PolicySpec(Section):
@@ -61,7 +61,7 @@ class PolicySpec(Section):
     enabled: bool = True
     # A custom policy written in Python ("module:function"); its trigger is evaluated as usual
     # and the function may add conditions (see docs/policies.md).
-    python: Optional[str] = None
+    python: str | None = None
 
 
 class Cap(Section):

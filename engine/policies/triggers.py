@@ -6,9 +6,10 @@ timer), so the action id derived from it is the same however often the same fact
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from ..projections.lifecycle import Status
 from .model import PolicySpec

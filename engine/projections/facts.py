@@ -6,10 +6,11 @@ any arrival order and any duplicates give the same facts: the basis of exact rep
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 ADVOCACY_KINDS = ("referral.converted", "review.posted", "survey.answered")
 LIFECYCLE_KINDS = frozenset(("order.placed", "order.cancelled", "order.refunded") + ADVOCACY_KINDS)

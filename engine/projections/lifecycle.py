@@ -181,7 +181,7 @@ class Sweep:
 
     # -- moving ------------------------------------------------------------------------------
 
-    def to(self, T: datetime) -> "Sweep":
+    def to(self, T: datetime) -> Sweep:
         """Stand at T: every placement and void at or before T applied, none after."""
         if not self.indexed:
             self._index()
@@ -238,7 +238,7 @@ class Sweep:
         j = bisect_left(self.gaps, g)
         del self.gaps[j]
 
-    def copy(self) -> "Sweep":
+    def copy(self) -> Sweep:
         """A sweep standing where this one stands, to walk ahead without moving this one."""
         other = Sweep.__new__(Sweep)
         other.facts, other.rules, other.t, other.indexed = self.facts, self.rules, self.t, self.indexed

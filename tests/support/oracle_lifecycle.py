@@ -60,7 +60,7 @@ class Status:
     def get(self, dimension: str) -> str | None:
         return self.stage if dimension == "stage" else self.health
 
-    def retimed(self, at: datetime) -> "Status":
+    def retimed(self, at: datetime) -> Status:
         """The same status as of a later time before anything could change it."""
         return Status(self.stage, self.health, self.purchases, self.stage_causes, self.health_causes, at,
                       self.recent, self.signal, self.limit, self.rules)
