@@ -10,6 +10,7 @@ import os
 import tomllib
 from pathlib import Path
 
+import orjson
 from pydantic import ValidationError
 
 from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec
@@ -101,8 +102,8 @@ def dump_toml(config: Config) -> str:
             return "true" if v else "false"
         if isinstance(v, (int, float)):
             return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, str):   # a JSON string is a TOML basic string, once DEL is escaped too
+            return orjson.dumps(v).decode().replace("\x7f", "\\u007f")
         if isinstance(v, dict):
             return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items() if x is not None) + " }"
         return "[" + ", ".join(value(x) for x in v) + "]"  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ import asyncio
 from datetime import timedelta
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from engine.clock import FixedClock
@@ -28,6 +28,20 @@ def history(customers: int = 6, start: int = 0) -> list[dict]:
         out += [tp(f"r{c}", "customer.registered", ago(50), customer=f"c{c}"),
                 *(order(f"o{c}-{i}", ago(40 - i * 5), customer=f"c{c}") for i in range(c % 5))]
     return out
+
+
+async def eventually(condition, what: str, seconds: float = 60) -> None:
+    """Wait for an async condition, polling; a generous limit, only so a broken build ends."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"waited {seconds:g} s for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def idle_at_least(redis, stream: str, group: str, ms: int) -> bool:
+    pending = await redis.xpending_range(stream, group, min="-", max="+", count=10_000)
+    return bool(pending) and all(p["time_since_delivered"] >= ms for p in pending)
 
 
 async def kafka_facts(bootstrap: str, topo: Topology) -> list[tuple[int, str]]:
@@ -133,7 +147,8 @@ async def test_a_crashed_subscriber_is_taken_over_by_xautoclaim_then_dead_letter
     await crashed.run(dies, max_messages=0)                    # joins the group
     await crashed._read()                                     # takes messages, then "crashes"
     assert (await redis.xpending(stream, "crm"))["pending"] == total
-    await asyncio.sleep(0.3)
+    # Taken over only once they idled past claim_idle_ms, as the server measures it.
+    await eventually(lambda: idle_at_least(redis, stream, "crm", 200), "the crashed messages to idle")
     seen = []
 
     async def works(fact):
@@ -145,8 +160,13 @@ async def test_a_crashed_subscriber_is_taken_over_by_xautoclaim_then_dead_letter
 
     poison = RedisSubscriber(redis, stream, "poison", "p-1", claim_idle_ms=0, block_ms=50, max_deliveries=2)
     stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(2.0, stop.set)
-    await poison.run(dies, stop=stop)
+    running = asyncio.create_task(poison.run(dies, stop=stop))
+
+    async def all_dead() -> bool:
+        return await redis.xlen(poison.dead_letter) >= total
+    await eventually(all_dead, "every message to be dead-lettered")
+    stop.set()
+    assert await running == 0
     assert await redis.xlen(poison.dead_letter) == total      # every message, after 2 failed deliveries
     assert (await redis.xpending(stream, "poison"))["pending"] == 0
     await redis.aclose()
@@ -172,12 +192,28 @@ async def test_kafka_subscriber_acknowledges_and_dead_letters(stream_config):
     await sub.run(handle, max_messages=expected, idle_timeout=8)
     failed = expected - len(seen)
     assert failed > 0 and len(set(seen)) == len(seen)
+    # All committed: a new member of the group gets only what is published after (a probe), not
+    # what the first one handled or dead-lettered (an idle run returning 0 would also pass if
+    # the consumer never joined).
+    producer = AIOKafkaProducer(bootstrap_servers=stream_config.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    await producer.send_and_wait(topo.topic("stage-changed"), orjson.dumps({"to": "repeat"}), key=b"probe",
+                                 headers=[("fact_id", b"probe"), ("position", b"999999")])
+    await producer.stop()
+    handled_before = list(seen)
     again = KafkaSubscriber(stream_config.kafka.bootstrap_servers, topo.topic("stage-changed"), "crm")
-    assert await again.run(handle, idle_timeout=3) == 0        # all committed, nothing redelivered
+    assert await again.run(handle, max_messages=1, idle_timeout=60) == 1
+    assert seen == handled_before + ["probe"]
     dead = AIOKafkaConsumer(sub.dead_letter, bootstrap_servers=stream_config.kafka.bootstrap_servers,
                             auto_offset_reset="earliest", group_id=None)
     await dead.start()
-    got = sum(len(v) for v in (await dead.getmany(timeout_ms=3000)).values())
+    got = 0
+
+    async def all_read() -> bool:
+        nonlocal got
+        got += sum(len(v) for v in (await dead.getmany(timeout_ms=500)).values())
+        return got >= failed
+    await eventually(all_read, "the dead letters")
     await dead.stop()
     assert got == failed
 
