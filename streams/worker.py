@@ -18,6 +18,7 @@ import faust
 from redis.asyncio import Redis
 
 from engine.config import Config
+from engine.persistence.files import private_dir
 from engine.service import INFRASTRUCTURE, Engine
 
 from . import readmodel
@@ -117,6 +118,9 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
     app = faust.App(
         app_id, broker=f"kafka://{config.kafka.bootstrap_servers}", value_serializer="raw",
         topic_partitions=config.kafka.partitions, store="memory://", web_enabled=False,
+        # Faust keeps a data directory (default: "<app id>-data" in the working directory): the
+        # engine's own data directory holds it, so no run leaves folders where it was started.
+        datadir=str(private_dir(config.data_path) / f"faust-{app_id}"),
         # Without these every group join waits 30-60 s on this broker.
         broker_session_timeout=6, broker_rebalance_timeout=6, broker_heartbeat_interval=1,
         producer_acks=-1, topic_allow_declare=True)

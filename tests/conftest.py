@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from datetime import UTC, datetime
 
 import pytest
@@ -35,6 +36,31 @@ def pg_available() -> str | None:
         return None
     except Exception as e:  # noqa: BLE001 - any failure means "no server here"
         return str(e)
+
+
+LAYERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked by its folder: unit (no I/O), integration (stores, broker, Redis), e2e
+    (CLI processes, the browser); `pytest -m unit` runs the fast ones alone."""
+    for item in items:
+        layer = next((p for p in item.path.parts if p in LAYERS), None)
+        if layer:
+            item.add_marker(layer)
+
+
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leaves_the_repository_clean():
+    """A test run leaves no folders in the repository (faust used to leave its data directories,
+    "journey-data/" and "g<hex>-data/", wherever a worker started)."""
+    before = {p.name for p in REPO.iterdir()}
+    yield
+    stray = sorted({p.name for p in REPO.iterdir()} - before - {".pytest_cache", ".hypothesis"})
+    assert not stray, f"the test run left these in the repository: {stray}"
 
 
 @pytest.fixture

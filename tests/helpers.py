@@ -20,3 +20,9 @@ def tp(event_id: str, kind: str, at: datetime, customer: str = "c1", channel: st
 def order(event_id: str, at: datetime, order_id: str | None = None, amount: float = 10.0, currency: str = "EUR",
           **kw: Any) -> dict:
     return tp(event_id, "order.placed", at, order_id=order_id or event_id, amount=amount, currency=currency, **kw)
+
+
+def facts_of(engine: Any) -> tuple[list, list]:
+    """The change and action feeds without their positions: what two histories must agree on."""
+    strip = lambda xs: [{k: v for k, v in x.items() if k != "position"} for x in xs]  # noqa: E731
+    return strip(engine.changes(limit=1_000_000)), strip(engine.actions(limit=1_000_000))

@@ -19,8 +19,8 @@ from engine.queries import TOUCHPOINT_TOPIC, scan
 from engine.service import Engine
 from engine.simulator import simulate
 
-from .conftest import NOW
-from .helpers import day, tp
+from ..conftest import NOW
+from ..helpers import day, tp
 
 JOURNEY = str(Path(sys.executable).parent / "journey")
 

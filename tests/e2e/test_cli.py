@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from engine.cli import main
 
-from .helpers import day, order, tp
+from ..helpers import day, order, tp
 
 
 def run(*args: str, env: dict, ok: bool = True):
@@ -114,7 +114,7 @@ def test_the_ingest_summary_counts_what_the_feeds_hold(tmp_path, workers):
     # 5,191 changes and 4,292 actions: decisions of due timers were counted as changes.
     from engine.simulator import simulate
 
-    from .conftest import NOW
+    from ..conftest import NOW
     env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
     src = tmp_path / "h.jsonl"
     src.write_bytes(b"\n".join(orjson.dumps(r) for r in simulate(150, 2, NOW)) + b"\n")

@@ -14,8 +14,8 @@ from engine.projections.facts import Facts
 from engine.projections.lifecycle import evaluate, timeline
 from engine.service import Engine
 
-from .conftest import NOW
-from .helpers import tp
+from ..conftest import NOW
+from ..helpers import tp
 
 RULES = LifecycleRules()
 START = NOW - timedelta(days=900)

@@ -14,7 +14,7 @@ from engine.config import LifecycleRules
 from engine.projections import lifecycle as new
 from engine.projections.facts import Facts
 
-from .support import oracle_lifecycle as old
+from ..support import oracle_lifecycle as old
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 KINDS = ["order.placed"] * 6 + ["order.cancelled", "order.refunded", "order.refunded", "review.posted",

@@ -10,13 +10,8 @@ from engine.service import Engine
 from engine.simulator import simulate
 from replay.rebuild import rebuild
 
-from .conftest import NOW
-from .helpers import order, tp
-
-
-def facts_of(engine: Engine) -> tuple[list, list]:
-    strip = lambda xs: [{k: v for k, v in x.items() if k != "position"} for x in xs]  # noqa: E731
-    return strip(engine.changes(limit=1_000_000)), strip(engine.actions(limit=1_000_000))
+from ..conftest import NOW
+from ..helpers import facts_of, order, tp
 
 
 def test_rebuild_equals_live_processing_and_is_resumable(tmp_path):

@@ -10,8 +10,8 @@ from engine.ids import customer_uuid
 from engine.queries import TOUCHPOINT_TOPIC, scan
 from engine.service import Engine
 
-from .conftest import NOW
-from .helpers import day, order, tp
+from ..conftest import NOW
+from ..helpers import day, order, tp
 
 
 def stored_touchpoints(engine: Engine) -> list[str]:

@@ -15,8 +15,8 @@ from engine.queries import summary
 from engine.service import Engine
 from replay.export import frames
 
-from .conftest import NOW
-from .helpers import order, tp
+from ..conftest import NOW
+from ..helpers import order, tp
 
 ago = lambda d: NOW - timedelta(days=d)  # noqa: E731
 

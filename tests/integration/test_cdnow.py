@@ -10,7 +10,7 @@ from statistics import median
 from engine.clock import FixedClock
 from engine.service import Engine
 
-FIXTURE = Path(__file__).parent / "fixtures" / "cdnow_sample.txt"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "cdnow_sample.txt"
 AS_OF = datetime(1998, 6, 30, 23, 59, 59, 999999, tzinfo=UTC)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from engine.config import Config, CustomField, CustomKind
 from engine.service import Engine
 
-from .helpers import day, order, tp
+from ..helpers import day, order, tp
 
 ANN = {"name": "Ann Example", "email": "ann.example@mail.test", "phone": "+44 20 7946 0958",
        "address": "1 Quiet Lane", "timezone": "Europe/London"}
@@ -87,7 +87,7 @@ def test_personal_data_is_sealed_at_any_depth_and_gone_everywhere_after_forget(t
     from engine.clock import FixedClock
     from replay.export import frames, to_parquet
 
-    from .conftest import NOW
+    from ..conftest import NOW
     config = Config(data_dir=str(tmp_path / "var"), kinds=(CustomKind(name="survey.commented", fields={
         "remark": CustomField(free_text=True), "badge": CustomField(pii=True)}),))
     markers = [f"marker-a{i}" for i in range(1, 11)]

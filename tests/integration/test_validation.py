@@ -13,8 +13,8 @@ from engine.config import Config, CustomField, CustomKind, IngestSettings
 from engine.service import Engine
 from engine.touchpoints import Rejection, Touchpoint, Validator
 
-from .conftest import NOW
-from .helpers import order, tp
+from ..conftest import NOW
+from ..helpers import order, tp
 
 V = Validator(Catalog(), timedelta(hours=24), 65536)
 GOOD = order("e1", NOW - timedelta(days=1))

@@ -13,9 +13,9 @@ from engine.service import Engine
 from engine.simulator import simulate
 from replay.rebuild import rebuild
 
-from .conftest import NOW
-from .helpers import day, order, tp
-from .test_replay import facts_of
+from ..conftest import NOW
+from ..helpers import day, order, tp
+from ..helpers import facts_of
 
 
 def test_the_stores_pick_the_same_shards_as_the_engine(engine):

@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def test_benchmarks_smoke_run():
-    from .conftest import pg_available
+    from ..conftest import pg_available
     args = [sys.executable, str(ROOT / "bench" / "run.py"), "--scale", "smoke", "--no-write"]
     if os.environ.get("CI") == "true" or pg_available() is None:
         args.append("--postgres")

@@ -20,7 +20,7 @@ from engine.persistence.journal import JourneyRecorder
 from engine.persistence.postgres import PostgresJourneyRecorder, ensure_schema, pg_connect
 from engine.persistence.sqlite import SQLiteJourneyRecorder
 
-from .conftest import pg_available, pg_settings
+from ..conftest import pg_available, pg_settings
 
 # The library's timing printouts are benchmarks, not contracts: they assert nothing.
 NOT_CONTRACTS = ("test_performance", "test_concurrent_throughput")

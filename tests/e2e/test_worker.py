@@ -25,7 +25,7 @@ from engine.service import Engine
 from streams.relay import ensure_topics
 from streams.topology import Topology
 
-from .helpers import order, tp
+from ..helpers import order, tp
 
 JOURNEY = str(Path(sys.executable).parent / "journey")
 
@@ -210,7 +210,7 @@ async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_
     # Each of these once crashed the agent, which then consumed nothing more (0 of 40 valid
     # records in 100 s). Now each goes to the dead-letter topic with its reason, under a key
     # naming where it came from, and every valid record around it is ingested.
-    from .poison import POISON, mixed
+    from ..poison import POISON, mixed
     lines, expected, n_valid = mixed()                 # the poison among 10,000 valid records
     topo, cfg = await prepare(stream_config, tmp_path)
     worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")

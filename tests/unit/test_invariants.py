@@ -1,22 +1,20 @@
 """Properties the engine's shortcuts must keep, over generated inputs: the memoised lifecycle walk
-gives what the plain walk gives; a timeline ends where the as-of evaluation stands; a config
-survives being written and read back; the validator answers every JSON value without raising."""
+gives what the plain walk gives; a timeline ends where the as-of evaluation stands; the validator
+answers every JSON value without raising. (A config's TOML round trip: integration/test_config.)"""
 from __future__ import annotations
 
 import json
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.catalog import Catalog
-from engine.config import Config, CustomField, CustomKind, dump_toml, load_config
-from engine.policies.model import DEFAULT_POLICIES
 from engine.projections import lifecycle
 from engine.projections.facts import Facts
 from engine.touchpoints import Rejection, Touchpoint, Validator
 
-from .conftest import NOW
+from ..conftest import NOW
 from .test_lifecycle_oracle import START, events, fold, rules
 
 GRID = timedelta(hours=6)
@@ -62,38 +60,6 @@ def test_a_timeline_ends_where_the_as_of_evaluation_stands(evs, r, data):
     for dim in ("stage", "health"):
         last = [t for t in history if t.dimension == dim]
         assert (last[-1].to_value if last else None) == asof.get(dim)
-
-
-TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
-NAMES = st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True)
-
-
-@st.composite
-def configs(draw):
-    kinds = tuple(CustomKind(name=f"{draw(NAMES)}.{draw(NAMES)}{i}", fields={
-        draw(NAMES): CustomField(type=draw(st.sampled_from(["string", "integer", "number", "boolean", "datetime"])),
-                                 required=draw(st.booleans()), pii=draw(st.booleans()))
-        for _ in range(draw(st.integers(0, 3)))}) for i in range(draw(st.integers(0, 2))))
-    policies = draw(st.lists(st.sampled_from(DEFAULT_POLICIES), unique_by=lambda p: p.name, min_size=1))
-    return Config.model_validate({
-        "data_dir": draw(TEXT),
-        "lifecycle": {"rules_version": draw(TEXT), "window_days": draw(st.integers(1, 36_600)),
-                      "at_risk_gap_factor": draw(st.floats(0.01, 100)), "loyal_min_purchases": draw(st.integers(1, 50))},
-        "ingest": {"future_tolerance_hours": draw(st.floats(0, 8784)), "max_depth": draw(st.integers(1, 64))},
-        "kafka": {"topic_prefix": draw(TEXT), "batch_seconds": draw(st.floats(0.001, 10))},
-        "redis": {"prefix": draw(TEXT)},
-        "privacy": {"pii_fields": draw(st.lists(TEXT, max_size=3))},
-        "kinds": [k.model_dump() for k in kinds],
-        "policies": [p.model_dump(exclude_none=True) for p in policies],
-    })
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(config=configs())
-def test_a_config_written_as_toml_reads_back_equal(config, tmp_path):
-    path = tmp_path / "round-trip.toml"
-    path.write_text(dump_toml(config), encoding="utf-8")
-    assert load_config(path) == config
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -16,9 +16,9 @@ from engine.queries import TOUCHPOINT_TOPIC, scan
 from engine.service import Engine
 from replay.rebuild import rebuild
 
-from .conftest import NOW
-from .poison import EDGES, POISON, check_rejections, mixed
-from .test_replay import facts_of
+from ..conftest import NOW
+from ..poison import EDGES, POISON, check_rejections, mixed
+from ..helpers import facts_of
 
 JOURNEY = str(Path(sys.executable).parent / "journey")
 

@@ -13,7 +13,7 @@ from engine.cli import main
 from engine.limits import id_problem
 from engine.terminal import shown
 
-from .helpers import day, order, tp
+from ..helpers import day, order, tp
 
 # Markup, emoji codes and escapes first, then anything at all.
 TRICKY = st.sampled_from(["[/]", "[bold]", "[/bold] oops", ":smile:", "[red]x[/red]", "\\", "[", "]", "%s", "{}",

@@ -9,7 +9,7 @@ from engine.config import LifecycleRules
 from engine.projections.facts import Facts
 from engine.projections.lifecycle import TICK, evaluate, next_change, timeline
 
-from .helpers import day
+from ..helpers import day
 
 RULES = LifecycleRules()
 

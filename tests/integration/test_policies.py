@@ -16,8 +16,8 @@ from engine.config import Config
 from engine.policies.model import Cap, ContactRules
 from engine.service import Engine
 
-from .conftest import NOW
-from .helpers import order, tp
+from ..conftest import NOW
+from ..helpers import order, tp
 
 ago = lambda d: NOW - timedelta(days=d)  # noqa: E731
 

@@ -16,8 +16,8 @@ from streams.relay import KafkaRelay, relay_redis
 from streams.subscribe import KafkaSubscriber, RedisSubscriber
 from streams.topology import FEEDS, Topology, fact_id
 
-from .conftest import NOW
-from .helpers import order, tp
+from ..conftest import NOW
+from ..helpers import order, tp
 
 ago = lambda d: NOW - timedelta(days=d)  # noqa: E731
 

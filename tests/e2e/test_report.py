@@ -16,7 +16,7 @@ from engine.config import Config
 from engine.service import Engine
 from engine.simulator import simulate
 
-from .conftest import NOW
+from ..conftest import NOW
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
