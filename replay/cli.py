@@ -179,9 +179,27 @@ def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_js
                   f"{result['rules']['alternative']} instead of {result['rules']['live']}:")
     for move, n in result["by_transition"].items():
         say(f"  {move:<28} {n:>8,}")
+    say("decisions per policy, compared by what the customer would get (action, channel, status, time):")
     for policy, row in result["actions"].items():
-        say(f"  {policy:<24} live {row['live']} → alternative {row['alternative']} "
-                      f"({row['differ']:,} decisions differ)")
+        say(f"  {policy}: live {_by_status(row['live'])} → alternative {_by_status(row['alternative'])}; "
+            f"{row['added']:,} added, {row['removed']:,} removed, {row['changed']:,} changed "
+            f"({row['same']:,} the same)")
+        for kind in ("added", "removed", "changed"):
+            for e in row["examples"][kind]:
+                said = [_experienced(e[side]) for side in ("live", "alternative") if side in e]
+                say(f"    {kind:<8} {e['customer_id']}: " + " → ".join(said))
+            if row[kind] > len(row["examples"][kind]):
+                say(f"    {kind:<8} ... and {row[kind] - len(row['examples'][kind]):,} more")
+
+
+def _by_status(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {status}" for status, n in counts.items() if n) or "no decisions"
+
+
+def _experienced(d: dict[str, str]) -> str:
+    """"issued win_back_offer by email at 2026-03-01 12:00Z"; a deferred one says until when."""
+    when = "until" if d["status"] == "deferred" else "at"
+    return f"{d['status']} {d['action']} by {d['channel']} {when} {d['at'][:16].replace('T', ' ')}Z"
 
 
 def _journeys(config_path: str | None, as_of: datetime | None) -> tuple[Journeys, Any]:
