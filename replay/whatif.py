@@ -22,6 +22,7 @@ from engine.projections.lifecycle import evaluate
 from engine.service import Engine
 
 from .history import History, load
+from .journeys import counted
 from .rebuild import rebuild
 
 SAMPLE = 20
@@ -45,12 +46,15 @@ class Decision(NamedTuple):
 
 
 def whatif(live: Engine, alternative: Config, as_of: datetime, history: History | None = None,
-           on_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
+           on_step: Callable[[Any], None] | None = None,
+           on_customers: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """`on_step` sees each step the sandbox replays; `on_customers` hears how many customers'
+    stages were evaluated (both for progress bars)."""
     h = history or load(live)
     moves: Counter = Counter()
     sample = []
     customers = 0
-    for cid, facts in sorted(h.customers()):
+    for cid, facts in counted(sorted(h.customers()), on_customers):
         a = evaluate(facts, as_of, live.rules)
         b = evaluate(facts, as_of, alternative.lifecycle)
         if a.stage is None:

@@ -57,8 +57,8 @@ def test_decisions_that_differ_only_in_their_ids_are_the_same(tmp_path):
     with Engine(Config(data_dir=str(tmp_path / "live")), FixedClock(AS_OF)) as live:
         with Engine(alternative.model_copy(update={"data_dir": str(tmp_path / "alt")}), FixedClock(AS_OF)) as alt:
             rebuild(live, alt)
-            ids = lambda e: {a["policy"]: (a["action_id"], a["trigger"]["id"]) for a in e.actions(limit=100)}  # noqa: E731
-            before, after = ids(live), ids(alt)
+            before, after = ({a["policy"]: (a["action_id"], a["trigger"]["id"]) for a in e.actions(limit=100)}
+                             for e in (live, alt))
         for policy in ("churn_risk_outreach", "win_back"):     # the premise: other action and trigger ids
             assert before[policy][0] != after[policy][0] and before[policy][1] != after[policy][1]
         result = whatif(live, alternative, AS_OF)["actions"]
