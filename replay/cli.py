@@ -4,9 +4,10 @@ and `journey report`."""
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -15,8 +16,10 @@ from engine.clock import FixedClock
 from engine.config import Config
 from engine.vocabulary import STAGES
 
-from .history import load
+from .history import History, load
 from .journeys import Journeys, period_ends
+
+Phase = Callable[[str, int | None, str], Callable[[int], None]]
 
 
 @click.group()
@@ -26,6 +29,39 @@ def replay() -> None:
 
 def _as_of(engine: Any, at: datetime | None) -> datetime:
     return at or engine.clock.now()
+
+
+@contextmanager
+def phases(as_json: bool) -> Iterator[Phase]:
+    """Progress bars on standard error, one a phase of a long command, gone when it ends; shown
+    as `ingest` and `replay rebuild` show theirs: on a terminal, and not for --json.
+
+    Yields `phase(label, total, unit)`, which adds a bar and returns what advances it. A bar
+    without a total is shown as full once the next phase starts: phases run one after another."""
+    with progress(None, "{task.description}", err.is_terminal and not as_json) as bar:
+        def phase(label: str, total: int | None, unit: str) -> Callable[[int], None]:
+            for task in bar.tasks:
+                if task.total is None:
+                    bar.update(task.id, total=task.completed)
+            task_id = bar.add_task(label, total=total, rate=unit)
+            return lambda n: bar.advance(task_id, n)
+        yield phase
+
+
+def _read(engine: Any, phase: Phase) -> History:
+    # The last position of the log: every event has one, and it costs one query to know.
+    return load(engine, progress=phase("reading history", engine.store.recorder.max_notification_id() or 0, "events"))
+
+
+def _by_position(advance: Callable[[int], None]) -> Callable[[Any], None]:
+    """A rebuild's on_step that advances a bar of source events: a step covers the log up to its position."""
+    done = 0
+
+    def step(s: Any) -> None:
+        nonlocal done
+        advance(s.position - done)
+        done = s.position
+    return step
 
 
 def rebuild_target(config: Config) -> Config:
@@ -169,8 +205,11 @@ def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_js
     """Run other lifecycle rules and policies over the full history, with no side effects."""
     from .whatif import whatif as run
     alternative = config_of(alt_path)
-    with open_engine(config_of(config_path)) as live:
-        result = run(live, alternative, _as_of(live, as_of))
+    with phases(as_json) as phase, open_engine(config_of(config_path)) as live:
+        h = _read(live, phase)
+        customers = phase("evaluating customers", len(h.facts), "customers")
+        replaying = phase("replaying under the alternative", live.store.recorder.max_notification_id() or 0, "events")
+        result = run(live, alternative, _as_of(live, as_of), h, on_step=_by_position(replaying), on_customers=customers)
     if as_json:
         emit(result)
         return
@@ -179,16 +218,39 @@ def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_js
                   f"{result['rules']['alternative']} instead of {result['rules']['live']}:")
     for move, n in result["by_transition"].items():
         say(f"  {move:<28} {n:>8,}")
+    say("decisions per policy, compared by what the customer would get (action, channel, status, time):")
     for policy, row in result["actions"].items():
-        say(f"  {policy:<24} live {row['live']} → alternative {row['alternative']} "
-                      f"({row['differ']:,} decisions differ)")
+        say(f"  {policy}: live {_by_status(row['live'])} → alternative {_by_status(row['alternative'])}; "
+            f"{row['added']:,} added, {row['removed']:,} removed, {row['changed']:,} changed "
+            f"({row['same']:,} the same)")
+        for kind in ("added", "removed", "changed"):
+            for e in row["examples"][kind]:
+                said = [_experienced(e[side]) for side in ("live", "alternative") if side in e]
+                say(f"    {kind:<8} {e['customer_id']}: " + " → ".join(said))
+            if row[kind] > len(row["examples"][kind]):
+                say(f"    {kind:<8} ... and {row[kind] - len(row['examples'][kind]):,} more")
 
 
-def _journeys(config_path: str | None, as_of: datetime | None) -> tuple[Journeys, Any]:
+def _by_status(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {status}" for status, n in counts.items() if n) or "no decisions"
+
+
+def _experienced(d: dict[str, str]) -> str:
+    """"issued win_back_offer by email at 2026-03-01 12:00Z"; a deferred one says until when."""
+    when = "until" if d["status"] == "deferred" else "at"
+    return f"{d['status']} {d['action']} by {d['channel']} {when} {d['at'][:16].replace('T', ' ')}Z"
+
+
+def _journeys(config_path: str | None, as_of: datetime | None, phase: Phase,
+              timelines: bool = True) -> tuple[Journeys, Any]:
+    """The history read, and a bar for working out each customer's journey when the command
+    asks for journeys (`timelines`; cohorts need purchases only)."""
     config = config_of(config_path)
     with open_engine(config) as engine:
         T = _as_of(engine, as_of)
-        return Journeys(load(engine), engine.rules, T), T
+        h = _read(engine, phase)
+    customers = phase("evaluating customers", len(h.facts), "customers") if timelines else None
+    return Journeys(h, engine.rules, T, customers), T
 
 
 @replay.command()
@@ -198,8 +260,9 @@ def _journeys(config_path: str | None, as_of: datetime | None) -> tuple[Journeys
 @common
 def journeys(as_of: datetime | None, months: int, period: str, config_path: str | None, as_json: bool) -> None:
     """Stage and health distribution per month (or week)."""
-    j, T = _journeys(config_path, as_of)
-    rows = j.distribution(period_ends(T - timedelta(days=31 * months), T, period))
+    with phases(as_json) as phase:
+        j, T = _journeys(config_path, as_of, phase)
+        rows = j.distribution(period_ends(T - timedelta(days=31 * months), T, period))
     if as_json:
         emit({"period": period, "rows": rows})
         return
@@ -218,8 +281,9 @@ def transitions(start: datetime, end: datetime, config_path: str | None, as_json
     """The stage transition matrix between two dates."""
     if start > end:
         raise click.BadParameter(f"{start:%Y-%m-%d %H:%M} comes after --to {end:%Y-%m-%d %H:%M}", param_hint="--from")
-    j, _ = _journeys(config_path, end)
-    result = j.transitions(start, end)
+    with phases(as_json) as phase:
+        j, _ = _journeys(config_path, end, phase)
+        result = j.transitions(start, end)
     if as_json:
         emit(result)
         return
@@ -236,8 +300,9 @@ def transitions(start: datetime, end: datetime, config_path: str | None, as_json
 @common
 def time_to_stage(stage: str, origin: str, as_of: datetime | None, config_path: str | None, as_json: bool) -> None:
     """Days from entering one stage (default first_buyer) to first entering another."""
-    j, _ = _journeys(config_path, as_of)
-    r = j.time_to_stage(stage, origin)
+    with phases(as_json) as phase:
+        j, _ = _journeys(config_path, as_of, phase)
+        r = j.time_to_stage(stage, origin)
     if as_json:
         emit(r)
         return
@@ -254,8 +319,9 @@ def time_to_stage(stage: str, origin: str, as_of: datetime | None, config_path: 
 @common
 def cohorts(as_of: datetime | None, months: int, config_path: str | None, as_json: bool) -> None:
     """Retention curves by acquisition cohort (month of the first purchase)."""
-    j, _ = _journeys(config_path, as_of)
-    rows = j.cohorts(months)
+    with phases(as_json) as phase:
+        j, _ = _journeys(config_path, as_of, phase, timelines=False)
+        rows = j.cohorts(months)
     if as_json:
         emit({"cohorts": rows})
         return
@@ -269,8 +335,9 @@ def cohorts(as_of: datetime | None, months: int, config_path: str | None, as_jso
 @common
 def policies(days: int, as_of: datetime | None, config_path: str | None, as_json: bool) -> None:
     """Per policy: actions issued, suppressed and deferred, and what followed within N days."""
-    j, _ = _journeys(config_path, as_of)
-    r = j.policy_outcomes(days)
+    with phases(as_json) as phase:
+        j, _ = _journeys(config_path, as_of, phase)
+        r = j.policy_outcomes(days)
     if as_json:
         emit(r)
         return
@@ -293,9 +360,14 @@ def _pct(x: float | None) -> str:
 def export(out: Path, as_of: datetime | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
     """Parquet files of touchpoints, changes, actions and the as-of snapshot (no personal data)."""
     from .export import frames, to_parquet
-    with open_engine(config_of(config_path)) as engine:
+    with phases(as_json) as phase, open_engine(config_of(config_path)) as engine:
+        phase("reading history", None, "")   # replay.export.frames reads it with no progress to report
         tables = frames(engine, _as_of(engine, as_of), as_known)
-    written = to_parquet(tables, out)
+        writing = phase("writing", len(tables), "files")
+        written = {}
+        for name, table in tables.items():
+            written.update(to_parquet({name: table}, out))
+            writing(1)
     result = {"files": written, "rows": {k: len(v) for k, v in tables.items()}}
     emit(result) if as_json else say(
         "\n".join(f"{k:<12} {result['rows'][k]:>9,} rows  {v}" for k, v in written.items()))
@@ -308,7 +380,9 @@ def export(out: Path, as_of: datetime | None, as_known: bool, config_path: str |
 def report(out: Path, as_of: datetime | None, config_path: str | None, as_json: bool) -> None:
     """A self-contained HTML page of plots: funnel over time, transitions, cohorts, time to stage, policies."""
     from .report import write_report
-    with open_engine(config_of(config_path)) as engine:
-        result = write_report(engine, out, _as_of(engine, as_of))
+    with phases(as_json) as phase, open_engine(config_of(config_path)) as engine:
+        h = _read(engine, phase)
+        customers = phase("evaluating customers", len(h.facts), "customers")
+        result = write_report(engine, out, _as_of(engine, as_of), history=h, progress=customers)
     emit(result) if as_json else say(f"wrote {out} ({result['bytes'] / 1e6:.1f} MB, "
                                                f"{result['customers']:,} customers)")

@@ -7,7 +7,7 @@ from bisect import bisect_right
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from statistics import median, quantiles
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from engine.config import LifecycleRules
 from engine.projections.facts import Facts
@@ -16,16 +16,36 @@ from engine.projections.lifecycle import HEALTHS, STAGES, Transition, purchases,
 from .history import History
 
 RANK = {s: i for i, s in enumerate(STAGES)}
+Item = TypeVar("Item")
+
+
+def counted(items: Iterable[Item], progress: Callable[[int], None] | None, every: int = 1000) -> Iterator[Item]:
+    """The items, telling `progress` how many went by: in steps of `every` (a call per item would
+    cost more than the work on it), then the rest."""
+    if progress is None:
+        yield from items
+        return
+    n = 0
+    for n, item in enumerate(items, 1):
+        yield item
+        if n % every == 0:
+            progress(every)
+    if n % every:
+        progress(n % every)
 
 
 class Journeys:
-    def __init__(self, history: History, rules: LifecycleRules, until: datetime):
-        self.h, self.rules, self.until = history, rules, until
+    """`progress` hears how many customers' timelines were worked out (the costly part)."""
+
+    def __init__(self, history: History, rules: LifecycleRules, until: datetime,
+                 progress: Callable[[int], None] | None = None):
+        self.h, self.rules, self.until, self.progress = history, rules, until, progress
         self._timelines: dict[str, list[Transition]] | None = None
 
     def timelines(self) -> dict[str, list[Transition]]:
         if self._timelines is None:
-            self._timelines = {cid: timeline(f, self.rules, None, self.until)[0] for cid, f in self.h.customers()}
+            self._timelines = {cid: timeline(f, self.rules, None, self.until)[0]
+                               for cid, f in counted(self.h.customers(), self.progress)}
         return self._timelines
 
     def state_at(self, transitions: list[Transition], T: datetime) -> tuple[str | None, str | None]:

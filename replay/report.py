@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -17,7 +17,7 @@ from engine.clock import iso
 from engine.projections.lifecycle import HEALTHS, STAGES
 from engine.service import Engine
 
-from .history import load
+from .history import History, load
 from .journeys import Journeys, period_ends
 
 COLORS = {"prospect": "#9aa5b1", "first_buyer": "#4e79a7", "repeat": "#59a14f", "loyal": "#f28e2b",
@@ -29,9 +29,11 @@ var s=document.getElementById('report-status');s.dataset.errors=window.__errors.
 s.textContent=window.__errors.length?('script errors: '+window.__errors.join('; ')):(n+' charts drawn');});</script>"""
 
 
-def build(engine: Engine, as_of: datetime, months: int = 24) -> dict[str, Any]:
-    h = load(engine)
-    j = Journeys(h, engine.rules, as_of)
+def build(engine: Engine, as_of: datetime, months: int = 24, history: History | None = None,
+          progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """`progress` hears how many customers' journeys were worked out (see Journeys)."""
+    h = history or load(engine)
+    j = Journeys(h, engine.rules, as_of, progress)
     first = min((f.first_seen for _, f in h.customers() if f.first_seen), default=as_of)
     start = max(first, as_of - timedelta(days=31 * months))
     return {"as_of": iso(as_of), "customers": len(h.facts),
@@ -102,8 +104,9 @@ event store; every figure is recomputed from the history.</p>{''.join(parts)}
 <div id="report-status" data-errors="" data-charts=""></div></body></html>"""
 
 
-def write_report(engine: Engine, out: Path, as_of: datetime) -> dict[str, Any]:
-    data = build(engine, as_of)
+def write_report(engine: Engine, out: Path, as_of: datetime, history: History | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    data = build(engine, as_of, history=history, progress=progress)
     out.write_text(render(data), encoding="utf-8")
     return {"out": str(out), "as_of": data["as_of"], "customers": data["customers"], "charts": 6,
             "bytes": out.stat().st_size}
