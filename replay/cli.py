@@ -50,7 +50,12 @@ def phases(as_json: bool) -> Iterator[Phase]:
 
 def _read(engine: Any, phase: Phase) -> History:
     # The last position of the log: every event has one, and it costs one query to know.
-    return load(engine, progress=phase("reading history", engine.store.recorder.max_notification_id() or 0, "events"))
+    return load(engine, progress=_events(engine, phase))
+
+
+def _events(engine: Any, phase: Phase) -> Callable[[int], None]:
+    """A bar of the events read: the log's last position is how many there are (one query)."""
+    return phase("reading history", engine.store.journal.max_notification_id() or 0, "events")
 
 
 def _by_position(advance: Callable[[int], None]) -> Callable[[Any], None]:
@@ -91,10 +96,10 @@ def rebuild(swap: bool, keep_old: bool, config_path: str | None, as_json: bool) 
     target_config = rebuild_target(config)
     started = datetime.now()
     with open_engine(config) as live, open_engine(target_config, FixedClock(datetime.now(timezone.utc)), create=True) as target:
-        total = live.store.recorder.max_notification_id() or 0
+        total = live.store.journal.max_notification_id() or 0
         with progress(total, "rebuilding", err.is_terminal and not as_json) as bar:
             task = bar.add_task("rebuild", total=total, rate="")
-            done = target.store.recorder.get_position("rebuild:source")
+            done = target.store.journal.get_position("rebuild:source")
             bar.update(task, completed=done)
 
             def step(s: Any) -> None:
@@ -208,7 +213,7 @@ def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_js
     with phases(as_json) as phase, open_engine(config_of(config_path)) as live:
         h = _read(live, phase)
         customers = phase("evaluating customers", len(h.facts), "customers")
-        replaying = phase("replaying under the alternative", live.store.recorder.max_notification_id() or 0, "events")
+        replaying = phase("replaying under the alternative", live.store.journal.max_notification_id() or 0, "events")
         result = run(live, alternative, _as_of(live, as_of), h, on_step=_by_position(replaying), on_customers=customers)
     if as_json:
         emit(result)
@@ -361,8 +366,7 @@ def export(out: Path, as_of: datetime | None, as_known: bool, config_path: str |
     """Parquet files of touchpoints, changes, actions and the as-of snapshot (no personal data)."""
     from .export import frames, to_parquet
     with phases(as_json) as phase, open_engine(config_of(config_path)) as engine:
-        phase("reading history", None, "")   # replay.export.frames reads it with no progress to report
-        tables = frames(engine, _as_of(engine, as_of), as_known)
+        tables = frames(engine, _as_of(engine, as_of), as_known, progress=_events(engine, phase))
         writing = phase("writing", len(tables), "files")
         written = {}
         for name, table in tables.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import pandas as pd
@@ -19,7 +19,9 @@ from .history import History, load
 TABLES = ("touchpoints", "changes", "actions", "snapshot")
 
 
-def frames(engine: Engine, as_of: datetime, as_known: bool = False) -> dict[str, pd.DataFrame]:
+def frames(engine: Engine, as_of: datetime, as_known: bool = False,
+           progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
+    """The four tables; `progress` is told of the events read (replay.history.load)."""
     rows: list[dict[str, Any]] = []
     h: History
 
@@ -29,7 +31,7 @@ def frames(engine: Engine, as_of: datetime, as_known: bool = False) -> dict[str,
                      "source": tp["source"], "properties": orjson.dumps(tp["properties"]).decode(),
                      "traits": orjson.dumps(tp["traits"] or {}).decode()})
 
-    h = load(engine, as_known_at=as_of if as_known else None, touchpoints=touchpoint)
+    h = load(engine, as_known_at=as_of if as_known else None, touchpoints=touchpoint, progress=progress)
     for row in rows:
         uuid = row.pop("customer")
         row["customer_id"] = h.names[uuid]

@@ -18,7 +18,7 @@ from replay.history import load
 from replay.journeys import Journeys, counted
 from replay.whatif import whatif
 
-from .conftest import NOW
+from ..conftest import NOW
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from engine.service import Engine
 from replay.rebuild import rebuild
 from replay.whatif import Decision, decisions, pair, whatif
 
-from .helpers import day, order, tp
+from ..helpers import day, order, tp
 
 
 def noon(n: int):
