@@ -89,8 +89,8 @@ AS_OF = "ISO 8601 time with an offset, or a date (its end, UTC), 1900-01-01 to 8
 class Journey(click.Group):
     """The core commands, and those of the outer layers (streams/, replay/), which register through
     the `journey.commands` entry point so that this module never imports them. They are loaded when
-    the command line asks for them, so importing this module (or a plugin's) has no side effect;
-    a plugin command of a core command's name extends it (it is used in its place)."""
+    the command line asks for them, so importing this module (or a plugin's) has no side effect.
+    Core commands with an option served by an outer layer find it by name (`extension`)."""
 
     @staticmethod
     def plugins() -> dict[str, Any]:
@@ -108,6 +108,18 @@ class Journey(click.Group):
             except ImportError as e:   # an optional part not installed: the core commands still work
                 err.print(line(f"journey: `{name}` is unavailable ({e})"))
         return super().get_command(ctx, name)
+
+
+def extension(group: str, name: str) -> Any:
+    """What an outer layer registers under an entry point group (`journey.views`, `journey.demos`)
+    for an option of a core command: the option is declared here, its work is done there."""
+    from importlib.metadata import entry_points
+    for ep in entry_points(group=group, name=name):
+        try:
+            return ep.load()
+        except ImportError as e:
+            raise click.ClickException(f"{name} is unavailable: {e}") from None
+    raise click.ClickException(f"{name} is not installed (no {group} entry point named {name!r})")
 
 
 @click.group(cls=Journey)
@@ -247,12 +259,23 @@ def print_funnel(f: dict[str, Any]) -> None:
               help="Timeline entries, newest first (0: all).")
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
               help="Skip this many of the newest entries (the next page: --offset 25).")
+@click.option("--from-redis", is_flag=True,
+              help="What a service sees: the Redis read model (journey readmodel keeps it), not the store.")
 @common
-def customer(customer_id: str, as_of: datetime | None, as_known: bool, limit: int, offset: int,
+def customer(customer_id: str, as_of: datetime | None, as_known: bool, limit: int, offset: int, from_redis: bool,
              config_path: str | None, as_json: bool) -> None:
     """A customer's 360° view: stage and health with reasons, profile, timeline (newest first).
 
     An id that starts with a dash goes after `--`: journey customer -- -42."""
+    if from_redis:
+        if as_of or as_known or offset:
+            raise click.UsageError("--from-redis reads the current read model: no --as-of, --as-known or --offset")
+        row = extension("journey.views", "redis")(config_of(config_path), customer_id)
+        if row is None:
+            raise click.ClickException(f"no customer {customer_id!r} in the Redis read model")
+        emit(row) if as_json else say("  ".join(f"{k} {money(v) if k == 'revenue' else plain(v)}"
+                                                for k, v in row.items()))
+        return
     with open_engine(config_of(config_path)) as engine:
         from . import queries
         try:
@@ -392,11 +415,20 @@ def tick(config_path: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--customers", default=2000, show_default=True, type=click.IntRange(1))
+@click.option("--customers", type=click.IntRange(1), help="[default: 2000; 200 with --streaming]")
 @click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--streaming", is_flag=True,
+              help="Run the whole pipeline on throwaway local servers (Tansu broker, redis-server, a worker).")
 @common
-def demo(customers: int, seed: int, config_path: str | None, as_json: bool) -> None:
+def demo(customers: int | None, seed: int, streaming: bool, config_path: str | None, as_json: bool) -> None:
     """Simulate, ingest and derive on the embedded store, then show the results."""
+    if streaming:
+        result = extension("journey.demos", "streaming")(config_of(config_path), customers or 200, seed,
+                                                          None if as_json else say)
+        if as_json:
+            emit(result)
+        return
+    customers = customers or 2000
     from .demo import run_demo
     show = err.is_terminal and not as_json
     try:

@@ -33,6 +33,9 @@ class Config(Section):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     kinds: tuple[CustomKind, ...] = ()
+    # Where the modules of custom policy conditions (`python = "module:function"`) are found,
+    # besides the installed packages: directories, relative ones from the working directory.
+    python_path: tuple[str, ...] = (".",)
     contact: ContactRules = ContactRules()
     # Listing [[policies]] in a config file replaces this whole default set.
     policies: tuple[PolicySpec, ...] = DEFAULT_POLICIES

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -58,6 +60,15 @@ class ForgetIncomplete(Exception):
     """The key is gone, the Erased event is not recorded yet: running forget again finishes it."""
 
 
+def searchable(directories: Iterable[str]) -> None:
+    """Custom policy modules can be imported from these directories (after the installed packages:
+    a module of the working directory never shadows one of the engine's)."""
+    for d in directories:
+        path = str(Path(d).resolve())
+        if path not in sys.path:
+            sys.path.append(path)
+
+
 class Engine:
     def __init__(self, config: Config, clock: Any = None, shard: tuple[int, int] | None = None):
         """`shard` (k, n): this engine is writer k of n, each owning the customers engine.ids.shard_of
@@ -77,6 +88,7 @@ class Engine:
             if spec.trigger.kind is not None and self.catalog.schema(spec.trigger.kind) is None:
                 raise ConfigError(f"policy {spec.name}: trigger kind {spec.trigger.kind!r} is not a known "
                                   "touchpoint kind")
+        searchable(config.python_path)
         self.policies = PolicyEngine(config.policies, config.contact)
         self.ingestor = Ingestor(self.store, self.keys, self.personal, self.rules, self.policies, shard)
 

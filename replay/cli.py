@@ -22,6 +22,18 @@ from .journeys import Journeys, period_ends
 Phase = Callable[[str, int | None, str], Callable[[int], None]]
 
 
+@contextmanager
+def analytics() -> Iterator[None]:
+    """Exports and the report need the analytics extra (pandas, pyarrow, plotly): without it,
+    say how to install it rather than fail with a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        raise click.ClickException(
+            f"this command needs {e.name}, part of the analytics extra: pip install -e '.[analytics]' "
+            "(./scripts/demo.sh installs it)") from None
+
+
 @click.group()
 def replay() -> None:
     """Replay the history: rebuild, what-if, journeys over time, exports."""
@@ -364,7 +376,8 @@ def _pct(x: float | None) -> str:
 @common
 def export(out: Path, as_of: datetime | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
     """Parquet files of touchpoints, changes, actions and the as-of snapshot (no personal data)."""
-    from .export import frames, to_parquet
+    with analytics():
+        from .export import frames, to_parquet
     with phases(as_json) as phase, open_engine(config_of(config_path)) as engine:
         tables = frames(engine, _as_of(engine, as_of), as_known, progress=_events(engine, phase))
         writing = phase("writing", len(tables), "files")
@@ -383,7 +396,8 @@ def export(out: Path, as_of: datetime | None, as_known: bool, config_path: str |
 @common
 def report(out: Path, as_of: datetime | None, config_path: str | None, as_json: bool) -> None:
     """A self-contained HTML page of plots: funnel over time, transitions, cohorts, time to stage, policies."""
-    from .report import write_report
+    with analytics():
+        from .report import write_report
     with phases(as_json) as phase, open_engine(config_of(config_path)) as engine:
         h = _read(engine, phase)
         customers = phase("evaluating customers", len(h.facts), "customers")

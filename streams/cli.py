@@ -1,18 +1,19 @@
 """Streaming commands, added to `journey` through the `journey.commands` entry point, so the
-engine's CLI never imports streams/: `journey worker`, `journey relay`, `journey readmodel`,
-`journey customer ID --from-redis` and `journey demo --streaming`."""
+engine's CLI never imports streams/: `journey worker`, `journey relay`, `journey readmodel`; and
+what `journey customer ID --from-redis` and `journey demo --streaming` do (the `journey.views` and
+`journey.demos` entry points: the options are the core commands' own)."""
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import click
 from redis.asyncio import Redis
 
+from engine.config import Config
+
 from engine.cli import common, config_of, emit, open_engine, say
-from engine.cli import customer as core_customer
-from engine.cli import demo as core_demo
 
 from . import readmodel
 from .topology import Topology
@@ -98,52 +99,27 @@ def readmodel_cmd(rebuild: bool, config_path: str | None, as_json: bool) -> None
     emit({"customers": n}) if as_json else say(f"{n:,} customers refreshed")
 
 
-@click.command("customer")
-@click.option("--from-redis", is_flag=True, help="Read the Redis read model instead of the store.")
-@click.pass_context
-def customer(ctx: click.Context, from_redis: bool, **kwargs: object) -> None:
-    """A customer's 360° view: stage and health with reasons, profile, timeline."""
-    if not from_redis:
-        return ctx.invoke(core_customer, **kwargs)
-    config = config_of(kwargs.get("config_path"))  # type: ignore[arg-type]
-
+def redis_view(config: Config, customer_id: str) -> dict | None:
+    """`journey customer ID --from-redis`: the customer's row of the Redis read model, or None."""
     async def run() -> dict | None:
         redis = Redis.from_url(config.redis.url)
         try:
-            return await readmodel.lookup(redis, Topology.of(config), str(kwargs["customer_id"]))
+            return await readmodel.lookup(redis, Topology.of(config), customer_id)
         finally:
             await redis.aclose()
-
-    row = asyncio.run(run())
-    if row is None:
-        raise click.ClickException(f"no customer {kwargs['customer_id']!r} in the Redis read model")
-    emit(row) if kwargs.get("as_json") else say(row)
+    return asyncio.run(run())
 
 
-customer.params = [p for p in core_customer.params] + customer.params  # the core options, plus --from-redis
-
-
-@click.command("demo")
-@click.option("--streaming", is_flag=True,
-              help="Run the whole pipeline on throwaway local servers (Tansu broker, redis-server, a worker).")
-@click.pass_context
-def demo(ctx: click.Context, streaming: bool, **kwargs: object) -> None:
-    """Simulate, ingest and derive on the embedded store, then show the results."""
-    if not streaming:
-        return ctx.invoke(core_demo, **kwargs)
+def streaming_demo(config: Config, customers: int, seed: int, say_: Callable[..., None] | None) -> dict:
+    """`journey demo --streaming`: the pipeline on throwaway local servers; prints as it goes
+    unless `say_` is None (--json), and returns the summary."""
     from .demo import run_streaming_demo
-    as_json = bool(kwargs.get("as_json"))
-    customers = int(kwargs["customers"]) if ctx.get_parameter_source("customers").name != "DEFAULT" else 200
-    result = run_streaming_demo(config_of(kwargs.get("config_path")), customers,  # type: ignore[arg-type]
-                                int(kwargs["seed"]), (lambda _: None) if as_json else say)
-    if as_json:
-        emit(result)
-        return
-    say()
-    say(f"{result['kafka']:,} stage changes on Kafka and {result['redis']:,} on the Redis stream "
-                  f"({result['actions_on_redis']:,} actions) in {result['seconds']} s; the latest:")
-    for line in result["sample"]:
-        say("  " + line)
+    result = run_streaming_demo(config, customers, seed, say_ or (lambda _: None))
+    if say_ is not None:
+        say_()
+        say_(f"{result['kafka']:,} stage changes on Kafka and {result['redis']:,} on the Redis stream "
+             f"({result['actions_on_redis']:,} actions) in {result['seconds']} s; the latest:")
+        for line in result["sample"]:
+            say_("  " + line)
+    return result
 
-
-demo.params = [p for p in core_demo.params] + demo.params

@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -149,3 +155,49 @@ def test_every_command_module_imports_on_its_own():
     for module in ("streams.cli", "replay.cli", "engine.cli"):
         done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
         assert done.returncode == 0, (module, done.stderr[-1500:])
+
+
+REPO = Path(__file__).parents[2]
+JOURNEY = str(Path(sys.executable).parent / "journey")
+
+
+def _block(text: str, lang: str, containing: str) -> str:
+    """The fenced code block of a language that contains a string."""
+    blocks = re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+    return next(b for b in blocks if containing in b)
+
+
+def test_the_custom_policy_example_of_the_docs_runs_as_written(tmp_path):
+    """docs/policies.md: a module in the working directory, the policy in ./config.toml, and the
+    commands shown, run from that directory by the installed `journey`."""
+    docs = (REPO / "docs" / "policies.md").read_text()
+    (tmp_path / "mycompany").mkdir()
+    (tmp_path / "mycompany" / "__init__.py").write_text("")
+    (tmp_path / "mycompany" / "policies.py").write_text(_block(docs, "python", "def big_spender"))
+    (tmp_path / "config.toml").write_text(_block(docs, "toml", "mycompany.policies:big_spender"))
+    now = datetime.now(UTC)
+    (tmp_path / "orders.jsonl").write_text("".join(json.dumps(order(f"o{i}", now - timedelta(days=3), amount=amount,
+                                                                      customer=customer)) + "\n"
+                                                   for i, (customer, amount) in enumerate([("c1", 600), ("c2", 100)])))
+    env = {k: v for k, v in os.environ.items() if k != "JOURNEY_DATA_DIR"}
+    for line in _block(docs, "bash", "journey ingest orders.jsonl").splitlines():
+        command = line.split("#")[0].strip()
+        if command.startswith("journey"):
+            done = subprocess.run(command.replace("journey", JOURNEY, 1), shell=True, cwd=tmp_path, env=env,
+                                  capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+    actions = [json.loads(line) for line in subprocess.run([JOURNEY, "actions", "--json"], cwd=tmp_path, env=env,
+                                                           capture_output=True, text=True, check=True).stdout.splitlines()]
+    assert [a["customer_id"] for a in actions if a["policy"] == "vip_care"] == ["c1"]   # 600 EUR, not 100
+
+
+def test_exports_without_the_analytics_extra_say_how_to_install_it(tmp_path):
+    """As if pandas, pyarrow and plotly were not installed (the demo's minimal setup before)."""
+    env = {**os.environ, "JOURNEY_DATA_DIR": str(tmp_path / "var")}
+    subprocess.run([JOURNEY, "demo", "--customers", "30"], env=env, capture_output=True, check=True, cwd=tmp_path)
+    hide = "import sys; sys.modules.update(dict.fromkeys(('pandas', 'plotly', 'pyarrow')));"
+    for args in (["report", "--out", str(tmp_path / "r.html")], ["replay", "export", "--out", str(tmp_path / "x")]):
+        done = subprocess.run([sys.executable, "-c", hide + "from engine.cli import main; main()", *args], env=env,
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "part of the analytics extra: pip install -e '.[analytics]'" in done.stderr

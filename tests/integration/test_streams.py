@@ -237,3 +237,5 @@ def test_relay_readmodel_and_from_redis_commands(stream_config, tmp_path):
     assert (row["customer_id"], row["purchases"]) == ("c3", 3)
     assert json.loads(run("customer", "c3").output)["purchases"] == 3       # the store, as before
     assert run("customer", "nobody", "--from-redis").exit_code != 0
+    text = CliRunner().invoke(main, ["customer", "c3", "--from-redis", "--config", str(cfg)]).output
+    assert "stage repeat" in text and "revenue 30.00 EUR" in text and "{'" not in text and "None" not in text
