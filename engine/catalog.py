@@ -6,7 +6,7 @@ must be present and well typed. Custom kinds come from `[[kinds]]` in config.tom
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -123,11 +123,13 @@ class Catalog:
             if kind.name in BUILTIN_KINDS:
                 raise ValueError(f"custom kind {kind.name!r} clashes with a built-in kind")
             fields = {
-                name: (_PY_TYPES[f.type] if f.required else Optional[_PY_TYPES[f.type]],
+                name: (_PY_TYPES[f.type] if f.required else _PY_TYPES[f.type] | None,
                        ... if f.required else None)
                 for name, f in kind.fields.items()
             }
-            self.schemas[kind.name] = create_model(
+            # The ignore: mypy matches a **dict against create_model's own parameters too
+            # (__config__, __doc__...), which no field definition fits (pydantic's signature).
+            self.schemas[kind.name] = create_model(  # type: ignore[call-overload]
                 "Custom_" + kind.name.replace(".", "_"), __base__=Props, **fields)
             self.personal_properties[kind.name] = frozenset(
                 n for n, f in kind.fields.items() if f.pii or f.free_text)

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import parallel
-from .clock import EventTimeClock, SystemClock, parse_time
+from .clock import Clock, EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
 from .projections.lifecycle import HEALTHS, STAGES
 from .service import Engine, ForgetIncomplete
@@ -54,7 +54,7 @@ def config_of(path: str | None) -> Config:
         raise click.ClickException(str(e)) from None
 
 
-def open_engine(config: Config, clock: Any = None, create: bool = False) -> Engine:
+def open_engine(config: Config, clock: Clock | None = None, create: bool = False) -> Engine:
     """The engine on the configured store; a command that only reads (create=False) says so when
     there is no store there, rather than making an empty one where a typo pointed."""
     if not create and config.store.backend == "sqlite":
@@ -116,7 +116,7 @@ def main() -> None:
     """Event-sourced customer-journey engine."""
 
 
-def progress(total: int, label: str, enabled: bool) -> Progress:
+def progress(total: int | None, label: str, enabled: bool) -> Progress:
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                     TimeRemainingColumn(), console=err, disable=not enabled, transient=True)
 

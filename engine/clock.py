@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from .limits import parse_time as iso_time
+
+
+class Clock(Protocol):
+    """What the engine reads the time from: any of the clocks below."""
+
+    def now(self) -> datetime: ...
 
 
 class SystemClock:

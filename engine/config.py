@@ -105,7 +105,9 @@ def dump_toml(config: Config) -> str:
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, dict):
             return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items() if x is not None) + " }"
-        return "[" + ", ".join(value(x) for x in v) + "]"  # type: ignore[union-attr]
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"no TOML value for {v!r}")
 
     def section(name: str, data: dict) -> None:
         scalars = {k: v for k, v in data.items() if v is not None and not isinstance(v, dict)

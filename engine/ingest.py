@@ -7,7 +7,7 @@ the batch is then re-read and re-decided, so every touchpoint is counted exactly
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -161,7 +161,8 @@ class Ingestor:
         with self.store.writing([*customers.values(), *due]):
             recorded_at = iso(now)
             keys = self.settle_erasures([*customers.values(), *due], recorded_at)
-            ids, timers, saved = [], [], []
+            ids, saved = [], []
+            timers: list[tuple[str, int | None]] = []   # (customer, next due time): JourneyStore.append
             for cid, made in bodies(customers, recorded_at, batch_id(self.shard), keys).items():
                 if not made:   # all refused: a customer is never created without a touchpoint
                     continue
@@ -217,8 +218,8 @@ class Ingestor:
                 # The write that recorded it: a replay redoes the same writes in the same order.
                 "batch": batch}
 
-    def derive(self, customer: Customer, now: datetime, recorded_at: str, timers: list,
-               touchpoints: list[dict[str, Any]] = (), since: str | None = None) -> tuple[int, int]:
+    def derive(self, customer: Customer, now: datetime, recorded_at: str, timers: list[tuple[str, int | None]],
+               touchpoints: Sequence[dict[str, Any]] = (), since: str | None = None) -> tuple[int, int]:
         """Record the lifecycle changes and retention decisions known now, and set the
         customer's next due time; returns how many of each were recorded. `since` is when
         the customer was last evaluated, if touchpoints were just recorded (they move it)."""

@@ -21,6 +21,7 @@ import calendar
 import json
 import math
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -71,6 +72,7 @@ def parse_time(text: str, earliest: datetime = EARLIEST) -> datetime:
     """An ISO 8601 date-time with a UTC offset, in UTC; ValueError says what is wrong with it.
     Fractions of a second beyond microseconds are cut off (times are stored in microseconds)."""
     m = _ISO.fullmatch(text)
+    utc: datetime | None   # None: the time lies before the year 1 in UTC (below)
     if m is not None and (m.group(8) or m.group(9)):
         # The common case, in C; anything it refuses or that lies out of range is worded below.
         try:
@@ -191,6 +193,7 @@ def _explain(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) 
         node, where, depth = stack.pop()
         if depth > max_depth:
             raise Problem(where, f"is nested deeper than {max_depth} levels (ingest.max_depth)")
+        items: Iterable[tuple[Any, Any]]
         if isinstance(node, dict):
             keys += len(node)
             items = node.items()

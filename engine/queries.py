@@ -107,6 +107,7 @@ def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, An
         health = dict.fromkeys(HEALTHS, 0)
         for f in facts.values():
             status = evaluate(f, T, engine.rules)
+            assert status.stage is not None   # every customer folded has a touchpoint by T
             stages[status.stage] += 1
             if status.health:
                 health[status.health] += 1

@@ -14,7 +14,7 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 
 from . import queries
 from .catalog import Catalog
-from .clock import EventTimeClock, SystemClock, iso
+from .clock import Clock, EventTimeClock, SystemClock, iso
 from .config import Config, ConfigError
 from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor, retrying
@@ -59,12 +59,12 @@ class ForgetIncomplete(Exception):
 
 
 class Engine:
-    def __init__(self, config: Config, clock: Any = None, shard: tuple[int, int] | None = None):
+    def __init__(self, config: Config, clock: Clock | None = None, shard: tuple[int, int] | None = None):
         """`shard` (k, n): this engine is writer k of n, each owning the customers engine.ids.shard_of
         gives it, as a worker owns the customers of its Kafka partitions (see engine.parallel)."""
         self.config = config
         self.shard = shard
-        self.clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self.rules = config.lifecycle
         self.catalog = Catalog(config.kinds)
         self.personal = PersonalFields(self.catalog, config.privacy.pii_fields, config.privacy.free_text_fields)
@@ -128,7 +128,7 @@ class Engine:
         for number, record in batch:
             parsed = self._validate(number, record, now)
             (valid.append((number, parsed)) if isinstance(parsed, Touchpoint) else invalid.append(parsed))
-        if backfill and valid:
+        if isinstance(self.clock, EventTimeClock) and valid:   # a backfill
             self.clock.observe(max(tp.occurred_at for _, tp in valid))
         # A backfill also runs the timers due by now, in the batch's own transaction.
         try:
@@ -139,7 +139,7 @@ class Engine:
             result = self._isolate(valid, self.clock.now(), dict(batch))
         if result.rejected:   # conflicts are found after parsing: give them their record as it came
             raws = dict(batch)
-            result.rejected = [replace(r, raw=raws[r.record]) if r.raw is None and isinstance(raws.get(r.record), bytes)
+            result.rejected = [replace(r, raw=raw) if r.raw is None and isinstance(raw := raws.get(r.record), bytes)
                                else r for r in result.rejected]
         report.add(result, invalid)
         if backfill:

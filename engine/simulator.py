@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import random
 from bisect import bisect
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from heapq import heappop, heappush, heapreplace
@@ -81,16 +82,15 @@ def simulate(customers: int, seed: int, until: datetime) -> Iterator[dict]:
     if until.tzinfo is None:
         raise ValueError("until must be timezone-aware (UTC)")
     sim = _Sim(seed, until)
-    plans = sorted(sim.plan(i) for i in range(customers))   # (first touchpoint, i, archetype, buys)
+    # (first touchpoint, i, archetype, buys), each let go of once its customer starts
+    plans = deque(sorted(sim.plan(i) for i in range(customers)))
     journeys: list = [None] * customers                     # by customer, while running
     heap: list = []                                         # each running customer's next entry
-    p = 0
     while True:
         # Start each customer just before its first record is due, never earlier: memory
         # holds only the customers whose histories overlap the current point in the stream.
-        while p < customers and (not heap or plans[p][0] <= heap[0][0]):
-            start, i, name, buys = plans[p]
-            plans[p], p = None, p + 1                       # type: ignore[call-overload]
+        while plans and (not heap or plans[0][0] <= heap[0][0]):
+            start, i, name, buys = plans.popleft()
             journeys[i] = _Customer(sim, i, name).journey(start, buys)
             heappush(heap, next(journeys[i]))               # the first visit is never after until
         if not heap:

@@ -38,14 +38,15 @@ def to_us(t: datetime) -> int:
     return (t - EPOCH) // timedelta(microseconds=1)
 
 
-class JourneyStore(Application):
+class JourneyStore(Application[UUID]):
     """The event store: customers and their touchpoint and lifecycle events."""
     name = "journey"
     is_snapshotting_enabled = True
 
     def __init__(self, env: dict[str, str], snapshot_interval: int, lock: WriterLock):
         super().__init__(env=env)
-        self.snapshotting_intervals = {Customer: snapshot_interval}
+        # Snapshots are taken by append (the library's per-class intervals serve only its save).
+        self.snapshot_interval = snapshot_interval
         self.lock = lock
         if not isinstance(self.recorder, JourneyRecorder):
             raise TypeError(f"{type(self.recorder).__name__} is not a journey recorder (APPLICATION_RECORDER_TOPIC)")
@@ -124,7 +125,9 @@ class JourneyStore(Application):
         for uuid in ids:
             if cache is not None:
                 try:
-                    found[uuid] = cache.get(uuid)
+                    hit = cache.get(uuid)
+                    assert isinstance(hit, Customer)   # the store's only aggregate
+                    found[uuid] = hit
                     continue
                 except KeyError:
                     pass
@@ -134,7 +137,9 @@ class JourneyStore(Application):
         loaded: dict[UUID, Any] = {}
         for uuid, version, topic, state in self.journal.latest(self.snapshots_table, missing):
             stored = StoredEvent(originator_id=uuid, originator_version=version, topic=topic, state=state)
-            loaded[uuid] = self.mapper.to_domain_event(stored).mutate(loaded.get(uuid))
+            domain_event = self.mapper.to_domain_event(stored)
+            assert isinstance(domain_event, (Customer.Event, Customer.Snapshot))   # a customer's events only
+            loaded[uuid] = domain_event.mutate(loaded.get(uuid))
             if topic == SNAPSHOT_TOPIC:
                 loaded[uuid].snapshotted = version
         if cache is not None:
@@ -151,7 +156,7 @@ class JourneyStore(Application):
         re-read of each snapshotted aggregate, about half of the ingest time; here it is one
         pass, and snapshots are taken from the customer in memory at its new version.
         """
-        interval = self.snapshotting_intervals[Customer]
+        interval = self.snapshot_interval
         events: list[Any] = []
         snap = []
         touched = []

@@ -9,12 +9,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from .catalog import Catalog, Channel, json_ready
+from .catalog import Catalog, Channel, Props, json_ready
 from .limits import (
     DuplicateKey,
     Problem,
@@ -174,7 +174,8 @@ class Validator:
         if env is None or not (id_ok(env.event_id) and id_ok(env.source) and id_ok(env.customer_id)) \
                 or "@" in env.customer_id:   # the envelope first, then the properties: the first problem is named
             return self._reject(obj, record, event_id, raw)
-        props = env.properties
+        # The kind's model (self.models) holds its properties as the kind's schema, not a dict.
+        props = cast(Props, env.properties)
         occurred = env.occurred_at   # in UTC
         if occurred > now + self.future_tolerance:
             hours = self.future_tolerance.total_seconds() / 3600

@@ -12,10 +12,11 @@ one event per touchpoint.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Snapshot as AggregateSnapshot
 
 from ..ids import customer_uuid
 from ..projections import contact
@@ -38,7 +39,11 @@ class Customer(Aggregate):
     def create_id(customer_id: str) -> UUID:
         return customer_uuid(customer_id)
 
-    @event("Registered")
+    # Declared rather than named in @event, so that Customer.Registered is known before run time.
+    class Registered(Aggregate.Created):
+        customer_id: str
+
+    @event(Registered)
     def __init__(self, customer_id: str):
         self.customer_id = customer_id
         self.touchpoints = 0
@@ -86,9 +91,9 @@ class Customer(Aggregate):
         def apply(self, customer: Customer) -> None:
             customer.erased = True
 
-    class Snapshot(Aggregate.Snapshot):
+    class Snapshot(AggregateSnapshot):   # Aggregate.Snapshot, by a name a type checker can follow
         @classmethod
-        def take(cls, aggregate: Any) -> Any:
+        def take(cls, aggregate: Any) -> Self:
             snapshot = super().take(aggregate)
             for key in TRANSIENT:
                 snapshot.state.pop(key, None)

@@ -11,7 +11,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg.rows import tuple_row
+from psycopg import Cursor
+from psycopg.rows import TupleRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ..settings import PostgresSettings
@@ -57,7 +58,9 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                     if touchpoint_ids:
                         curs.executemany(self.insert_touchpoint, sorted(touchpoint_ids))
                     if timers:
-                        curs.executemany(self.upsert_timer, sorted(timers, key=by_customer))
+                        # Sorted first: inside the call, mypy would take the rows for psycopg's Params.
+                        in_order: list[TimerRow] = sorted(timers, key=by_customer)
+                        curs.executemany(self.upsert_timer, in_order)
                     pipeline.sync()   # a unique violation is raised here, as an IntegrityError
         except OperationalError as e:
             # psycopg reports a statement after the failed one as "pipeline aborted": our writes'
@@ -67,11 +70,17 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                 raise IntegrityError(f"a concurrent write collided ({e})") from e
             raise
 
+    @contextmanager
+    def _reading_tuples(self) -> Iterator[Cursor[TupleRow]]:
+        """The datastore's read-only transaction, with a cursor of plain tuples: the library's
+        make a dict per row. (A cursor of its own: the row type of a cursor is fixed when made.)"""
+        with self.datastore.transaction(commit=False) as curs:
+            yield curs.connection.cursor(row_factory=tuple_row)
+
     def log(self, after: int, limit: int, topics: Sequence[str] = ()) -> list[Row]:
         where = SQL(" AND topic = ANY(%s)") if topics else SQL("")
         args = [after, list(topics), limit] if topics else [after, limit]
-        with self.datastore.transaction(commit=False) as curs:
-            curs.row_factory = tuple_row
+        with self._reading_tuples() as curs:
             curs.execute(SQL("SELECT notification_id, originator_id::text, topic, state FROM {} "
                              "WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s").format(
                 SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(self.events_table_name)), where),
@@ -79,8 +88,7 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
             return curs.fetchall()
 
     def history(self, customer: UUID) -> list[tuple[str, bytes]]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.row_factory = tuple_row
+        with self._reading_tuples() as curs:
             curs.execute(SQL("SELECT topic, state FROM {}.{} WHERE originator_id = %s ORDER BY originator_version")
                          .format(Identifier(self.datastore.schema), Identifier(self.events_table_name)), (customer,))
             return curs.fetchall()
@@ -143,7 +151,9 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
     def customer_count(self) -> int:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT COUNT(*) AS n FROM {}").format(self.t_timers))
-            return curs.fetchone()["n"]
+            row = curs.fetchone()
+            assert row is not None   # COUNT(*) returns a row
+            return row["n"]
 
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as curs:

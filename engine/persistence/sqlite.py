@@ -15,6 +15,11 @@ WAL_CHECKPOINT_PAGES = 10_000   # SQLite: checkpoint the WAL every ~40 MB (defau
 WRITER_CACHE_KIB = 65_536       # SQLite: page cache of the writing connection (default: 2 MB)
 
 
+def _id_text(originator_id: UUID | str) -> str:
+    """A stored event's originator id as this table holds it (the library's rule: a UUID as hex)."""
+    return originator_id.hex if isinstance(originator_id, UUID) else originator_id
+
+
 class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return super().construct_create_table_statements() + [
@@ -43,7 +48,7 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
         c.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         c.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         c.executemany(self.insert_events_statement,
-                      [(s.originator_id.hex, s.originator_version, s.topic, s.state) for s in events])
+                      [(_id_text(s.originator_id), s.originator_version, s.topic, s.state) for s in events])
         if touchpoint_ids:
             c.executemany("INSERT INTO journey_touchpoints VALUES (?,?,?)", sorted(touchpoint_ids))
         if timers:
@@ -101,7 +106,7 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
         return out
 
     def replace_snapshots(self, snapshots_table: str, stored: Sequence[StoredEvent]) -> None:
-        rows = [(s.originator_id.hex, s.originator_version, s.topic, s.state) for s in stored]
+        rows = [(_id_text(s.originator_id), s.originator_version, s.topic, s.state) for s in stored]
         with self.datastore.transaction(commit=True) as c:
             c.executemany(f"INSERT INTO {snapshots_table} (originator_id, originator_version, topic, state) "
                           "VALUES (?, ?, ?, ?)", rows)

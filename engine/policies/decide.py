@@ -87,12 +87,12 @@ class PolicyEngine:
             if release > now:
                 upcoming.append(release)
                 continue
-            spec = next((s for s in self.specs if s.name == action["policy"]), None)
-            if spec is None:   # the policy was removed from the config while the action waited
+            policy = next((s for s in self.specs if s.name == action["policy"]), None)
+            if policy is None:   # the policy was removed from the config while the action waited
                 decided.append({**action, "status": "suppressed", "at": at, "release_at": None,
                                 "reason": f"suppressed: policy {action['policy']} is no longer configured"})
             else:
-                firing = Firing(spec, action["trigger"]["id"], action["trigger"]["description"],
+                firing = Firing(policy, action["trigger"]["id"], action["trigger"]["description"],
                                 tuple(action["causes"]))
                 decided.append(self._decide(customer, firing, action["conditions"], now, at, aid))
             customer.record_action(decided[-1])
@@ -130,6 +130,7 @@ class PolicyEngine:
         if status == "issued":
             reason = f"{spec.name}: {firing.description}"
         elif status == "deferred":
+            assert release is not None   # deferred by quiet hours alone, which end at release
             reason = f"deferred until {iso(release)[:16]}Z: {blocked[0]['detail']}"
         else:
             reason = "suppressed: " + "; ".join(c["detail"] for c in blocked)

@@ -14,6 +14,7 @@ from ..vocabulary import HEALTHS, STAGES, Channel, Section
 
 TriggerType = Literal["stage_entered", "stage_left", "stage_held", "health_changed", "touchpoint",
                       "absence", "date"]
+Purpose = Literal["promotional", "service"]
 
 
 class Trigger(Section):
@@ -56,7 +57,7 @@ class PolicySpec(Section):
     conditions: Conditions = Conditions()
     action: str
     channel: Channel
-    purpose: Literal["promotional", "service"]
+    purpose: Purpose
     priority: int = 0
     enabled: bool = True
     # A custom policy written in Python ("module:function"); its trigger is evaluated as usual
@@ -90,9 +91,9 @@ class ContactRules(Section):
         return v
 
 
-def _p(name: str, on: dict, action: str, channel: str, purpose: str, priority: int, **kw: object) -> PolicySpec:
+def _p(name: str, on: dict, action: str, channel: Channel, purpose: Purpose, priority: int) -> PolicySpec:
     return PolicySpec(name=name, trigger=Trigger(**on), action=action, channel=channel, purpose=purpose,
-                      priority=priority, **kw)
+                      priority=priority)
 
 
 DEFAULT_POLICIES: tuple[PolicySpec, ...] = (

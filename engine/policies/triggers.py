@@ -51,16 +51,19 @@ def timers(spec: PolicySpec, customer: Any, status: Status, now: datetime) -> li
     if t.on == "absence" and t.absence == "second_purchase":
         if status.count != 1 or status.first is None:
             return []
+        assert t.days is not None   # Trigger.complete: an absence has its days
         first = status.first
         return [(first.at + timedelta(days=t.days), Firing(
             spec, f"second_purchase:{first.event_id}",
             f"no second purchase {t.days} days after the first ({first.event_id} on {first.at:%Y-%m-%d})",
             (first.event_id,)))]
     if t.on == "absence" and t.absence == "activity" and customer.last_activity:
+        assert t.days is not None   # Trigger.complete: an absence has its days
         at, eid = customer.last_activity
         return [(datetime.fromisoformat(at) + timedelta(days=t.days), Firing(
             spec, f"activity:{eid}", f"no activity for {t.days} days after {eid} on {at[:10]}", (eid,)))]
     if t.on == "stage_held" and customer.stage == t.stage and customer.stage_since:
+        assert t.days is not None   # Trigger.complete: stage_held has its days
         since, change = customer.stage_since
         return [(datetime.fromisoformat(since) + timedelta(days=t.days), Firing(
             spec, f"held:{change}", f"{t.stage} for {t.days} days since {since[:10]} (change {change})", (change,)))]

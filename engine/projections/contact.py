@@ -28,7 +28,7 @@ def fold(consent: dict[str, list[list[Any]]], complaints: dict[str, list[str | N
         spans = complaints if which == "complaints" else invoices
         span = spans.setdefault(tp["properties"][key], [None, None])
         at = tp["occurred_at"]
-        if span[i] is None or at < span[i]:   # type: ignore[operator]
+        if span[i] is None or at < span[i]:
             span[i] = at
 
 

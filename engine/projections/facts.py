@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 ADVOCACY_KINDS = ("referral.converted", "review.posted", "survey.answered")
 LIFECYCLE_KINDS = frozenset(("order.placed", "order.cancelled", "order.refunded") + ADVOCACY_KINDS)
@@ -21,11 +21,16 @@ _CURRENCIES: dict[str, str] = {}   # likewise each currency code (a few hundred 
 # Most customers never cancel, refund or review: until their first such touchpoint they share
 # this read-only empty map (or an empty tuple), ~200 bytes a customer saved at millions of them.
 _NONE: Mapping[Any, Any] = MappingProxyType({})
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def _own(m: Mapping[Any, Any]) -> dict[Any, Any]:
+def _own(m: Mapping[K, V]) -> dict[K, V]:
     """A map of the customer's own to write into: a new one in place of the shared empty one."""
-    return {} if m is _NONE else m  # type: ignore[return-value]
+    if m is _NONE:
+        return {}
+    assert isinstance(m, dict)   # any other map is the customer's own, made here
+    return m
 
 
 # Orders folded from states written before currencies were kept: ISO 4217's "no currency".
@@ -67,9 +72,10 @@ class Facts:
 
     def add(self, event_id: str, kind: str, at: datetime, props: dict[str, Any]) -> None:
         self.saw(event_id, at)
-        kind = _KINDS.get(kind)   # type: ignore[assignment]
-        if kind is None:
+        shared = _KINDS.get(kind)
+        if shared is None:
             return
+        kind = shared
         moments = self.moments
         i = bisect_left(moments, (at, event_id))
         if i < len(moments) and moments[i][1] == event_id and moments[i][0] == at:
@@ -96,7 +102,7 @@ class Facts:
             if not self.signals:
                 self.signals = []
             value = props.get("rating") if kind == "review.posted" else props.get("nps")
-            insort(self.signals, (at, event_id, kind, value))  # type: ignore[arg-type]
+            insort(self.signals, (at, event_id, kind, value))
             return
         sweep = self.listener() if self.listener is not None else None
         if sweep is not None:

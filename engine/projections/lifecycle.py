@@ -18,7 +18,6 @@ import weakref
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from ..rules import LifecycleRules
 from ..vocabulary import HEALTHS, STAGES  # noqa: F401 - re-exported
@@ -164,7 +163,8 @@ class Sweep:
             now = _counts(new, t)
             moved = old is None or old[:2] != new[:2]
             if was and (moved or not now):
-                self._remove((old[0], old[1], oid))   # type: ignore[index]
+                assert old is not None   # it counted, so it was placed
+                self._remove((old[0], old[1], oid))
             if now and (moved or not was):
                 self._add((new[0], new[1], oid))
         if old is not None:
@@ -516,7 +516,7 @@ class Memo:
     status: Status
     valid_until: datetime | None
     due: datetime | None
-    sweep: Any = field(default=None, compare=False, repr=False)
+    sweep: Sweep | None = field(default=None, compare=False, repr=False)
 
 
 def advance(facts: Facts, recorded: tuple[str | None, str | None], evaluated_until: datetime | None,
@@ -525,8 +525,8 @@ def advance(facts: Facts, recorded: tuple[str | None, str | None], evaluated_unt
     fact and arrive before anything is due: then the memo answers, and nothing is walked."""
     if evaluated_until is not None and now < evaluated_until:
         now = evaluated_until   # a clock gone back (skewed workers): nothing is walked back
-    current = memo is not None and memo.facts_version == facts.version and memo.rules is rules
-    if current and evaluated_until is not None and memo.at <= evaluated_until and (
+    if memo is not None and memo.facts_version == facts.version and memo.rules is rules \
+            and evaluated_until is not None and memo.at <= evaluated_until and (
             memo.valid_until is None or evaluated_until < memo.valid_until):
         if (memo.status.stage, memo.status.health) == recorded and (memo.valid_until is None or now < memo.valid_until):
             return [], memo.status, memo
