@@ -126,7 +126,7 @@ def m_ingest(args: dict) -> dict:
 
 def m_naive(args: dict) -> dict:
     """What the eventsourcing docs suggest: one load -> record -> save per touchpoint."""
-    from uuid import NAMESPACE_URL, uuid5
+    from uuid import NAMESPACE_URL, UUID, uuid5
 
     import orjson
     from eventsourcing.application import AggregateNotFoundError, Application
@@ -145,13 +145,14 @@ def m_naive(args: dict) -> dict:
         def touch(self, touchpoint: dict) -> None:
             self.seen.append(touchpoint["event_id"])
 
-    app = Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                           "SQLITE_DBNAME": str(Path(args["data"]) / "naive.db")})
+    app: Application[UUID] = Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                                              "SQLITE_DBNAME": str(Path(args["data"]) / "naive.db")})
     lines = customer_sample(args["history"], args["sample"])
     started = time.perf_counter()
     for line in lines:
         tp = orjson.loads(line)
         cid = uuid5(NAMESPACE_URL, tp["customer_id"])
+        shopper: Shopper
         try:
             shopper = app.repository.get(cid)
         except AggregateNotFoundError:
@@ -220,7 +221,7 @@ def m_rebuild(args: dict) -> dict:
     with Engine(Config(data_dir=args["data"])) as engine:
         started = time.perf_counter()
         h = load(engine, feeds=False)
-        stages: dict[str, int] = {}
+        stages: dict[str | None, int] = {}
         for _, facts in h.customers():
             s = evaluate(facts, UNTIL, engine.rules).stage
             stages[s] = stages.get(s, 0) + 1
@@ -360,7 +361,9 @@ def m_streaming(args: dict) -> dict:
                 await asyncio.sleep(0.05)
             throughput = n / (time.perf_counter() - t0)
             sent: dict[str, float] = {}
-            last = (await redis.xrevrange(stream, count=1))[0][0]
+            newest = await redis.xrevrange(stream, count=1)
+            assert newest and newest[0][0] is not None   # the warm-up's entries are there
+            last = newest[0][0]
             for i in range(args["probes"]):
                 pid = f"p{i}"
                 sent[pid] = time.time() * 1000
@@ -369,7 +372,9 @@ def m_streaming(args: dict) -> dict:
             await producer.flush()
             lat: list[float] = []
             while len(lat) < len(sent):
-                for _, entries in await redis.xread({stream: last}, block=2000, count=1000) or []:
+                reply = await redis.xread({stream: last}, block=2000, count=1000) or []
+                assert isinstance(reply, list)   # redis-py's legacy replies (its default): [[stream, entries]]
+                for _, entries in reply:
                     for mid, fields in entries:
                         last = mid
                         pid = fields[b"customer_id"].decode()

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from redis.asyncio import Redis
 
 from engine.cli import common, config_of, emit, open_engine, say
@@ -18,6 +19,13 @@ from . import readmodel
 from .topology import Topology
 
 RELAY_IDLE = 0.05   # seconds a separate relay waits, once caught up, before looking at the store again
+
+
+def _config_path(kwargs: dict[str, object]) -> str | None:
+    """The --config of a core command's options, which these commands take as they are."""
+    path = kwargs.get("config_path")
+    assert path is None or isinstance(path, str)   # click.Path gives a str
+    return path
 
 
 def with_engine_and_redis(config_path: str | None, work: Any) -> Any:
@@ -105,7 +113,7 @@ def customer(ctx: click.Context, from_redis: bool, **kwargs: object) -> None:
     """A customer's 360° view: stage and health with reasons, profile, timeline."""
     if not from_redis:
         return ctx.invoke(core_customer, **kwargs)
-    config = config_of(kwargs.get("config_path"))  # type: ignore[arg-type]
+    config = config_of(_config_path(kwargs))
 
     async def run() -> dict | None:
         redis = Redis.from_url(config.redis.url)
@@ -133,9 +141,11 @@ def demo(ctx: click.Context, streaming: bool, **kwargs: object) -> None:
         return ctx.invoke(core_demo, **kwargs)
     from .demo import run_streaming_demo
     as_json = bool(kwargs.get("as_json"))
-    customers = int(kwargs["customers"]) if ctx.get_parameter_source("customers").name != "DEFAULT" else 200
-    result = run_streaming_demo(config_of(kwargs.get("config_path")), customers,  # type: ignore[arg-type]
-                                int(kwargs["seed"]), (lambda _: None) if as_json else say)
+    given, seed = kwargs["customers"], kwargs["seed"]
+    assert isinstance(given, int) and isinstance(seed, int)   # the core options' types (IntRange, int)
+    customers = given if ctx.get_parameter_source("customers") is not ParameterSource.DEFAULT else 200
+    result = run_streaming_demo(config_of(_config_path(kwargs)), customers, seed,
+                                (lambda _: None) if as_json else say)
     if as_json:
         emit(result)
         return

@@ -87,7 +87,11 @@ def run_streaming_demo(base: Config, customers: int, seed: int, say: Callable[[s
         journey = str(Path(sys.executable).parent / "journey")
         worker = subprocess.Popen([journey, "worker", "--config", str(path)], start_new_session=True,
                                   stdout=(data / "worker.log").open("wb"), stderr=subprocess.STDOUT)
-        stack.callback(lambda: (os.killpg(worker.pid, signal.SIGTERM), worker.wait(30)))
+
+        def stop_worker() -> None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
+        stack.callback(stop_worker)
         say(f"journey worker started (pid {worker.pid}); producing {len(records):,} touchpoints "
             f"of {customers:,} customers to {Topology.of(config).touchpoints}")
         asyncio.run(_produce(bootstrap, Topology.of(config).touchpoints, records))

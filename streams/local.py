@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 
 def free_port() -> int:
@@ -32,8 +33,9 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, seconds: float =
 
 
 @contextmanager
-def serve(command: list[str], port: int, what: str, **popen: object) -> Iterator[None]:
-    proc = subprocess.Popen(command, **popen)  # type: ignore[call-overload]
+def serve(command: list[str], port: int, what: str, stdout: int | IO[bytes] | None = None,
+          stderr: int | IO[bytes] | None = None) -> Iterator[None]:
+    proc = subprocess.Popen(command, stdout=stdout, stderr=stderr)
     try:
         wait_for_port(port, proc, what)
         yield

@@ -62,7 +62,9 @@ async def update(engine: Engine, redis: Redis, topo: Topology, batch: int = BATC
             for row in rows:
                 key = topo.key("customer", row[0])
                 pipe.delete(key)
-                pipe.hset(key, mapping=row[1])
+                # redis-py types the mapping Mapping[FieldT, EncodableT], whose key type is invariant:
+                # a dict[str, str] does not fit it, though str is a FieldT.
+                pipe.hset(key, mapping=row[1])  # type: ignore[arg-type]
             pipe.set(position_key, last)
             await pipe.execute()
         except WatchError:
@@ -87,12 +89,17 @@ async def rebuild(engine: Engine, redis: Redis, topo: Topology) -> int:
     return await catch_up(engine, redis, topo)
 
 
+def _text(reply: bytes | str) -> str:
+    """A reply as text: bytes from a client without decode_responses, str from one with it."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
 async def lookup(redis: Redis, topo: Topology, customer_id: str) -> dict[str, Any] | None:
     """What a service calls at a touchpoint: the customer's stage, health and flags, or None."""
     raw = await redis.hgetall(topo.key("customer", customer_id))
     if not raw:
         return None
-    row = {k.decode(): v.decode() for k, v in raw.items()}
+    row = {_text(k): _text(v) for k, v in raw.items()}
     return {**row, "purchases": int(row["purchases"]), "revenue": orjson.loads(row["revenue"]),
             "open_complaint": row["open_complaint"] == "1", "overdue_invoice": row["overdue_invoice"] == "1",
             "consent": orjson.loads(row["consent"]), "erased": row["erased"] == "1",

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
 
 from engine.queries import facts_page
 from engine.service import Engine
@@ -28,7 +29,7 @@ from .topology import FEEDS, Topology, fact_id
 BATCH = 2000    # facts per relay round: one position write and one round trip each
 
 
-def entry(position: int, feed: str, fact: dict[str, Any]) -> dict[str, Any]:
+def entry(position: int, feed: str, fact: dict[str, Any]) -> dict[FieldT, EncodableT]:
     return {"position": position, "feed": feed, "id": fact_id(feed, fact), "customer_id": fact["customer_id"],
             "fact": orjson.dumps(fact)}
 

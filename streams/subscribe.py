@@ -55,11 +55,15 @@ class RedisSubscriber:
     async def _read(self) -> list[tuple[bytes, dict]]:
         reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=100,
                                             block=self.block_ms)
+        # redis-py's legacy (RESP2-shaped) replies, its default: [[stream, messages], ...]; typed
+        # as either shape, since the shape is a client setting.
+        assert isinstance(reply, list)
         return [m for _, messages in reply for m in messages]
 
     async def _handle(self, message_id: bytes, fields: dict, handle: Handler) -> bool:
         pending = await self.redis.xpending_range(self.stream, self.group, min=message_id, max=message_id, count=1)
         deliveries = pending[0]["times_delivered"] if pending else 1
+        assert isinstance(deliveries, int)   # XPENDING's delivery count (typed with its ids and names)
         if deliveries > self.max_deliveries:
             await self.redis.xadd(self.dead_letter, {**fields, "deliveries": deliveries,
                                                      "original_id": message_id})

@@ -9,6 +9,7 @@ by faust) also runs the timers, the relays and the Redis read model.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -76,13 +77,14 @@ def _fetch_wait(ms: int) -> None:
     create = getattr(driver.AIOKafkaConsumerThread._create_worker_consumer, "__wrapped__",
                      driver.AIOKafkaConsumerThread._create_worker_consumer)
 
+    @functools.wraps(create)   # __wrapped__ keeps faust's own, which the next app's patch wraps
     def create_with_wait(self: Any, transport: Any) -> Any:
         consumer = create(self, transport)
         consumer._fetch_max_wait_ms = ms   # read when the consumer starts its fetcher
         return consumer
 
-    create_with_wait.__wrapped__ = create  # type: ignore[attr-defined]
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create_with_wait
+    # A patch of faust's method, deliberately: mypy rightly flags assigning to a method.
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create_with_wait  # type: ignore[method-assign]
 
 
 def dead_letter_key(message: Any) -> bytes:
@@ -178,5 +180,4 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
     async def _closed(*_: Any, **__: Any) -> None:
         await outbox.stop()
 
-    app.outbox = outbox  # type: ignore[attr-defined]
     return app
