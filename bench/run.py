@@ -6,6 +6,7 @@
 
 Every measurement runs in its own process, so its peak RSS is its own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALES = {  # customers, naive sample, streaming touchpoints
-    "smoke": (300, 500, 0),      # no streaming in the smoke run: CI tests cover the worker
+    "smoke": (300, 500, 0),  # no streaming in the smoke run: CI tests cover the worker
     "medium": (5_000, 5_000, 5_000),
     "full": (100_000, 20_000, 50_000),
 }
@@ -38,6 +39,7 @@ def history_file(customers: int, work: Path) -> Path:
         import orjson
 
         from engine.simulator import simulate
+
         with path.open("wb") as f:
             for r in simulate(customers, 1, UNTIL):
                 f.write(orjson.dumps(r) + b"\n")
@@ -51,6 +53,7 @@ def account_file(n: int, work: Path) -> Path:
         import orjson
 
         from engine.simulator import simulate_account
+
         with path.open("wb") as f:
             for r in simulate_account("dealer-1", n, 1, UNTIL):
                 f.write(orjson.dumps(r) + b"\n")
@@ -77,6 +80,7 @@ def peak_mb() -> float:
 
 # -- the measurements, each run in a subprocess -------------------------------------------------
 
+
 def children_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
@@ -95,11 +99,19 @@ def m_ingest(args: dict) -> dict:
     from engine.clock import EventTimeClock
     from engine.config import Config, PostgresSettings, StoreSettings
     from engine.service import Engine
+
     store = StoreSettings(cache_customers=args["customers"])
     if args["backend"] == "postgres":
-        store = StoreSettings(cache_customers=args["customers"], backend="postgres", postgres=PostgresSettings(
-            dbname=os.environ.get("PGDATABASE", "test"), user=os.environ.get("PGUSER", "postgres"),
-            host=os.environ.get("PGHOST", "127.0.0.1"), schema=f"bench_{os.getpid()}"))
+        store = StoreSettings(
+            cache_customers=args["customers"],
+            backend="postgres",
+            postgres=PostgresSettings(
+                dbname=os.environ.get("PGDATABASE", "test"),
+                user=os.environ.get("PGUSER", "postgres"),
+                host=os.environ.get("PGHOST", "127.0.0.1"),
+                schema=f"bench_{os.getpid()}",
+            ),
+        )
     config = Config(data_dir=args["data"], store=store)
     marks: list[tuple[int, float]] = [(0, 0.0)]
     started = time.perf_counter()
@@ -114,19 +126,29 @@ def m_ingest(args: dict) -> dict:
     finally:
         if args["backend"] == "postgres":
             from engine.persistence.postgres import pg_connect
+
             with pg_connect(store.postgres, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{store.postgres.schema_}" CASCADE')
     n = marks[-1][0]
-    growth = ({"at_100k": rate_between(marks, 0, 100_000), "at_1m": rate_between(marks, 900_000, 1_000_000)}
-              if n >= 1_000_000 else
-              {"first_tenth": rate_between(marks, 0, n // 10), "last_tenth": rate_between(marks, n - n // 10, n)})
-    return {"touchpoints": n, "accepted": report.accepted, "seconds": seconds, "rate": n / seconds,
-            "workers": args["workers"], "growth": growth, "peak_mb": max(peak_mb(), children_peak_mb())}
+    growth = (
+        {"at_100k": rate_between(marks, 0, 100_000), "at_1m": rate_between(marks, 900_000, 1_000_000)}
+        if n >= 1_000_000
+        else {"first_tenth": rate_between(marks, 0, n // 10), "last_tenth": rate_between(marks, n - n // 10, n)}
+    )
+    return {
+        "touchpoints": n,
+        "accepted": report.accepted,
+        "seconds": seconds,
+        "rate": n / seconds,
+        "workers": args["workers"],
+        "growth": growth,
+        "peak_mb": max(peak_mb(), children_peak_mb()),
+    }
 
 
 def m_naive(args: dict) -> dict:
     """What the eventsourcing docs suggest: one load -> record -> save per touchpoint."""
-    from uuid import NAMESPACE_URL, uuid5
+    from uuid import NAMESPACE_URL, UUID, uuid5
 
     import orjson
     from eventsourcing.application import AggregateNotFoundError, Application
@@ -145,13 +167,15 @@ def m_naive(args: dict) -> dict:
         def touch(self, touchpoint: dict) -> None:
             self.seen.append(touchpoint["event_id"])
 
-    app = Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                           "SQLITE_DBNAME": str(Path(args["data"]) / "naive.db")})
+    app: Application[UUID] = Application(
+        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(Path(args["data"]) / "naive.db")}
+    )
     lines = customer_sample(args["history"], args["sample"])
     started = time.perf_counter()
     for line in lines:
         tp = orjson.loads(line)
         cid = uuid5(NAMESPACE_URL, tp["customer_id"])
+        shopper: Shopper
         try:
             shopper = app.repository.get(cid)
         except AggregateNotFoundError:
@@ -170,6 +194,7 @@ def customer_sample(history: str, size: int) -> list[bytes]:
     import zlib
 
     import orjson
+
     by: dict[str, list[int]] = {}
     lines = Path(history).read_bytes().splitlines()
     for i, line in enumerate(lines):
@@ -185,6 +210,7 @@ def customer_sample(history: str, size: int) -> list[bytes]:
 def m_raw_insert(args: dict) -> dict:
     """The machine's limit: JSON decode + batched inserts into a bare table with the same keys."""
     import orjson
+
     lines = Path(args["history"]).read_bytes().splitlines()
     db = sqlite3.connect(str(Path(args["data"]) / "raw.db"), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -194,7 +220,7 @@ def m_raw_insert(args: dict) -> dict:
     started = time.perf_counter()
     for i in range(0, len(lines), 500):
         rows, ids = [], []
-        for line in lines[i:i + 500]:
+        for line in lines[i : i + 500]:
             tp = orjson.loads(line)
             v = versions.get(tp["customer_id"], 0) + 1
             versions[tp["customer_id"]] = v
@@ -209,7 +235,8 @@ def m_raw_insert(args: dict) -> dict:
 
 
 def m_rebuild(args: dict) -> dict:
-    """Fold the whole history into stages and health (replay.history + lifecycle), vs a bare scan + decode + dict fold."""
+    """Fold the whole history into stages and health (replay.history + lifecycle), vs a bare scan + decode +
+    dict fold."""
     import orjson
 
     from engine.config import Config
@@ -217,16 +244,17 @@ def m_rebuild(args: dict) -> dict:
     from engine.queries import gc_paused
     from engine.service import Engine
     from replay.history import load
+
     with Engine(Config(data_dir=args["data"])) as engine:
         started = time.perf_counter()
         h = load(engine, feeds=False)
-        stages: dict[str, int] = {}
+        stages: dict[str | None, int] = {}
         for _, facts in h.customers():
             s = evaluate(facts, UNTIL, engine.rules).stage
             stages[s] = stages.get(s, 0) + 1
         seconds = time.perf_counter() - started
         events = h.events
-        del h               # the bare fold below is a baseline, not part of the rebuild's memory
+        del h  # the bare fold below is a baseline, not part of the rebuild's memory
     db = sqlite3.connect(str(Path(args["data"]) / "journey.db"))
     started = time.perf_counter()
     fold: dict[str, int] = {}
@@ -235,8 +263,13 @@ def m_rebuild(args: dict) -> dict:
             body = orjson.loads(state)
             fold[originator] = fold.get(originator, 0) + len(body)
     raw_seconds = time.perf_counter() - started
-    return {"events": events, "seconds": seconds, "rate": events / seconds, "raw_rate": events / raw_seconds,
-            "peak_mb": peak_mb()}
+    return {
+        "events": events,
+        "seconds": seconds,
+        "rate": events / seconds,
+        "raw_rate": events / raw_seconds,
+        "peak_mb": peak_mb(),
+    }
 
 
 def m_time_travel(args: dict) -> dict:
@@ -244,6 +277,7 @@ def m_time_travel(args: dict) -> dict:
     from engine.config import Config
     from engine.service import Engine
     from replay.history import load
+
     with Engine(Config(data_dir=args["data"])) as engine:
         ids = sorted(load(engine, feeds=False).names.values())
         pick = random.Random(1).sample(ids, min(200, len(ids)))
@@ -257,8 +291,13 @@ def m_time_travel(args: dict) -> dict:
         funnel_s = time.perf_counter() - t
         events = engine.store.journal.max_notification_id()
     q = statistics.quantiles(lat, n=100)
-    return {"customer_p50_ms": q[49], "customer_p99_ms": q[98], "funnel_seconds": funnel_s, "events": events,
-            "peak_mb": peak_mb()}
+    return {
+        "customer_p50_ms": q[49],
+        "customer_p99_ms": q[98],
+        "funnel_seconds": funnel_s,
+        "events": events,
+        "peak_mb": peak_mb(),
+    }
 
 
 def m_one_customer(args: dict) -> dict:
@@ -268,13 +307,23 @@ def m_one_customer(args: dict) -> dict:
     from engine.clock import FixedClock
     from engine.config import Config
     from engine.service import Engine
+
     n = args["n"]
     with Engine(Config(data_dir=args["data"]), FixedClock(UNTIL)) as engine:
         rates = []
         for start in range(0, n, 500):
-            batch = [{"event_id": f"h{i}", "customer_id": "heavy", "kind": "page.viewed", "channel": "web",
-                      "source": "bench", "properties": {},
-                      "occurred_at": (UNTIL - timedelta(minutes=n - i)).isoformat()} for i in range(start, start + 500)]
+            batch = [
+                {
+                    "event_id": f"h{i}",
+                    "customer_id": "heavy",
+                    "kind": "page.viewed",
+                    "channel": "web",
+                    "source": "bench",
+                    "properties": {},
+                    "occurred_at": (UNTIL - timedelta(minutes=n - i)).isoformat(),
+                }
+                for i in range(start, start + 500)
+            ]
             t = time.perf_counter()
             engine.ingest(batch)
             rates.append(500 / (time.perf_counter() - t))
@@ -285,6 +334,7 @@ def m_view(args: dict) -> dict:
     """The 360° view of one customer (the 25 newest timeline entries), in process: best of 5."""
     from engine.config import Config
     from engine.service import Engine
+
     with Engine(Config(data_dir=args["data"])) as engine:
         view = engine.customer(args["customer"], limit=25)
         times = []
@@ -292,8 +342,13 @@ def m_view(args: dict) -> dict:
             t = time.perf_counter()
             engine.customer(args["customer"], limit=25)
             times.append(time.perf_counter() - t)
-    return {"seconds": min(times), "median_seconds": statistics.median(times), "touchpoints": view["touchpoints"],
-            "purchases": view["purchases"], "peak_mb": peak_mb()}
+    return {
+        "seconds": min(times),
+        "median_seconds": statistics.median(times),
+        "touchpoints": view["touchpoints"],
+        "purchases": view["purchases"],
+        "peak_mb": peak_mb(),
+    }
 
 
 def m_streaming(args: dict) -> dict:
@@ -314,8 +369,9 @@ def m_streaming(args: dict) -> dict:
 
     n = args["n"]
     with tansu_broker() as bootstrap, redis_server() as url:
-        config = Config(data_dir=args["data"], kafka=KafkaSettings(bootstrap_servers=bootstrap),
-                        redis=RedisSettings(url=url))
+        config = Config(
+            data_dir=args["data"], kafka=KafkaSettings(bootstrap_servers=bootstrap), redis=RedisSettings(url=url)
+        )
         topo = Topology.of(config)
         path = Path(args["data"]) / "journey.toml"
         path.write_text(dump_toml(config))
@@ -323,14 +379,24 @@ def m_streaming(args: dict) -> dict:
         journey = str(Path(sys.executable).parent / "journey")
         log = open(os.environ["BENCH_WORKER_LOG"], "ab") if os.environ.get("BENCH_WORKER_LOG") else subprocess.DEVNULL
         level = os.environ.get("BENCH_WORKER_LOGLEVEL", "warning")
-        relay = args.get("relay_process", False)    # the leader's duties in a process of their own
-        commands = [[journey, "worker", "--config", str(path), "--loglevel", level, *(["--no-relays"] if relay else [])]
-                    for _ in range(args["workers"])] + ([[journey, "relay", "--config", str(path)]] if relay else [])
+        relay = args.get("relay_process", False)  # the leader's duties in a process of their own
+        commands = [
+            [journey, "worker", "--config", str(path), "--loglevel", level, *(["--no-relays"] if relay else [])]
+            for _ in range(args["workers"])
+        ] + ([[journey, "relay", "--config", str(path)]] if relay else [])
         workers = [subprocess.Popen(c, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log) for c in commands]
 
         def record(i: str) -> bytes:
-            return orjson.dumps({"event_id": i, "customer_id": i, "kind": "customer.registered", "channel": "web",
-                                 "source": "bench", "occurred_at": datetime.now(UTC).isoformat()})
+            return orjson.dumps(
+                {
+                    "event_id": i,
+                    "customer_id": i,
+                    "kind": "customer.registered",
+                    "channel": "web",
+                    "source": "bench",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                }
+            )
 
         async def go() -> dict:
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
@@ -339,7 +405,7 @@ def m_streaming(args: dict) -> dict:
             stream = topo.stream("stage-changed")
             warm = 0
 
-            async def warm_up(count: int) -> None:   # every partition's owner has joined and works
+            async def warm_up(count: int) -> None:  # every partition's owner has joined and works
                 nonlocal warm
                 for i in range(count):
                     await producer.send(topo.touchpoints, record(f"warm{warm + i}"), key=f"warm{warm + i}".encode())
@@ -350,7 +416,7 @@ def m_streaming(args: dict) -> dict:
 
             await warm_up(1)
             if args["workers"] > 1:
-                await asyncio.sleep(15)      # the other workers join; the group rebalances once
+                await asyncio.sleep(15)  # the other workers join; the group rebalances once
                 await warm_up(4 * topo.partitions)
             t0 = time.perf_counter()
             for i in range(n):
@@ -360,7 +426,9 @@ def m_streaming(args: dict) -> dict:
                 await asyncio.sleep(0.05)
             throughput = n / (time.perf_counter() - t0)
             sent: dict[str, float] = {}
-            last = (await redis.xrevrange(stream, count=1))[0][0]
+            newest = await redis.xrevrange(stream, count=1)
+            assert newest and newest[0][0] is not None  # the warm-up's entries are there
+            last = newest[0][0]
             for i in range(args["probes"]):
                 pid = f"p{i}"
                 sent[pid] = time.time() * 1000
@@ -369,18 +437,27 @@ def m_streaming(args: dict) -> dict:
             await producer.flush()
             lat: list[float] = []
             while len(lat) < len(sent):
-                for _, entries in await redis.xread({stream: last}, block=2000, count=1000) or []:
+                reply = await redis.xread({stream: last}, block=2000, count=1000) or []
+                assert isinstance(reply, list)  # redis-py's legacy replies (its default): [[stream, entries]]
+                for _, entries in reply:
                     for mid, fields in entries:
                         last = mid
                         pid = fields[b"customer_id"].decode()
-                        if pid in sent:   # the entry id is the server's clock (ms) when it was added
+                        if pid in sent:  # the entry id is the server's clock (ms) when it was added
                             lat.append(int(mid.split(b"-")[0]) - sent[pid])
             await producer.stop()
             await redis.aclose()
             q = statistics.quantiles(lat, n=100)
-            return {"touchpoints": n, "rate": throughput, "p50_ms": q[49], "p99_ms": q[98],
-                    "probes": len(lat), "probe_rate": args["probe_rate"], "workers": args["workers"],
-                    "relay_process": relay}
+            return {
+                "touchpoints": n,
+                "rate": throughput,
+                "p50_ms": q[49],
+                "p99_ms": q[98],
+                "probes": len(lat),
+                "probe_rate": args["probe_rate"],
+                "workers": args["workers"],
+                "relay_process": relay,
+            }
 
         try:
             return {**asyncio.run(go()), "peak_mb": peak_mb()}
@@ -391,13 +468,20 @@ def m_streaming(args: dict) -> dict:
                 worker.wait(30)
 
 
-MEASURES = {f.__name__[2:]: f for f in (m_streaming, m_ingest, m_naive, m_raw_insert, m_rebuild, m_time_travel,
-                                         m_one_customer, m_view)}
+MEASURES = {
+    f.__name__[2:]: f
+    for f in (m_streaming, m_ingest, m_naive, m_raw_insert, m_rebuild, m_time_travel, m_one_customer, m_view)
+}
 
 
 def measure(name: str, **args: object) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--measure", name, json.dumps(args)], capture_output=True,
-                         text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", name, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -427,25 +511,44 @@ def run(scale: str, work: Path, postgres: bool) -> dict:
     # Growth, like for like: the same touchpoints into an empty store and into the full one
     # (the rate along the history also moves with its mix: later touchpoints have longer pasts).
     # This adds customers to `data`: it comes after the measures that read it.
-    head = {"history": renamed_head(history, min(100_000, results["ingest_sqlite"]["touchpoints"] // 10), work),
-            "customers": customers, "backend": "sqlite", "workers": 1}
-    results["growth"] = {"empty": measure("ingest", **head, data=fresh("growth")),
-                         "full": measure("ingest", **head, data=data)}
+    head = {
+        "history": renamed_head(history, min(100_000, results["ingest_sqlite"]["touchpoints"] // 10), work),
+        "customers": customers,
+        "backend": "sqlite",
+        "workers": 1,
+    }
+    results["growth"] = {
+        "empty": measure("ingest", **head, data=fresh("growth")),
+        "full": measure("ingest", **head, data=data),
+    }
     results["one_customer"] = measure("one_customer", data=fresh("heavy"), n=2_000 if scale == "smoke" else 10_000)
     # A dealer: one customer with as many touchpoints as a spread sample of the history has,
     # each into an empty store through the same pipeline; then its view; then the disk per 1M.
     n = {"smoke": 2_000, "medium": 20_000, "full": 50_000}[scale]
     account = {"history": str(account_file(n, work)), "customers": 1, "backend": "sqlite", "workers": 1}
     spread = {"history": renamed_head(history, n, work), "customers": customers, "backend": "sqlite", "workers": 1}
-    results["account"] = {"spread": measure("ingest", **spread, data=fresh("spread")),
-                          "one": measure("ingest", **account, data=fresh("account"))}
+    results["account"] = {
+        "spread": measure("ingest", **spread, data=fresh("spread")),
+        "one": measure("ingest", **account, data=fresh("account")),
+    }
     results["account"]["view"] = measure("view", data=str(work / "account"), customer="dealer-1")
-    results["disk"] = {"history_mb": dir_mb(data), "history_touchpoints": results["ingest_sqlite"]["touchpoints"],
-                       "account_mb": dir_mb(str(work / "account")), "account_touchpoints": n}
+    results["disk"] = {
+        "history_mb": dir_mb(data),
+        "history_touchpoints": results["ingest_sqlite"]["touchpoints"],
+        "account_mb": dir_mb(str(work / "account")),
+        "account_touchpoints": n,
+    }
     if streamed:
         for name, workers, relay in STREAMING:
-            results[name] = measure("streaming", data=fresh(name), n=streamed, probes=500, probe_rate=100,
-                                    workers=workers, relay_process=relay)
+            results[name] = measure(
+                "streaming",
+                data=fresh(name),
+                n=streamed,
+                probes=500,
+                probe_rate=100,
+                workers=workers,
+                relay_process=relay,
+            )
     return results
 
 
@@ -454,52 +557,109 @@ STREAMING = (("streaming_1", 1, False), ("streaming_1_relay", 1, True), ("stream
 
 
 def table(r: dict) -> str:
-    one, two, naive, raw, reb, tt, heavy = (r["ingest_sqlite"], r["ingest_sqlite_2"], r["naive"], r["raw_insert"],
-                                            r["rebuild"], r["time_travel"], r["one_customer"])
+    one, two, naive, raw, reb, tt, heavy = (
+        r["ingest_sqlite"],
+        r["ingest_sqlite_2"],
+        r["naive"],
+        r["raw_insert"],
+        r["rebuild"],
+        r["time_travel"],
+        r["one_customer"],
+    )
     vs_naive = lambda x: f"×{x['rate'] / naive['rate']:.1f} naive ({naive['rate']:,.0f}/s)"  # noqa: E731
     rows = [
-        ("Ingest, full pipeline, SQLite, 1 process (touchpoints/s)", one["rate"], "≥ 20,000; ≥ 10× naive",
-         f"{vs_naive(one)}; raw limit {raw['rate']:,.0f}/s → {one['rate'] / raw['rate']:.0%} of it"),
-        ("Ingest, full pipeline, SQLite, 2 processes (touchpoints/s)", two["rate"], "≥ 20,000; ≥ 10× naive",
-         f"{vs_naive(two)}; raw limit → {two['rate'] / raw['rate']:.0%} of it"),
+        (
+            "Ingest, full pipeline, SQLite, 1 process (touchpoints/s)",
+            one["rate"],
+            "≥ 20,000; ≥ 10× naive",
+            f"{vs_naive(one)}; raw limit {raw['rate']:,.0f}/s → {one['rate'] / raw['rate']:.0%} of it",
+        ),
+        (
+            "Ingest, full pipeline, SQLite, 2 processes (touchpoints/s)",
+            two["rate"],
+            "≥ 20,000; ≥ 10× naive",
+            f"{vs_naive(two)}; raw limit → {two['rate'] / raw['rate']:.0%} of it",
+        ),
     ]
     if "ingest_postgres" in r:
         pg = r["ingest_postgres"]
         rows.append(("Ingest, full pipeline, PostgreSQL, 2 processes (touchpoints/s)", pg["rate"], "—", vs_naive(pg)))
     empty, full = r["growth"]["empty"], r["growth"]["full"]
-    rows.append((f"Ingest growth: the same {full['touchpoints']:,} touchpoints into the store of "
-                 f"{one['touchpoints']:,}, 1 process (touchpoints/s)", full["rate"], "flat",
-                 f"into an empty store {empty['rate']:,.0f}/s → {full['rate'] / empty['rate']:.0%} of it"))
+    rows.append(
+        (
+            f"Ingest growth: the same {full['touchpoints']:,} touchpoints into the store of "
+            f"{one['touchpoints']:,}, 1 process (touchpoints/s)",
+            full["rate"],
+            "flat",
+            f"into an empty store {empty['rate']:,.0f}/s → {full['rate'] / empty['rate']:.0%} of it",
+        )
+    )
     g = one["growth"]
     if "at_1m" in g:
-        rows.append(("Ingest along the history, 1 process: rate at 1M touchpoints (touchpoints/s)", g["at_1m"],
-                     "flat", f"at 100k: {g['at_100k']:,.0f}/s; 2 processes: "
-                     f"{two['growth']['at_100k']:,.0f} → {two['growth']['at_1m']:,.0f}/s"))
+        rows.append(
+            (
+                "Ingest along the history, 1 process: rate at 1M touchpoints (touchpoints/s)",
+                g["at_1m"],
+                "flat",
+                f"at 100k: {g['at_100k']:,.0f}/s; 2 processes: "
+                f"{two['growth']['at_100k']:,.0f} → {two['growth']['at_1m']:,.0f}/s",
+            )
+        )
     else:
-        rows.append(("Ingest along the history, 1 process: last tenth (touchpoints/s)", g["last_tenth"], "flat",
-                     f"first tenth {g['first_tenth']:,.0f}/s"))
+        rows.append(
+            (
+                "Ingest along the history, 1 process: last tenth (touchpoints/s)",
+                g["last_tenth"],
+                "flat",
+                f"first tenth {g['first_tenth']:,.0f}/s",
+            )
+        )
     rows += [
-        ("Rebuild: fold into stages and health (events/s)", reb["rate"], "≥ 150,000",
-         f"bare scan + decode + dict fold {reb['raw_rate']:,.0f}/s → {reb['rate'] / reb['raw_rate']:.0%} of it"),
+        (
+            "Rebuild: fold into stages and health (events/s)",
+            reb["rate"],
+            "≥ 150,000",
+            f"bare scan + decode + dict fold {reb['raw_rate']:,.0f}/s → {reb['rate'] / reb['raw_rate']:.0%} of it",
+        ),
         ("Customer as-of query p99 (ms)", tt["customer_p99_ms"], "≤ 5", f"p50 {tt['customer_p50_ms']:.2f} ms"),
-        (f"Funnel as-of over {tt['events']:,} events (s)", tt["funnel_seconds"], "≤ 10 s at 1M",
-         f"{tt['funnel_seconds'] * 1e6 / tt['events']:.1f} s per 1M events"),
-        (f"Appends to one customer with {heavy['history']:,} touchpoints (touchpoints/s)", heavy["last_rate"],
-         "flat", f"first 500: {heavy['first_rate']:,.0f}/s"),
+        (
+            f"Funnel as-of over {tt['events']:,} events (s)",
+            tt["funnel_seconds"],
+            "≤ 10 s at 1M",
+            f"{tt['funnel_seconds'] * 1e6 / tt['events']:.1f} s per 1M events",
+        ),
+        (
+            f"Appends to one customer with {heavy['history']:,} touchpoints (touchpoints/s)",
+            heavy["last_rate"],
+            "flat",
+            f"first 500: {heavy['first_rate']:,.0f}/s",
+        ),
     ]
     if "account" in r:
         acc, disk = r["account"], r["disk"]
         one_acc, spread = acc["one"], acc["spread"]
         rows += [
-            (f"Ingest one customer's {one_acc['touchpoints']:,} touchpoints (a dealer: a fifth orders), "
-             "1 process (touchpoints/s)", one_acc["rate"], "≥ 0.5 × spread",
-             f"the same number spread over customers {spread['rate']:,.0f}/s → {one_acc['rate'] / spread['rate']:.2f}×"),
-            (f"360° view of that customer ({acc['view']['purchases']:,} purchases), 25 newest entries (s)",
-             acc["view"]["seconds"], "≤ 0.5", f"median of 5 {acc['view']['median_seconds']:.2f} s"),
-            ("Data directory per million touchpoints, SQLite (MB)",
-             disk["history_mb"] * 1e6 / disk["history_touchpoints"], "linear",
-             f"the dealer alone: {disk['account_mb'] * 1e6 / disk['account_touchpoints']:,.0f} MB per million "
-             f"({disk['account_mb']:,.1f} MB for {disk['account_touchpoints']:,})"),
+            (
+                f"Ingest one customer's {one_acc['touchpoints']:,} touchpoints (a dealer: a fifth orders), "
+                "1 process (touchpoints/s)",
+                one_acc["rate"],
+                "≥ 0.5 × spread",
+                f"the same number spread over customers {spread['rate']:,.0f}/s → "
+                f"{one_acc['rate'] / spread['rate']:.2f}×",
+            ),
+            (
+                f"360° view of that customer ({acc['view']['purchases']:,} purchases), 25 newest entries (s)",
+                acc["view"]["seconds"],
+                "≤ 0.5",
+                f"median of 5 {acc['view']['median_seconds']:.2f} s",
+            ),
+            (
+                "Data directory per million touchpoints, SQLite (MB)",
+                disk["history_mb"] * 1e6 / disk["history_touchpoints"],
+                "linear",
+                f"the dealer alone: {disk['account_mb'] * 1e6 / disk['account_touchpoints']:,.0f} MB per million "
+                f"({disk['account_mb']:,.1f} MB for {disk['account_touchpoints']:,})",
+            ),
         ]
     for name, workers, relay in STREAMING:
         st = r.get(name)
@@ -507,20 +667,41 @@ def table(r: dict) -> str:
             continue
         who = f"{workers} worker{'s' if workers > 1 else ''}" + (" + relay process" if relay else ", leader relays")
         rows += [
-            (f"Streaming, {who}: {st['touchpoints']:,} registrations to the Redis stream (touchpoints/s)",
-             st["rate"], "≥ 10,000 (one worker)", ""),
-            (f"Streaming, {who}: produce → stage change on the Redis stream at {st['probe_rate']}/s, p99 (ms)",
-             st["p99_ms"], "≤ 250", f"p50 {st['p50_ms']:.0f} ms"),
+            (
+                f"Streaming, {who}: {st['touchpoints']:,} registrations to the Redis stream (touchpoints/s)",
+                st["rate"],
+                "≥ 10,000 (one worker)",
+                "",
+            ),
+            (
+                f"Streaming, {who}: produce → stage change on the Redis stream at {st['probe_rate']}/s, p99 (ms)",
+                st["p99_ms"],
+                "≤ 250",
+                f"p50 {st['p50_ms']:.0f} ms",
+            ),
         ]
-    rows.append(("Peak RSS: ingest, 1 process / rebuild (MB)", one["peak_mb"], "rebuild of 10M < 1 GiB",
-                 f"rebuild {reb['peak_mb']:,.0f} MB; 2 processes: {two['peak_mb']:,.0f} MB each at most"))
+    rows.append(
+        (
+            "Peak RSS: ingest, 1 process / rebuild (MB)",
+            one["peak_mb"],
+            "rebuild of 10M < 1 GiB",
+            f"rebuild {reb['peak_mb']:,.0f} MB; 2 processes: {two['peak_mb']:,.0f} MB each at most",
+        )
+    )
     if "rebuild_10m" in r:
         big = r["rebuild_10m"]
-        rows.append((f"Rebuild of {big['events']:,} events ({big['customers']:,} customers): peak RSS (MB)",
-                     big["peak_mb"], "< 1,024", f"{big['rate']:,.0f} events/s; bare fold {big['raw_rate']:,.0f}/s"))
+        rows.append(
+            (
+                f"Rebuild of {big['events']:,} events ({big['customers']:,} customers): peak RSS (MB)",
+                big["peak_mb"],
+                "< 1,024",
+                f"{big['rate']:,.0f} events/s; bare fold {big['raw_rate']:,.0f}/s",
+            )
+        )
     lines = ["| measure | result | target | baseline, same run |", "|---|---:|---|---|"]
-    lines += [f"| {m} | {v:,.2f} | {t} | {b} |" if v < 100 else f"| {m} | {v:,.0f} | {t} | {b} |"
-              for m, v, t, b in rows]
+    lines += [
+        f"| {m} | {v:,.2f} | {t} | {b} |" if v < 100 else f"| {m} | {v:,.0f} | {t} | {b} |" for m, v, t, b in rows
+    ]
     return "\n".join(lines)
 
 
@@ -528,12 +709,16 @@ def write_doc(results: dict) -> None:
     doc = ROOT / "docs" / "benchmarks.md"
     text = doc.read_text() if doc.exists() else ""
     start, end = "<!-- results:start -->", "<!-- results:end -->"
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-               f"{datetime.now(UTC):%Y-%m-%d}")
-    block = (f"{start}\nScale `{results['scale']}`: {results['customers']:,} simulated customers, "
-             f"{results['ingest_sqlite']['touchpoints']:,} touchpoints ({machine}).\n\n{table(results)}\n{end}")
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{datetime.now(UTC):%Y-%m-%d}"
+    )
+    block = (
+        f"{start}\nScale `{results['scale']}`: {results['customers']:,} simulated customers, "
+        f"{results['ingest_sqlite']['touchpoints']:,} touchpoints ({machine}).\n\n{table(results)}\n{end}"
+    )
     if start in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text += "\n" + block + "\n"
     doc.write_text(text)
@@ -543,11 +728,12 @@ def write_doc(results: dict) -> None:
 def big_rebuild(events: int, work: Path) -> dict:
     """A store of about `events` events (ingested with two processes), then the rebuild fold of it:
     memory must stay bounded by what the projections keep, not by the size of the log."""
-    customers = round(events / 30.4)         # the simulator gives ~30.4 stored events a customer
+    customers = round(events / 30.4)  # the simulator gives ~30.4 stored events a customer
     history = str(history_file(customers, work))
     (work / "big").mkdir(exist_ok=True)
-    ingest = measure("ingest", history=history, customers=customers, data=str(work / "big"), backend="sqlite",
-                     workers=2)
+    ingest = measure(
+        "ingest", history=history, customers=customers, data=str(work / "big"), backend="sqlite", workers=2
+    )
     return {**measure("rebuild", data=str(work / "big")), "customers": customers, "ingest": ingest}
 
 
@@ -555,8 +741,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--scale", choices=SCALES, default="medium")
     p.add_argument("--postgres", action="store_true", help="also ingest into PostgreSQL (PG* env or 127.0.0.1:5432)")
-    p.add_argument("--rebuild-events", type=int, default=0, metavar="N",
-                   help="also build a store of ~N events and measure its rebuild (10000000: the 1 GiB check)")
+    p.add_argument(
+        "--rebuild-events",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also build a store of ~N events and measure its rebuild (10000000: the 1 GiB check)",
+    )
     p.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
     p.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()

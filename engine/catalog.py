@@ -3,10 +3,11 @@
 Built-in schemas allow extra properties (services add their own), but the declared ones
 must be present and well typed. Custom kinds come from `[[kinds]]` in config.toml.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -22,7 +23,7 @@ class Props(BaseModel):
 
 
 NonEmpty = Field(min_length=1)
-Money = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)   # no sum of amounts can overflow
+Money = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)  # no sum of amounts can overflow
 
 
 class Empty(Props):
@@ -44,7 +45,7 @@ class OrderPlaced(Props):
 class OrderRefunded(Props):
     order_id: str = NonEmpty
     amount: float = Money
-    currency: Currency | None = None   # the order's; if given, it must be the order's
+    currency: Currency | None = None  # the order's; if given, it must be the order's
 
 
 class OrderCancelled(Props):
@@ -108,8 +109,7 @@ BUILTIN_KINDS: dict[str, type[Props]] = {
     "invoice.paid": Invoice,
 }
 
-_PY_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float,
-                             "boolean": bool, "datetime": AwareDatetime}
+_PY_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "datetime": AwareDatetime}
 
 
 class Catalog:
@@ -123,14 +123,15 @@ class Catalog:
             if kind.name in BUILTIN_KINDS:
                 raise ValueError(f"custom kind {kind.name!r} clashes with a built-in kind")
             fields = {
-                name: (_PY_TYPES[f.type] if f.required else Optional[_PY_TYPES[f.type]],
-                       ... if f.required else None)
+                name: (_PY_TYPES[f.type] if f.required else _PY_TYPES[f.type] | None, ... if f.required else None)
                 for name, f in kind.fields.items()
             }
-            self.schemas[kind.name] = create_model(
-                "Custom_" + kind.name.replace(".", "_"), __base__=Props, **fields)
-            self.personal_properties[kind.name] = frozenset(
-                n for n, f in kind.fields.items() if f.pii or f.free_text)
+            # The ignore: mypy matches a **dict against create_model's own parameters too
+            # (__config__, __doc__...), which no field definition fits (pydantic's signature).
+            self.schemas[kind.name] = create_model(  # type: ignore[call-overload]
+                "Custom_" + kind.name.replace(".", "_"), __base__=Props, **fields
+            )
+            self.personal_properties[kind.name] = frozenset(n for n, f in kind.fields.items() if f.pii or f.free_text)
 
     def schema(self, kind: str) -> type[Props] | None:
         return self.schemas.get(kind)

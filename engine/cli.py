@@ -1,5 +1,6 @@
 """`journey`: the command line. Every command takes --config and --json (one JSON object, or
 JSON lines for feeds), so scripts never parse the human-readable output."""
+
 from __future__ import annotations
 
 import sys
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import parallel
-from .clock import EventTimeClock, SystemClock, parse_time
+from .clock import Clock, EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
 from .projections.lifecycle import HEALTHS, STAGES
 from .service import Engine, ForgetIncomplete
@@ -43,8 +44,12 @@ def emit(obj: Any) -> None:
 
 def common(f: Any) -> Any:
     f = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
-    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                        help="Config file (default ./config.toml, else the packaged defaults).")(f)
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        help="Config file (default ./config.toml, else the packaged defaults).",
+    )(f)
 
 
 def config_of(path: str | None) -> Config:
@@ -54,14 +59,16 @@ def config_of(path: str | None) -> Config:
         raise click.ClickException(str(e)) from None
 
 
-def open_engine(config: Config, clock: Any = None, create: bool = False) -> Engine:
+def open_engine(config: Config, clock: Clock | None = None, create: bool = False) -> Engine:
     """The engine on the configured store; a command that only reads (create=False) says so when
     there is no store there, rather than making an empty one where a typo pointed."""
     if not create and config.store.backend == "sqlite":
         db = config.data_path / config.store.sqlite_file
         if not db.exists():
-            raise click.ClickException(f"no store at {db}: ingest touchpoints first, or point JOURNEY_DATA_DIR "
-                                       "(or data_dir in config.toml) at the data directory")
+            raise click.ClickException(
+                f"no store at {db}: ingest touchpoints first, or point JOURNEY_DATA_DIR "
+                "(or data_dir in config.toml) at the data directory"
+            )
     try:
         return Engine(config, clock)
     except (ConfigError, ValueError) as e:
@@ -71,6 +78,7 @@ def open_engine(config: Config, clock: Any = None, create: bool = False) -> Engi
 class Time(click.ParamType):
     """An ISO 8601 time with an offset, or a date meaning its end (UTC); click names the option
     in the error."""
+
     name = "time"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
@@ -95,6 +103,7 @@ class Journey(click.Group):
     @staticmethod
     def plugins() -> dict[str, Any]:
         from importlib.metadata import entry_points
+
         return {ep.name: ep for ep in entry_points(group="journey.commands")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -105,7 +114,7 @@ class Journey(click.Group):
         if ep is not None:
             try:
                 return ep.load()
-            except ImportError as e:   # an optional part not installed: the core commands still work
+            except ImportError as e:  # an optional part not installed: the core commands still work
                 err.print(line(f"journey: `{name}` is unavailable ({e})"))
         return super().get_command(ctx, name)
 
@@ -114,6 +123,7 @@ def extension(group: str, name: str) -> Any:
     """What an outer layer registers under an entry point group (`journey.views`, `journey.demos`)
     for an option of a core command: the option is declared here, its work is done there."""
     from importlib.metadata import entry_points
+
     for ep in entry_points(group=group, name=name):
         try:
             return ep.load()
@@ -128,9 +138,17 @@ def main() -> None:
     """Event-sourced customer-journey engine."""
 
 
-def progress(total: int, label: str, enabled: bool) -> Progress:
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                    TimeRemainingColumn(), console=err, disable=not enabled, transient=True)
+def progress(total: int | None, label: str, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not enabled,
+        transient=True,
+    )
 
 
 def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting", workers: int = 1) -> Any:
@@ -147,7 +165,7 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
             secs = max((datetime.now() - started).total_seconds(), 1e-6)
             bar.update(task, rate=f"{done / secs:,.0f}/s")
 
-        with (nullcontext(sys.stdin.buffer) if stdin else path.open("rb")) as f:
+        with nullcontext(sys.stdin.buffer) if stdin else path.open("rb") as f:
             lines: Iterator[bytes] = (line.rstrip(b"\r\n") for line in f)
             return parallel.ingest(engine, _without_bom(lines), workers, on_batch=advance)
 
@@ -163,20 +181,32 @@ def _without_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
-@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write every rejected record, with its reason, as JSON lines.")
-@click.option("--backfill", is_flag=True,
-              help="Loading history: follow event time, so lifecycle changes are recorded as a live "
-                   "engine would have recorded them and timers fire along the way.")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Processes sharing the work, each owning a shard of the customers (use the cores).")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every rejected record, with its reason, as JSON lines.",
+)
+@click.option(
+    "--backfill",
+    is_flag=True,
+    help="Loading history: follow event time, so lifecycle changes are recorded as a live "
+    "engine would have recorded them and timers fire along the way.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes sharing the work, each owning a shard of the customers (use the cores).",
+)
 @common
-def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, config_path: str | None,
-           as_json: bool) -> None:
+def ingest(
+    file: Path, rejects: Path | None, backfill: bool, workers: int, config_path: str | None, as_json: bool
+) -> None:
     """Ingest touchpoints from a JSON-lines FILE (one touchpoint per line; UTF-8, a byte order
     mark at its start and blank lines are skipped), or standard input for `-`."""
     out = None
-    if rejects:   # before anything is ingested: a rejects file that cannot be written loses nothing
+    if rejects:  # before anything is ingested: a rejects file that cannot be written loses nothing
         if rejects.exists() and str(file) != "-" and rejects.resolve() == file.resolve():
             raise click.BadParameter("is the input file; write the rejects elsewhere", param_hint="--rejects")
         try:
@@ -187,7 +217,7 @@ def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, confi
         with open_engine(config_of(config_path), EventTimeClock() if backfill else None, create=True) as engine:
             report = ingest_file(engine, file, show=err.is_terminal and not as_json, workers=workers)
             engine.clock = SystemClock()
-            report.add_timers(engine.run_due())   # what fell due while it ran
+            report.add_timers(engine.run_due())  # what fell due while it ran
         if out:
             for r in report.rejections:
                 out.write(orjson.dumps({**r.as_dict(), "raw": (r.raw or b"").decode("utf-8", "replace")}) + b"\n")
@@ -198,10 +228,12 @@ def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, confi
     if as_json:
         emit(summary)
         return
-    say(f"accepted {summary['accepted']:,}, duplicates {summary['duplicates']:,}, "
+    say(
+        f"accepted {summary['accepted']:,}, duplicates {summary['duplicates']:,}, "
         f"rejected {summary['rejected']:,}; "
         f"{counted(summary['changes'], 'lifecycle change')} and {counted(summary['actions'], 'decision')} "
-        f"recorded ({summary['timer_changes'] + summary['timer_actions']:,} of them by due timers)")
+        f"recorded ({summary['timer_changes'] + summary['timer_actions']:,} of them by due timers)"
+    )
     for r in report.rejections[:10]:
         say("  ", ("rejected", "red"), " ", r.message())
     if report.rejected > 10:
@@ -214,10 +246,13 @@ def ingest(file: Path, rejects: Path | None, backfill: bool, workers: int, confi
 @click.option("--until", type=TIME, help="End of the simulated history (default: today, UTC).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @common
-def simulate(customers: int, seed: int, until: datetime | None, out: Path, config_path: str | None, as_json: bool) -> None:
+def simulate(
+    customers: int, seed: int, until: datetime | None, out: Path, config_path: str | None, as_json: bool
+) -> None:
     """Write a reproducible synthetic history as JSON lines."""
     from .demo import today, write_history
     from .simulator import simulate as generate
+
     end = until or today()
     n = write_history(out, generate(customers, seed, end))
     summary = {"records": n, "customers": customers, "seed": seed, "until": end.isoformat(), "out": str(out)}
@@ -232,6 +267,7 @@ def funnel(as_of: datetime | None, as_known: bool, config_path: str | None, as_j
     """Customers per stage and health as of a time."""
     with open_engine(config_of(config_path)) as engine:
         from . import queries
+
         result = queries.funnel(engine, as_of or engine.clock.now(), as_known)
     emit(result) if as_json else print_funnel(result)
 
@@ -255,15 +291,32 @@ def print_funnel(f: dict[str, Any]) -> None:
 @click.argument("customer_id")
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--as-known", is_flag=True, help="Only what had been recorded by then.")
-@click.option("--limit", default=25, show_default=True, type=click.IntRange(0),
-              help="Timeline entries, newest first (0: all).")
-@click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
-              help="Skip this many of the newest entries (the next page: --offset 25).")
-@click.option("--from-redis", is_flag=True,
-              help="What a service sees: the Redis read model (journey readmodel keeps it), not the store.")
+@click.option(
+    "--limit", default=25, show_default=True, type=click.IntRange(0), help="Timeline entries, newest first (0: all)."
+)
+@click.option(
+    "--offset",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Skip this many of the newest entries (the next page: --offset 25).",
+)
+@click.option(
+    "--from-redis",
+    is_flag=True,
+    help="What a service sees: the Redis read model (journey readmodel keeps it), not the store.",
+)
 @common
-def customer(customer_id: str, as_of: datetime | None, as_known: bool, limit: int, offset: int, from_redis: bool,
-             config_path: str | None, as_json: bool) -> None:
+def customer(
+    customer_id: str,
+    as_of: datetime | None,
+    as_known: bool,
+    limit: int,
+    offset: int,
+    from_redis: bool,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
     """A customer's 360° view: stage and health with reasons, profile, timeline (newest first).
 
     An id that starts with a dash goes after `--`: journey customer -- -42."""
@@ -273,14 +326,17 @@ def customer(customer_id: str, as_of: datetime | None, as_known: bool, limit: in
         row = extension("journey.views", "redis")(config_of(config_path), customer_id)
         if row is None:
             raise click.ClickException(f"no customer {customer_id!r} in the Redis read model")
-        emit(row) if as_json else say("  ".join(f"{k} {money(v) if k == 'revenue' else plain(v)}"
-                                                for k, v in row.items()))
+        emit(row) if as_json else say(
+            "  ".join(f"{k} {money(v) if k == 'revenue' else plain(v)}" for k, v in row.items())
+        )
         return
     with open_engine(config_of(config_path)) as engine:
         from . import queries
+
         try:
-            view = queries.customer_view(engine, customer_id, as_of or engine.clock.now(), as_known,
-                                         limit=limit or None, offset=offset)
+            view = queries.customer_view(
+                engine, customer_id, as_of or engine.clock.now(), as_known, limit=limit or None, offset=offset
+            )
         except KeyError:
             raise click.ClickException(f"no customer {customer_id!r} in the store") from None
     emit(view) if as_json else print_customer(view, offset)
@@ -308,8 +364,10 @@ def print_customer(v: dict[str, Any], offset: int = 0) -> None:
     say("  stage   ", (v["stage"], "bold"), f" — {v['stage_reason']}")
     if v["health"]:
         say("  health  ", (v["health"], "bold"), f" — {v['health_reason']}")
-    say(f"  purchases {v['purchases']}, revenue {money(v['revenue'])}, first {(v['first_purchase'] or '-')[:10]}, "
-        f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}")
+    say(
+        f"  purchases {v['purchases']}, revenue {money(v['revenue'])}, first {(v['first_purchase'] or '-')[:10]}, "
+        f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}"
+    )
     say(f"  open complaints {listed(v['open_complaints'])}; overdue invoices {listed(v['overdue_invoices'])}")
     consent = ", ".join(f"{k} {'granted' if c['granted'] else 'withdrawn'}" for k, c in v["consent"].items())
     say(f"  consent {consent or 'none recorded'}")
@@ -327,8 +385,11 @@ def print_customer(v: dict[str, Any], offset: int = 0) -> None:
         if item["type"] == "touchpoint":
             say(f"    {item['at'][:16]}  {item['kind']:<20} {item['channel']:<10} {item['event_id']}")
         else:
-            say(f"    {item['at'][:16]}  ", (item["type"], "bold"),
-                f" {plain(item['from'])} → {plain(item['to'])}: {item['reason']}")
+            say(
+                f"    {item['at'][:16]}  ",
+                (item["type"], "bold"),
+                f" {plain(item['from'])} → {plain(item['to'])}: {item['reason']}",
+            )
 
 
 def plain(value: Any) -> str:
@@ -342,10 +403,16 @@ def plain(value: Any) -> str:
 
 def feed_options(f: Any) -> Any:
     f = click.option("--customer", "customer_id", help="Only this customer's entries.")(f)
-    f = click.option("--limit", default=100, show_default=True, type=click.IntRange(1),
-                     help="Entries to show at most.")(f)
-    f = click.option("--after", default=0, show_default=True, type=click.IntRange(0),
-                     help="Feed position to read after (the last position you saw).")(f)
+    f = click.option(
+        "--limit", default=100, show_default=True, type=click.IntRange(1), help="Entries to show at most."
+    )(f)
+    f = click.option(
+        "--after",
+        default=0,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Feed position to read after (the last position you saw).",
+    )(f)
     return common(f)
 
 
@@ -360,18 +427,30 @@ def print_feed(config_path: str | None, as_json: bool, read: Any, text: Any) -> 
 @feed_options
 def changes(after: int, limit: int, customer_id: str | None, config_path: str | None, as_json: bool) -> None:
     """The lifecycle-change feed (stage and health), in order, from a position."""
-    print_feed(config_path, as_json, lambda e: e.changes(after, limit, customer_id),
-               lambda c: f"{c['position']:>8}  {c['effective_at'][:16]}  {c['customer_id']:<14} "
-                         f"{c['dimension']:<6} {plain(c['from'])} → {plain(c['to'])}  ({c['reason']})")
+    print_feed(
+        config_path,
+        as_json,
+        lambda e: e.changes(after, limit, customer_id),
+        lambda c: (
+            f"{c['position']:>8}  {c['effective_at'][:16]}  {c['customer_id']:<14} "
+            f"{c['dimension']:<6} {plain(c['from'])} → {plain(c['to'])}  ({c['reason']})"
+        ),
+    )
 
 
 @main.command()
 @feed_options
 def actions(after: int, limit: int, customer_id: str | None, config_path: str | None, as_json: bool) -> None:
     """The action feed: retention actions issued, suppressed and deferred, in order."""
-    print_feed(config_path, as_json, lambda e: e.actions(after, limit, customer_id),
-               lambda a: f"{a['position']:>8}  {a['at'][:16]}  {a['customer_id']:<14} {a['policy']:<22} "
-                         f"{a['status']:<10} {a['channel']:<6} {a['reason']}")
+    print_feed(
+        config_path,
+        as_json,
+        lambda e: e.actions(after, limit, customer_id),
+        lambda a: (
+            f"{a['position']:>8}  {a['at'][:16]}  {a['customer_id']:<14} {a['policy']:<22} "
+            f"{a['status']:<10} {a['channel']:<6} {a['reason']}"
+        ),
+    )
 
 
 @main.command()
@@ -399,9 +478,14 @@ def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:
             raise click.ClickException(f"no customer {customer_id!r} in the store; nothing was changed") from None
         except ForgetIncomplete as e:
             raise click.ClickException(str(e)) from None
-    emit(result) if as_json else say(f"{customer_id}: " + ("already erased; nothing was left to erase"
-                                                          if result["already_erased"] and not result["key_deleted"]
-                                                          else "personal data erased"))
+    emit(result) if as_json else say(
+        f"{customer_id}: "
+        + (
+            "already erased; nothing was left to erase"
+            if result["already_erased"] and not result["key_deleted"]
+            else "personal data erased"
+        )
+    )
 
 
 @main.command()
@@ -411,29 +495,39 @@ def tick(config_path: str | None, as_json: bool) -> None:
     with open_engine(config_of(config_path)) as engine:
         run = engine.run_due()
     emit({"changes": run.changes, "actions": run.actions}) if as_json else say(
-        f"{counted(run.changes, 'lifecycle change')} and {counted(run.actions, 'decision')} recorded")
+        f"{counted(run.changes, 'lifecycle change')} and {counted(run.actions, 'decision')} recorded"
+    )
 
 
 @main.command()
 @click.option("--customers", type=click.IntRange(1), help="[default: 2000; 200 with --streaming]")
 @click.option("--seed", default=7, show_default=True, type=int)
-@click.option("--streaming", is_flag=True,
-              help="Run the whole pipeline on throwaway local servers (Tansu broker, redis-server, a worker).")
+@click.option(
+    "--streaming",
+    is_flag=True,
+    help="Run the whole pipeline on throwaway local servers (Tansu broker, redis-server, a worker).",
+)
 @common
 def demo(customers: int | None, seed: int, streaming: bool, config_path: str | None, as_json: bool) -> None:
     """Simulate, ingest and derive on the embedded store, then show the results."""
     if streaming:
-        result = extension("journey.demos", "streaming")(config_of(config_path), customers or 200, seed,
-                                                          None if as_json else say)
+        result = extension("journey.demos", "streaming")(
+            config_of(config_path), customers or 200, seed, None if as_json else say
+        )
         if as_json:
             emit(result)
         return
     customers = customers or 2000
     from .demo import run_demo
+
     show = err.is_terminal and not as_json
     try:
-        summary = run_demo(config_of(config_path), customers, seed,
-                           lambda engine, path: ingest_file(engine, path, show, label="demo ingest"))
+        summary = run_demo(
+            config_of(config_path),
+            customers,
+            seed,
+            lambda engine, path: ingest_file(engine, path, show, label="demo ingest"),
+        )
     except (ConfigError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     if as_json:
@@ -441,8 +535,10 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         return
     i = summary["ingest"]
     say(f"simulated {customers:,} customers (seed {seed}) → {summary['history']}")
-    say(f"ingested: {i['accepted']:,} accepted, {i['duplicates']:,} duplicates, {i['rejected']:,} rejected; "
-        f"{i['changes']:,} lifecycle changes, {i['actions']:,} decisions")
+    say(
+        f"ingested: {i['accepted']:,} accepted, {i['duplicates']:,} duplicates, {i['rejected']:,} rejected; "
+        f"{i['changes']:,} lifecycle changes, {i['actions']:,} decisions"
+    )
     say()
     print_funnel(summary["funnel"])
     table = Table(title="Lifecycle changes recorded")
@@ -464,7 +560,7 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         say(("journey why", "bold"), " " + summary["why"]["action_id"])
         say_lines(summary["why"]["explanation"])
     say()
-    me = sys.argv[0] if Path(sys.argv[0]).name == "journey" else "journey"   # the venv's, as it was run
+    me = sys.argv[0] if Path(sys.argv[0]).name == "journey" else "journey"  # the venv's, as it was run
     data = Path(summary["data_dir"]).resolve()
     say(f"explore: JOURNEY_DATA_DIR={data} {me} customer {summary['customer']['customer_id']}")
 

@@ -1,9 +1,17 @@
 """Clocks: the engine never reads the time itself, so tests and replays can set it."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from .limits import parse_time as iso_time
+
+
+class Clock(Protocol):
+    """What the engine reads the time from: any of the clocks below."""
+
+    def now(self) -> datetime: ...
 
 
 class SystemClock:
@@ -54,8 +62,7 @@ def parse_time(text: str) -> datetime:
     UTC); ValueError says what is wrong, or that it lies outside 1900-01-01 to 8999-12-31."""
     if len(text) == 10:
         try:
-            t = datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, microsecond=999999,
-                                                     tzinfo=UTC)
+            t = datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, microsecond=999999, tzinfo=UTC)
         except ValueError as e:
             raise ValueError(f"{text!r} is not a date: {e}") from None
     else:

@@ -4,6 +4,7 @@ infrastructure settings in engine.settings), read from a file and the environmen
 The model defaults *are* the packaged defaults, so `journey` runs with no file at all;
 tests check that the repository's config.toml says the same thing.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,24 @@ from .settings import IngestSettings, KafkaSettings, PostgresSettings, PrivacySe
 from .vocabulary import Section
 
 # Everything a config file holds, importable from here.
-__all__ = ["Config", "ConfigError", "load_config", "dump_toml", "LifecycleRules", "CustomKind", "CustomField",
-           "FieldType", "IngestSettings", "KafkaSettings", "PostgresSettings", "PrivacySettings", "RedisSettings",
-           "StoreSettings", "ContactRules", "PolicySpec"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "load_config",
+    "dump_toml",
+    "LifecycleRules",
+    "CustomKind",
+    "CustomField",
+    "FieldType",
+    "IngestSettings",
+    "KafkaSettings",
+    "PostgresSettings",
+    "PrivacySettings",
+    "RedisSettings",
+    "StoreSettings",
+    "ContactRules",
+    "PolicySpec",
+]
 
 
 class Config(Section):
@@ -82,14 +98,23 @@ def _apply_env(raw: dict) -> dict[str, str]:
     """Put the environment's overrides into the raw config; returns which setting came from which
     variable, so that an invalid one is named by the variable that set it."""
     used: dict[str, str] = {}
-    for var, section, key in (("JOURNEY_DATA_DIR", None, "data_dir"), ("KAFKA_BOOTSTRAP_SERVERS", "kafka",
-                              "bootstrap_servers"), ("REDIS_URL", "redis", "url"), ("JOURNEY_STORE", "store", "backend")):
+    for var, section, key in (
+        ("JOURNEY_DATA_DIR", None, "data_dir"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "kafka", "bootstrap_servers"),
+        ("REDIS_URL", "redis", "url"),
+        ("JOURNEY_STORE", "store", "backend"),
+    ):
         if os.environ.get(var):
             (raw.setdefault(section, {}) if section else raw)[key] = os.environ[var]
             used[f"{section}.{key}" if section else key] = var
     pg = raw.setdefault("store", {}).setdefault("postgres", {})
-    for var, key in (("PGHOST", "host"), ("PGPORT", "port"), ("PGUSER", "user"),
-                     ("PGPASSWORD", "password"), ("PGDATABASE", "dbname")):
+    for var, key in (
+        ("PGHOST", "host"),
+        ("PGPORT", "port"),
+        ("PGUSER", "user"),
+        ("PGPASSWORD", "password"),
+        ("PGDATABASE", "dbname"),
+    ):
         if os.environ.get(var):
             pg[key] = os.environ[var]
             used[f"store.postgres.{key}"] = var
@@ -105,15 +130,22 @@ def dump_toml(config: Config) -> str:
             return "true" if v else "false"
         if isinstance(v, (int, float)):
             return repr(v)
-        if isinstance(v, str):   # a JSON string is a TOML basic string, once DEL is escaped too
+        if isinstance(v, str):  # a JSON string is a TOML basic string, once DEL is escaped too
             return orjson.dumps(v).decode().replace("\x7f", "\\u007f")
         if isinstance(v, dict):
             return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items() if x is not None) + " }"
-        return "[" + ", ".join(value(x) for x in v) + "]"  # type: ignore[union-attr]
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"no TOML value for {v!r}")
 
     def section(name: str, data: dict) -> None:
-        scalars = {k: v for k, v in data.items() if v is not None and not isinstance(v, dict)
-                   and not (isinstance(v, (list, tuple)) and v and isinstance(v[0], dict) and not name)}
+        scalars = {
+            k: v
+            for k, v in data.items()
+            if v is not None
+            and not isinstance(v, dict)
+            and not (isinstance(v, (list, tuple)) and v and isinstance(v[0], dict) and not name)
+        }
         if name:
             lines.append(f"[{name}]")
         lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())

@@ -1,4 +1,5 @@
 """The main job on embedded defaults: simulate, ingest as history unfolds, derive, summarise."""
+
 from __future__ import annotations
 
 import shutil
@@ -24,20 +25,20 @@ def today() -> datetime:
 def write_history(out: Path, records: Iterator[dict]) -> int:
     n = 0
     with out.open("wb") as f:
-        for n, record in enumerate(records, start=1):
+        for n, record in enumerate(records, start=1):  # noqa: B007 - n is the count, read after the loop
             f.write(orjson.dumps(record) + b"\n")
     return n
 
 
-def run_demo(config: Config, customers: int, seed: int,
-             ingest: Callable[[Engine, Path], Any]) -> dict[str, Any]:
+def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine, Path], Any]) -> dict[str, Any]:
     """`ingest(engine, path)` loads the history (the CLI passes one with a progress bar)."""
     data = config.data_path / "demo"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     # The demo always runs embedded, whatever store the config names, and leaves that store alone.
-    config = config.model_copy(update={"data_dir": str(data),
-                                       "store": config.store.model_copy(update={"backend": "sqlite"})})
+    config = config.model_copy(
+        update={"data_dir": str(data), "store": config.store.model_copy(update={"backend": "sqlite"})}
+    )
     history = data / "history.jsonl"
     write_history(history, simulate(customers, seed, today()))
     # History is replayed as it unfolded: the clock follows event time, timers fire on the way.
@@ -45,8 +46,11 @@ def run_demo(config: Config, customers: int, seed: int,
         report = ingest(engine, history)
         engine.clock = SystemClock()
         report.add_timers(engine.run_due())
-        changes = Counter((c["dimension"], c["from"], c["to"])
-                          for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC) for c in [body["change"]])
+        changes = Counter(
+            (c["dimension"], c["from"], c["to"])
+            for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC)
+            for c in [body["change"]]
+        )
         latest: dict[str, dict] = {}
         policies: dict[str, Counter] = {}
         blocked: Counter = Counter()
@@ -58,18 +62,29 @@ def run_demo(config: Config, customers: int, seed: int,
             blocked.update(c["check"] for c in a["checks"] if c["blocked"])
         sample = pick_customer(engine)
         view = engine.customer(sample, limit=15)
-        explained = next((engine.why(a["action_id"]) for a in latest.values()
-                          if a["status"] == "suppressed" and a["customer_id"] == sample), None) or \
-            next((engine.why(a["action_id"]) for a in latest.values() if a["status"] == "suppressed"), None)
+        explained = next(
+            (
+                engine.why(a["action_id"])
+                for a in latest.values()
+                if a["status"] == "suppressed" and a["customer_id"] == sample
+            ),
+            None,
+        ) or next((engine.why(a["action_id"]) for a in latest.values() if a["status"] == "suppressed"), None)
         funnel = engine.funnel()
     return {
-        "data_dir": str(data), "history": str(history), "customers": customers, "seed": seed,
+        "data_dir": str(data),
+        "history": str(history),
+        "customers": customers,
+        "seed": seed,
         "ingest": report.summary(),
         "funnel": funnel,
         "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in changes.most_common()],
-        "actions": {"by_policy": {p: {s: c[s] for s in ("issued", "suppressed", "deferred")}
-                                  for p, c in sorted(policies.items())},
-                    "blocked_by": dict(blocked.most_common())},
+        "actions": {
+            "by_policy": {
+                p: {s: c[s] for s in ("issued", "suppressed", "deferred")} for p, c in sorted(policies.items())
+            },
+            "blocked_by": dict(blocked.most_common()),
+        },
         "customer": view,
         "why": explained,
     }

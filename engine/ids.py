@@ -3,6 +3,7 @@
 Aggregate ids are name-based UUIDs of the customer id, so nothing personal is readable
 in an id, and a redelivered or replayed fact gets the id it had the first time.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -11,7 +12,7 @@ from uuid import UUID, uuid5
 NAMESPACE = UUID("6f1b0d5e-3c1a-5b7e-9a43-1c2d7e0f4a11")
 
 
-@lru_cache(maxsize=1 << 16)   # the hot path asks for the same customers over and over
+@lru_cache(maxsize=1 << 16)  # the hot path asks for the same customers over and over
 def customer_uuid(customer_id: str) -> UUID:
     return uuid5(NAMESPACE, "customer:" + customer_id)
 

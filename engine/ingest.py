@@ -5,9 +5,10 @@ touchpoint ids and the customers' next due times. If another writer committed an
 the same touchpoints or customers first, the unique keys make the save fail as a whole;
 the batch is then re-read and re-decided, so every touchpoint is counted exactly once.
 """
+
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,7 +29,7 @@ from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
 
 MAX_ATTEMPTS = 8
-DUE_BATCH = 500   # due customers derived with one batch of touchpoints; more wait for run_due
+DUE_BATCH = 500  # due customers derived with one batch of touchpoints; more wait for run_due
 
 
 @dataclass
@@ -36,9 +37,9 @@ class BatchResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
-    changes: int = 0          # appended to the change feed for the batch's customers
-    actions: int = 0          # ...and to the action feed
-    timer_changes: int = 0    # appended for customers whose timers were due (no touchpoint in the batch)
+    changes: int = 0  # appended to the change feed for the batch's customers
+    actions: int = 0  # ...and to the action feed
+    timer_changes: int = 0  # appended for customers whose timers were due (no touchpoint in the batch)
     timer_actions: int = 0
 
     def add(self, other: BatchResult) -> None:
@@ -56,14 +57,21 @@ class BatchResult:
 
 
 class Ingestor:
-    def __init__(self, store: JourneyStore, keys: KeyStore, personal: PersonalFields, rules: LifecycleRules,
-                 policies: PolicyEngine, shard: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        store: JourneyStore,
+        keys: KeyStore,
+        personal: PersonalFields,
+        rules: LifecycleRules,
+        policies: PolicyEngine,
+        shard: tuple[int, int] | None = None,
+    ):
         self.store = store
         self.keys = keys
         self.personal = personal
         self.rules = rules
         self.policies = policies
-        self.shard = shard    # (k, n): this writer owns shard k of n of the customers (due timers)
+        self.shard = shard  # (k, n): this writer owns shard k of n of the customers (due timers)
 
     def ingest(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool = False) -> BatchResult:
         """Ingest validated touchpoints in one transaction; with `due_timers`, the customers whose
@@ -72,8 +80,7 @@ class Ingestor:
 
     def _write(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool) -> BatchResult:
         result = BatchResult()
-        known = self.store.journal.known_touchpoints(
-            list({tp.event_id: None for _, tp in items})) if items else {}
+        known = self.store.journal.known_touchpoints(list({tp.event_id: None for _, tp in items})) if items else {}
         fresh: dict[str, tuple[int, Touchpoint]] = {}
         by_customer: dict[str, list[Touchpoint]] = {}
         for record, tp in items:
@@ -83,8 +90,9 @@ class Ingestor:
                 if customer != str(customer_uuid(tp.customer_id)):
                     result.rejected.append(_conflict(record, tp, "a touchpoint of another customer, accepted earlier"))
                 elif digest != tp.digest:
-                    result.rejected.append(_conflict(record, tp, "a touchpoint of this customer accepted earlier, "
-                                                                 "with other content"))
+                    result.rejected.append(
+                        _conflict(record, tp, "a touchpoint of this customer accepted earlier, with other content")
+                    )
                 else:
                     result.duplicates += 1
                 continue
@@ -93,8 +101,9 @@ class Ingestor:
                 if seen[1].digest == tp.digest:
                     result.duplicates += 1
                 else:
-                    result.rejected.append(_conflict(record, tp, f"record {seen[0]}, accepted in this batch, "
-                                                                 "with other content"))
+                    result.rejected.append(
+                        _conflict(record, tp, f"record {seen[0]}, accepted in this batch, with other content")
+                    )
                 continue
             fresh[tp.event_id] = (record, tp)
             by_customer.setdefault(tp.customer_id, []).append(tp)
@@ -103,20 +112,33 @@ class Ingestor:
 
         refused: list[Rejection] = []
 
-        def bodies(customers: dict[str, Customer], recorded_at: str, batch: str,
-                   known: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
-            refused.clear()   # decided again on every attempt, against the customers as read
-            parts = {cid: [(tp, self.personal.split(tp.kind, tp.properties, tp.traits))
-                           for tp in self._sound(customers[cid], tps, fresh, refused)]
-                     for cid, tps in by_customer.items()}
-            keys = self._keys([customers[cid].key for cid, made in parts.items()
-                               if not customers[cid].erased and any(pii for _, (_, _, pii) in made)], known)
+        def bodies(
+            customers: dict[str, Customer], recorded_at: str, batch: str, known: dict[str, bytes]
+        ) -> dict[str, list[dict[str, Any]]]:
+            refused.clear()  # decided again on every attempt, against the customers as read
+            parts = {
+                cid: [
+                    (tp, self.personal.split(tp.kind, tp.properties, tp.traits))
+                    for tp in self._sound(customers[cid], tps, fresh, refused)
+                ]
+                for cid, tps in by_customer.items()
+            }
+            keys = self._keys(
+                [
+                    customers[cid].key
+                    for cid, made in parts.items()
+                    if not customers[cid].erased and any(pii for _, (_, _, pii) in made)
+                ],
+                known,
+            )
             out = {}
             for cid, made in parts.items():
                 uuid = customers[cid].key
                 key = keys.get(uuid)
-                out[cid] = [self._body(uuid, tp, props, traits, pii, key, recorded_at, batch)
-                            for tp, (props, traits, pii) in made]
+                out[cid] = [
+                    self._body(uuid, tp, props, traits, pii, key, recorded_at, batch)
+                    for tp, (props, traits, pii) in made
+                ]
             return out
 
         written = self.append(list(by_customer), now, bodies, due_timers)
@@ -125,8 +147,9 @@ class Ingestor:
         return written
 
     @staticmethod
-    def _sound(customer: Customer, tps: list[Touchpoint], fresh: dict[str, tuple[int, Touchpoint]],
-               refused: list[Rejection]) -> list[Touchpoint]:
+    def _sound(
+        customer: Customer, tps: list[Touchpoint], fresh: dict[str, tuple[int, Touchpoint]], refused: list[Rejection]
+    ) -> list[Touchpoint]:
         """A customer's touchpoints of a batch in time order, without those that contradict what
         is recorded (an order and its refund in two currencies), each of which is refused."""
         pending: dict[str, tuple[str | None, set[str]]] = {}
@@ -139,9 +162,13 @@ class Ingestor:
                 refused.append(Rejection(fresh[tp.event_id][0], "properties.currency", clash, tp.event_id))
         return out
 
-    def append(self, customer_ids: list[str], now: datetime,
-               bodies: Callable[[dict[str, Customer], str, str, dict[str, bytes]], dict[str, list[dict[str, Any]]]],
-               due_timers: bool = False) -> BatchResult:
+    def append(
+        self,
+        customer_ids: list[str],
+        now: datetime,
+        bodies: Callable[[dict[str, Customer], str, str, dict[str, bytes]], dict[str, list[dict[str, Any]]]],
+        due_timers: bool = False,
+    ) -> BatchResult:
         """Record touchpoint bodies on their customers, derive, and save it all in one transaction.
 
         `bodies(customers, recorded_at, batch, keys)` makes the bodies once the customers are
@@ -155,19 +182,25 @@ class Ingestor:
         due: list[Customer] = []
         if due_timers:
             batch = set(uuids.values())
-            due = [c for c in self.store.customers(
-                u for u in map(UUID, self.store.journal.due_customers(
-                    to_us(now), DUE_BATCH, self.shard)) if u not in batch).values()]
+            due = [
+                c
+                for c in self.store.customers(
+                    u
+                    for u in map(UUID, self.store.journal.due_customers(to_us(now), DUE_BATCH, self.shard))
+                    if u not in batch
+                ).values()
+            ]
         with self.store.writing([*customers.values(), *due]):
             recorded_at = iso(now)
             keys = self.settle_erasures([*customers.values(), *due], recorded_at)
-            ids, timers, saved = [], [], []
+            ids, saved = [], []
+            timers: list[tuple[str, int | None]] = []  # (customer, next due time): JourneyStore.append
             for cid, made in bodies(customers, recorded_at, batch_id(self.shard), keys).items():
-                if not made:   # all refused: a customer is never created without a touchpoint
+                if not made:  # all refused: a customer is never created without a touchpoint
                     continue
                 customer = customers[cid]
                 saved.append(customer)
-                since = customer.evaluated_until   # the feed is exact up to here, before this batch
+                since = customer.evaluated_until  # the feed is exact up to here, before this batch
                 uuid = customer.key
                 for body in made:
                     customer.record_touchpoint(body)
@@ -204,29 +237,55 @@ class Ingestor:
             keys.update(self.keys.create_many(missing))
         return keys
 
-    def _body(self, customer: str, tp: Touchpoint, props: dict[str, Any], traits: dict[str, Any] | None,
-              pii: dict[str, Any], key: bytes | None, recorded_at: str, batch: str) -> dict[str, Any]:
+    def _body(
+        self,
+        customer: str,
+        tp: Touchpoint,
+        props: dict[str, Any],
+        traits: dict[str, Any] | None,
+        pii: dict[str, Any],
+        key: bytes | None,
+        recorded_at: str,
+        batch: str,
+    ) -> dict[str, Any]:
         sealed = None
         if pii and key:
             sealed = seal(key, pii, f"{customer}/{tp.event_id}")
         # Without a key (a forgotten customer: none, or its tombstone) the personal fields are
         # dropped, never stored in clear.
-        return {"event_id": tp.event_id, "kind": tp.kind, "occurred_at": tp.occurred,
-                "recorded_at": recorded_at, "channel": tp.channel, "source": tp.source,
-                "properties": props, "traits": traits, "sealed": sealed, "digest": tp.digest,
-                # The write that recorded it: a replay redoes the same writes in the same order.
-                "batch": batch}
+        return {
+            "event_id": tp.event_id,
+            "kind": tp.kind,
+            "occurred_at": tp.occurred,
+            "recorded_at": recorded_at,
+            "channel": tp.channel,
+            "source": tp.source,
+            "properties": props,
+            "traits": traits,
+            "sealed": sealed,
+            "digest": tp.digest,
+            # The write that recorded it: a replay redoes the same writes in the same order.
+            "batch": batch,
+        }
 
-    def derive(self, customer: Customer, now: datetime, recorded_at: str, timers: list,
-               touchpoints: list[dict[str, Any]] = (), since: str | None = None) -> tuple[int, int]:
+    def derive(
+        self,
+        customer: Customer,
+        now: datetime,
+        recorded_at: str,
+        timers: list[tuple[str, int | None]],
+        touchpoints: Sequence[dict[str, Any]] = (),
+        since: str | None = None,
+    ) -> tuple[int, int]:
         """Record the lifecycle changes and retention decisions known now, and set the
         customer's next due time; returns how many of each were recorded. `since` is when
         the customer was last evaluated, if touchpoints were just recorded (they move it)."""
         facts = customer.facts
         last = since if touchpoints else customer.evaluated_until
         until = datetime.fromisoformat(last) if last else None
-        transitions, status, customer.memo = advance(facts, (customer.stage, customer.health), until, now,
-                                                     self.rules, customer.memo)
+        transitions, status, customer.memo = advance(
+            facts, (customer.stage, customer.health), until, now, self.rules, customer.memo
+        )
         changes = []
         for tr in transitions:
             changes.append(self.change(customer, tr, recorded_at))
@@ -234,18 +293,25 @@ class Ingestor:
         actions, policy_due = self.policies.decide(customer, status, changes, list(touchpoints), now, recorded_at)
         due = min((d for d in (customer.memo.due, policy_due) if d), default=None)
         due_us = to_us(due) if due else None
-        if due_us != customer.due_written:   # most batches leave it where it was: no row to rewrite
+        if due_us != customer.due_written:  # most batches leave it where it was: no row to rewrite
             timers.append((customer.key, due_us))
             customer.due_written = due_us
         return len(changes), len(actions)
 
     def change(self, customer: Customer, tr: Transition, recorded_at: str) -> dict[str, Any]:
         effective = iso(tr.effective_at)
-        return {"change_id": change_id(customer.id, customer.changes + 1, tr.dimension, tr.to_value, effective),
-                "customer_id": customer.customer_id, "dimension": tr.dimension,
-                "from": tr.from_value, "to": tr.to_value, "effective_at": effective,
-                "recorded_at": recorded_at, "rules_version": self.rules.rules_version,
-                "causes": list(tr.causes), "reason": tr.reason}
+        return {
+            "change_id": change_id(customer.id, customer.changes + 1, tr.dimension, tr.to_value, effective),
+            "customer_id": customer.customer_id,
+            "dimension": tr.dimension,
+            "from": tr.from_value,
+            "to": tr.to_value,
+            "effective_at": effective,
+            "recorded_at": recorded_at,
+            "rules_version": self.rules.rules_version,
+            "causes": list(tr.causes),
+            "reason": tr.reason,
+        }
 
 
 def retrying(store: JourneyStore, write: Callable[[], Any]) -> Any:
@@ -279,5 +345,10 @@ def shard_of_batch(batch: str | None) -> tuple[int, int] | None:
 
 
 def _conflict(record: int, tp: Touchpoint, original: str) -> Rejection:
-    return Rejection(record, "event_id", f"{tp.event_id!r} was already used by {original}; an event_id must "
-                     "identify one touchpoint (a true duplicate, in any key order, is accepted as such)", tp.event_id)
+    return Rejection(
+        record,
+        "event_id",
+        f"{tp.event_id!r} was already used by {original}; an event_id must "
+        "identify one touchpoint (a true duplicate, in any key order, is accepted as such)",
+        tp.event_id,
+    )

@@ -8,6 +8,7 @@ A deleted key leaves a tombstone (an empty key, ERASED_KEY) in its place, in the
 transaction: creating a key is an insert that a present row ignores, so once a customer is
 forgotten no writer, however stale its view of the customer, can make a new key for them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,7 @@ from .config import Config
 from .retry import retry
 
 log = logging.getLogger("journey.keys")
-ERASED_KEY = b""   # the tombstone of a deleted key: personal fields are dropped, never sealed
+ERASED_KEY = b""  # the tombstone of a deleted key: personal fields are dropped, never sealed
 
 
 class KeyStore(Protocol):
@@ -35,7 +36,8 @@ class KeyStore(Protocol):
 class SQLiteKeyStore:
     def __init__(self, path: str):
         from .persistence.files import private_file
-        private_file(path)   # keys: readable by the owner only
+
+        private_file(path)  # keys: readable by the owner only
         os.chmod(path, 0o600)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA secure_delete = ON")
@@ -46,9 +48,10 @@ class SQLiteKeyStore:
         ids = list(customers)
         out = {}
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            rows = self.db.execute("SELECT customer, key FROM customer_keys WHERE customer IN "
-                                   f"({','.join('?' * len(chunk))})", chunk)
+            chunk = ids[i : i + 500]
+            rows = self.db.execute(
+                f"SELECT customer, key FROM customer_keys WHERE customer IN ({','.join('?' * len(chunk))})", chunk
+            )
             out.update(dict(rows))
         return out
 
@@ -83,35 +86,50 @@ class PostgresKeyStore:
         import psycopg
 
         from .persistence.postgres import pg_connect, pg_setup_lock
+
         self.conn = pg_connect(config.store.postgres, autocommit=True)
         self.table = SQL("{}.journey_customer_keys").format(Identifier(config.store.postgres.schema_))
         # Workers starting together would race to create the table: they take turns.
         with pg_setup_lock(config.store.postgres):
-            retry(lambda _: self.conn.execute(SQL(
-                "CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, key bytea NOT NULL)").format(self.table)),
-                (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject), attempts=5)
+            retry(
+                lambda _: self.conn.execute(
+                    SQL("CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, key bytea NOT NULL)").format(
+                        self.table
+                    )
+                ),
+                (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject),
+                attempts=5,
+            )
 
     def get_many(self, customers: Iterable[str]) -> dict[str, bytes]:
-        rows = self.conn.execute(SQL("SELECT customer, key FROM {} WHERE customer = ANY(%s)").format(self.table),
-                                 (list(customers),)).fetchall()
+        rows = self.conn.execute(
+            SQL("SELECT customer, key FROM {} WHERE customer = ANY(%s)").format(self.table), (list(customers),)
+        ).fetchall()
         return {c: bytes(k) for c, k in rows}
 
     def create_many(self, customers: Iterable[str]) -> dict[str, bytes]:
         ids = list(customers)
         with self.conn.cursor() as cur:
-            cur.executemany(SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self.table),
-                            [(c, os.urandom(32)) for c in ids])
+            cur.executemany(
+                SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self.table),
+                [(c, os.urandom(32)) for c in ids],
+            )
         return self.get_many(ids)
 
     def delete(self, customer: str) -> bool:
         """Replace the customer's key by the tombstone; True if a key was there."""
         with self.conn.transaction():
-            row = self.conn.execute(SQL("DELETE FROM {} WHERE customer = %s RETURNING key").format(self.table),
-                                    (customer,)).fetchone()
+            row = self.conn.execute(
+                SQL("DELETE FROM {} WHERE customer = %s RETURNING key").format(self.table), (customer,)
+            ).fetchone()
             # A writer making the customer's first key meanwhile loses to the tombstone.
-            self.conn.execute(SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (customer) DO UPDATE "
-                                  "SET key = excluded.key").format(self.table), (customer, ERASED_KEY))
-        _vacuum(lambda: self.conn.execute(SQL("VACUUM {}").format(self.table)))   # dead tuples keep key bytes
+            self.conn.execute(
+                SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (customer) DO UPDATE SET key = excluded.key").format(
+                    self.table
+                ),
+                (customer, ERASED_KEY),
+            )
+        _vacuum(lambda: self.conn.execute(SQL("VACUUM {}").format(self.table)))  # dead tuples keep key bytes
         return bool(row and bytes(row[0]))
 
     def close(self) -> None:
@@ -131,4 +149,5 @@ def open_keystore(config: Config) -> KeyStore:
     if config.store.backend == "postgres":
         return PostgresKeyStore(config)
     from .persistence.files import private_dir
+
     return SQLiteKeyStore(str(private_dir(config.data_path) / config.store.keys_file))

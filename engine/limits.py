@@ -15,18 +15,20 @@ record reaches the store, and a record that breaks one is rejected with the fiel
                 consumer reads exactly; numbers finite; no key twice in one object;
   amounts       at most 1e15 (so no sum of them can overflow).
 """
+
 from __future__ import annotations
 
 import calendar
 import json
 import math
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MAX_ID_CHARS = 200
 MAX_NAME_CHARS = 200
-MAX_SAFE_INTEGER = 2 ** 53 - 1
+MAX_SAFE_INTEGER = 2**53 - 1
 MAX_AMOUNT = 1e15
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 # A backstop for settings: spans added to an accepted time stay far from datetime's year 9999.
@@ -37,8 +39,7 @@ EXAMPLE_TIME = "2026-03-01T12:00:00+01:00"
 
 def id_ok(value: str) -> bool:
     """What id_problem checks, fast: most ids pass."""
-    return (0 < len(value) <= MAX_ID_CHARS and value.isprintable() and not value[0].isspace()
-            and not value[-1].isspace())
+    return 0 < len(value) <= MAX_ID_CHARS and value.isprintable() and not value[0].isspace() and not value[-1].isspace()
 
 
 def id_problem(value: str) -> str | None:
@@ -49,8 +50,10 @@ def id_problem(value: str) -> str | None:
         return f"is {len(value):,} characters; ids have at most {MAX_ID_CHARS}"
     if not value.isprintable():
         bad = next(c for c in value if not c.isprintable())
-        return (f"contains {_codepoint(bad)}; ids are printable characters only "
-                "(no control, format or line-separator characters)")
+        return (
+            f"contains {_codepoint(bad)}; ids are printable characters only "
+            "(no control, format or line-separator characters)"
+        )
     if value != value.strip():
         return "must not start or end with whitespace"
     return None
@@ -62,8 +65,11 @@ def _codepoint(c: str) -> str:
 
 # -- times ------------------------------------------------------------------------------------
 
-_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
-                  r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?", re.ASCII)   # ASCII digits only
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
+    r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?",
+    re.ASCII,
+)  # ASCII digits only
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
@@ -71,6 +77,7 @@ def parse_time(text: str, earliest: datetime = EARLIEST) -> datetime:
     """An ISO 8601 date-time with a UTC offset, in UTC; ValueError says what is wrong with it.
     Fractions of a second beyond microseconds are cut off (times are stored in microseconds)."""
     m = _ISO.fullmatch(text)
+    utc: datetime | None  # None: the time lies before the year 1 in UTC (below)
     if m is not None and (m.group(8) or m.group(9)):
         # The common case, in C; anything it refuses or that lies out of range is worded below.
         try:
@@ -107,8 +114,9 @@ def parse_time(text: str, earliest: datetime = EARLIEST) -> datetime:
     if sign is not None:
         oh, om = int(off_h), int(off_m or 0)
         if oh > 23 or om > 59:
-            raise ValueError(f"offset {sign}{off_h}:{off_m or '00'} is out of range "
-                             "(UTC offsets lie within -23:59 and +23:59)")
+            raise ValueError(
+                f"offset {sign}{off_h}:{off_m or '00'} is out of range (UTC offsets lie within -23:59 and +23:59)"
+            )
         offset = timedelta(hours=oh, minutes=om) * (-1 if sign == "-" else 1)
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     local = datetime(y, mo, d, h, mi, s, micro)
@@ -125,6 +133,7 @@ def parse_time(text: str, earliest: datetime = EARLIEST) -> datetime:
 
 # -- content of properties and traits ---------------------------------------------------------
 
+
 class Problem(ValueError):
     """A limit broken at a path inside a record."""
 
@@ -137,7 +146,7 @@ class Problem(ValueError):
         return ".".join(str(p) for p in self.path)
 
 
-WIDENED = 2.0 ** 63   # orjson reads an integer literal beyond 64 bits as a float: at least this big
+WIDENED = 2.0**63  # orjson reads an integer literal beyond 64 bits as a float: at least this big
 
 
 def check_content(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) -> tuple[int, bool]:
@@ -158,7 +167,12 @@ def _fits(node: Any, depth: int, max_depth: int, max_chars: int) -> int:
     if type(node) is dict:
         keys = len(node)
         for k in node:
-            if type(k) is not str or not 0 < len(k) <= MAX_NAME_CHARS or "\x00" in k or not (k.isascii() or _encodable(k)):
+            if (
+                type(k) is not str
+                or not 0 < len(k) <= MAX_NAME_CHARS
+                or "\x00" in k
+                or not (k.isascii() or _encodable(k))
+            ):
                 return -1
         values = node.values()
     for v in values:
@@ -191,6 +205,7 @@ def _explain(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) 
         node, where, depth = stack.pop()
         if depth > max_depth:
             raise Problem(where, f"is nested deeper than {max_depth} levels (ingest.max_depth)")
+        items: Iterable[tuple[Any, Any]]
         if isinstance(node, dict):
             keys += len(node)
             items = node.items()
@@ -199,23 +214,31 @@ def _explain(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) 
         for k, v in items:
             if type(k) is str:
                 if not k or len(k) > MAX_NAME_CHARS or "\x00" in k or not _encodable(k):
-                    raise Problem(where, f"has a property name {k[:40]!r} that is empty, longer than "
-                                         f"{MAX_NAME_CHARS} characters, or holds a NUL or a lone surrogate")
+                    raise Problem(
+                        where,
+                        f"has a property name {k[:40]!r} that is empty, longer than "
+                        f"{MAX_NAME_CHARS} characters, or holds a NUL or a lone surrogate",
+                    )
             elif type(k) is not int:
                 raise Problem(where, f"has a key {k!r} that is not a string")
             t = type(v)
             if t is str:
                 if len(v) > max_chars:
-                    raise Problem(where + (k,), f"is {len(v):,} characters; strings have at most "
-                                                f"{max_chars:,} (ingest.max_string_chars)")
+                    raise Problem(
+                        where + (k,),
+                        f"is {len(v):,} characters; strings have at most {max_chars:,} (ingest.max_string_chars)",
+                    )
                 if "\x00" in v:
                     raise Problem(where + (k,), "contains a NUL character (\\u0000), which cannot be stored")
                 if not _encodable(v):
                     raise Problem(where + (k,), "contains a lone surrogate: not valid Unicode text")
             elif t is int:
                 if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                    raise Problem(where + (k,), f"integer {v} is beyond +-(2**53 - 1), which JSON consumers "
-                                                "cannot read exactly; send it as a string")
+                    raise Problem(
+                        where + (k,),
+                        f"integer {v} is beyond +-(2**53 - 1), which JSON consumers "
+                        "cannot read exactly; send it as a string",
+                    )
             elif t is float:
                 if not math.isfinite(v):
                     raise Problem(where + (k,), f"{v} is not a finite number")
@@ -239,8 +262,8 @@ def _encodable(s: str) -> bool:
 
 # A JSON string, and whether a colon follows it (then it is an object key). Valid JSON has no
 # quote outside strings, so matching strings from left to right finds every key exactly once.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?', re.S)   # unrolled: 3x faster
-_PLAIN_STRING = re.compile(rb'"[^"]*"(\s*:)?')                          # when nothing is escaped
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?', re.S)  # unrolled: 3x faster
+_PLAIN_STRING = re.compile(rb'"[^"]*"(\s*:)?')  # when nothing is escaped
 
 
 def raw_keys(raw: bytes) -> int:
@@ -249,7 +272,7 @@ def raw_keys(raw: bytes) -> int:
         # Nothing escaped and no quote before a space: every key ends with `":`, and `":` is
         # otherwise only a string that starts with a colon (one more: the exact parse then runs).
         return raw.count(b'":')
-    found = (_STRING if b"\\" in raw else _PLAIN_STRING).findall(raw)   # the colon after each string, or b""
+    found = (_STRING if b"\\" in raw else _PLAIN_STRING).findall(raw)  # the colon after each string, or b""
     return len(found) - found.count(b"")
 
 
@@ -259,6 +282,7 @@ class DuplicateKey(ValueError):
 
 def exact_parse(raw: bytes) -> Any:
     """Parse with exact integers, refusing a key given twice in one object."""
+
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in items:
@@ -266,6 +290,7 @@ def exact_parse(raw: bytes) -> Any:
                 raise DuplicateKey(f"key {k!r} appears twice in one object; which one is meant is ambiguous")
             out[k] = v
         return out
+
     return json.loads(raw, object_pairs_hook=pairs)
 
 

@@ -5,13 +5,15 @@ SLL, ANG or ZWL are refused), without XTS (reserved for testing) and XXX (no cur
 order paid in "no currency" has no revenue anyone could add up. No imports from the rest of
 the engine, so anything may use it.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
 
 from pydantic import AfterValidator
 
-CURRENCIES = frozenset("""
+CURRENCIES = frozenset(
+    """
 AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
 CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP
 GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR
@@ -20,7 +22,8 @@ MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD 
 SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX
 USD USN UYI UYU UYW UZS VED VES VND VUV WST XAD XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD
 XPF XPT XSU XUA YER ZAR ZMW ZWG
-""".split())
+""".split()
+)
 
 
 def currency_problem(code: str) -> str | None:

@@ -9,6 +9,7 @@ backfill's clock and due timers are per process and per shard. Rejections keep t
 numbers. If a process fails, the ingest stops with its error; what was committed stays, and
 running the same input again only adds what is missing (touchpoints are idempotent).
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -26,7 +27,7 @@ from .reports import IngestReport, blank
 from .service import Engine
 
 Record = bytes | str | dict
-WAIT = 0.5   # seconds between liveness checks while a queue is full or empty
+WAIT = 0.5  # seconds between liveness checks while a queue is full or empty
 
 
 def route(record: Record, shards: int) -> int:
@@ -40,8 +41,9 @@ def route(record: Record, shards: int) -> int:
         return 0
 
 
-def ingest(engine: Engine, records: Iterable[Record], workers: int = 1,
-           on_batch: Callable[[int], None] | None = None) -> IngestReport:
+def ingest(
+    engine: Engine, records: Iterable[Record], workers: int = 1, on_batch: Callable[[int], None] | None = None
+) -> IngestReport:
     """Ingest with `workers` processes (engine.ingest itself for one), each owning a shard of the
     customers; a backfill (an engine whose clock follows event time) stays one in every process."""
     if workers <= 1:
@@ -49,13 +51,20 @@ def ingest(engine: Engine, records: Iterable[Record], workers: int = 1,
     return ingest_in_parallel(engine.config, records, workers, isinstance(engine.clock, EventTimeClock), on_batch)
 
 
-def ingest_in_parallel(config: Config, records: Iterable[Record], workers: int, backfill: bool,
-                       on_batch: Callable[[int], None] | None = None) -> IngestReport:
-    ctx = multiprocessing.get_context("spawn")    # a fresh interpreter: no inherited connections
+def ingest_in_parallel(
+    config: Config,
+    records: Iterable[Record],
+    workers: int,
+    backfill: bool,
+    on_batch: Callable[[int], None] | None = None,
+) -> IngestReport:
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited connections
     inboxes = [ctx.Queue(maxsize=4) for _ in range(workers)]
     results = ctx.Queue()
-    procs = [ctx.Process(target=_work, args=(config, k, workers, backfill, inboxes[k], results), daemon=True)
-             for k in range(workers)]
+    procs = [
+        ctx.Process(target=_work, args=(config, k, workers, backfill, inboxes[k], results), daemon=True)
+        for k in range(workers)
+    ]
     for p in procs:
         p.start()
     report = IngestReport()
@@ -82,7 +91,7 @@ def ingest_in_parallel(config: Config, records: Iterable[Record], workers: int, 
                 report.merge(part)
                 if on_batch:
                     on_batch(size)
-            block = False   # then take whatever else is there, without waiting
+            block = False  # then take whatever else is there, without waiting
 
     def send(k: int, item: Any) -> None:
         while True:
@@ -90,7 +99,7 @@ def ingest_in_parallel(config: Config, records: Iterable[Record], workers: int, 
                 inboxes[k].put(item, timeout=WAIT)
                 return
             except queue.Full:
-                take(block=False)   # raises if a process failed
+                take(block=False)  # raises if a process failed
 
     try:
         size = config.ingest.batch_size
@@ -127,5 +136,5 @@ def _work(config: Config, k: int, n: int, backfill: bool, inbox: Any, results: A
                 engine.ingest_batch(batch, part)
                 results.put(("batch", (len(batch), part)))
         results.put(("done", k))
-    except BaseException:   # noqa: BLE001 - reported to the parent, which stops the ingest
+    except BaseException:  # noqa: BLE001 - reported to the parent, which stops the ingest
         results.put(("error", traceback.format_exc()))

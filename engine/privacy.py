@@ -12,6 +12,7 @@ moved to another customer's event. Without the key (after `journey forget`) the 
 A sealed blob holds {"fields": [[path, value], ...]}; blobs written before nested sealing hold
 {"properties": {...}, "traits": {...}} and are read as well.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,8 +28,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .catalog import BUILTIN_KINDS, Catalog
 
 ERASED = "[erased]"
-ENGINE_TRAITS = ("timezone",)   # traits the engine itself reads (quiet hours)
-_MEMO_LIMIT = 100_000           # names remembered; hostile input could send unbounded new ones
+ENGINE_TRAITS = ("timezone",)  # traits the engine itself reads (quiet hours)
+_MEMO_LIMIT = 100_000  # names remembered; hostile input could send unbounded new ones
 
 
 class PersonalFields:
@@ -40,9 +41,11 @@ class PersonalFields:
         protected = {("properties", name) for schema in BUILTIN_KINDS.values() for name in schema.model_fields}
         protected |= {("traits", name) for name in ENGINE_TRAITS}
         clashes = sorted(f"{where}.{name}" for where, name in protected if self.named(name))
-        if clashes:   # so no name the engine reads is ever sealed, and none needs checking per key
-            raise ValueError(f"privacy.pii_fields / free_text_fields would seal {', '.join(clashes)}, which the "
-                             "engine reads (lifecycle, contact rules); narrow the pattern")
+        if clashes:  # so no name the engine reads is ever sealed, and none needs checking per key
+            raise ValueError(
+                f"privacy.pii_fields / free_text_fields would seal {', '.join(clashes)}, which the "
+                "engine reads (lifecycle, contact rules); narrow the pattern"
+            )
 
     def named(self, name: str) -> bool:
         """Whether a field of this name is personal wherever it is."""
@@ -53,8 +56,9 @@ class PersonalFields:
                 self.memo[name] = known
         return known
 
-    def split(self, kind: str, properties: dict[str, Any], traits: dict[str, Any] | None
-              ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+    def split(
+        self, kind: str, properties: dict[str, Any], traits: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
         """(public properties, public traits, personal fields to seal) of a touchpoint; the
         public parts are copies only where something was taken out."""
         fields: list[list[Any]] = []
@@ -79,14 +83,16 @@ class PersonalFields:
                         new[k] = inner
             return node if new is None else new
         if isinstance(node, list):
-            items = [self._strip(v, [*path, i], out, ()) if isinstance(v, (dict, list)) else v
-                     for i, v in enumerate(node)]
+            items = [
+                self._strip(v, [*path, i], out, ()) if isinstance(v, (dict, list)) else v for i, v in enumerate(node)
+            ]
             return node if all(a is b for a, b in zip(items, node)) else items
         return node
 
 
-def reveal(properties: dict[str, Any], traits: dict[str, Any] | None, pii: dict[str, Any]
-           ) -> tuple[dict[str, Any], dict[str, Any]]:
+def reveal(
+    properties: dict[str, Any], traits: dict[str, Any] | None, pii: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Properties and traits with the unsealed personal fields put back where they were."""
     parts = {"properties": _copy(properties), "traits": _copy(traits or {})}
     if "fields" in pii:
@@ -95,7 +101,7 @@ def reveal(properties: dict[str, Any], traits: dict[str, Any] | None, pii: dict[
             for step in path[1:-1]:
                 node = node[step] if isinstance(node, list) else node.setdefault(step, {})
             node[path[-1]] = value
-    else:   # the flat form of blobs sealed before nested sealing
+    else:  # the flat form of blobs sealed before nested sealing
         parts["properties"].update(pii.get("properties", {}))
         parts["traits"].update(pii.get("traits", {}))
     return parts["properties"], parts["traits"]
@@ -115,7 +121,7 @@ def seal(key: bytes, pii: dict[str, Any], aad: str) -> str:
 
 
 def unseal(key: bytes | None, sealed: str, aad: str) -> dict[str, Any] | None:
-    if not key:   # no key, or its tombstone (engine.keys.ERASED_KEY)
+    if not key:  # no key, or its tombstone (engine.keys.ERASED_KEY)
         return None
     blob = base64.b64decode(sealed)
     try:

@@ -3,6 +3,7 @@
 Everything here is computed from the event store on demand (nothing personal is ever
 written to a projection), so an as-of answer is exact and an erased customer stays erased.
 """
+
 from __future__ import annotations
 
 import gc
@@ -32,10 +33,12 @@ from .store import JourneyStore
 class Sources(Protocol):
     """What the read side reads (an Engine has it all): the store, the customers' keys, the
     lifecycle rules and which fields are personal."""
+
     store: JourneyStore
     keys: KeyStore
     rules: LifecycleRules
     personal: PersonalFields
+
 
 TOUCHPOINT_TOPIC = get_topic(Customer.TouchpointRecorded)
 CHANGE_TOPIC = get_topic(Customer.LifecycleChanged)
@@ -63,8 +66,9 @@ def scan(engine: Sources, topic: str, after: int = 0) -> Iterator[tuple[int, Any
         yield position, customer, body
 
 
-def page(engine: Sources, after: int, limit: int | None, topics: tuple[str, ...]
-         ) -> Iterator[tuple[int, Any, str, dict[str, Any]]]:
+def page(
+    engine: Sources, after: int, limit: int | None, topics: tuple[str, ...]
+) -> Iterator[tuple[int, Any, str, dict[str, Any]]]:
     """(position, customer uuid, topic, body) of stored events after a position, in log order."""
     ids: dict[str, UUID] = {}
     for position, customer, topic, state in rows(engine, after, limit, topics):
@@ -74,8 +78,9 @@ def page(engine: Sources, after: int, limit: int | None, topics: tuple[str, ...]
         yield position, uuid, topic, orjson.loads(state)
 
 
-def rows(engine: Sources, after: int, limit: int | None, topics: tuple[str, ...] = ()
-         ) -> Iterator[tuple[int, str, str, bytes]]:
+def rows(
+    engine: Sources, after: int, limit: int | None, topics: tuple[str, ...] = ()
+) -> Iterator[tuple[int, str, str, bytes]]:
     """(position, customer id as text, topic, stored state) after a position, in log order."""
     log = engine.store.journal.log
     left = limit
@@ -90,8 +95,10 @@ def rows(engine: Sources, after: int, limit: int | None, topics: tuple[str, ...]
 
 def facts_page(engine: Sources, after: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
     """The next lifecycle changes and actions after a position, for relays: (position, feed, fact)."""
-    return [(p, "stage-changed", body["change"]) if topic == CHANGE_TOPIC else (p, "actions", body["action"])
-            for p, _, topic, body in page(engine, after, limit, (CHANGE_TOPIC, ACTION_TOPIC))]
+    return [
+        (p, "stage-changed", body["change"]) if topic == CHANGE_TOPIC else (p, "actions", body["action"])
+        for p, _, topic, body in page(engine, after, limit, (CHANGE_TOPIC, ACTION_TOPIC))
+    ]
 
 
 def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, Any]:
@@ -107,14 +114,16 @@ def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, An
         health = dict.fromkeys(HEALTHS, 0)
         for f in facts.values():
             status = evaluate(f, T, engine.rules)
+            assert status.stage is not None  # every customer folded has a touchpoint by T
             stages[status.stage] += 1
             if status.health:
                 health[status.health] += 1
     return {"as_of": iso(T), "as_known": as_known, "customers": len(facts), "stages": stages, "health": health}
 
 
-def feed(engine: Sources, topic: str, key: str, after: int, limit: int,
-         customer_id: str | None = None) -> list[dict[str, Any]]:
+def feed(
+    engine: Sources, topic: str, key: str, after: int, limit: int, customer_id: str | None = None
+) -> list[dict[str, Any]]:
     """A page of a feed (lifecycle changes or actions) after a position, optionally one customer's."""
     wanted = customer_uuid(customer_id) if customer_id else None
     out: list[dict[str, Any]] = []
@@ -138,20 +147,25 @@ def actions(engine: Sources, after: int, limit: int, customer_id: str | None = N
 
 def action_history(engine: Sources, action_id: str) -> list[dict[str, Any]]:
     """Every record of one action (a deferral and its later issue share the id), oldest first."""
-    return [{"position": p, **body["action"]} for p, _, body in scan(engine, ACTION_TOPIC)
-            if body["action"]["action_id"] == action_id]
+    return [
+        {"position": p, **body["action"]}
+        for p, _, body in scan(engine, ACTION_TOPIC)
+        if body["action"]["action_id"] == action_id
+    ]
 
 
-def customer_view(engine: Sources, customer_id: str, T: datetime, as_known: bool = False,
-                  limit: int | None = None, offset: int = 0) -> dict[str, Any]:
+def customer_view(
+    engine: Sources, customer_id: str, T: datetime, as_known: bool = False, limit: int | None = None, offset: int = 0
+) -> dict[str, Any]:
     """The 360° view as of T. Its timeline (touchpoints and recorded changes) comes newest first,
     `limit` entries after skipping the `offset` newest (all with limit=None), beside the total."""
-    with gc_paused():   # a heavy customer's view builds tens of thousands of objects
+    with gc_paused():  # a heavy customer's view builds tens of thousands of objects
         return _customer_view(engine, customer_id, T, as_known, limit, offset)
 
 
-def _customer_view(engine: Sources, customer_id: str, T: datetime, as_known: bool, limit: int | None,
-                   offset: int) -> dict[str, Any]:
+def _customer_view(
+    engine: Sources, customer_id: str, T: datetime, as_known: bool, limit: int | None, offset: int
+) -> dict[str, Any]:
     uuid = customer_uuid(customer_id)
     # The stored bodies as they are: no event objects, which cost more than the view itself.
     events = [(topic, orjson.loads(state)) for topic, state in engine.store.journal.history(uuid)]
@@ -159,10 +173,15 @@ def _customer_view(engine: Sources, customer_id: str, T: datetime, as_known: boo
         raise KeyError(customer_id)
     key = engine.keys.get_many([str(uuid)]).get(str(uuid))
     t = iso(T)
-    touchpoints = sorted((body["touchpoint"] for topic, body in events if topic == TOUCHPOINT_TOPIC
-                          and visible(body["touchpoint"]["occurred_at"], body["touchpoint"]["recorded_at"],
-                                      t, as_known)),
-                         key=lambda tp: (tp["occurred_at"], tp["event_id"]))
+    touchpoints = sorted(
+        (
+            body["touchpoint"]
+            for topic, body in events
+            if topic == TOUCHPOINT_TOPIC
+            and visible(body["touchpoint"]["occurred_at"], body["touchpoint"]["recorded_at"], t, as_known)
+        ),
+        key=lambda tp: (tp["occurred_at"], tp["event_id"]),
+    )
     erased = any(topic == ERASED_TOPIC for topic, _ in events)
     facts = Facts()
     traits: dict[str, Any] = {}
@@ -170,10 +189,10 @@ def _customer_view(engine: Sources, customer_id: str, T: datetime, as_known: boo
     complaints: dict[str, list[str | None]] = {}
     invoices: dict[str, list[str | None]] = {}
     channels: Counter[str] = Counter()
-    if touchpoints:   # in time order: the first is where the customer begins
+    if touchpoints:  # in time order: the first is where the customer begins
         facts.saw(touchpoints[0]["event_id"], datetime.fromisoformat(touchpoints[0]["occurred_at"]))
     for tp in touchpoints:
-        if tp["kind"] in LIFECYCLE_KINDS:   # the others only move the first touchpoint: seen above
+        if tp["kind"] in LIFECYCLE_KINDS:  # the others only move the first touchpoint: seen above
             facts.add(tp["event_id"], tp["kind"], datetime.fromisoformat(tp["occurred_at"]), tp["properties"])
         if tp["sealed"]:
             pii = unseal(key, tp["sealed"], f"{uuid}/{tp['event_id']}")
@@ -187,39 +206,74 @@ def _customer_view(engine: Sources, customer_id: str, T: datetime, as_known: boo
             traits.update(tp["traits"] or {})
         channels[tp["channel"]] += 1
         contact.fold(consent, complaints, invoices, tp)
-    changed = [{"type": f"{c['dimension']}_change", "at": c["effective_at"], "from": c["from"], "to": c["to"],
-                "change_id": c["change_id"], "recorded_at": c["recorded_at"], "reason": c["reason"],
-                "causes": c["causes"]}
-               for topic, body in events if topic == CHANGE_TOPIC for c in (body["change"],)
-               if visible(c["effective_at"], c["recorded_at"], t, as_known)]
+    changed = [
+        {
+            "type": f"{c['dimension']}_change",
+            "at": c["effective_at"],
+            "from": c["from"],
+            "to": c["to"],
+            "change_id": c["change_id"],
+            "recorded_at": c["recorded_at"],
+            "reason": c["reason"],
+            "causes": c["causes"],
+        }
+        for topic, body in events
+        if topic == CHANGE_TOPIC
+        for c in (body["change"],)
+        if visible(c["effective_at"], c["recorded_at"], t, as_known)
+    ]
     # Only the newest entries asked for are built: a dealer's history has tens of thousands.
     wanted = None if limit is None else limit + offset
-    items = [{"type": "touchpoint", "at": tp["occurred_at"], "kind": tp["kind"], "event_id": tp["event_id"],
-              "channel": tp["channel"], "source": tp["source"], "recorded_at": tp["recorded_at"]}
-             for tp in (touchpoints if wanted is None else touchpoints[max(0, len(touchpoints) - wanted):])]
-    items += changed if wanted is None else sorted(changed, key=lambda c: c["at"])[max(0, len(changed) - wanted):]
-    items.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))   # touchpoints first at one time
+    items = [
+        {
+            "type": "touchpoint",
+            "at": tp["occurred_at"],
+            "kind": tp["kind"],
+            "event_id": tp["event_id"],
+            "channel": tp["channel"],
+            "source": tp["source"],
+            "recorded_at": tp["recorded_at"],
+        }
+        for tp in (touchpoints if wanted is None else touchpoints[max(0, len(touchpoints) - wanted) :])
+    ]
+    items += changed if wanted is None else sorted(changed, key=lambda c: c["at"])[max(0, len(changed) - wanted) :]
+    items.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))  # touchpoints first at one time
     items.reverse()
     items = items[offset:] if wanted is None else items[offset:wanted]
     history, status = timeline(facts, engine.rules, None, T)
     if erased:
-        traits = engine.personal.split("", {}, traits)[1] or {}   # what was in clear, personal fields out
+        traits = engine.personal.split("", {}, traits)[1] or {}  # what was in clear, personal fields out
         traits["personal_data"] = ERASED
     return {
-        "customer_id": customer_id, "as_of": iso(T), "as_known": as_known,
-        "stage": status.stage, "stage_reason": status.stage_reason,
-        "health": status.health, "health_reason": status.health_reason or None,
-        "purchases": status.count, "revenue": revenue(facts, T),
+        "customer_id": customer_id,
+        "as_of": iso(T),
+        "as_known": as_known,
+        "stage": status.stage,
+        "stage_reason": status.stage_reason,
+        "health": status.health,
+        "health_reason": status.health_reason or None,
+        "purchases": status.count,
+        "revenue": revenue(facts, T),
         "first_purchase": iso(status.first.at) if status.first else None,
         "last_purchase": iso(status.last.at) if status.last else None,
         **_contact(consent, complaints, invoices, t),
         "preferred_channel": min(channels, key=lambda c: (-channels[c], c)) if channels else None,
-        "traits": traits, "erased": erased,
+        "traits": traits,
+        "erased": erased,
         "touchpoints": len(touchpoints),
-        "timeline": items, "timeline_total": len(touchpoints) + len(changed),   # newest first
+        "timeline": items,
+        "timeline_total": len(touchpoints) + len(changed),  # newest first
         # The corrected history: every transition by effective time, from what is known now.
-        "history": [{"dimension": tr.dimension, "from": tr.from_value, "to": tr.to_value,
-                     "at": iso(tr.effective_at), "reason": tr.reason} for tr in history],
+        "history": [
+            {
+                "dimension": tr.dimension,
+                "from": tr.from_value,
+                "to": tr.to_value,
+                "at": iso(tr.effective_at),
+                "reason": tr.reason,
+            }
+            for tr in history
+        ],
     }
 
 
@@ -227,16 +281,27 @@ def summary(customer: Customer, T: datetime, rules: Any) -> dict[str, Any]:
     """What a service needs at a touchpoint, now, from the customer's recorded state (the same
     values customer_view gives, without reading the whole history): stage, health, money, flags."""
     status = evaluate(customer.facts, T, rules)
-    return {"customer_id": customer.customer_id, "stage": status.stage, "health": status.health,
-            "purchases": status.count, "revenue": revenue(customer.facts, T),
-            "last_purchase": iso(status.last.at) if status.last else None,
-            **_contact(customer.consent, customer.complaints, customer.invoices, iso(T)),
-            "erased": customer.erased}
+    return {
+        "customer_id": customer.customer_id,
+        "stage": status.stage,
+        "health": status.health,
+        "purchases": status.count,
+        "revenue": revenue(customer.facts, T),
+        "last_purchase": iso(status.last.at) if status.last else None,
+        **_contact(customer.consent, customer.complaints, customer.invoices, iso(T)),
+        "erased": customer.erased,
+    }
 
 
-def _contact(consent: dict[str, list[list[Any]]], complaints: dict[str, list[str | None]],
-             invoices: dict[str, list[str | None]], t: str) -> dict[str, Any]:
+def _contact(
+    consent: dict[str, list[list[Any]]],
+    complaints: dict[str, list[str | None]],
+    invoices: dict[str, list[str | None]],
+    t: str,
+) -> dict[str, Any]:
     """The contact state at t, as both views give it."""
-    return {"open_complaints": [k for k, _ in contact.open_at(complaints, t)],
-            "overdue_invoices": [k for k, _ in contact.open_at(invoices, t)],
-            "consent": contact.consents_at(consent, t)}
+    return {
+        "open_complaints": [k for k, _ in contact.open_at(complaints, t)],
+        "overdue_invoices": [k for k, _ in contact.open_at(invoices, t)],
+        "consent": contact.consents_at(consent, t),
+    }

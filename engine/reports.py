@@ -1,4 +1,5 @@
 """What an ingest and a run of the due timers report: counts that agree with the feeds."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,10 +14,10 @@ def blank(record: Any) -> bool:
     return isinstance(record, (bytes, str)) and not record.strip()
 
 
-
 @dataclass
 class Recorded:
     """What a run of the due timers appended to the change feed and the action feed."""
+
     changes: int = 0
     actions: int = 0
 
@@ -33,6 +34,7 @@ class IngestReport:
     """What an ingest did. `changes` and `actions` count what it appended to each feed, those of
     due timers included (`timer_changes`, `timer_actions`: customers it had no touchpoint for
     at that moment); the summary has the same keys."""
+
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -70,6 +72,12 @@ class IngestReport:
         self.rejected = len(self.rejections)
 
     def summary(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
-                "changes": self.changes, "actions": self.actions,
-                "timer_changes": self.timer_changes, "timer_actions": self.timer_actions}
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "changes": self.changes,
+            "actions": self.actions,
+            "timer_changes": self.timer_changes,
+            "timer_actions": self.timer_actions,
+        }

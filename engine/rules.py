@@ -3,6 +3,7 @@
 What the aggregates, projections and policies may read of the configuration (the contact rules
 and policies live in engine.policies.model); the infrastructure settings are engine.settings.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -43,8 +44,8 @@ FieldType = Literal["string", "integer", "number", "boolean", "datetime"]
 class CustomField(Section):
     type: FieldType = "string"
     required: bool = True
-    pii: bool = False          # personal: sealed per customer
-    free_text: bool = False    # free text, which may hold anything personal: sealed as well
+    pii: bool = False  # personal: sealed per customer
+    free_text: bool = False  # free text, which may hold anything personal: sealed as well
 
 
 class CustomKind(Section):

@@ -1,13 +1,14 @@
 """The engine's service API: what the CLI, streams/ and replay/ call. Wiring is done here, by hand."""
+
 from __future__ import annotations
 
 import logging
-import sys
-from pathlib import Path
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +17,7 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 
 from . import queries
 from .catalog import Catalog
-from .clock import EventTimeClock, SystemClock, iso
+from .clock import Clock, EventTimeClock, SystemClock, iso
 from .config import Config, ConfigError
 from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor, retrying
@@ -31,8 +32,15 @@ log = logging.getLogger("journey.engine")
 # Errors of the machinery, not of a record (a lost connection, a full disk, writers that kept
 # colliding): they stop the ingest (a worker retries the batch); splitting it would not help.
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (
-    IntegrityError, InterfaceError, OperationalError, sqlite3.OperationalError, psycopg.OperationalError,
-    psycopg.InterfaceError, OSError, MemoryError)
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    OSError,
+    MemoryError,
+)
 
 
 def _error(e: BaseException) -> str:
@@ -40,8 +48,12 @@ def _error(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def halving(items: list[Any], run: Callable[[list[Any]], Any], give_up: Callable[[Any, Exception], Any],
-            combine: Callable[[Any, Any], Any]) -> Any:
+def halving(
+    items: list[Any],
+    run: Callable[[list[Any]], Any],
+    give_up: Callable[[Any, Exception], Any],
+    combine: Callable[[Any, Any], Any],
+) -> Any:
     """The net under the engine: `run(items)`; on an unexpected error, each half the same way,
     until what fails stands alone and `give_up(item, error)` answers for it. A failure of the
     machinery stops it: splitting would not help."""
@@ -49,7 +61,7 @@ def halving(items: list[Any], run: Callable[[list[Any]], Any], give_up: Callable
         return run(items)
     except INFRASTRUCTURE:
         raise
-    except Exception as e:   # noqa: BLE001 - whatever we did not think of costs one item
+    except Exception as e:  # noqa: BLE001 - whatever we did not think of costs one item
         if len(items) == 1:
             return give_up(items[0], e)
         half = len(items) // 2
@@ -70,24 +82,29 @@ def searchable(directories: Iterable[str]) -> None:
 
 
 class Engine:
-    def __init__(self, config: Config, clock: Any = None, shard: tuple[int, int] | None = None):
+    def __init__(self, config: Config, clock: Clock | None = None, shard: tuple[int, int] | None = None):
         """`shard` (k, n): this engine is writer k of n, each owning the customers engine.ids.shard_of
         gives it, as a worker owns the customers of its Kafka partitions (see engine.parallel)."""
         self.config = config
         self.shard = shard
-        self.clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self.rules = config.lifecycle
         self.catalog = Catalog(config.kinds)
         self.personal = PersonalFields(self.catalog, config.privacy.pii_fields, config.privacy.free_text_fields)
-        self.validator = Validator(self.catalog, timedelta(hours=config.ingest.future_tolerance_hours),
-                                   config.ingest.max_touchpoint_bytes, config.ingest.max_depth,
-                                   config.ingest.max_string_chars)
+        self.validator = Validator(
+            self.catalog,
+            timedelta(hours=config.ingest.future_tolerance_hours),
+            config.ingest.max_touchpoint_bytes,
+            config.ingest.max_depth,
+            config.ingest.max_string_chars,
+        )
         self.store = open_store(config)
         self.keys = open_keystore(config)
         for spec in config.policies:
             if spec.trigger.kind is not None and self.catalog.schema(spec.trigger.kind) is None:
-                raise ConfigError(f"policy {spec.name}: trigger kind {spec.trigger.kind!r} is not a known "
-                                  "touchpoint kind")
+                raise ConfigError(
+                    f"policy {spec.name}: trigger kind {spec.trigger.kind!r} is not a known touchpoint kind"
+                )
         searchable(config.python_path)
         self.policies = PolicyEngine(config.policies, config.contact)
         self.ingestor = Ingestor(self.store, self.keys, self.personal, self.rules, self.policies, shard)
@@ -104,8 +121,9 @@ class Engine:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def ingest(self, records: Iterable[bytes | str | dict],
-               on_batch: Callable[[int], None] | None = None) -> IngestReport:
+    def ingest(
+        self, records: Iterable[bytes | str | dict], on_batch: Callable[[int], None] | None = None
+    ) -> IngestReport:
         """Validate and ingest records (raw JSON lines or decoded objects), batch by batch, in this
         process (engine.parallel.ingest shares the work among processes).
 
@@ -116,7 +134,7 @@ class Engine:
         batch: list[tuple[int, bytes | str | dict]] = []
         for number, record in enumerate(records, start=1):
             if blank(record):
-                continue          # an empty line is no record (its number still counts)
+                continue  # an empty line is no record (its number still counts)
             batch.append((number, record))
             if len(batch) >= size:
                 self.ingest_batch(batch, report)
@@ -127,7 +145,7 @@ class Engine:
             self.ingest_batch(batch, report)
             if on_batch:
                 on_batch(len(batch))
-        report.rejections.sort(key=lambda r: r.record)   # conflicts are found after the batch's parse errors
+        report.rejections.sort(key=lambda r: r.record)  # conflicts are found after the batch's parse errors
         return report
 
     def ingest_batch(self, batch: list[tuple[int, bytes | str | dict]], report: IngestReport) -> None:
@@ -140,19 +158,21 @@ class Engine:
         for number, record in batch:
             parsed = self._validate(number, record, now)
             (valid.append((number, parsed)) if isinstance(parsed, Touchpoint) else invalid.append(parsed))
-        if backfill and valid:
+        if isinstance(self.clock, EventTimeClock) and valid:  # a backfill
             self.clock.observe(max(tp.occurred_at for _, tp in valid))
         # A backfill also runs the timers due by now, in the batch's own transaction.
         try:
             result = self.ingestor.ingest(valid, self.clock.now(), due_timers=backfill)
         except INFRASTRUCTURE:
             raise
-        except Exception:   # noqa: BLE001 - the net: find the record that fails, keep the rest
+        except Exception:  # noqa: BLE001 - the net: find the record that fails, keep the rest
             result = self._isolate(valid, self.clock.now(), dict(batch))
-        if result.rejected:   # conflicts are found after parsing: give them their record as it came
+        if result.rejected:  # conflicts are found after parsing: give them their record as it came
             raws = dict(batch)
-            result.rejected = [replace(r, raw=raws[r.record]) if r.raw is None and isinstance(raws.get(r.record), bytes)
-                               else r for r in result.rejected]
+            result.rejected = [
+                replace(r, raw=raw) if r.raw is None and isinstance(raw := raws.get(r.record), bytes) else r
+                for r in result.rejected
+            ]
         report.add(result, invalid)
         if backfill:
             report.add_timers(self.run_due())
@@ -162,7 +182,7 @@ class Engine:
             if isinstance(record, (bytes, str)):
                 return self.validator.parse_line(record, number, now)
             return self.validator.validate(record, number, now)
-        except Exception as e:   # noqa: BLE001 - whatever we did not think of rejects one record
+        except Exception as e:  # noqa: BLE001 - whatever we did not think of rejects one record
             log.warning("record %d could not be validated: %r", number, e)
             log.debug("record %d", number, exc_info=True)
             raw = record if isinstance(record, bytes) else None
@@ -173,14 +193,24 @@ class Engine:
         and reject those: an unexpected error costs one record, never the batch. A customer's
         touchpoints keep their order (the first half commits first). Due timers are left to
         run_due, which isolates its own failures."""
+
         def reject(item: tuple[int, Touchpoint], e: Exception) -> BatchResult:
             number, tp = item
             log.warning("record %d (%s) could not be processed: %r", number, tp.event_id, e)
             log.debug("record %d", number, exc_info=True)
             raw = records.get(number)
-            return BatchResult(rejected=[Rejection(number, "", f"could not be processed ({_error(e)}); "
-                                                   "the records around it were ingested", tp.event_id,
-                                                   raw if isinstance(raw, bytes) else None)])
+            return BatchResult(
+                rejected=[
+                    Rejection(
+                        number,
+                        "",
+                        f"could not be processed ({_error(e)}); the records around it were ingested",
+                        tp.event_id,
+                        raw if isinstance(raw, bytes) else None,
+                    )
+                ]
+            )
+
         return halving(items, lambda part: self.ingestor.ingest(part, now), reject, BatchResult.plus)
 
     def run_due(self, batch: int = 500, shard: tuple[int, int] | None = None) -> Recorded:
@@ -193,18 +223,21 @@ class Engine:
         journal = self.store.journal
         recorded = Recorded()
         skipped: set[str] = set()
-        while due := [u for u in journal.due_customers(to_us(now), batch + len(skipped), shard)
-                      if u not in skipped][:batch]:
+        while due := [u for u in journal.due_customers(to_us(now), batch + len(skipped), shard) if u not in skipped][
+            :batch
+        ]:
             recorded += self._timers(due, now, skipped)
         return recorded
 
     def _timers(self, due: list[str], now: Any, skipped: set[str]) -> Recorded:
         def skip(customer: str, e: Exception) -> Recorded:
-            log.error("the due timer of customer %s could not be run (%s); skipped until the next run",
-                      customer, _error(e))
+            log.error(
+                "the due timer of customer %s could not be run (%s); skipped until the next run", customer, _error(e)
+            )
             log.debug("customer %s", customer, exc_info=True)
             skipped.add(customer)
             return Recorded()
+
         return halving(due, lambda part: self._derive_due(part, now), skip, Recorded.__add__)
 
     def _derive_due(self, due: list[str], now: Any) -> Recorded:
@@ -218,6 +251,7 @@ class Engine:
                     recorded += Recorded(*self.ingestor.derive(c, now, iso(now), timers))
                 self.store.append(customers, timers=timers)
             return recorded
+
         return retrying(self.store, write)
 
     def forget(self, customer_id: str) -> dict[str, Any]:
@@ -237,17 +271,21 @@ class Engine:
                 with self.store.writing([customer]):
                     customer.erase(iso(self.clock.now()))
                     self.store.append([customer])
+
         try:
             retrying(self.store, write)
         except INFRASTRUCTURE as e:
             raise ForgetIncomplete(
                 f"{customer_id}: the key is destroyed (no personal data of theirs can be read or stored "
-                f"again), but recording the erasure failed ({_error(e)}); run forget again") from e
+                f"again), but recording the erasure failed ({_error(e)}); run forget again"
+            ) from e
         return {"customer_id": customer_id, "erased": True, "key_deleted": deleted, "already_erased": already}
 
     # -- reading -----------------------------------------------------------------------------
 
-    def customer(self, customer_id: str, as_of: Any = None, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
+    def customer(
+        self, customer_id: str, as_of: Any = None, limit: int | None = None, offset: int = 0
+    ) -> dict[str, Any]:
         """The 360° view; its timeline newest first, `limit` entries (all by default) after `offset`."""
         return queries.customer_view(self, customer_id, as_of or self.clock.now(), limit=limit, offset=offset)
 
@@ -262,8 +300,13 @@ class Engine:
 
     def why(self, action_id: str) -> dict[str, Any]:
         from .policies.explain import explain
+
         history = queries.action_history(self, action_id)
         if not history:
             raise KeyError(action_id)
-        return {"action_id": action_id, "status": history[-1]["status"], "explanation": explain(history),
-                "records": history}
+        return {
+            "action_id": action_id,
+            "status": history[-1]["status"],
+            "explanation": explain(history),
+            "records": history,
+        }

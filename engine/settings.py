@@ -1,5 +1,6 @@
 """Infrastructure settings: ingestion limits, the stores, Kafka, Redis, and which fields are
 personal. The domain (aggregates, projections, policies) never reads them (engine.rules)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -10,7 +11,7 @@ from .vocabulary import Section
 
 
 class IngestSettings(Section):
-    future_tolerance_hours: float = Field(24.0, ge=0, le=8784)     # at most a year ahead
+    future_tolerance_hours: float = Field(24.0, ge=0, le=8784)  # at most a year ahead
     max_touchpoint_bytes: int = Field(65536, gt=0)
     batch_size: int = Field(500, gt=0)
     # Limits on properties and traits (engine.limits); the store adds a few levels of its own,
@@ -40,16 +41,16 @@ class StoreSettings(Section):
 
 class KafkaSettings(Section):
     bootstrap_servers: str = "127.0.0.1:9092"
-    topic_prefix: str = "journey"             # topics <prefix>.touchpoints, .dead-letter, .stage-changed, .actions
-    partitions: int = Field(4, ge=1)          # of journey.touchpoints, keyed by customer id
-    batch_size: int = Field(500, ge=1)        # touchpoints a worker takes per transaction
+    topic_prefix: str = "journey"  # topics <prefix>.touchpoints, .dead-letter, .stage-changed, .actions
+    partitions: int = Field(4, ge=1)  # of journey.touchpoints, keyed by customer id
+    batch_size: int = Field(500, ge=1)  # touchpoints a worker takes per transaction
     batch_seconds: float = Field(0.05, gt=0)  # ...or whatever arrived within this time
     fetch_max_wait_ms: int = Field(100, ge=1)  # longest a worker's fetch waits on the broker for news
 
 
 class RedisSettings(Section):
     url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = "journey"                   # every key this engine writes starts with it
+    prefix: str = "journey"  # every key this engine writes starts with it
     stream_maxlen: int = Field(100_000, ge=1)  # approximate length bound of the Redis streams
 
 
@@ -57,11 +58,33 @@ class PrivacySettings(Section):
     # Names (or glob patterns, any case) of traits and properties that identify a person, at any
     # depth; always encrypted per customer (engine.privacy).
     pii_fields: tuple[str, ...] = (
-        "name", "first_name", "last_name", "full_name", "*email*", "*phone*", "*mobile*", "*address*",
-        "street", "postcode", "zip", "zip_code", "birth_date", "*birthday*", "ssn", "*passport*",
-        "card*", "iban",
+        "name",
+        "first_name",
+        "last_name",
+        "full_name",
+        "*email*",
+        "*phone*",
+        "*mobile*",
+        "*address*",
+        "street",
+        "postcode",
+        "zip",
+        "zip_code",
+        "birth_date",
+        "*birthday*",
+        "ssn",
+        "*passport*",
+        "card*",
+        "iban",
     )
     # Free text may hold anything a person wrote (a name, a phone number...): sealed the same way.
     free_text_fields: tuple[str, ...] = (
-        "*comment*", "message", "note", "notes", "description", "feedback", "free_text", "body",
+        "*comment*",
+        "message",
+        "note",
+        "notes",
+        "description",
+        "feedback",
+        "free_text",
+        "body",
     )

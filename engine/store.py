@@ -1,5 +1,6 @@
 """The event store: an eventsourcing application of customers on SQLite or PostgreSQL, with
 orjson events and the journey recorders' side tables (engine.persistence), and its wiring."""
+
 from __future__ import annotations
 
 import gc
@@ -38,20 +39,22 @@ def to_us(t: datetime) -> int:
     return (t - EPOCH) // timedelta(microseconds=1)
 
 
-class JourneyStore(Application):
+class JourneyStore(Application[UUID]):
     """The event store: customers and their touchpoint and lifecycle events."""
+
     name = "journey"
     is_snapshotting_enabled = True
 
     def __init__(self, env: dict[str, str], snapshot_interval: int, lock: WriterLock):
         super().__init__(env=env)
-        self.snapshotting_intervals = {Customer: snapshot_interval}
+        # Snapshots are taken by append (the library's per-class intervals serve only its save).
+        self.snapshot_interval = snapshot_interval
         self.lock = lock
         if not isinstance(self.recorder, JourneyRecorder):
             raise TypeError(f"{type(self.recorder).__name__} is not a journey recorder (APPLICATION_RECORDER_TOPIC)")
         # The recorder with the journey's side tables, typed (engine.persistence.journal).
         self.journal: JourneyRecorder = self.recorder
-        assert self.snapshots is not None   # snapshotting is enabled
+        assert self.snapshots is not None  # snapshotting is enabled
         snapshots = self.snapshots.recorder
         assert isinstance(snapshots, (SQLiteAggregateRecorder, PostgresAggregateRecorder))
         self.snapshots_table: str = snapshots.events_table_name
@@ -88,21 +91,22 @@ class JourneyStore(Application):
         customer's next snapshot point, never a failed batch (it would be retried as duplicates)."""
         if self._write_snapshots(customers) or len(customers) == 1:
             return
-        for customer in customers:   # all at once failed: one by one, so one bad one costs only its own
+        for customer in customers:  # all at once failed: one by one, so one bad one costs only its own
             self._write_snapshots([customer])
 
     def _write_snapshots(self, group: list[Customer]) -> bool:
         assert self.snapshots is not None
         to_snapshot = self.snapshots.mapper.to_stored_event
         try:
-            with self.exclusive():   # in version order with other writers, so one snapshot stays
-                self.journal.replace_snapshots(self.snapshots_table,
-                                               [to_snapshot(Customer.Snapshot.take(c)) for c in group])
+            with self.exclusive():  # in version order with other writers, so one snapshot stays
+                self.journal.replace_snapshots(
+                    self.snapshots_table, [to_snapshot(Customer.Snapshot.take(c)) for c in group]
+                )
         except Exception:  # noqa: BLE001 - see _snapshot
             if len(group) > 1:
                 return False
             log.exception("the snapshot of customer %s could not be written", group[0].customer_id)
-        for customer in group:   # written, or given up on until the next snapshot point
+        for customer in group:  # written, or given up on until the next snapshot point
             customer.snapshotted = customer.version
         return True
 
@@ -124,7 +128,9 @@ class JourneyStore(Application):
         for uuid in ids:
             if cache is not None:
                 try:
-                    found[uuid] = cache.get(uuid)
+                    hit = cache.get(uuid)
+                    assert isinstance(hit, Customer)  # the store's only aggregate
+                    found[uuid] = hit
                     continue
                 except KeyError:
                     pass
@@ -134,7 +140,9 @@ class JourneyStore(Application):
         loaded: dict[UUID, Any] = {}
         for uuid, version, topic, state in self.journal.latest(self.snapshots_table, missing):
             stored = StoredEvent(originator_id=uuid, originator_version=version, topic=topic, state=state)
-            loaded[uuid] = self.mapper.to_domain_event(stored).mutate(loaded.get(uuid))
+            domain_event = self.mapper.to_domain_event(stored)
+            assert isinstance(domain_event, (Customer.Event, Customer.Snapshot))  # a customer's events only
+            loaded[uuid] = domain_event.mutate(loaded.get(uuid))
             if topic == SNAPSHOT_TOPIC:
                 loaded[uuid].snapshotted = version
         if cache is not None:
@@ -142,8 +150,12 @@ class JourneyStore(Application):
                 cache.put(uuid, customer)
         return found | loaded
 
-    def append(self, customers: Iterable[Customer], touchpoint_ids: Sequence[TouchpointRow] = (),
-               timers: Sequence[TimerRow] = ()) -> None:
+    def append(
+        self,
+        customers: Iterable[Customer],
+        touchpoint_ids: Sequence[TouchpointRow] = (),
+        timers: Sequence[TimerRow] = (),
+    ) -> None:
         """Write the customers' new events and the side-table rows in one transaction, snapshot
         those whose history crossed a multiple of the snapshot interval, and cache them.
 
@@ -151,7 +163,7 @@ class JourneyStore(Application):
         re-read of each snapshotted aggregate, about half of the ingest time; here it is one
         pass, and snapshots are taken from the customer in memory at its new version.
         """
-        interval = self.snapshotting_intervals[Customer]
+        interval = self.snapshot_interval
         events: list[Any] = []
         snap = []
         touched = []
@@ -185,8 +197,11 @@ def store_env(config: Config) -> dict[str, str]:
     # The cache keeps the customers a worker writes (see JourneyStore.customers): no fast-forward
     # read per customer and batch (a third of ingest time), and no defensive deep copy (a fifth):
     # a failed write evicts what it touched, and a write over another writer's events collides.
-    cache = {"AGGREGATE_CACHE_MAXSIZE": str(s.cache_customers), "AGGREGATE_CACHE_FASTFORWARD": "n",
-             "DEEPCOPY_FROM_AGGREGATE_CACHE": "n"}
+    cache = {
+        "AGGREGATE_CACHE_MAXSIZE": str(s.cache_customers),
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
     return cache | _backend_env(config)
 
 
@@ -194,16 +209,24 @@ def _backend_env(config: Config) -> dict[str, str]:
     s = config.store
     if s.backend == "sqlite":
         path = private_dir(config.data_path)
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                "SQLITE_DBNAME": str(path / s.sqlite_file),
-                "SQLITE_LOCK_TIMEOUT": "30",
-                "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteJourneyRecorder)}
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(path / s.sqlite_file),
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteJourneyRecorder),
+        }
     pg = s.postgres
-    return {"PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": pg.dbname, "POSTGRES_HOST": pg.host, "POSTGRES_PORT": str(pg.port),
-            "POSTGRES_USER": pg.user, "POSTGRES_PASSWORD": pg.password,
-            "POSTGRES_SCHEMA": pg.schema_, "POSTGRES_LOCK_TIMEOUT": "30",
-            "APPLICATION_RECORDER_TOPIC": get_topic(PostgresJourneyRecorder)}
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": pg.dbname,
+        "POSTGRES_HOST": pg.host,
+        "POSTGRES_PORT": str(pg.port),
+        "POSTGRES_USER": pg.user,
+        "POSTGRES_PASSWORD": pg.password,
+        "POSTGRES_SCHEMA": pg.schema_,
+        "POSTGRES_LOCK_TIMEOUT": "30",
+        "APPLICATION_RECORDER_TOPIC": get_topic(PostgresJourneyRecorder),
+    }
 
 
 def open_store(config: Config) -> JourneyStore:
@@ -215,15 +238,26 @@ def open_store(config: Config) -> JourneyStore:
         # The env given here overrides what the library would read from os.environ.
         return JourneyStore(env, config.store.snapshot_interval, WriterLock.file(env["SQLITE_DBNAME"] + ".writer-lock"))
     import psycopg
+
     pg = config.store.postgres
 
     def create(_: int) -> JourneyStore:
         with pg_setup_lock(pg):
             ensure_schema(pg)
             return JourneyStore(store_env(config), config.store.snapshot_interval, WriterLock.postgres(pg))
+
     # Workers starting together race to create the schema, tables and functions; the advisory
     # lock makes them take turns, and the retry covers a server without it.
-    return retry(create, (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject,
-                          psycopg.errors.DuplicateTable, IntegrityError, ProgrammingError, InternalError),
-                 attempts=5, curable=lambda e: any(w in str(e) for w in ("already exists", "concurrently",
-                                                                          "duplicate key")))
+    return retry(
+        create,
+        (
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.DuplicateObject,
+            psycopg.errors.DuplicateTable,
+            IntegrityError,
+            ProgrammingError,
+            InternalError,
+        ),
+        attempts=5,
+        curable=lambda e: any(w in str(e) for w in ("already exists", "concurrently", "duplicate key")),
+    )

@@ -7,6 +7,7 @@ markup, emoji and highlighting off, and every line passes through `shown`, which
 control and other unprintable characters as Python escapes (`\\x1b`, `\\n`, `\\u202e`).
 Styling is done with rich Text spans, never with markup in strings.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,18 +3,19 @@
 A record is accepted only as a whole; every rejection names the record number, the
 field and the reason, and never stops the records around it from being ingested.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from .catalog import Catalog, Channel, json_ready
+from .catalog import Catalog, Channel, Props, json_ready
 from .limits import (
     DuplicateKey,
     Problem,
@@ -32,6 +33,7 @@ class Fields(BaseModel):
     """The envelope's fields and types. The hot path validates with these alone (one model per
     kind) and checks the ids in line (engine.limits.id_ok); a record that fails is validated again
     by Envelope, whose validators word the reason."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: str = Field(strict=True)
@@ -67,14 +69,17 @@ class Envelope(Fields):
     def pseudonymous(cls, v: str) -> str:
         # The id ends up in aggregate ids and feeds, which are never encrypted.
         if "@" in v:
-            raise ValueError("looks like an email address; use the pseudonymous customer id "
-                             "(personal data belongs in traits, which are encrypted)")
+            raise ValueError(
+                "looks like an email address; use the pseudonymous customer id "
+                "(personal data belongs in traits, which are encrypted)"
+            )
         return v
 
 
-@dataclass(slots=True)   # not frozen: a frozen dataclass costs twice as much to build
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs twice as much to build
 class Touchpoint:
     """A validated touchpoint, times in UTC; `digest` identifies its content for idempotency."""
+
     event_id: str
     customer_id: str
     kind: str
@@ -84,13 +89,13 @@ class Touchpoint:
     properties: dict[str, Any]
     traits: dict[str, Any] | None
     digest: str
-    occurred: str           # occurred_at in its stored form (engine.clock.iso)
+    occurred: str  # occurred_at in its stored form (engine.clock.iso)
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    record: int          # 1-based record (line) number in the input
-    field: str           # dotted path of the offending field, or "" for the whole record
+    record: int  # 1-based record (line) number in the input
+    field: str  # dotted path of the offending field, or "" for the whole record
     reason: str
     event_id: str | None = None
     raw: bytes | None = None
@@ -100,8 +105,13 @@ class Rejection:
         return f"record {self.record}: {where}{self.reason}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"record": self.record, "field": self.field, "reason": self.reason,
-                "event_id": self.event_id, "message": self.message()}
+        return {
+            "record": self.record,
+            "field": self.field,
+            "reason": self.reason,
+            "event_id": self.event_id,
+            "message": self.message(),
+        }
 
 
 def digest_of(tp: dict[str, Any]) -> str:
@@ -109,8 +119,14 @@ def digest_of(tp: dict[str, Any]) -> str:
 
 
 class Validator:
-    def __init__(self, catalog: Catalog, future_tolerance: timedelta, max_bytes: int,
-                 max_depth: int = 16, max_string_chars: int = 16_384):
+    def __init__(
+        self,
+        catalog: Catalog,
+        future_tolerance: timedelta,
+        max_bytes: int,
+        max_depth: int = 16,
+        max_string_chars: int = 16_384,
+    ):
         self.catalog = catalog
         self.future_tolerance = future_tolerance
         self.max_bytes = max_bytes
@@ -118,25 +134,39 @@ class Validator:
         self.max_string_chars = max_string_chars
         # One model per kind, the envelope with that kind's properties: a valid touchpoint is
         # checked in a single pydantic call (two calls and a model in between cost twice as much).
-        self.models = {kind: create_model(f"Touchpoint_{kind}", __base__=Fields, properties=(
-            schema, Field(default_factory=dict, validate_default=True))) for kind, schema in catalog.schemas.items()}
+        self.models = {
+            kind: create_model(
+                f"Touchpoint_{kind}",
+                __base__=Fields,
+                properties=(schema, Field(default_factory=dict, validate_default=True)),
+            )
+            for kind, schema in catalog.schemas.items()
+        }
 
     def parse_line(self, raw: bytes | str, record: int, now: datetime) -> Touchpoint | Rejection:
         if isinstance(raw, str):
             try:
                 data = raw.encode()
             except UnicodeEncodeError as e:
-                return Rejection(record, "", f"is not valid Unicode text: {e.reason} at character {e.start}",
-                                 raw=raw.encode("utf-8", "replace"))
+                return Rejection(
+                    record,
+                    "",
+                    f"is not valid Unicode text: {e.reason} at character {e.start}",
+                    raw=raw.encode("utf-8", "replace"),
+                )
         else:
             data = raw
         if len(data) > self.max_bytes:
-            return Rejection(record, "", f"touchpoint is {len(data):,} bytes; the limit is "
-                             f"{self.max_bytes:,} (ingest.max_touchpoint_bytes)", raw=data)
+            return Rejection(
+                record,
+                "",
+                f"touchpoint is {len(data):,} bytes; the limit is {self.max_bytes:,} (ingest.max_touchpoint_bytes)",
+                raw=data,
+            )
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as e:
-            where = re.sub(r": line 1 column (\d+) \(char \d+\)$", r" (at character \1)", str(e))   # one line a record
+            where = re.sub(r": line 1 column (\d+) \(char \d+\)$", r" (at character \1)", str(e))  # one line a record
             return Rejection(record, "", utf8_problem(data) or f"not valid JSON: {where}", raw=data)
         return self.validate(obj, record, now, raw=data)
 
@@ -149,12 +179,17 @@ class Validator:
             if raw is None:
                 try:
                     size = len(orjson.dumps(obj))
-                except orjson.JSONEncodeError:   # a lone surrogate (a Python str may hold one): say where
-                    return self._reject(obj, record, None, None, otherwise="holds a lone surrogate: not valid "
-                                                                           "Unicode text")
+                except orjson.JSONEncodeError:  # a lone surrogate (a Python str may hold one): say where
+                    return self._reject(
+                        obj, record, None, None, otherwise="holds a lone surrogate: not valid Unicode text"
+                    )
                 if size > self.max_bytes:
-                    return Rejection(record, "", f"touchpoint is larger than {self.max_bytes:,} bytes "
-                                     "(ingest.max_touchpoint_bytes)", event_id)
+                    return Rejection(
+                        record,
+                        "",
+                        f"touchpoint is larger than {self.max_bytes:,} bytes (ingest.max_touchpoint_bytes)",
+                        event_id,
+                    )
             elif widened or raw_keys(raw) != keys:
                 # The fast parser keeps the last of two equal keys and turns integers beyond 64
                 # bits into floats: parse again exactly, and check what that gives.
@@ -171,22 +206,48 @@ class Validator:
             env = model.model_validate(obj) if model is not None else None
         except ValidationError:
             env = None
-        if env is None or not (id_ok(env.event_id) and id_ok(env.source) and id_ok(env.customer_id)) \
-                or "@" in env.customer_id:   # the envelope first, then the properties: the first problem is named
+        if (
+            env is None
+            or not (id_ok(env.event_id) and id_ok(env.source) and id_ok(env.customer_id))
+            or "@" in env.customer_id
+        ):  # the envelope first, then the properties: the first problem is named
             return self._reject(obj, record, event_id, raw)
-        props = env.properties
-        occurred = env.occurred_at   # in UTC
+        # The kind's model (self.models) holds its properties as the kind's schema, not a dict.
+        props = cast(Props, env.properties)
+        occurred = env.occurred_at  # in UTC
         if occurred > now + self.future_tolerance:
             hours = self.future_tolerance.total_seconds() / 3600
-            return Rejection(record, "occurred_at", f"{occurred.isoformat()} is more than {hours:g} hours ahead "
-                             "of now (ingest.future_tolerance_hours)", event_id, raw)
+            return Rejection(
+                record,
+                "occurred_at",
+                f"{occurred.isoformat()} is more than {hours:g} hours ahead of now (ingest.future_tolerance_hours)",
+                event_id,
+                raw,
+            )
         properties = {k: json_ready(v) for k, v in props.model_dump(exclude_none=True).items()}
-        stored = occurred.isoformat(timespec="microseconds")   # engine.clock.iso, already in UTC
-        body = {"event_id": env.event_id, "customer_id": env.customer_id, "kind": env.kind,
-                "occurred_at": stored, "channel": env.channel, "source": env.source,
-                "properties": properties, "traits": env.traits}
-        return Touchpoint(env.event_id, env.customer_id, env.kind, occurred, env.channel,
-                          env.source, properties, env.traits, digest_of(body), stored)
+        stored = occurred.isoformat(timespec="microseconds")  # engine.clock.iso, already in UTC
+        body = {
+            "event_id": env.event_id,
+            "customer_id": env.customer_id,
+            "kind": env.kind,
+            "occurred_at": stored,
+            "channel": env.channel,
+            "source": env.source,
+            "properties": properties,
+            "traits": env.traits,
+        }
+        return Touchpoint(
+            env.event_id,
+            env.customer_id,
+            env.kind,
+            occurred,
+            env.channel,
+            env.source,
+            properties,
+            env.traits,
+            digest_of(body),
+            stored,
+        )
 
     def _check_content(self, obj: dict[str, Any]) -> tuple[int, bool]:
         """The limits on properties and traits (engine.limits): the keys counted, and whether a
@@ -199,16 +260,22 @@ class Validator:
                 keys, widened = keys + n, widened or w
         return keys, widened
 
-    def _reject(self, obj: dict[str, Any], record: int, event_id: str | None, raw: bytes | None,
-                otherwise: str | None = None) -> Rejection:
+    def _reject(
+        self, obj: dict[str, Any], record: int, event_id: str | None, raw: bytes | None, otherwise: str | None = None
+    ) -> Rejection:
         try:
             env = Envelope.model_validate(obj)
         except ValidationError as e:
             return _rejection(e, record, event_id, raw)
         schema = self.catalog.schema(env.kind)
         if schema is None:
-            return Rejection(record, "kind", f"unknown kind {env.kind!r}; declare custom kinds "
-                             "under [[kinds]] in config.toml", event_id, raw)
+            return Rejection(
+                record,
+                "kind",
+                f"unknown kind {env.kind!r}; declare custom kinds under [[kinds]] in config.toml",
+                event_id,
+                raw,
+            )
         try:
             schema.model_validate(env.properties)
         except ValidationError as e:
@@ -218,11 +285,11 @@ class Validator:
         raise AssertionError(f"record {record} is valid after all")
 
 
-def _rejection(e: ValidationError, record: int, event_id: str | None, raw: bytes | None,
-               prefix: str = "") -> Rejection:
+def _rejection(e: ValidationError, record: int, event_id: str | None, raw: bytes | None, prefix: str = "") -> Rejection:
     """The first problem is the rejection's field and reason; the others are named after it."""
-    found = [(".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"])), _words(err))
-             for err in e.errors()]
+    found = [
+        (".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"])), _words(err)) for err in e.errors()
+    ]
     loc, msg = found[0]
     if len(found) > 1:
         msg += "; also " + "; ".join(f"{where or 'the record'} {what}" for where, what in found[1:4])
@@ -231,8 +298,15 @@ def _rejection(e: ValidationError, record: int, event_id: str | None, raw: bytes
     return Rejection(record, loc, msg, event_id, raw)
 
 
-JSON_TYPES = {"dict": "an object", "list": "an array", "str": "a string", "int": "a number", "float": "a number",
-              "bool": "true or false", "NoneType": "null"}
+JSON_TYPES = {
+    "dict": "an object",
+    "list": "an array",
+    "str": "a string",
+    "int": "a number",
+    "float": "a number",
+    "bool": "true or false",
+    "NoneType": "null",
+}
 
 
 def json_type(value: Any) -> str:
@@ -248,12 +322,19 @@ def _words(err: Any) -> str:
     if kind == "extra_forbidden":
         return "is not a field of the touchpoint envelope (put it under properties or traits)"
     if kind == "value_error":
-        return err["msg"].removeprefix("Value error, ")   # our own validators' words, as they are
+        return err["msg"].removeprefix("Value error, ")  # our own validators' words, as they are
     if kind in ("float_type", "int_type", "int_from_float", "bool_type", "string_type", "dict_type"):
-        wanted = {"float_type": "a number", "int_type": "a whole number", "int_from_float": "a whole number",
-                  "bool_type": "true or false", "string_type": "a string", "dict_type": "an object"}[kind]
+        wanted = {
+            "float_type": "a number",
+            "int_type": "a whole number",
+            "int_from_float": "a whole number",
+            "bool_type": "true or false",
+            "string_type": "a string",
+            "dict_type": "an object",
+        }[kind]
         return f"must be {wanted}, not {json_type(given)}" + (
-            f" (send {given} without quotes)" if isinstance(given, str) and wanted.endswith("number") else "")
+            f" (send {given} without quotes)" if isinstance(given, str) and wanted.endswith("number") else ""
+        )
     if kind in ("less_than_equal", "greater_than_equal"):
         bound = ctx.get("le", ctx.get("ge"))
         shown = f"{bound:,.0f}" if isinstance(bound, float) and bound.is_integer() else f"{bound:,}"

@@ -1,19 +1,21 @@
 """Analyst commands, joined to `journey` through the `journey.commands` entry point:
 `journey replay rebuild|whatif|journeys|transitions|time-to-stage|cohorts|policies|export`
 and `journey report`."""
+
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
 from engine.cli import AS_OF, TIME, common, config_of, emit, err, open_engine, progress, say
 from engine.clock import FixedClock
-from engine.config import Config
+from engine.config import Config, PostgresSettings
 from engine.vocabulary import STAGES
 
 from .history import History, load
@@ -31,7 +33,8 @@ def analytics() -> Iterator[None]:
     except ModuleNotFoundError as e:
         raise click.ClickException(
             f"this command needs {e.name}, part of the analytics extra: pip install -e '.[analytics]' "
-            "(./scripts/demo.sh installs it)") from None
+            "(./scripts/demo.sh installs it)"
+        ) from None
 
 
 @click.group()
@@ -51,12 +54,14 @@ def phases(as_json: bool) -> Iterator[Phase]:
     Yields `phase(label, total, unit)`, which adds a bar and returns what advances it. A bar
     without a total is shown as full once the next phase starts: phases run one after another."""
     with progress(None, "{task.description}", err.is_terminal and not as_json) as bar:
+
         def phase(label: str, total: int | None, unit: str) -> Callable[[int], None]:
             for task in bar.tasks:
                 if task.total is None:
                     bar.update(task.id, total=task.completed)
             task_id = bar.add_task(label, total=total, rate=unit)
             return lambda n: bar.advance(task_id, n)
+
         yield phase
 
 
@@ -78,6 +83,7 @@ def _by_position(advance: Callable[[int], None]) -> Callable[[Any], None]:
         nonlocal done
         advance(s.position - done)
         done = s.position
+
     return step
 
 
@@ -85,14 +91,23 @@ def rebuild_target(config: Config) -> Config:
     if config.store.backend == "sqlite":
         return config.model_copy(update={"data_dir": str(config.data_path / "rebuild")})
     pg = config.store.postgres
-    return config.model_copy(update={"store": config.store.model_copy(update={
-        "postgres": pg.model_copy(update={"schema_": f"{pg.schema_}_rebuild"})})})
+    return config.model_copy(
+        update={
+            "store": config.store.model_copy(
+                update={"postgres": pg.model_copy(update={"schema_": f"{pg.schema_}_rebuild"})}
+            )
+        }
+    )
 
 
 @replay.command()
 @click.option("--swap", is_flag=True, help="When complete, put the rebuilt store in place of the live one.")
-@click.option("--keep-old/--no-keep-old", default=True, show_default=True,
-              help="With --swap: keep the previous store (a full copy, beside the new one) or delete it.")
+@click.option(
+    "--keep-old/--no-keep-old",
+    default=True,
+    show_default=True,
+    help="With --swap: keep the previous store (a full copy, beside the new one) or delete it.",
+)
 @common
 def rebuild(swap: bool, keep_old: bool, config_path: str | None, as_json: bool) -> None:
     """Recompute every lifecycle change and decision from the touchpoints into a fresh store.
@@ -102,12 +117,13 @@ def rebuild(swap: bool, keep_old: bool, config_path: str | None, as_json: bool) 
     --no-keep-old deletes it.
     """
     from .rebuild import rebuild as run
+
     if not keep_old and not swap:
         raise click.BadParameter("only means something with --swap", param_hint="--no-keep-old")
     config = config_of(config_path)
     target_config = rebuild_target(config)
     started = datetime.now()
-    with open_engine(config) as live, open_engine(target_config, FixedClock(datetime.now(timezone.utc)), create=True) as target:
+    with open_engine(config) as live, open_engine(target_config, FixedClock(datetime.now(UTC)), create=True) as target:
         total = live.store.journal.max_notification_id() or 0
         with progress(total, "rebuilding", err.is_terminal and not as_json) as bar:
             task = bar.add_task("rebuild", total=total, rate="")
@@ -122,9 +138,16 @@ def rebuild(swap: bool, keep_old: bool, config_path: str | None, as_json: bool) 
         changes = len(target.changes(limit=10**9))
         same = changes == len(live.changes(limit=10**9))
     seconds = (datetime.now() - started).total_seconds()
-    result = {"events": total, "steps": steps, "seconds": round(seconds, 2),
-              "events_per_second": round(total / max(seconds, 1e-6)), "changes": changes,
-              "same_number_of_changes_as_live": same, "target": _where(target_config), "swapped": False}
+    result: dict[str, Any] = {
+        "events": total,
+        "steps": steps,
+        "seconds": round(seconds, 2),
+        "events_per_second": round(total / max(seconds, 1e-6)),
+        "changes": changes,
+        "same_number_of_changes_as_live": same,
+        "target": _where(target_config),
+        "swapped": False,
+    }
     if swap:
         result["swapped"] = True
         previous = _swap(config, target_config)
@@ -136,11 +159,15 @@ def rebuild(swap: bool, keep_old: bool, config_path: str | None, as_json: bool) 
     if as_json:
         emit(result)
         return
-    say(f"rebuilt {total:,} events in {seconds:.1f} s ({result['events_per_second']:,} events/s) into "
-        f"{result['target']}")
+    say(
+        f"rebuilt {total:,} events in {seconds:.1f} s ({result['events_per_second']:,} events/s) into "
+        f"{result['target']}"
+    )
     if swap and keep_old:
-        say(f"swapped in; the previous store is kept: {result['previous']} ({result['previous_bytes'] / 1e6:,.1f} MB; "
-            "delete it when no longer needed, or pass --no-keep-old)")
+        say(
+            f"swapped in; the previous store is kept: {result['previous']} ({result['previous_bytes'] / 1e6:,.1f} MB; "
+            "delete it when no longer needed, or pass --no-keep-old)"
+        )
     elif swap:
         say("swapped in; the previous store was deleted (--no-keep-old)")
 
@@ -154,18 +181,21 @@ def _where(config: Config) -> str:
 class Previous:
     """The store a swap replaced: its name, its size, and how to delete it."""
 
-    def __init__(self, name: str, files: list[Path] | None = None, schema: str | None = None,
-                 config: Config | None = None):
-        self.name, self.files, self.schema, self.config = name, files or [], schema, config
+    def __init__(self, name: str, files: list[Path] | None = None, schema: tuple[PostgresSettings, str] | None = None):
+        self.name, self.files, self.schema = name, files or [], schema
 
     def size(self) -> int:
         if self.schema is None:
             return sum(f.stat().st_size for f in self.files if f.exists())
         from engine.persistence.postgres import pg_connect
-        with pg_connect(self.config.store.postgres) as conn:
-            row = conn.execute("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                               "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
-                               (self.schema,)).fetchone()
+
+        pg, schema = self.schema
+        with pg_connect(pg) as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+                (schema,),
+            ).fetchone()
         return int(row[0])
 
     def drop(self) -> None:
@@ -173,9 +203,12 @@ class Previous:
             f.unlink(missing_ok=True)
         if self.schema is not None:
             from psycopg.sql import SQL, Identifier
+
             from engine.persistence.postgres import pg_connect
-            with pg_connect(self.config.store.postgres, autocommit=True) as conn:
-                conn.execute(SQL("DROP SCHEMA {} CASCADE").format(Identifier(self.schema)))
+
+            pg, schema = self.schema
+            with pg_connect(pg, autocommit=True) as conn:
+                conn.execute(SQL("DROP SCHEMA {} CASCADE").format(Identifier(schema)))
 
 
 def _swap(live: Config, rebuilt: Config) -> Previous:
@@ -184,7 +217,7 @@ def _swap(live: Config, rebuilt: Config) -> Previous:
         current = live.data_path / live.store.sqlite_file
         previous = current.with_name(f"{current.name}.before-rebuild-{stamp}")
         n = 1
-        while previous.exists():   # two swaps in one second: never move over a kept copy
+        while previous.exists():  # two swaps in one second: never move over a kept copy
             n += 1
             previous = current.with_name(f"{current.name}.before-rebuild-{stamp}-{n}")
         moved = []
@@ -196,31 +229,47 @@ def _swap(live: Config, rebuilt: Config) -> Previous:
         for suffix in ("", "-wal", "-shm"):
             if Path(f"{new}{suffix}").exists():
                 shutil.move(f"{new}{suffix}", f"{current}{suffix}")
-        shutil.rmtree(rebuilt.data_path, ignore_errors=True)   # what is left there: an empty key store, a lock
+        shutil.rmtree(rebuilt.data_path, ignore_errors=True)  # what is left there: an empty key store, a lock
         return Previous(str(previous), files=moved)
     from psycopg.sql import SQL, Identifier
+
     from engine.persistence.postgres import pg_connect
-    old, new = live.store.postgres.schema_, rebuilt.store.postgres.schema_
-    previous = f"{old}_before_rebuild_{stamp}_{datetime.now():%f}"   # unique: a rename over it would fail
+
+    old, rebuilt_schema = live.store.postgres.schema_, rebuilt.store.postgres.schema_
+    kept = f"{old}_before_rebuild_{stamp}_{datetime.now():%f}"  # unique: a rename over it would fail
     with pg_connect(live.store.postgres) as conn, conn.transaction():
         # The keys stay with the live data: they are not part of what a rebuild recomputes.
-        conn.execute(SQL("DROP TABLE IF EXISTS {}.journey_customer_keys").format(Identifier(new)))
-        conn.execute(SQL("ALTER TABLE {}.journey_customer_keys SET SCHEMA {}").format(Identifier(old), Identifier(new)))
-        conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(old), Identifier(previous)))
-        conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(new), Identifier(old)))
-    return Previous(f"postgres schema {previous}", schema=previous, config=live)
+        conn.execute(SQL("DROP TABLE IF EXISTS {}.journey_customer_keys").format(Identifier(rebuilt_schema)))
+        conn.execute(
+            SQL("ALTER TABLE {}.journey_customer_keys SET SCHEMA {}").format(
+                Identifier(old), Identifier(rebuilt_schema)
+            )
+        )
+        conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(old), Identifier(kept)))
+        conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(rebuilt_schema), Identifier(old)))
+    return Previous(f"postgres schema {kept}", schema=(live.store.postgres, kept))
 
 
 @replay.command()
-@click.option("--config", "alt_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The alternative rules and policies.")
-@click.option("--live-config", "config_path", type=click.Path(dir_okay=False),
-              help="The live config (default ./config.toml, else the packaged defaults).")
+@click.option(
+    "--config",
+    "alt_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The alternative rules and policies.",
+)
+@click.option(
+    "--live-config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="The live config (default ./config.toml, else the packaged defaults).",
+)
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--json", "as_json", is_flag=True)
 def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_json: bool) -> None:
     """Run other lifecycle rules and policies over the full history, with no side effects."""
     from .whatif import whatif as run
+
     alternative = config_of(alt_path)
     with phases(as_json) as phase, open_engine(config_of(config_path)) as live:
         h = _read(live, phase)
@@ -230,16 +279,20 @@ def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_js
     if as_json:
         emit(result)
         return
-    say(f"as of {result['as_of'][:16]}Z, {result['changed']:,} of {result['customers']:,} customers would "
-                  f"be in another stage ({result['health_changed']:,} in another health) under "
-                  f"{result['rules']['alternative']} instead of {result['rules']['live']}:")
+    say(
+        f"as of {result['as_of'][:16]}Z, {result['changed']:,} of {result['customers']:,} customers would "
+        f"be in another stage ({result['health_changed']:,} in another health) under "
+        f"{result['rules']['alternative']} instead of {result['rules']['live']}:"
+    )
     for move, n in result["by_transition"].items():
         say(f"  {move:<28} {n:>8,}")
     say("decisions per policy, compared by what the customer would get (action, channel, status, time):")
     for policy, row in result["actions"].items():
-        say(f"  {policy}: live {_by_status(row['live'])} → alternative {_by_status(row['alternative'])}; "
+        say(
+            f"  {policy}: live {_by_status(row['live'])} → alternative {_by_status(row['alternative'])}; "
             f"{row['added']:,} added, {row['removed']:,} removed, {row['changed']:,} changed "
-            f"({row['same']:,} the same)")
+            f"({row['same']:,} the same)"
+        )
         for kind in ("added", "removed", "changed"):
             for e in row["examples"][kind]:
                 said = [_experienced(e[side]) for side in ("live", "alternative") if side in e]
@@ -253,13 +306,14 @@ def _by_status(counts: dict[str, int]) -> str:
 
 
 def _experienced(d: dict[str, str]) -> str:
-    """"issued win_back_offer by email at 2026-03-01 12:00Z"; a deferred one says until when."""
+    """ "issued win_back_offer by email at 2026-03-01 12:00Z"; a deferred one says until when."""
     when = "until" if d["status"] == "deferred" else "at"
     return f"{d['status']} {d['action']} by {d['channel']} {when} {d['at'][:16].replace('T', ' ')}Z"
 
 
-def _journeys(config_path: str | None, as_of: datetime | None, phase: Phase,
-              timelines: bool = True) -> tuple[Journeys, Any]:
+def _journeys(
+    config_path: str | None, as_of: datetime | None, phase: Phase, timelines: bool = True
+) -> tuple[Journeys, Any]:
     """The history read, and a bar for working out each customer's journey when the command
     asks for journeys (`timelines`; cohorts need purchases only)."""
     config = config_of(config_path)
@@ -283,11 +337,17 @@ def journeys(as_of: datetime | None, months: int, period: str, config_path: str 
     if as_json:
         emit({"period": period, "rows": rows})
         return
-    say(f"{'period end':<12}" + "".join(f"{s:>12}" for s in rows[0]["stages"])
-                  + "".join(f"{h:>10}" for h in rows[0]["health"]))
+    say(
+        f"{'period end':<12}"
+        + "".join(f"{s:>12}" for s in rows[0]["stages"])
+        + "".join(f"{h:>10}" for h in rows[0]["health"])
+    )
     for r in rows:
-        say(f"{r['period_end'][:10]:<12}" + "".join(f"{n:>12,}" for n in r["stages"].values())
-                      + "".join(f"{n:>10,}" for n in r["health"].values()))
+        say(
+            f"{r['period_end'][:10]:<12}"
+            + "".join(f"{n:>12,}" for n in r["stages"].values())
+            + "".join(f"{n:>10,}" for n in r["health"].values())
+        )
 
 
 @replay.command()
@@ -326,8 +386,10 @@ def time_to_stage(stage: str, origin: str, as_of: datetime | None, config_path: 
     if r["count"] < 2:
         say(f"{r['count']} customers went from {origin} to {stage}")
         return
-    say(f"{r['count']:,} customers went from {origin} to {stage}: median {r['median_days']:.0f} days "
-                  f"(quartiles {r['p25_days']:.0f}–{r['p75_days']:.0f})")
+    say(
+        f"{r['count']:,} customers went from {origin} to {stage}: median {r['median_days']:.0f} days "
+        f"(quartiles {r['p25_days']:.0f}–{r['p75_days']:.0f})"
+    )
 
 
 @replay.command()
@@ -360,9 +422,11 @@ def policies(days: int, as_of: datetime | None, config_path: str | None, as_json
         return
     for policy, row in r["policies"].items():
         fi, fs = row["followed"]["issued"], row["followed"]["suppressed"]
-        say(f"{policy:<24} issued {row['issued']:>6,} suppressed {row['suppressed']:>6,} "
-                      f"deferred {row['deferred']:>4,} | purchased within {days} d: issued "
-                      f"{_pct(fi['purchased'])}, suppressed {_pct(fs['purchased'])}")
+        say(
+            f"{policy:<24} issued {row['issued']:>6,} suppressed {row['suppressed']:>6,} "
+            f"deferred {row['deferred']:>4,} | purchased within {days} d: issued "
+            f"{_pct(fi['purchased'])}, suppressed {_pct(fs['purchased'])}"
+        )
 
 
 def _pct(x: float | None) -> str:
@@ -385,9 +449,10 @@ def export(out: Path, as_of: datetime | None, as_known: bool, config_path: str |
         for name, table in tables.items():
             written.update(to_parquet({name: table}, out))
             writing(1)
-    result = {"files": written, "rows": {k: len(v) for k, v in tables.items()}}
-    emit(result) if as_json else say(
-        "\n".join(f"{k:<12} {result['rows'][k]:>9,} rows  {v}" for k, v in written.items()))
+    rows = {k: len(v) for k, v in tables.items()}
+    emit({"files": written, "rows": rows}) if as_json else say(
+        "\n".join(f"{k:<12} {rows[k]:>9,} rows  {v}" for k, v in written.items())
+    )
 
 
 @click.command()
@@ -402,5 +467,4 @@ def report(out: Path, as_of: datetime | None, config_path: str | None, as_json: 
         h = _read(engine, phase)
         customers = phase("evaluating customers", len(h.facts), "customers")
         result = write_report(engine, out, _as_of(engine, as_of), history=h, progress=customers)
-    emit(result) if as_json else say(f"wrote {out} ({result['bytes'] / 1e6:.1f} MB, "
-                                               f"{result['customers']:,} customers)")
+    emit(result) if as_json else say(f"wrote {out} ({result['bytes'] / 1e6:.1f} MB, {result['customers']:,} customers)")

@@ -6,13 +6,15 @@ read: sealed fields stay sealed, so erased customers stay erased in everything b
 The garbage collector is paused while the many small objects are built (it would
 otherwise rescan them over and over, ~4x slower).
 """
+
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from sys import intern
-from typing import Any, Callable, Iterator
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -20,10 +22,8 @@ import orjson
 from engine.clock import iso
 from engine.projections.asof import known as was_known
 from engine.projections.facts import Facts, Folds
-from engine.queries import (ACTION_TOPIC, CHANGE_TOPIC, ERASED_TOPIC, REGISTERED_TOPIC, TOUCHPOINT_TOPIC, gc_paused,
-                            rows)
+from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, ERASED_TOPIC, REGISTERED_TOPIC, TOUCHPOINT_TOPIC, gc_paused, rows
 from engine.service import Engine
-
 
 
 @dataclass
@@ -40,8 +40,13 @@ class History:
             yield self.names[uuid], facts
 
 
-def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Callable[[UUID, dict], None] | None = None,
-         progress: Callable[[int], None] | None = None, feeds: bool = True) -> History:
+def load(
+    engine: Engine,
+    as_known_at: datetime | None = None,
+    touchpoints: Callable[[UUID, dict], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    feeds: bool = True,
+) -> History:
     """Fold the whole log; `touchpoints` sees every visible touchpoint body (for exports);
     without `feeds` the recorded changes and actions are skipped (a fold of stages alone).
 
@@ -62,7 +67,7 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
             if progress and events % 10_000 == 0:
                 progress(10_000)
             if topic == TOUCHPOINT_TOPIC:
-                customer = intern(customer)   # each row brings its own copy of the id; keep one a customer
+                customer = intern(customer)  # each row brings its own copy of the id; keep one a customer
                 tp = loads(state)["touchpoint"]
                 if not was_known(tp["recorded_at"], known):
                     continue
@@ -79,12 +84,12 @@ def load(engine: Engine, as_known_at: datetime | None = None, touchpoints: Calla
             elif topic == ACTION_TOPIC:
                 if feeds:
                     action = loads(state)["action"]
-                    if was_known(action["at"], known):   # a decision is recorded when it is taken
+                    if was_known(action["at"], known):  # a decision is recorded when it is taken
                         h.actions.append(action)
             elif topic == ERASED_TOPIC:
                 erased.add(customer)
         h.facts = {uuid_of(k): f for k, f in folds.done().items()}
-        del folds                                   # each text-keyed map goes once converted
+        del folds  # each text-keyed map goes once converted
         h.names = {uuid_of(k): v for k, v in names.items()}
         del names
         h.erased = {uuid_of(k) for k in erased}

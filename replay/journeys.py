@@ -1,13 +1,15 @@
 """Journeys over time, from the corrected history (every transition at its effective time):
 stage and health per period, transitions between two dates, time to a stage, retention by
 acquisition cohort, and what followed each policy's actions."""
+
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from statistics import median, quantiles
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from engine.config import LifecycleRules
 from engine.projections.facts import Facts
@@ -37,15 +39,18 @@ def counted(items: Iterable[Item], progress: Callable[[int], None] | None, every
 class Journeys:
     """`progress` hears how many customers' timelines were worked out (the costly part)."""
 
-    def __init__(self, history: History, rules: LifecycleRules, until: datetime,
-                 progress: Callable[[int], None] | None = None):
+    def __init__(
+        self, history: History, rules: LifecycleRules, until: datetime, progress: Callable[[int], None] | None = None
+    ):
         self.h, self.rules, self.until, self.progress = history, rules, until, progress
         self._timelines: dict[str, list[Transition]] | None = None
 
     def timelines(self) -> dict[str, list[Transition]]:
         if self._timelines is None:
-            self._timelines = {cid: timeline(f, self.rules, None, self.until)[0]
-                               for cid, f in counted(self.h.customers(), self.progress)}
+            self._timelines = {
+                cid: timeline(f, self.rules, None, self.until)[0]
+                for cid, f in counted(self.h.customers(), self.progress)
+            }
         return self._timelines
 
     def state_at(self, transitions: list[Transition], T: datetime) -> tuple[str | None, str | None]:
@@ -60,18 +65,25 @@ class Journeys:
         return stage, health
 
     def distribution(self, ends: list[datetime]) -> list[dict[str, Any]]:
-        rows = [{"period_end": e, "stages": Counter(), "health": Counter()} for e in ends]
+        stages: list[Counter[str]] = [Counter() for _ in ends]
+        healths: list[Counter[str]] = [Counter() for _ in ends]
         for transitions in self.timelines().values():
             times = [tr.effective_at for tr in transitions]
-            for row in rows:
-                stage, health = self.state_at(transitions[:bisect_right(times, row["period_end"])], row["period_end"])
+            for end, at_stage, at_health in zip(ends, stages, healths):
+                stage, health = self.state_at(transitions[: bisect_right(times, end)], end)
                 if stage:
-                    row["stages"][stage] += 1
+                    at_stage[stage] += 1
                 if health:
-                    row["health"][health] += 1
-        return [{"period_end": r["period_end"].isoformat(), "customers": sum(r["stages"].values()),
-                 "stages": {s: r["stages"][s] for s in STAGES}, "health": {h: r["health"][h] for h in HEALTHS}}
-                for r in rows]
+                    at_health[health] += 1
+        return [
+            {
+                "period_end": end.isoformat(),
+                "customers": sum(s.values()),
+                "stages": {x: s[x] for x in STAGES},
+                "health": {h: hs[h] for h in HEALTHS},
+            }
+            for end, s, hs in zip(ends, stages, healths)
+        ]
 
     def transitions(self, start: datetime, end: datetime) -> dict[str, Any]:
         matrix: dict[str, Counter] = defaultdict(Counter)
@@ -81,8 +93,11 @@ class Journeys:
             if b is not None:
                 matrix[a or "new"][b] += 1
         order = ["new", *STAGES]
-        return {"from": start.isoformat(), "to": end.isoformat(),
-                "matrix": {a: {b: matrix[a][b] for b in STAGES} for a in order if a in matrix}}
+        return {
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "matrix": {a: {b: matrix[a][b] for b in STAGES} for a in order if a in matrix},
+        }
 
     def time_to_stage(self, target: str = "loyal", origin: str = "first_buyer") -> dict[str, Any]:
         days = []
@@ -113,9 +128,15 @@ class Journeys:
         for cohort in sorted(groups):
             members = groups[cohort]
             horizon = min(months, _month_index(self.until) - _month_index(datetime.strptime(cohort, "%Y-%m")) + 1)
-            out.append({"cohort": cohort, "customers": len(members),
-                        "retention": [round(sum(1 for m in members if k in m) / len(members), 4)
-                                      for k in range(max(horizon, 1))]})
+            out.append(
+                {
+                    "cohort": cohort,
+                    "customers": len(members),
+                    "retention": [
+                        round(sum(1 for m in members if k in m) / len(members), 4) for k in range(max(horizon, 1))
+                    ],
+                }
+            )
         return out
 
     def policy_outcomes(self, days: int = 30) -> dict[str, Any]:
@@ -125,28 +146,44 @@ class Journeys:
         facts_of = {cid: f for cid, f in self.h.customers()}
         out: dict[str, Any] = {}
         for a in latest.values():
-            row = out.setdefault(a["policy"], {"issued": 0, "suppressed": 0, "deferred": 0,
-                                               "followed": {"issued": [0, 0, 0], "suppressed": [0, 0, 0]}})
+            row = out.setdefault(
+                a["policy"],
+                {
+                    "issued": 0,
+                    "suppressed": 0,
+                    "deferred": 0,
+                    "followed": {"issued": [0, 0, 0], "suppressed": [0, 0, 0]},
+                },
+            )
             row[a["status"]] += 1
             if a["status"] in ("issued", "suppressed") and a["customer_id"] in facts_of:
                 at = datetime.fromisoformat(a["at"])
-                bought, moved = self._followed(a["customer_id"], facts_of[a["customer_id"]], at, at + timedelta(days=days))
+                bought, moved = self._followed(
+                    a["customer_id"], facts_of[a["customer_id"]], at, at + timedelta(days=days)
+                )
                 counts = row["followed"][a["status"]]
                 counts[0] += 1
                 counts[1] += bought
                 counts[2] += moved
         for row in out.values():
             for status, (n, bought, moved) in list(row["followed"].items()):
-                row["followed"][status] = {"decisions": n, "purchased": round(bought / n, 4) if n else None,
-                                           "moved_up": round(moved / n, 4) if n else None}
+                row["followed"][status] = {
+                    "decisions": n,
+                    "purchased": round(bought / n, 4) if n else None,
+                    "moved_up": round(moved / n, 4) if n else None,
+                }
         return {"days": days, "policies": dict(sorted(out.items()))}
 
     def _followed(self, cid: str, facts: Facts, start: datetime, end: datetime) -> tuple[bool, bool]:
         bought = any(start < o.at <= end for o in purchases(facts, end))
         transitions = self.timelines().get(cid, [])
         before, _ = self.state_at(transitions, start)
-        moved = any(tr.dimension == "stage" and start < tr.effective_at <= end
-                    and RANK.get(tr.to_value or "", -1) > RANK.get(before or "", -1) for tr in transitions)
+        moved = any(
+            tr.dimension == "stage"
+            and start < tr.effective_at <= end
+            and RANK.get(tr.to_value or "", -1) > RANK.get(before or "", -1)
+            for tr in transitions
+        )
         return bought, moved
 
 
@@ -166,7 +203,7 @@ def period_ends(start: datetime, end: datetime, unit: str = "month") -> list[dat
     y, m = start.year, start.month
     while True:
         ny, nm = (y + 1, 1) if m == 12 else (y, m + 1)
-        last = datetime(ny, nm, 1, tzinfo=timezone.utc) - timedelta(microseconds=1)
+        last = datetime(ny, nm, 1, tzinfo=UTC) - timedelta(microseconds=1)
         out.append(last)
         if last >= end:
             return out

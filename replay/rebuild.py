@@ -9,11 +9,13 @@ live processing when the rules are the same — and the differences when they ar
 (what-if). Stored touchpoint bodies are re-used as they are (personal fields stay sealed),
 so a rebuild needs no key and reveals nothing.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 from uuid import UUID
 
 from engine.clock import FixedClock
@@ -27,12 +29,12 @@ POSITION = "rebuild:source"
 
 @dataclass
 class Step:
-    kind: str                      # "ingest", "timers" or "erase"
-    at: str                        # when it was recorded, live
-    position: int                  # the last source position it covers
-    touchpoints: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # customer_id -> bodies
+    kind: str  # "ingest", "timers" or "erase"
+    at: str  # when it was recorded, live
+    position: int  # the last source position it covers
+    touchpoints: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # customer_id -> bodies
     customer_id: str | None = None
-    shard: tuple[int, int] | None = None   # the live writer's shard of the customers, if sharded
+    shard: tuple[int, int] | None = None  # the live writer's shard of the customers, if sharded
 
 
 def steps(source: Engine, after: int = 0, until: int | None = None) -> Iterator[Step]:
@@ -41,7 +43,7 @@ def steps(source: Engine, after: int = 0, until: int | None = None) -> Iterator[
     batch: Step | None = None
     batch_id: str | None = None
     timers_at: str | None = None
-    sharded: dict[tuple[int, int], str] = {}   # a sharded writer's (k, n) -> time of its last batch
+    sharded: dict[tuple[int, int], str] = {}  # a sharded writer's (k, n) -> time of its last batch
     for position, uuid, topic, body in page(source, 0, None, ()):
         if until is not None and position > until:
             break
@@ -64,13 +66,13 @@ def steps(source: Engine, after: int = 0, until: int | None = None) -> Iterator[
         elif topic in (CHANGE_TOPIC, ACTION_TOPIC):
             at = body["change"]["recorded_at"] if topic == CHANGE_TOPIC else body["action"]["at"]
             if batch is not None and names[uuid] in batch.touchpoints and at == batch.at:
-                batch.position = position          # derived by that ingest: redone with it
+                batch.position = position  # derived by that ingest: redone with it
                 continue
             if batch is not None:
                 yield batch
                 batch = None
             elif at == timers_at:
-                continue                            # the same timer run
+                continue  # the same timer run
             timers_at = at
             yield Step("timers", at, position, shard=_timer_shard(sharded, uuid, at))
         elif topic == ERASED_TOPIC:
@@ -92,19 +94,24 @@ def _timer_shard(sharded: dict[tuple[int, int], str], customer: UUID, at: str) -
 
 
 def apply(target: Engine, step: Step) -> None:
-    clock: FixedClock = target.clock
+    clock = target.clock
+    assert isinstance(clock, FixedClock), "replay() checks it"
     clock.at = datetime.fromisoformat(step.at)
     if step.kind == "ingest":
         stored = step.touchpoints
-        fresh = target.store.journal.known_touchpoints(
-            [b["event_id"] for bodies in stored.values() for b in bodies])
+        fresh = target.store.journal.known_touchpoints([b["event_id"] for bodies in stored.values() for b in bodies])
         todo = {cid: [b for b in bodies if b["event_id"] not in fresh] for cid, bodies in stored.items()}
         todo = {cid: bodies for cid, bodies in todo.items() if bodies}
-        if todo:   # a resumed rebuild may have written this step already
+        if todo:  # a resumed rebuild may have written this step already
             # The same write again, under its own batch id (which says the live writer's shard).
-            target.ingestor.append(list(todo), clock.at, lambda _c, recorded_at, batch, _keys: {
-                cid: [{**b, "recorded_at": recorded_at, "batch": b.get("batch") or batch} for b in bodies]
-                for cid, bodies in todo.items()})
+            target.ingestor.append(
+                list(todo),
+                clock.at,
+                lambda _c, recorded_at, batch, _keys: {
+                    cid: [{**b, "recorded_at": recorded_at, "batch": b.get("batch") or batch} for b in bodies]
+                    for cid, bodies in todo.items()
+                },
+            )
     elif step.kind == "timers":
         target.run_due(shard=step.shard)
     else:

@@ -3,12 +3,14 @@
 The page records its own script errors and how many charts it drew in #report-status, so a
 headless browser (and the test) can tell a page that works from one that merely loads.
 """
+
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -20,8 +22,16 @@ from engine.service import Engine
 from .history import History, load
 from .journeys import Journeys, period_ends
 
-COLORS = {"prospect": "#9aa5b1", "first_buyer": "#4e79a7", "repeat": "#59a14f", "loyal": "#f28e2b",
-          "advocate": "#e15759", "active": "#59a14f", "at_risk": "#edc948", "lapsed": "#b07aa1"}
+COLORS = {
+    "prospect": "#9aa5b1",
+    "first_buyer": "#4e79a7",
+    "repeat": "#59a14f",
+    "loyal": "#f28e2b",
+    "advocate": "#e15759",
+    "active": "#59a14f",
+    "at_risk": "#edc948",
+    "lapsed": "#b07aa1",
+}
 
 GUARD = """<script>window.__errors=[];window.addEventListener('error',function(e){window.__errors.push(String(e.message))});
 window.addEventListener('load',function(){var n=document.querySelectorAll('.js-plotly-plot').length;
@@ -29,84 +39,172 @@ var s=document.getElementById('report-status');s.dataset.errors=window.__errors.
 s.textContent=window.__errors.length?('script errors: '+window.__errors.join('; ')):(n+' charts drawn');});</script>"""
 
 
-def build(engine: Engine, as_of: datetime, months: int = 24, history: History | None = None,
-          progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def build(
+    engine: Engine,
+    as_of: datetime,
+    months: int = 24,
+    history: History | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """`progress` hears how many customers' journeys were worked out (see Journeys)."""
     h = history or load(engine)
     j = Journeys(h, engine.rules, as_of, progress)
     first = min((f.first_seen for _, f in h.customers() if f.first_seen), default=as_of)
     start = max(first, as_of - timedelta(days=31 * months))
-    return {"as_of": iso(as_of), "customers": len(h.facts),
-            "distribution": j.distribution(period_ends(start, as_of)),
-            "transitions": j.transitions(as_of - timedelta(days=90), as_of),
-            "cohorts": j.cohorts(12)[-12:],
-            "time_to_loyal": j.time_to_stage("loyal"), "time_to_repeat": j.time_to_stage("repeat"),
-            "policies": j.policy_outcomes(30)}
+    return {
+        "as_of": iso(as_of),
+        "customers": len(h.facts),
+        "distribution": j.distribution(period_ends(start, as_of)),
+        "transitions": j.transitions(as_of - timedelta(days=90), as_of),
+        "cohorts": j.cohorts(12)[-12:],
+        "time_to_loyal": j.time_to_stage("loyal"),
+        "time_to_repeat": j.time_to_stage("repeat"),
+        "policies": j.policy_outcomes(30),
+    }
 
 
 def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
     dist = data["distribution"]
     x = [d["period_end"][:7] for d in dist]
-    funnel = go.Figure([go.Scatter(x=x, y=[d["stages"][s] for d in dist], name=s, stackgroup="stages",
-                                   line={"color": COLORS[s]}) for s in STAGES])
-    health = go.Figure([go.Scatter(x=x, y=[d["health"][h] for d in dist], name=h, stackgroup="health",
-                                   line={"color": COLORS[h]}) for h in HEALTHS])
+    funnel = go.Figure(
+        [
+            go.Scatter(x=x, y=[d["stages"][s] for d in dist], name=s, stackgroup="stages", line={"color": COLORS[s]})
+            for s in STAGES
+        ]
+    )
+    health = go.Figure(
+        [
+            go.Scatter(x=x, y=[d["health"][h] for d in dist], name=h, stackgroup="health", line={"color": COLORS[h]})
+            for h in HEALTHS
+        ]
+    )
     m = data["transitions"]["matrix"]
     rows = list(m)
-    heat = go.Figure(go.Heatmap(z=[[m[r][c] for c in STAGES] for r in rows], x=list(STAGES), y=rows,
-                                colorscale="Blues", texttemplate="%{z}", hovertemplate="%{y} → %{x}: %{z}"))
-    heat.update_layout(xaxis_title=f"stage on {data['transitions']['to'][:10]}",
-                       yaxis_title=f"stage on {data['transitions']['from'][:10]}", yaxis_autorange="reversed")
-    cohorts = go.Figure([go.Scatter(x=list(range(len(c["retention"]))), y=c["retention"], mode="lines+markers",
-                                    name=f"{c['cohort']} ({c['customers']})") for c in data["cohorts"]])
-    cohorts.update_layout(xaxis_title="months after the first purchase", yaxis_title="share who purchased",
-                          yaxis_tickformat=".0%")
-    two_weeks = {"start": 0, "size": 14}   # the same bins for both, so the bars compare
-    ttl = go.Figure([go.Histogram(x=data["time_to_repeat"]["days"], name="first purchase → repeat", opacity=0.7,
-                                  xbins=two_weeks, marker_color=COLORS["repeat"]),
-                     go.Histogram(x=data["time_to_loyal"]["days"], name="first purchase → loyal", opacity=0.7,
-                                  xbins=two_weeks, marker_color=COLORS["loyal"])])
+    heat = go.Figure(
+        go.Heatmap(
+            z=[[m[r][c] for c in STAGES] for r in rows],
+            x=list(STAGES),
+            y=rows,
+            colorscale="Blues",
+            texttemplate="%{z}",
+            hovertemplate="%{y} → %{x}: %{z}",
+        )
+    )
+    heat.update_layout(
+        xaxis_title=f"stage on {data['transitions']['to'][:10]}",
+        yaxis_title=f"stage on {data['transitions']['from'][:10]}",
+        yaxis_autorange="reversed",
+    )
+    cohorts = go.Figure(
+        [
+            go.Scatter(
+                x=list(range(len(c["retention"]))),
+                y=c["retention"],
+                mode="lines+markers",
+                name=f"{c['cohort']} ({c['customers']})",
+            )
+            for c in data["cohorts"]
+        ]
+    )
+    cohorts.update_layout(
+        xaxis_title="months after the first purchase", yaxis_title="share who purchased", yaxis_tickformat=".0%"
+    )
+    two_weeks = {"start": 0, "size": 14}  # the same bins for both, so the bars compare
+    ttl = go.Figure(
+        [
+            go.Histogram(
+                x=data["time_to_repeat"]["days"],
+                name="first purchase → repeat",
+                opacity=0.7,
+                xbins=two_weeks,
+                marker_color=COLORS["repeat"],
+            ),
+            go.Histogram(
+                x=data["time_to_loyal"]["days"],
+                name="first purchase → loyal",
+                opacity=0.7,
+                xbins=two_weeks,
+                marker_color=COLORS["loyal"],
+            ),
+        ]
+    )
     ttl.update_layout(barmode="overlay", xaxis_title="days", yaxis_title="customers")
     pol = data["policies"]["policies"]
     names = list(pol)
-    outcomes = go.Figure([go.Bar(x=names, y=[pol[p][s] for p in names], name=s)
-                          for s in ("issued", "suppressed", "deferred")])
-    outcomes.add_trace(go.Scatter(x=names, y=[pol[p]["followed"]["issued"]["purchased"] for p in names],
-                                  name="purchased within 30 days (issued)", yaxis="y2", mode="markers",
-                                  marker={"size": 12, "symbol": "diamond"}))
-    outcomes.add_trace(go.Scatter(x=names, y=[pol[p]["followed"]["suppressed"]["purchased"] for p in names],
-                                  name="purchased within 30 days (suppressed)", yaxis="y2", mode="markers",
-                                  marker={"size": 12, "symbol": "x"}))
-    outcomes.update_layout(barmode="stack", yaxis_title="decisions",
-                           yaxis2={"overlaying": "y", "side": "right", "tickformat": ".0%", "range": [0, 1]})
-    return [("Funnel over time", "customers per stage at each month's end (corrected history)", funnel),
-            ("Health over time", "customers with a purchase, by health, at each month's end", health),
-            ("Transitions in the last 90 days", "where customers were, and where they are now", heat),
-            ("Retention by acquisition cohort", "share of each month's new buyers who purchased again", cohorts),
-            ("Time to stage", "days from the first purchase to becoming repeat and loyal", ttl),
-            ("Policy outcomes", "decisions by status; markers: share who purchased within 30 days", outcomes)]
+    outcomes = go.Figure(
+        [go.Bar(x=names, y=[pol[p][s] for p in names], name=s) for s in ("issued", "suppressed", "deferred")]
+    )
+    outcomes.add_trace(
+        go.Scatter(
+            x=names,
+            y=[pol[p]["followed"]["issued"]["purchased"] for p in names],
+            name="purchased within 30 days (issued)",
+            yaxis="y2",
+            mode="markers",
+            marker={"size": 12, "symbol": "diamond"},
+        )
+    )
+    outcomes.add_trace(
+        go.Scatter(
+            x=names,
+            y=[pol[p]["followed"]["suppressed"]["purchased"] for p in names],
+            name="purchased within 30 days (suppressed)",
+            yaxis="y2",
+            mode="markers",
+            marker={"size": 12, "symbol": "x"},
+        )
+    )
+    outcomes.update_layout(
+        barmode="stack",
+        yaxis_title="decisions",
+        yaxis2={"overlaying": "y", "side": "right", "tickformat": ".0%", "range": [0, 1]},
+    )
+    return [
+        ("Funnel over time", "customers per stage at each month's end (corrected history)", funnel),
+        ("Health over time", "customers with a purchase, by health, at each month's end", health),
+        ("Transitions in the last 90 days", "where customers were, and where they are now", heat),
+        ("Retention by acquisition cohort", "share of each month's new buyers who purchased again", cohorts),
+        ("Time to stage", "days from the first purchase to becoming repeat and loyal", ttl),
+        ("Policy outcomes", "decisions by status; markers: share who purchased within 30 days", outcomes),
+    ]
 
 
 def render(data: dict[str, Any]) -> str:
     parts = []
     for title, caption, fig in figures(data):
-        fig.update_layout(height=420, margin={"l": 60, "r": 40, "t": 30, "b": 50}, template="plotly_white",
-                          legend={"orientation": "h", "y": -0.2})
-        parts.append(f"<section><h2>{html.escape(title)}</h2><p>{html.escape(caption)}</p>"
-                     f"{fig.to_html(full_html=False, include_plotlyjs=False)}</section>")
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Customer journeys — {data['as_of'][:10]}</title>
+        fig.update_layout(
+            height=420,
+            margin={"l": 60, "r": 40, "t": 30, "b": 50},
+            template="plotly_white",
+            legend={"orientation": "h", "y": -0.2},
+        )
+        parts.append(
+            f"<section><h2>{html.escape(title)}</h2><p>{html.escape(caption)}</p>"
+            f"{fig.to_html(full_html=False, include_plotlyjs=False)}</section>"
+        )
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Customer journeys — {data["as_of"][:10]}</title>
 {GUARD}<script>{get_plotlyjs()}</script>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 section{{margin:2.5em 0}}h2{{margin-bottom:.2em}}p{{color:#666;margin-top:0}}#report-status{{color:#999;font-size:.8em}}</style>
 </head><body><h1>Customer journeys</h1>
-<p>{data['customers']:,} customers, as of {data['as_of'][:16]}Z. Generated by <code>journey report</code> from the
-event store; every figure is recomputed from the history.</p>{''.join(parts)}
+<p>{data["customers"]:,} customers, as of {data["as_of"][:16]}Z. Generated by <code>journey report</code> from the
+event store; every figure is recomputed from the history.</p>{"".join(parts)}
 <div id="report-status" data-errors="" data-charts=""></div></body></html>"""
 
 
-def write_report(engine: Engine, out: Path, as_of: datetime, history: History | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def write_report(
+    engine: Engine,
+    out: Path,
+    as_of: datetime,
+    history: History | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     data = build(engine, as_of, history=history, progress=progress)
     out.write_text(render(data), encoding="utf-8")
-    return {"out": str(out), "as_of": data["as_of"], "customers": data["customers"], "charts": 6,
-            "bytes": out.stat().st_size}
+    return {
+        "out": str(out),
+        "as_of": data["as_of"],
+        "customers": data["customers"],
+        "charts": 6,
+        "bytes": out.stat().st_size,
+    }

@@ -9,12 +9,14 @@ id names the lifecycle change that fired it, and a change id counts the customer
 a rule that adds one stage change early in a history renames every later trigger of that
 customer without changing what anyone is sent.
 """
+
 from __future__ import annotations
 
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from engine.clock import FixedClock, iso
 from engine.config import Config
@@ -32,27 +34,33 @@ STATUSES = ("issued", "deferred", "suppressed")
 
 class Decision(NamedTuple):
     """A decision as its customer gets it (the first six fields), and when it was taken."""
+
     customer_id: str
     policy: str
     action: str
     channel: str
     status: str
-    at: str            # when it reached, or would reach, the customer
-    decided_at: str    # its first record: when its trigger was acted on
+    at: str  # when it reached, or would reach, the customer
+    decided_at: str  # its first record: when its trigger was acted on
 
     @property
     def experience(self) -> tuple[str, ...]:
         return self[:6]
 
 
-def whatif(live: Engine, alternative: Config, as_of: datetime, history: History | None = None,
-           on_step: Callable[[Any], None] | None = None,
-           on_customers: Callable[[int], None] | None = None) -> dict[str, Any]:
+def whatif(
+    live: Engine,
+    alternative: Config,
+    as_of: datetime,
+    history: History | None = None,
+    on_step: Callable[[Any], None] | None = None,
+    on_customers: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """`on_step` sees each step the sandbox replays; `on_customers` hears how many customers'
     stages were evaluated (both for progress bars)."""
     h = history or load(live)
     moves: Counter = Counter()
-    sample = []
+    sample: list[dict[str, Any]] = []
     customers = 0
     for cid, facts in counted(sorted(h.customers()), on_customers):
         a = evaluate(facts, as_of, live.rules)
@@ -63,27 +71,39 @@ def whatif(live: Engine, alternative: Config, as_of: datetime, history: History 
         if (a.stage, a.health) != (b.stage, b.health):
             moves[(a.stage, b.stage, a.health, b.health)] += 1
             if len(sample) < SAMPLE:
-                sample.append({"customer_id": cid, "stage": [a.stage, b.stage], "health": [a.health, b.health],
-                               "reason": b.stage_reason})
-    stage_moves = Counter()
+                sample.append(
+                    {
+                        "customer_id": cid,
+                        "stage": [a.stage, b.stage],
+                        "health": [a.health, b.health],
+                        "reason": b.stage_reason,
+                    }
+                )
+    stage_moves: Counter[str] = Counter()
     for (s0, s1, _, _), n in moves.items():
         if s0 != s1:
             stage_moves[f"{s0}->{s1}"] += n
     policies = {p.name for p in (*live.config.policies, *alternative.policies)}
     alt_actions = _alternative_actions(live, alternative, as_of, on_step)
-    return {"as_of": iso(as_of), "customers": customers,
-            "changed": sum(n for (s0, s1, _, _), n in moves.items() if s0 != s1),
-            "health_changed": sum(n for (_, _, h0, h1), n in moves.items() if h0 != h1),
-            "by_transition": dict(stage_moves.most_common()), "sample": sample,
-            "actions": compare(decisions(h.actions, as_of), decisions(alt_actions, as_of), policies),
-            "rules": {"live": live.rules.rules_version, "alternative": alternative.lifecycle.rules_version}}
+    return {
+        "as_of": iso(as_of),
+        "customers": customers,
+        "changed": sum(n for (s0, s1, _, _), n in moves.items() if s0 != s1),
+        "health_changed": sum(n for (_, _, h0, h1), n in moves.items() if h0 != h1),
+        "by_transition": dict(stage_moves.most_common()),
+        "sample": sample,
+        "actions": compare(decisions(h.actions, as_of), decisions(alt_actions, as_of), policies),
+        "rules": {"live": live.rules.rules_version, "alternative": alternative.lifecycle.rules_version},
+    }
 
 
-def _alternative_actions(live: Engine, alternative: Config, as_of: datetime,
-                         on_step: Callable[[Any], None] | None) -> list[dict[str, Any]]:
+def _alternative_actions(
+    live: Engine, alternative: Config, as_of: datetime, on_step: Callable[[Any], None] | None
+) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="journey-whatif-") as tmp:
-        config = alternative.model_copy(update={"data_dir": tmp, "store": alternative.store.model_copy(
-            update={"backend": "sqlite"})})
+        config = alternative.model_copy(
+            update={"data_dir": tmp, "store": alternative.store.model_copy(update={"backend": "sqlite"})}
+        )
         with Engine(config, FixedClock(as_of)) as sandbox:
             rebuild(live, sandbox, on_step=on_step)
             return sandbox.actions(limit=10**9)
@@ -100,13 +120,23 @@ def decisions(actions: Iterable[dict[str, Any]], as_of: datetime) -> list[Decisi
         if a["at"] <= cutoff:
             first.setdefault(a["action_id"], a["at"])
             latest[a["action_id"]] = a
-    return [Decision(a["customer_id"], a["policy"], a["action"], a["channel"], a["status"],
-                     (a["status"] == "deferred" and a["release_at"]) or a["at"], first[aid])
-            for aid, a in latest.items()]
+    return [
+        Decision(
+            a["customer_id"],
+            a["policy"],
+            a["action"],
+            a["channel"],
+            a["status"],
+            (a["status"] == "deferred" and a["release_at"]) or a["at"],
+            first[aid],
+        )
+        for aid, a in latest.items()
+    ]
 
 
-def pair(live: list[Decision], alternative: list[Decision]) -> tuple[
-        list[tuple[Decision, Decision]], list[tuple[Decision, Decision]], list[Decision], list[Decision]]:
+def pair(
+    live: list[Decision], alternative: list[Decision]
+) -> tuple[list[tuple[Decision, Decision]], list[tuple[Decision, Decision]], list[Decision], list[Decision]]:
     """(same, changed, removed, added), matched in three rounds, each on what the earlier left:
     1. same: equal in all the customer would experience (customer, policy, action, channel,
        status, time), whatever their trigger and action ids;
@@ -117,15 +147,15 @@ def pair(live: list[Decision], alternative: list[Decision]) -> tuple[
        is the alternative's number of decisions minus the live one.
     Ties pair in order of time and content, so the answer does not depend on the feeds' order."""
     order = lambda d: (d.decided_at, d)  # noqa: E731
-    same, live_left, alt_left = _match(sorted(live, key=order), sorted(alternative, key=order),
-                                       lambda d: d.experience)
+    same, live_left, alt_left = _match(sorted(live, key=order), sorted(alternative, key=order), lambda d: d.experience)
     together, live_left, alt_left = _match(live_left, alt_left, lambda d: (d.customer_id, d.policy, d.decided_at))
     moved, removed, added = _match(live_left, alt_left, lambda d: (d.customer_id, d.policy))
     return same, sorted(together + moved, key=lambda p: order(p[0])), removed, added
 
 
-def _match(left: list[Decision], right: list[Decision], key: Callable[[Decision], Any]) -> tuple[
-        list[tuple[Decision, Decision]], list[Decision], list[Decision]]:
+def _match(
+    left: list[Decision], right: list[Decision], key: Callable[[Decision], Any]
+) -> tuple[list[tuple[Decision, Decision]], list[Decision], list[Decision]]:
     """Pairs of equal keys, in the given order, and what is left on either side."""
     waiting: dict[Any, list[Decision]] = defaultdict(list)
     for d in right:
@@ -153,9 +183,16 @@ def compare(live: list[Decision], alternative: list[Decision], policies: Iterabl
     for a, _ in same:
         rows[a.policy]["same"] += 1
     for a, b in changed:
-        _note(rows[a.policy], "changed", {"customer_id": a.customer_id, "live": _seen(a), "alternative": _seen(b),
-                                          "differs": [f for f in ("status", "action", "channel", "at")
-                                                      if getattr(a, f) != getattr(b, f)]})
+        _note(
+            rows[a.policy],
+            "changed",
+            {
+                "customer_id": a.customer_id,
+                "live": _seen(a),
+                "alternative": _seen(b),
+                "differs": [f for f in ("status", "action", "channel", "at") if getattr(a, f) != getattr(b, f)],
+            },
+        )
     for d in removed:
         _note(rows[d.policy], "removed", {"customer_id": d.customer_id, "live": _seen(d)})
     for d in added:
@@ -166,9 +203,16 @@ def compare(live: list[Decision], alternative: list[Decision], policies: Iterabl
 
 
 def _row() -> dict[str, Any]:
-    return {"live": dict.fromkeys(STATUSES, 0), "alternative": dict.fromkeys(STATUSES, 0), "same": 0,
-            "added": 0, "removed": 0, "changed": 0, "differ": 0,
-            "examples": {"added": [], "removed": [], "changed": []}}
+    return {
+        "live": dict.fromkeys(STATUSES, 0),
+        "alternative": dict.fromkeys(STATUSES, 0),
+        "same": 0,
+        "added": 0,
+        "removed": 0,
+        "changed": 0,
+        "differ": 0,
+        "examples": {"added": [], "removed": [], "changed": []},
+    }
 
 
 def _note(row: dict[str, Any], kind: str, example: dict[str, Any]) -> None:

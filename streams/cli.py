@@ -2,23 +2,24 @@
 engine's CLI never imports streams/: `journey worker`, `journey relay`, `journey readmodel`; and
 what `journey customer ID --from-redis` and `journey demo --streaming` do (the `journey.views` and
 `journey.demos` entry points: the options are the core commands' own)."""
+
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 from redis.asyncio import Redis
 
-from engine.config import Config
-
 from engine.cli import common, config_of, emit, open_engine, say
+from engine.config import Config
 
 from . import readmodel
 from .topology import Topology
 
-RELAY_IDLE = 0.05   # seconds a separate relay waits, once caught up, before looking at the store again
+RELAY_IDLE = 0.05  # seconds a separate relay waits, once caught up, before looking at the store again
 
 
 def with_engine_and_redis(config_path: str | None, work: Any) -> Any:
@@ -46,10 +47,11 @@ def worker(no_relays: bool, app_id: str, loglevel: str, config_path: str | None,
     import faust
 
     from .worker import build_app
+
     config = config_of(config_path)
     engine = open_engine(config, create=True)
     app = build_app(config, engine, app_id=app_id, relays=not no_relays)
-    sys.argv = [sys.argv[0], "worker"]          # faust reads its own command line
+    sys.argv = [sys.argv[0], "worker"]  # faust reads its own command line
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
@@ -71,7 +73,7 @@ def relay(once: bool, config_path: str | None, as_json: bool) -> None:
             finally:
                 await outbox.stop()
 
-        async def loop(step: Any) -> None:   # the feeds and the read model go at their own pace
+        async def loop(step: Any) -> None:  # the feeds and the read model go at their own pace
             while True:
                 if not await step():
                     await asyncio.sleep(RELAY_IDLE)
@@ -91,6 +93,7 @@ def relay(once: bool, config_path: str | None, as_json: bool) -> None:
 @common
 def readmodel_cmd(rebuild: bool, config_path: str | None, as_json: bool) -> None:
     """Bring the Redis read model up to date with the store (or rebuild it)."""
+
     async def run(engine, config, redis) -> int:
         topo = Topology.of(config)
         return await (readmodel.rebuild if rebuild else readmodel.catch_up)(engine, redis, topo)
@@ -101,12 +104,14 @@ def readmodel_cmd(rebuild: bool, config_path: str | None, as_json: bool) -> None
 
 def redis_view(config: Config, customer_id: str) -> dict | None:
     """`journey customer ID --from-redis`: the customer's row of the Redis read model, or None."""
+
     async def run() -> dict | None:
         redis = Redis.from_url(config.redis.url)
         try:
             return await readmodel.lookup(redis, Topology.of(config), customer_id)
         finally:
             await redis.aclose()
+
     return asyncio.run(run())
 
 
@@ -114,12 +119,14 @@ def streaming_demo(config: Config, customers: int, seed: int, say_: Callable[...
     """`journey demo --streaming`: the pipeline on throwaway local servers; prints as it goes
     unless `say_` is None (--json), and returns the summary."""
     from .demo import run_streaming_demo
+
     result = run_streaming_demo(config, customers, seed, say_ or (lambda _: None))
     if say_ is not None:
         say_()
-        say_(f"{result['kafka']:,} stage changes on Kafka and {result['redis']:,} on the Redis stream "
-             f"({result['actions_on_redis']:,} actions) in {result['seconds']} s; the latest:")
+        say_(
+            f"{result['kafka']:,} stage changes on Kafka and {result['redis']:,} on the Redis stream "
+            f"({result['actions_on_redis']:,} actions) in {result['seconds']} s; the latest:"
+        )
         for line in result["sample"]:
             say_("  " + line)
     return result
-

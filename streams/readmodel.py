@@ -4,6 +4,7 @@ It follows every customer event in the store from a position kept in Redis; the 
 the customers touched by a batch and the new position are written in one MULTI/EXEC, so the
 model is always some exact prefix of the store's history. `rebuild` starts it from scratch.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,12 +31,23 @@ def summaries(engine: Engine, customers: set[UUID]) -> list[tuple[str, dict[str,
     out = []
     for customer in engine.store.customers(customers, cached=False).values():
         v = queries.summary(customer, now, engine.rules)
-        out.append((v["customer_id"], {
-            "customer_id": v["customer_id"], "stage": v["stage"] or "", "health": v["health"] or "",
-            "purchases": str(v["purchases"]), "revenue": orjson.dumps(v["revenue"]).decode(), "last_purchase": v["last_purchase"] or "",
-            "open_complaint": "1" if v["open_complaints"] else "0",
-            "overdue_invoice": "1" if v["overdue_invoices"] else "0",
-            "consent": orjson.dumps(v["consent"]).decode(), "erased": "1" if v["erased"] else "0"}))
+        out.append(
+            (
+                v["customer_id"],
+                {
+                    "customer_id": v["customer_id"],
+                    "stage": v["stage"] or "",
+                    "health": v["health"] or "",
+                    "purchases": str(v["purchases"]),
+                    "revenue": orjson.dumps(v["revenue"]).decode(),
+                    "last_purchase": v["last_purchase"] or "",
+                    "open_complaint": "1" if v["open_complaints"] else "0",
+                    "overdue_invoice": "1" if v["overdue_invoices"] else "0",
+                    "consent": orjson.dumps(v["consent"]).decode(),
+                    "erased": "1" if v["erased"] else "0",
+                },
+            )
+        )
     return out
 
 
@@ -62,7 +74,9 @@ async def update(engine: Engine, redis: Redis, topo: Topology, batch: int = BATC
             for row in rows:
                 key = topo.key("customer", row[0])
                 pipe.delete(key)
-                pipe.hset(key, mapping=row[1])
+                # redis-py types the mapping Mapping[FieldT, EncodableT], whose key type is invariant:
+                # a dict[str, str] does not fit it, though str is a FieldT.
+                pipe.hset(key, mapping=row[1])  # type: ignore[arg-type]
             pipe.set(position_key, last)
             await pipe.execute()
         except WatchError:
@@ -87,14 +101,26 @@ async def rebuild(engine: Engine, redis: Redis, topo: Topology) -> int:
     return await catch_up(engine, redis, topo)
 
 
+def _text(reply: bytes | str) -> str:
+    """A reply as text: bytes from a client without decode_responses, str from one with it."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
 async def lookup(redis: Redis, topo: Topology, customer_id: str) -> dict[str, Any] | None:
     """What a service calls at a touchpoint: the customer's stage, health and flags, or None."""
     raw = await redis.hgetall(topo.key("customer", customer_id))
     if not raw:
         return None
-    row = {k.decode(): v.decode() for k, v in raw.items()}
-    return {**row, "purchases": int(row["purchases"]), "revenue": orjson.loads(row["revenue"]),
-            "open_complaint": row["open_complaint"] == "1", "overdue_invoice": row["overdue_invoice"] == "1",
-            "consent": orjson.loads(row["consent"]), "erased": row["erased"] == "1",
-            "stage": row["stage"] or None, "health": row["health"] or None,
-            "last_purchase": row["last_purchase"] or None}
+    row = {_text(k): _text(v) for k, v in raw.items()}
+    return {
+        **row,
+        "purchases": int(row["purchases"]),
+        "revenue": orjson.loads(row["revenue"]),
+        "open_complaint": row["open_complaint"] == "1",
+        "overdue_invoice": row["overdue_invoice"] == "1",
+        "consent": orjson.loads(row["consent"]),
+        "erased": row["erased"] == "1",
+        "stage": row["stage"] or None,
+        "health": row["health"] or None,
+        "last_purchase": row["last_purchase"] or None,
+    }

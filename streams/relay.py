@@ -8,6 +8,7 @@ itself, one batch at a time, and records its position in the store after the bat
 acknowledged. After a crash it reads the last message of every partition and resumes each
 partition after the last position found there: no gap and no duplicate id.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,18 +20,24 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
 
 from engine.queries import facts_page
 from engine.service import Engine
 
 from .topology import FEEDS, Topology, fact_id
 
-BATCH = 2000    # facts per relay round: one position write and one round trip each
+BATCH = 2000  # facts per relay round: one position write and one round trip each
 
 
-def entry(position: int, feed: str, fact: dict[str, Any]) -> dict[str, Any]:
-    return {"position": position, "feed": feed, "id": fact_id(feed, fact), "customer_id": fact["customer_id"],
-            "fact": orjson.dumps(fact)}
+def entry(position: int, feed: str, fact: dict[str, Any]) -> dict[FieldT, EncodableT]:
+    return {
+        "position": position,
+        "feed": feed,
+        "id": fact_id(feed, fact),
+        "customer_id": fact["customer_id"],
+        "fact": orjson.dumps(fact),
+    }
 
 
 async def relay_redis(engine: Engine, redis: Redis, topo: Topology, batch: int = BATCH) -> int:
@@ -75,7 +82,7 @@ class KafkaRelay:
     def __init__(self, engine: Engine, bootstrap: str, topo: Topology):
         self.engine, self.bootstrap, self.topo = engine, bootstrap, topo
         self.producer: AIOKafkaProducer | None = None
-        self.published: dict[tuple[str, int], int] = {}   # (feed, partition) -> last position there
+        self.published: dict[tuple[str, int], int] = {}  # (feed, partition) -> last position there
         self.position = 0
 
     async def start(self) -> None:
@@ -102,7 +109,7 @@ class KafkaRelay:
             ends = await consumer.end_offsets(parts)
             last: dict[tuple[str, int], int] = {}
             for tp in parts:
-                feed = tp.topic[len(self.topo.topic_prefix) + 1:]
+                feed = tp.topic[len(self.topo.topic_prefix) + 1 :]
                 last[(feed, tp.partition)] = 0
                 if ends[tp] == 0:
                     continue
@@ -125,9 +132,15 @@ class KafkaRelay:
             if pos <= self.published.get((feed, partition), 0):
                 continue  # already there before a crash
             headers = [("position", str(pos).encode()), ("fact_id", fact_id(feed, fact).encode())]
-            sent.append(await self.producer.send(self.topo.topic(feed), orjson.dumps(fact),
-                                                 key=fact["customer_id"].encode(), partition=partition,
-                                                 headers=headers))
+            sent.append(
+                await self.producer.send(
+                    self.topo.topic(feed),
+                    orjson.dumps(fact),
+                    key=fact["customer_id"].encode(),
+                    partition=partition,
+                    headers=headers,
+                )
+            )
             self.published[(feed, partition)] = pos
         await asyncio.gather(*sent)
         self.position = facts[-1][0]

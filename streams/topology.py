@@ -1,4 +1,5 @@
 """Names of the topics, streams and keys the streaming edge uses, and how facts are partitioned."""
+
 from __future__ import annotations
 
 import zlib
@@ -18,8 +19,7 @@ class Topology:
 
     @classmethod
     def of(cls, config: Config) -> Topology:
-        return cls(config.kafka.topic_prefix, config.kafka.partitions, config.redis.prefix,
-                   config.redis.stream_maxlen)
+        return cls(config.kafka.topic_prefix, config.kafka.partitions, config.redis.prefix, config.redis.stream_maxlen)
 
     @property
     def touchpoints(self) -> str:

@@ -6,9 +6,11 @@ reason and original bytes before the batch is acknowledged. Kafka delivers at le
 idempotent appends make the effect exactly once. The leader (one worker of the group, chosen
 by faust) also runs the timers, the relays and the Redis read model.
 """
+
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -38,7 +40,7 @@ class Outbox:
         self.redis = Redis.from_url(config.redis.url)
         self.kafka = KafkaRelay(engine, config.kafka.bootstrap_servers, topo)
         self.started = False
-        self.wake = asyncio.Event()   # set after each ingested batch: the feeds have news
+        self.wake = asyncio.Event()  # set after each ingested batch: the feeds have news
 
     async def feeds(self) -> int:
         """Run the due timers, then relay both feeds until caught up; returns what moved."""
@@ -63,8 +65,8 @@ class Outbox:
         await self.redis.aclose()
 
 
-READ_MODEL_STEP = 2000     # events of the log per read-model step
-IDLE = 0.1                 # seconds the leader waits for news before looking anyway
+READ_MODEL_STEP = 2000  # events of the log per read-model step
+IDLE = 0.1  # seconds the leader waits for news before looking anyway
 
 
 def _fetch_wait(ms: int) -> None:
@@ -74,16 +76,21 @@ def _fetch_wait(ms: int) -> None:
     (measured: p50 395 ms at 1,500, 4 ms at 50). With Apache Kafka a fetch returns as soon as data
     arrives, and a short wait only adds idle fetches."""
     from faust.transport.drivers import aiokafka as driver
-    create = getattr(driver.AIOKafkaConsumerThread._create_worker_consumer, "__wrapped__",
-                     driver.AIOKafkaConsumerThread._create_worker_consumer)
 
+    create = getattr(
+        driver.AIOKafkaConsumerThread._create_worker_consumer,
+        "__wrapped__",
+        driver.AIOKafkaConsumerThread._create_worker_consumer,
+    )
+
+    @functools.wraps(create)  # __wrapped__ keeps faust's own, which the next app's patch wraps
     def create_with_wait(self: Any, transport: Any) -> Any:
         consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = ms   # read when the consumer starts its fetcher
+        consumer._fetch_max_wait_ms = ms  # read when the consumer starts its fetcher
         return consumer
 
-    create_with_wait.__wrapped__ = create  # type: ignore[attr-defined]
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create_with_wait
+    # A patch of faust's method, deliberately: mypy rightly flags assigning to a method.
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create_with_wait  # type: ignore[method-assign]
 
 
 def dead_letter_key(message: Any) -> bytes:
@@ -116,14 +123,22 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
     topo = Topology.of(config)
     _fetch_wait(config.kafka.fetch_max_wait_ms)
     app = faust.App(
-        app_id, broker=f"kafka://{config.kafka.bootstrap_servers}", value_serializer="raw",
-        topic_partitions=config.kafka.partitions, store="memory://", web_enabled=False,
+        app_id,
+        broker=f"kafka://{config.kafka.bootstrap_servers}",
+        value_serializer="raw",
+        topic_partitions=config.kafka.partitions,
+        store="memory://",
+        web_enabled=False,
         # Faust keeps a data directory (default: "<app id>-data" in the working directory): the
         # engine's own data directory holds it, so no run leaves folders where it was started.
         datadir=str(private_dir(config.data_path) / f"faust-{app_id}"),
         # Without these every group join waits 30-60 s on this broker.
-        broker_session_timeout=6, broker_rebalance_timeout=6, broker_heartbeat_interval=1,
-        producer_acks=-1, topic_allow_declare=True)
+        broker_session_timeout=6,
+        broker_rebalance_timeout=6,
+        broker_heartbeat_interval=1,
+        producer_acks=-1,
+        topic_allow_declare=True,
+    )
     touchpoints = app.topic(topo.touchpoints, value_serializer="raw", partitions=config.kafka.partitions)
     dead_letter = app.topic(topo.dead_letter, value_serializer="raw", partitions=config.kafka.partitions)
     writing = asyncio.Lock()
@@ -142,15 +157,27 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
             outbox.wake.set()
             for r in report.rejections:
                 original = events[r.record - 1].message
-                await dead_letter.send(key=dead_letter_key(original), value=values[r.record - 1], headers={
-                    "reason": r.message().encode(), "field": r.field.encode(),
-                    "source_key": original.key or b"",
-                    "source_partition": str(original.partition).encode(),
-                    "source_offset": str(original.offset).encode()})
-            log.info("batch of %d in %.3f s (%.3f s waiting for the writer): %s", len(values),
-                     time.perf_counter() - began, began - asked, report.summary())
+                await dead_letter.send(
+                    key=dead_letter_key(original),
+                    value=values[r.record - 1],
+                    headers={
+                        "reason": r.message().encode(),
+                        "field": r.field.encode(),
+                        "source_key": original.key or b"",
+                        "source_partition": str(original.partition).encode(),
+                        "source_offset": str(original.offset).encode(),
+                    },
+                )
+            log.info(
+                "batch of %d in %.3f s (%.3f s waiting for the writer): %s",
+                len(values),
+                time.perf_counter() - began,
+                began - asked,
+                report.summary(),
+            )
 
     if relays:
+
         @app.task
         async def feeds() -> None:
             # Woken by this process's ingest (latency: a batch's facts go out at once), else every
@@ -162,7 +189,7 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
                         began = time.perf_counter()
                         if moved := await outbox.feeds():
                             log.info("relayed %d facts in %.3f s", moved, time.perf_counter() - began)
-                    except INFRASTRUCTURE as e:   # the store or a server away for a while: expected, no trace
+                    except INFRASTRUCTURE as e:  # the store or a server away for a while: expected, no trace
                         log.error("relaying the feeds failed (%r); trying again", e)
                         await asyncio.sleep(1)
                     except Exception:  # noqa: BLE001 - positions are tracked: the next round resumes
@@ -175,12 +202,11 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
 
         @app.timer(IDLE, on_leader=True)
         async def read_model() -> None:
-            while await outbox.read_model():   # until caught up, then wait for the next tick
+            while await outbox.read_model():  # until caught up, then wait for the next tick
                 pass
 
     @app.on_before_shutdown.connect
     async def _closed(*_: Any, **__: Any) -> None:
         await outbox.stop()
 
-    app.outbox = outbox  # type: ignore[attr-defined]
     return app

@@ -4,12 +4,13 @@ PostgreSQL comes from PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE when set, else 
 local server at 127.0.0.1:5432 (database `test`). Without a server the PostgreSQL tests
 skip on a developer machine; on CI (CI=true) they fail instead, so they can't silently vanish.
 """
+
 from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -22,17 +23,23 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 def pg_settings(schema: str) -> PostgresSettings:
     return PostgresSettings(
-        host=os.environ.get("PGHOST", "127.0.0.1"), port=int(os.environ.get("PGPORT", "5432")),
-        user=os.environ.get("PGUSER", "postgres"), password=os.environ.get("PGPASSWORD", ""),
-        dbname=os.environ.get("PGDATABASE", "test"), schema=schema)
+        host=os.environ.get("PGHOST", "127.0.0.1"),
+        port=int(os.environ.get("PGPORT", "5432")),
+        user=os.environ.get("PGUSER", "postgres"),
+        password=os.environ.get("PGPASSWORD", ""),
+        dbname=os.environ.get("PGDATABASE", "test"),
+        schema=schema,
+    )
 
 
 def pg_available() -> str | None:
     import psycopg
+
     s = pg_settings("public")
     try:
-        psycopg.connect(host=s.host, port=s.port, user=s.user, password=s.password or None,
-                        dbname=s.dbname, connect_timeout=3).close()
+        psycopg.connect(
+            host=s.host, port=s.port, user=s.user, password=s.password or None, dbname=s.dbname, connect_timeout=3
+        ).close()
         return None
     except Exception as e:  # noqa: BLE001 - any failure means "no server here"
         return str(e)
@@ -81,13 +88,16 @@ def pg_config(tmp_path):
             pytest.fail(f"PostgreSQL is required on CI but not reachable: {problem}")
         pytest.skip(f"no PostgreSQL server: {problem}")
     schema = f"journey_test_{uuid.uuid4().hex[:12]}"
-    config = Config(data_dir=str(tmp_path / "var"),
-                    store=StoreSettings(backend="postgres", postgres=pg_settings(schema)))
+    config = Config(
+        data_dir=str(tmp_path / "var"), store=StoreSettings(backend="postgres", postgres=pg_settings(schema))
+    )
     yield config
     import psycopg
+
     s = config.store.postgres
-    with psycopg.connect(host=s.host, port=s.port, user=s.user, password=s.password or None,
-                         dbname=s.dbname, autocommit=True) as conn:
+    with psycopg.connect(
+        host=s.host, port=s.port, user=s.user, password=s.password or None, dbname=s.dbname, autocommit=True
+    ) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
@@ -109,6 +119,7 @@ def engine(config, clock):
 def kafka_bootstrap():
     """KAFKA_BOOTSTRAP_SERVERS when given, else a throwaway Tansu broker for the session."""
     from streams.local import env_or, tansu_broker
+
     if env_or("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
@@ -120,6 +131,7 @@ def kafka_bootstrap():
 def redis_url():
     """REDIS_URL when given, else a throwaway redis-server for the session."""
     from streams.local import env_or, redis_server
+
     if env_or("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
@@ -131,13 +143,18 @@ def redis_url():
 def stream_config(tmp_path, kafka_bootstrap, redis_url) -> Config:
     """A config whose topics and Redis keys belong to this test alone; its Redis keys are removed after."""
     from engine.config import KafkaSettings, RedisSettings
+
     tag = uuid.uuid4().hex[:10]
-    config = Config(data_dir=str(tmp_path / "var"),
-                    kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{tag}", partitions=3,
-                                        batch_seconds=0.05),
-                    redis=RedisSettings(url=redis_url, prefix=f"test:{tag}"))
+    config = Config(
+        data_dir=str(tmp_path / "var"),
+        kafka=KafkaSettings(
+            bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{tag}", partitions=3, batch_seconds=0.05
+        ),
+        redis=RedisSettings(url=redis_url, prefix=f"test:{tag}"),
+    )
     yield config
     import redis
+
     r = redis.Redis.from_url(redis_url)
     for key in r.scan_iter(match=f"test:{tag}:*"):
         r.delete(key)

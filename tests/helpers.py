@@ -1,4 +1,5 @@
 """Small builders for touchpoint records in tests."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -11,14 +12,30 @@ def day(n: float) -> datetime:
     return T0 + timedelta(days=n)
 
 
-def tp(event_id: str, kind: str, at: datetime, customer: str = "c1", channel: str = "web",
-       traits: dict | None = None, **properties: Any) -> dict[str, Any]:
-    return {"event_id": event_id, "customer_id": customer, "kind": kind, "occurred_at": at.isoformat(),
-            "channel": channel, "source": "test", "properties": properties, "traits": traits}
+def tp(
+    event_id: str,
+    kind: str,
+    at: datetime,
+    customer: str = "c1",
+    channel: str = "web",
+    traits: dict | None = None,
+    **properties: Any,
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "customer_id": customer,
+        "kind": kind,
+        "occurred_at": at.isoformat(),
+        "channel": channel,
+        "source": "test",
+        "properties": properties,
+        "traits": traits,
+    }
 
 
-def order(event_id: str, at: datetime, order_id: str | None = None, amount: float = 10.0, currency: str = "EUR",
-          **kw: Any) -> dict:
+def order(
+    event_id: str, at: datetime, order_id: str | None = None, amount: float = 10.0, currency: str = "EUR", **kw: Any
+) -> dict:
     return tp(event_id, "order.placed", at, order_id=order_id or event_id, amount=amount, currency=currency, **kw)
 
 

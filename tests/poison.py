@@ -1,5 +1,6 @@
 """Poison records (each once crashed `journey ingest` or stalled a worker) and valid ones at the
 edges of the limits, mixed into a stream of ordinary touchpoints."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,15 @@ AT = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def record(event_id: str, **changes: Any) -> dict[str, Any]:
-    base = {"event_id": event_id, "customer_id": "poisoned", "kind": "page.viewed",
-            "occurred_at": "2026-03-01T12:00:00+01:00", "channel": "web", "source": "test", "properties": {}}
+    base = {
+        "event_id": event_id,
+        "customer_id": "poisoned",
+        "kind": "page.viewed",
+        "occurred_at": "2026-03-01T12:00:00+01:00",
+        "channel": "web",
+        "source": "test",
+        "properties": {},
+    }
     return {**base, **changes}
 
 
@@ -36,8 +44,11 @@ ORDER = {"order_id": "p-1", "amount": 10.0, "currency": "EUR"}
 POISON: list[tuple[bytes, str, str]] = [
     (line(record("p-deep-props", properties=nested(253))), "properties", "nested deeper than 16"),
     (line(record("p-deep-traits", traits=nested(300))), "traits", "nested deeper than 16"),
-    (line(record("p-deep-order", kind="order.placed", properties={**ORDER, "x": nested(250)})),
-     "properties.x", "nested deeper"),
+    (
+        line(record("p-deep-order", kind="order.placed", properties={**ORDER, "x": nested(250)})),
+        "properties.x",
+        "nested deeper",
+    ),
     (line(record("p-year-1", occurred_at="0001-01-01T00:00:00Z")), "occurred_at", "earliest time accepted"),
     (line(record("p-year-2", occurred_at="0002-06-01T00:00:00+00:00")), "occurred_at", "earliest time accepted"),
     (line(record("p-year-1-offset", occurred_at="0001-01-01T00:30:00+01:00")), "occurred_at", "earliest"),
@@ -50,14 +61,24 @@ POISON: list[tuple[bytes, str, str]] = [
     (line(record("p-bidi\u202eid")), "event_id", "U+202E"),
     (line(record("p-leap", occurred_at="2026-06-30T23:59:60Z")), "occurred_at", "leap second"),
     (line(record("p-offset", occurred_at="2026-03-01T12:00:00+25:00")), "occurred_at", "offset +25:00"),
-    (b'{"event_id": "p-dup-key", "event_id": "p-dup-key-2", "customer_id": "poisoned", "kind": "page.viewed", '
-     b'"occurred_at": "2026-03-01T12:00:00Z", "channel": "web", "source": "test"}', "", "appears twice"),
-    (b'{"event_id": "p-big-int", "customer_id": "poisoned", "kind": "page.viewed", "occurred_at": '
-     b'"2026-03-01T12:00:00Z", "channel": "web", "source": "test", "properties": {"n": 18446744073709551617}}',
-     "properties.n", "beyond +-(2**53 - 1)"),
+    (
+        b'{"event_id": "p-dup-key", "event_id": "p-dup-key-2", "customer_id": "poisoned", "kind": "page.viewed", '
+        b'"occurred_at": "2026-03-01T12:00:00Z", "channel": "web", "source": "test"}',
+        "",
+        "appears twice",
+    ),
+    (
+        b'{"event_id": "p-big-int", "customer_id": "poisoned", "kind": "page.viewed", "occurred_at": '
+        b'"2026-03-01T12:00:00Z", "channel": "web", "source": "test", "properties": {"n": 18446744073709551617}}',
+        "properties.n",
+        "beyond +-(2**53 - 1)",
+    ),
     (line(record("p-big-safe", properties={"n": MAX_SAFE_INTEGER + 2})), "properties.n", "beyond"),
-    (line(record("p-huge-amount", kind="order.placed", properties={**ORDER, "amount": 1e308})),
-     "properties.amount", "must be at most 1,000,000,000,000,000"),
+    (
+        line(record("p-huge-amount", kind="order.placed", properties={**ORDER, "amount": 1e308})),
+        "properties.amount",
+        "must be at most 1,000,000,000,000,000",
+    ),
     (line(record("p-nul-value", properties={"note": "a\u0000b"})), "properties.note", "NUL"),
     (b'{"event_id": "p-utf8-\xff", "customer_id": "poisoned"}', "", "not valid UTF-8"),
     (b'{"event_id": "p-truncated", "customer_id": ', "", "not valid JSON"),
@@ -68,12 +89,20 @@ EDGES: list[dict[str, Any]] = [
     record("edge-markup-1", customer_id="x-[/]-y"),
     record("edge-markup-2", customer_id="[bold]c[/bold] :smile:"),
     record("[/] edge-3", customer_id="x-[/]-y", source="[red]svc[/red]"),
-    record("edge-depth", customer_id="x-[/]-y", kind="order.placed",
-           properties={**ORDER, "order_id": "edge-1", "x": nested(15)}),    # 16 levels with properties
+    record(
+        "edge-depth",
+        customer_id="x-[/]-y",
+        kind="order.placed",
+        properties={**ORDER, "order_id": "edge-1", "x": nested(15)},
+    ),  # 16 levels with properties
     record("edge-traits", customer_id="x-[/]-y", traits=nested(16, "deep")),
     record("edge-int", customer_id="x-[/]-y", properties={"n": MAX_SAFE_INTEGER, "m": -MAX_SAFE_INTEGER}),
-    record("edge-amount", customer_id="x-[/]-y", kind="order.placed",
-           properties={"order_id": "edge-2", "amount": MAX_AMOUNT, "currency": "EUR"}),
+    record(
+        "edge-amount",
+        customer_id="x-[/]-y",
+        kind="order.placed",
+        properties={"order_id": "edge-2", "amount": MAX_AMOUNT, "currency": "EUR"},
+    ),
     record("edge-early", customer_id="x-[/]-y", occurred_at="1900-01-01T00:00:00Z"),
     record("edge-offset", customer_id="x-[/]-y", occurred_at="2026-03-01T12:00:00-23:59"),
 ]
@@ -86,9 +115,15 @@ def valid_records(n: int, seed: int = 11) -> list[dict[str, Any]]:
         at = AT - timedelta(days=rng.random() * 400)
         customer = f"v{rng.randrange(400)}"
         if rng.random() < 0.2:
-            out.append(record(f"v-{i}", customer_id=customer, kind="order.placed", occurred_at=at.isoformat(),
-                              properties={"order_id": f"vo-{i}", "amount": round(rng.uniform(5, 200), 2),
-                                          "currency": "EUR"}))
+            out.append(
+                record(
+                    f"v-{i}",
+                    customer_id=customer,
+                    kind="order.placed",
+                    occurred_at=at.isoformat(),
+                    properties={"order_id": f"vo-{i}", "amount": round(rng.uniform(5, 200), 2), "currency": "EUR"},
+                )
+            )
         else:
             out.append(record(f"v-{i}", customer_id=customer, occurred_at=at.isoformat()))
     return out
@@ -101,11 +136,11 @@ def mixed(n_valid: int = 10_000, seed: int = 3) -> tuple[list[bytes], dict[int, 
     lines: list[bytes | tuple[str, str]] = [line(r) for r in valid_records(n_valid)] + [line(r) for r in EDGES]
     rng.shuffle(lines)
     for raw, field, words in POISON:
-        lines.insert(rng.randrange(len(lines)), (raw, field, words))   # type: ignore[arg-type]
+        lines.insert(rng.randrange(len(lines)), (raw, field, words))  # type: ignore[arg-type]
     out, expected = [], {}
     for number, item in enumerate(lines, start=1):
         if isinstance(item, tuple):
-            raw, field, words = item   # type: ignore[misc]
+            raw, field, words = item  # type: ignore[misc]
             expected[number] = (field, words)
             out.append(raw)
         else:

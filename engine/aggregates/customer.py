@@ -9,13 +9,15 @@ The events are explicit classes with an `apply` method (eventsourcing's explicit
 triggering one costs a third of a decorated method call, and the ingest hot path records
 one event per touchpoint.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Snapshot as AggregateSnapshot
 
 from ..ids import customer_uuid
 from ..projections import contact
@@ -28,9 +30,14 @@ from ..projections.facts import LIFECYCLE_KINDS, Facts
 TRANSIENT = ("_facts", "_memo", "_key", "_due", "_snap")
 # The properties the lifecycle facts read (engine.projections.facts): all a lifecycle entry keeps,
 # so the state (and each snapshot) holds what was folded, not every property a service sent.
-FOLDED = {"order.placed": ("order_id", "amount", "currency"), "order.refunded": ("order_id", "amount", "currency"),
-          "order.cancelled": ("order_id",), "review.posted": ("rating",), "survey.answered": ("nps",),
-          "referral.converted": ()}
+FOLDED = {
+    "order.placed": ("order_id", "amount", "currency"),
+    "order.refunded": ("order_id", "amount", "currency"),
+    "order.cancelled": ("order_id",),
+    "review.posted": ("rating",),
+    "survey.answered": ("nps",),
+    "referral.converted": (),
+}
 
 
 class Customer(Aggregate):
@@ -38,28 +45,32 @@ class Customer(Aggregate):
     def create_id(customer_id: str) -> UUID:
         return customer_uuid(customer_id)
 
-    @event("Registered")
+    # Declared rather than named in @event, so that Customer.Registered is known before run time.
+    class Registered(Aggregate.Created):
+        customer_id: str
+
+    @event(Registered)
     def __init__(self, customer_id: str):
         self.customer_id = customer_id
         self.touchpoints = 0
         # Lifecycle-relevant touchpoints only, compact: [occurred_at, event_id, kind, properties].
         self.lifecycle: list[list[Any]] = []
-        self.first_seen: list[str] | None = None   # [occurred_at, event_id]
+        self.first_seen: list[str] | None = None  # [occurred_at, event_id]
         self.stage: str | None = None
         self.health: str | None = None
         self.changes = 0
         # When the recorded stage and health were last derived: the feed is exact up to here.
         self.evaluated_until: str | None = None
         self.erased = False
-        self.stage_since: list[str] | None = None    # [effective_at, change_id] of the current stage
+        self.stage_since: list[str] | None = None  # [effective_at, change_id] of the current stage
         # What the contact rules need, folded in any order (engine.projections.contact).
         self.consent: dict[str, list[list[Any]]] = {}
         self.complaints: dict[str, list[str | None]] = {}
         self.invoices: dict[str, list[str | None]] = {}
-        self.timezone: list[str] | None = None       # [occurred_at, tz]
+        self.timezone: list[str] | None = None  # [occurred_at, tz]
         self.last_activity: list[str] | None = None  # [occurred_at, event_id]
-        self.actions: dict[str, str] = {}            # action_id -> latest status
-        self.contacts: list[list[str]] = []          # [at, channel, purpose] of issued actions
+        self.actions: dict[str, str] = {}  # action_id -> latest status
+        self.contacts: list[list[str]] = []  # [at, channel, purpose] of issued actions
         self.deferred: dict[str, dict[str, Any]] = {}  # action_id -> the deferred decision
 
     class TouchpointRecorded(Aggregate.Event):
@@ -86,9 +97,9 @@ class Customer(Aggregate):
         def apply(self, customer: Customer) -> None:
             customer.erased = True
 
-    class Snapshot(Aggregate.Snapshot):
+    class Snapshot(AggregateSnapshot):  # Aggregate.Snapshot, by a name a type checker can follow
         @classmethod
-        def take(cls, aggregate: Any) -> Any:
+        def take(cls, aggregate: Any) -> Self:
             snapshot = super().take(aggregate)
             for key in TRANSIENT:
                 snapshot.state.pop(key, None)
@@ -120,7 +131,7 @@ class Customer(Aggregate):
         if self.last_activity is None or [at, eid] > self.last_activity:
             self.last_activity = [at, eid]
         facts = self.__dict__.get("_facts")
-        if facts is not None:   # else built from `lifecycle` when first asked for
+        if facts is not None:  # else built from `lifecycle` when first asked for
             facts.add(eid, touchpoint["kind"], datetime.fromisoformat(at), touchpoint["properties"])
         self._fold_contact(touchpoint)
         # Touchpoints are recorded only together with a derivation at their recorded time.
@@ -201,8 +212,15 @@ class Customer(Aggregate):
     def weight(self) -> int:
         """How much state a snapshot of this customer writes, in entries: snapshots are taken
         no more often than every `weight` events, so their cost per event stays bounded."""
-        return (len(self.lifecycle) + len(self.actions) + len(self.contacts) + len(self.deferred)
-                + len(self.complaints) + len(self.invoices) + sum(len(h) for h in self.consent.values()))
+        return (
+            len(self.lifecycle)
+            + len(self.actions)
+            + len(self.contacts)
+            + len(self.deferred)
+            + len(self.complaints)
+            + len(self.invoices)
+            + sum(len(h) for h in self.consent.values())
+        )
 
     @property
     def memo(self) -> Any:
@@ -219,4 +237,3 @@ class Customer(Aggregate):
 
 def _recorded(customer: Customer) -> dict[str, Any]:
     return {k: v for k, v in customer.__dict__.items() if k not in TRANSIENT}
-

@@ -1,4 +1,5 @@
 """Stored events as orjson: event bodies hold JSON types only, so they are written as they are."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """Files of the SQLite stores: created private (the data directory holds the key store), in WAL mode."""
+
 from __future__ import annotations
 
 import os

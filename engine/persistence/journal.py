@@ -1,6 +1,7 @@
 """The typed seam between the engine and its recorders: what a journey recorder does beyond the
 library's application-recorder contract. Both recorders (SQLite, PostgreSQL) implement it, and
 engine.store checks that the one the library built does."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,8 +20,12 @@ TimerRow = tuple[str, "int | None"]
 
 @runtime_checkable
 class JourneyRecorder(Protocol):
-    def write(self, events: Sequence[StoredEvent], touchpoint_ids: Sequence[TouchpointRow] = (),
-              timers: Sequence[TimerRow] = ()) -> None:
+    def write(
+        self,
+        events: Sequence[StoredEvent],
+        touchpoint_ids: Sequence[TouchpointRow] = (),
+        timers: Sequence[TimerRow] = (),
+    ) -> None:
         """Insert events and side-table rows in one transaction, without returning notification
         ids (nothing here uses them). A collision with another writer (a customer's version, a
         touchpoint id) raises eventsourcing's IntegrityError and writes nothing."""

@@ -1,4 +1,5 @@
 """Writers of one store take turns: WriterLock."""
+
 from __future__ import annotations
 
 import fcntl
@@ -55,11 +56,13 @@ class WriterLock:
         def close() -> None:
             while fd:
                 os.close(fd.pop())
+
         return cls(acquire, lambda: fcntl.flock(fd[0], fcntl.LOCK_UN), close)
 
     @classmethod
     def postgres(cls, pg: PostgresSettings) -> WriterLock:
         import psycopg
+
         key = zlib.crc32(f"journey-writer:{pg.schema_}".encode())
         conn: list[Any] = []
 
@@ -72,14 +75,14 @@ class WriterLock:
                 close()
                 raise
 
-        def acquire() -> None:   # a connection the server dropped is replaced once
+        def acquire() -> None:  # a connection the server dropped is replaced once
             retry(lock, psycopg.OperationalError, attempts=2, pause=at_once)
 
         def release() -> None:
             try:
                 conn[0].execute("SELECT pg_advisory_unlock(%s)", (key,))
             except psycopg.OperationalError:
-                close()   # the lock went with the session
+                close()  # the lock went with the session
 
         def close() -> None:
             while conn:
@@ -87,4 +90,5 @@ class WriterLock:
                     conn.pop().close()
                 except Exception:  # noqa: BLE001 - closing what is already broken
                     pass
+
         return cls(acquire, release, close)

@@ -1,6 +1,7 @@
 """The journey recorder on PostgreSQL: the library's application recorder, its contract kept,
 plus the side tables and the bulk reads the engine needs (engine.persistence.journal); and the
 connections, schema and setup lock of a PostgreSQL store."""
+
 from __future__ import annotations
 
 import zlib
@@ -11,7 +12,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg.rows import tuple_row
+from psycopg import Cursor
+from psycopg.rows import TupleRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ..settings import PostgresSettings
@@ -26,39 +28,52 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         self.t_timers = SQL("{}.journey_timers").format(schema)
         self.t_positions = SQL("{}.journey_positions").format(schema)
         self.sql_create_statements += [
-            SQL("CREATE TABLE IF NOT EXISTS {} (event_id text PRIMARY KEY, customer text NOT NULL, "
-                "digest text NOT NULL)").format(self.t_ids),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (event_id text PRIMARY KEY, customer text NOT NULL, "
+                "digest text NOT NULL)"
+            ).format(self.t_ids),
             SQL("CREATE TABLE IF NOT EXISTS {} (customer text PRIMARY KEY, due_us bigint)").format(self.t_timers),
             SQL("CREATE INDEX IF NOT EXISTS journey_timers_due ON {} (due_us)").format(self.t_timers),
-            SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, position bigint NOT NULL)")
-            .format(self.t_positions),
+            SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, position bigint NOT NULL)").format(
+                self.t_positions
+            ),
         ]
-        self.upsert_timer = SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (customer) "
-                                "DO UPDATE SET due_us = excluded.due_us").format(self.t_timers)
+        self.upsert_timer = SQL(
+            "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (customer) DO UPDATE SET due_us = excluded.due_us"
+        ).format(self.t_timers)
         self.insert_touchpoint = SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(self.t_ids)
-        self.insert_rows = SQL("INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
-                               "VALUES (%s, %s, %s, %s)").format(schema, Identifier(self.events_table_name))
+        self.insert_rows = SQL(
+            "INSERT INTO {}.{} (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)"
+        ).format(schema, Identifier(self.events_table_name))
 
-    def write(self, events: Sequence[StoredEvent], touchpoint_ids: Sequence[TouchpointRow] = (),
-              timers: Sequence[TimerRow] = ()) -> None:
+    def write(
+        self,
+        events: Sequence[StoredEvent],
+        touchpoint_ids: Sequence[TouchpointRow] = (),
+        timers: Sequence[TimerRow] = (),
+    ) -> None:
         """As JourneyRecorder.write. The library's insert_events sends one array of its composite
         type, which psycopg dumps in Python (a fifth of a PostgreSQL ingest), and fetches the
         notification ids; here plain columns, dumped in C and pipelined, under the same table lock
         (so positions are committed in order and a relay never passes a gap) and notification."""
         import psycopg
+
         try:
             with self.datastore.get_connection() as conn:
                 with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
                     for statement in self.lock_table_statements:
                         curs.execute(statement, prepare=True)
                     curs.execute(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
-                    curs.executemany(self.insert_rows, [(s.originator_id, s.originator_version, s.topic, s.state)
-                                                        for s in events])
+                    curs.executemany(
+                        self.insert_rows, [(s.originator_id, s.originator_version, s.topic, s.state) for s in events]
+                    )
                     if touchpoint_ids:
                         curs.executemany(self.insert_touchpoint, sorted(touchpoint_ids))
                     if timers:
-                        curs.executemany(self.upsert_timer, sorted(timers, key=by_customer))
-                    pipeline.sync()   # a unique violation is raised here, as an IntegrityError
+                        # Sorted first: inside the call, mypy would take the rows for psycopg's Params.
+                        in_order: list[TimerRow] = sorted(timers, key=by_customer)
+                        curs.executemany(self.upsert_timer, in_order)
+                    pipeline.sync()  # a unique violation is raised here, as an IntegrityError
         except OperationalError as e:
             # psycopg reports a statement after the failed one as "pipeline aborted": our writes'
             # only expected failure is another writer's version or touchpoint id, so that is what
@@ -67,28 +82,44 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                 raise IntegrityError(f"a concurrent write collided ({e})") from e
             raise
 
+    @contextmanager
+    def _reading_tuples(self) -> Iterator[Cursor[TupleRow]]:
+        """The datastore's read-only transaction, with a cursor of plain tuples: the library's
+        make a dict per row. (A cursor of its own: the row type of a cursor is fixed when made.)"""
+        with self.datastore.transaction(commit=False) as curs:
+            yield curs.connection.cursor(row_factory=tuple_row)
+
     def log(self, after: int, limit: int, topics: Sequence[str] = ()) -> list[Row]:
         where = SQL(" AND topic = ANY(%s)") if topics else SQL("")
         args = [after, list(topics), limit] if topics else [after, limit]
-        with self.datastore.transaction(commit=False) as curs:
-            curs.row_factory = tuple_row
-            curs.execute(SQL("SELECT notification_id, originator_id::text, topic, state FROM {} "
-                             "WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s").format(
-                SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(self.events_table_name)), where),
-                args)
+        with self._reading_tuples() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id, originator_id::text, topic, state FROM {} "
+                    "WHERE notification_id > %s{} ORDER BY notification_id LIMIT %s"
+                ).format(
+                    SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(self.events_table_name)), where
+                ),
+                args,
+            )
             return curs.fetchall()
 
     def history(self, customer: UUID) -> list[tuple[str, bytes]]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.row_factory = tuple_row
-            curs.execute(SQL("SELECT topic, state FROM {}.{} WHERE originator_id = %s ORDER BY originator_version")
-                         .format(Identifier(self.datastore.schema), Identifier(self.events_table_name)), (customer,))
+        with self._reading_tuples() as curs:
+            curs.execute(
+                SQL("SELECT topic, state FROM {}.{} WHERE originator_id = %s ORDER BY originator_version").format(
+                    Identifier(self.datastore.schema), Identifier(self.events_table_name)
+                ),
+                (customer,),
+            )
             return curs.fetchall()
 
     def known_touchpoints(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT event_id, customer, digest FROM {} WHERE event_id = ANY(%s)")
-                         .format(self.t_ids), (list(event_ids),))
+            curs.execute(
+                SQL("SELECT event_id, customer, digest FROM {} WHERE event_id = ANY(%s)").format(self.t_ids),
+                (list(event_ids),),
+            )
             return {r["event_id"]: (r["customer"], r["digest"]) for r in curs.fetchall()}
 
     def latest(self, snapshots_table: str, customers: Sequence[UUID]) -> list[tuple[UUID, int, str, bytes]]:
@@ -101,23 +132,31 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
             # to ~500/s at 1.7M touchpoints). OFFSET 0 keeps a lateral subquery from being
             # flattened into such a join; its cost estimate would then switch JIT on (~0.1 s).
             curs.execute("SET LOCAL jit = off")
-            curs.execute(SQL(
-                "SELECT s.originator_id, s.originator_version, s.topic, s.state "
-                "FROM unnest(%s::uuid[]) AS v(id) CROSS JOIN LATERAL ("
-                "SELECT originator_id, originator_version, topic, state FROM {schema}.{snaps} "
-                "WHERE originator_id = v.id ORDER BY originator_version DESC LIMIT 1) s").format(
-                schema=schema, snaps=snaps), (list(customers),))
-            out = [(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-                   for r in curs.fetchall()]
+            curs.execute(
+                SQL(
+                    "SELECT s.originator_id, s.originator_version, s.topic, s.state "
+                    "FROM unnest(%s::uuid[]) AS v(id) CROSS JOIN LATERAL ("
+                    "SELECT originator_id, originator_version, topic, state FROM {schema}.{snaps} "
+                    "WHERE originator_id = v.id ORDER BY originator_version DESC LIMIT 1) s"
+                ).format(schema=schema, snaps=snaps),
+                (list(customers),),
+            )
+            out = [
+                (r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in curs.fetchall()
+            ]
             after = dict.fromkeys(customers, 0) | {r[0]: r[1] for r in out}
-            curs.execute(SQL(
-                "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-                "FROM unnest(%s::uuid[], %s::bigint[]) AS v(id, gt) CROSS JOIN LATERAL ("
-                "SELECT originator_id, originator_version, topic, state FROM {schema}.{events} "
-                "WHERE originator_id = v.id AND originator_version > v.gt OFFSET 0) e").format(
-                schema=schema, events=events), (list(after), list(after.values())))
-            out += [(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-                    for r in curs.fetchall()]
+            curs.execute(
+                SQL(
+                    "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+                    "FROM unnest(%s::uuid[], %s::bigint[]) AS v(id, gt) CROSS JOIN LATERAL ("
+                    "SELECT originator_id, originator_version, topic, state FROM {schema}.{events} "
+                    "WHERE originator_id = v.id AND originator_version > v.gt OFFSET 0) e"
+                ).format(schema=schema, events=events),
+                (list(after), list(after.values())),
+            )
+            out += [
+                (r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in curs.fetchall()
+            ]
         out.sort(key=by_id_version)
         return out
 
@@ -125,25 +164,39 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         table = SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(snapshots_table))
         rows = [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored]
         with self.datastore.transaction(commit=True) as curs:
-            curs.executemany(SQL("INSERT INTO {} (originator_id, originator_version, topic, state) "
-                                 "VALUES (%s, %s, %s, %s)").format(table), rows)
-            curs.executemany(SQL("DELETE FROM {} WHERE originator_id = %s AND originator_version < %s").format(table),
-                             [(r[0], r[1]) for r in rows])
+            curs.executemany(
+                SQL("INSERT INTO {} (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)").format(
+                    table
+                ),
+                rows,
+            )
+            curs.executemany(
+                SQL("DELETE FROM {} WHERE originator_id = %s AND originator_version < %s").format(table),
+                [(r[0], r[1]) for r in rows],
+            )
 
     def due_customers(self, until_us: int, limit: int, shard: tuple[int, int] | None = None) -> list[str]:
         where, args = SQL(""), [until_us]
-        if shard is not None:   # engine.ids.shard_of: the last byte of the uuid
-            where, args = SQL(" AND ('x' || substr(customer, 35, 2))::bit(8)::int %% %s = %s"), [
-                until_us, shard[1], shard[0]]
+        if shard is not None:  # engine.ids.shard_of: the last byte of the uuid
+            where, args = (
+                SQL(" AND ('x' || substr(customer, 35, 2))::bit(8)::int %% %s = %s"),
+                [until_us, shard[1], shard[0]],
+            )
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT customer FROM {} WHERE due_us <= %s{} ORDER BY due_us LIMIT %s")
-                         .format(self.t_timers, where), [*args, limit])
+            curs.execute(
+                SQL("SELECT customer FROM {} WHERE due_us <= %s{} ORDER BY due_us LIMIT %s").format(
+                    self.t_timers, where
+                ),
+                [*args, limit],
+            )
             return [r["customer"] for r in curs.fetchall()]
 
     def customer_count(self) -> int:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT COUNT(*) AS n FROM {}").format(self.t_timers))
-            return curs.fetchone()["n"]
+            row = curs.fetchone()
+            assert row is not None  # COUNT(*) returns a row
+            return row["n"]
 
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as curs:
@@ -153,14 +206,20 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
 
     def set_position(self, name: str, position: int) -> None:
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET "
-                             "position = excluded.position").format(self.t_positions), (name, position))
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+                ).format(self.t_positions),
+                (name, position),
+            )
 
 
 def pg_connect(pg: PostgresSettings, **kwargs: Any) -> Any:
     import psycopg
-    return psycopg.connect(dbname=pg.dbname, host=pg.host, port=pg.port, user=pg.user,
-                           password=pg.password or None, **kwargs)
+
+    return psycopg.connect(
+        dbname=pg.dbname, host=pg.host, port=pg.port, user=pg.user, password=pg.password or None, **kwargs
+    )
 
 
 @contextmanager

@@ -6,6 +6,7 @@ consent, open complaint, overdue invoice, caps, quiet hours. An action is suppre
 any check but quiet hours blocks it, deferred when quiet hours alone do, else issued.
 Service actions skip the complaint, invoice, cap and quiet-hour checks, never consent.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
@@ -21,8 +22,9 @@ def consent(customer: Any, channel: str, purpose: str, t: str, rules: ContactRul
     latest = consent_at(customer.consent, f"{channel}/{purpose}", t)
     if latest is not None:
         at, event_id, granted = latest
-        return granted, (f"{purpose} consent on {channel} {'granted' if granted else 'withdrawn'} "
-                         f"on {at[:10]} ({event_id})")
+        return granted, (
+            f"{purpose} consent on {channel} {'granted' if granted else 'withdrawn'} on {at[:10]} ({event_id})"
+        )
     default = rules.promotional_consent_default if purpose == "promotional" else rules.service_consent_default
     rule = "opt-in" if not default else "allowed unless revoked"
     return default, f"no {purpose} consent recorded on {channel} ({purpose}: {rule})"
@@ -32,8 +34,11 @@ def cap_state(customer: Any, T: datetime, t: str, rules: ContactRules) -> list[d
     out = []
     for cap in rules.caps:
         since = iso(T - timedelta(days=cap.days))
-        used = sum(1 for at, channel, purpose in customer.contacts
-                   if purpose == "promotional" and since < at <= t and cap.channel in ("any", channel))
+        used = sum(
+            1
+            for at, channel, purpose in customer.contacts
+            if purpose == "promotional" and since < at <= t and cap.channel in ("any", channel)
+        )
         out.append({"channel": cap.channel, "days": cap.days, "max": cap.max, "used": used})
     return out
 
@@ -60,8 +65,9 @@ def quiet_until(T: datetime, zone: ZoneInfo, rules: ContactRules) -> datetime | 
     return release.astimezone(T.tzinfo)
 
 
-def run_checks(customer: Any, spec: PolicySpec, T: datetime, rules: ContactRules
-               ) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], datetime | None]:
+def run_checks(
+    customer: Any, spec: PolicySpec, T: datetime, rules: ContactRules
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], datetime | None]:
     """(status, checks, cap state, release time of a deferral)."""
     checks: list[dict[str, Any]] = []
 
@@ -76,22 +82,39 @@ def run_checks(customer: Any, spec: PolicySpec, T: datetime, rules: ContactRules
     release = None
     if spec.purpose == "promotional":
         complaints = open_at(customer.complaints, t)
-        check("open_complaint", bool(complaints),
-              "; ".join(f"complaint {k} open since {at[:10]}" for k, at in complaints) or "no open complaint")
+        check(
+            "open_complaint",
+            bool(complaints),
+            "; ".join(f"complaint {k} open since {at[:10]}" for k, at in complaints) or "no open complaint",
+        )
         invoices = open_at(customer.invoices, t)
-        check("overdue_invoice", bool(invoices),
-              "; ".join(f"invoice {k} overdue since {at[:10]}" for k, at in invoices) or "no overdue invoice")
+        check(
+            "overdue_invoice",
+            bool(invoices),
+            "; ".join(f"invoice {k} overdue since {at[:10]}" for k, at in invoices) or "no overdue invoice",
+        )
         caps = cap_state(customer, T, t, rules)
         full = [c for c in caps if c["used"] >= c["max"]]
-        check("cap", bool(full), "; ".join(
-            f"{c['used']} of {c['max']} promotional actions in {c['days']:g} days"
-            f"{'' if c['channel'] == 'any' else ' on ' + c['channel']}" for c in (full or caps)) or "no caps")
+        check(
+            "cap",
+            bool(full),
+            "; ".join(
+                f"{c['used']} of {c['max']} promotional actions in {c['days']:g} days"
+                f"{'' if c['channel'] == 'any' else ' on ' + c['channel']}"
+                for c in (full or caps)
+            )
+            or "no caps",
+        )
         zone, zone_name = zone_of(customer, rules)
         release = quiet_until(T, zone, rules)
         local = T.astimezone(zone).strftime("%H:%M")
-        check("quiet_hours", release is not None,
-              f"{local} in {zone_name} is within quiet hours {rules.quiet_hours_start}-{rules.quiet_hours_end}"
-              if release else f"{local} in {zone_name} is outside quiet hours")
+        check(
+            "quiet_hours",
+            release is not None,
+            f"{local} in {zone_name} is within quiet hours {rules.quiet_hours_start}-{rules.quiet_hours_end}"
+            if release
+            else f"{local} in {zone_name} is outside quiet hours",
+        )
     blocked = [c["check"] for c in checks if c["blocked"]]
     if any(b != "quiet_hours" for b in blocked):
         return "suppressed", checks, caps, None

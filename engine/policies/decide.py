@@ -6,6 +6,7 @@ decisions before it; the caller saves them in the same transaction as the touchp
 changes that caused them. Highest priority first, so a service recovery is issued before a
 promotion of the same moment is checked (and then suppressed by the complaint it answers).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,12 +23,13 @@ from .checks import run_checks
 from .model import ContactRules, PolicySpec
 from .triggers import Firing, on_facts, timers
 
-TIMED = ("absence", "stage_held", "date")   # triggers that fire on a due time, not on a fact
+TIMED = ("absence", "stage_held", "date")  # triggers that fire on a due time, not on a fact
 
 
 @dataclass(frozen=True)
 class PolicyContext:
     """What a custom Python condition sees (see docs/policies.md)."""
+
     customer_id: str
     stage: str | None
     health: str | None
@@ -43,7 +45,7 @@ class PolicyContext:
         return revenue(self.facts, self.now)
 
 
-@lru_cache(maxsize=1 << 16)   # timers fire again at every derivation until something changes
+@lru_cache(maxsize=1 << 16)  # timers fire again at every derivation until something changes
 def action_id(policy: str, customer: Any, trigger_id: str, version: str) -> str:
     return str(uuid5(NAMESPACE, f"action:{policy}:{customer}:{trigger_id}:{version}"))
 
@@ -58,10 +60,18 @@ class PolicyEngine:
         self.timed = tuple(s for s in self.specs if s.trigger.on in TIMED)
         self.rules = rules
         self.custom: dict[str, Callable[[PolicyContext], Any]] = {
-            s.name: _resolve(s.python) for s in self.specs if s.python}
+            s.name: _resolve(s.python) for s in self.specs if s.python
+        }
 
-    def decide(self, customer: Any, status: Status, changes: list[dict], touchpoints: list[dict],
-               now: datetime, at: str | None = None) -> tuple[list[dict[str, Any]], datetime | None]:
+    def decide(
+        self,
+        customer: Any,
+        status: Status,
+        changes: list[dict],
+        touchpoints: list[dict],
+        now: datetime,
+        at: str | None = None,
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
         """The decisions to record now, and when this customer's next policy timer is due."""
         heard = changes or any(tp["kind"] in self.kinds for tp in touchpoints)
         firings = on_facts(self.on_facts, changes, touchpoints) if heard else []
@@ -73,7 +83,7 @@ class PolicyEngine:
                 else:
                     upcoming.append(due)
         decided: list[dict[str, Any]] = []
-        at = at or iso(now)   # the stored form of now
+        at = at or iso(now)  # the stored form of now
         for firing in sorted(firings, key=lambda f: (-f.spec.priority, f.spec.name, f.trigger_id)):
             aid = action_id(firing.spec.name, customer.id, firing.trigger_id, self.rules.version)
             if aid in customer.actions or any(d["action_id"] == aid for d in decided):
@@ -81,19 +91,27 @@ class PolicyEngine:
             conditions = self._conditions(firing, customer, status, now)
             if all(c["ok"] for c in conditions):
                 decided.append(self._decide(customer, firing, conditions, now, at, aid))
-                customer.record_action(decided[-1])   # so caps see this decision at once
+                customer.record_action(decided[-1])  # so caps see this decision at once
         for aid, action in list(customer.deferred.items()):
             release = datetime.fromisoformat(action["release_at"])
             if release > now:
                 upcoming.append(release)
                 continue
-            spec = next((s for s in self.specs if s.name == action["policy"]), None)
-            if spec is None:   # the policy was removed from the config while the action waited
-                decided.append({**action, "status": "suppressed", "at": at, "release_at": None,
-                                "reason": f"suppressed: policy {action['policy']} is no longer configured"})
+            policy = next((s for s in self.specs if s.name == action["policy"]), None)
+            if policy is None:  # the policy was removed from the config while the action waited
+                decided.append(
+                    {
+                        **action,
+                        "status": "suppressed",
+                        "at": at,
+                        "release_at": None,
+                        "reason": f"suppressed: policy {action['policy']} is no longer configured",
+                    }
+                )
             else:
-                firing = Firing(spec, action["trigger"]["id"], action["trigger"]["description"],
-                                tuple(action["causes"]))
+                firing = Firing(
+                    policy, action["trigger"]["id"], action["trigger"]["description"], tuple(action["causes"])
+                )
                 decided.append(self._decide(customer, firing, action["conditions"], now, at, aid))
             customer.record_action(decided[-1])
         return decided, min(upcoming, default=None)
@@ -122,27 +140,43 @@ class PolicyEngine:
             cond(spec.python or spec.name, True, bool(verdict), bool(verdict))
         return out
 
-    def _decide(self, customer: Any, firing: Firing, conditions: list[dict], now: datetime, at: str, aid: str
-                ) -> dict[str, Any]:
+    def _decide(
+        self, customer: Any, firing: Firing, conditions: list[dict], now: datetime, at: str, aid: str
+    ) -> dict[str, Any]:
         spec = firing.spec
         status, checks, caps, release = run_checks(customer, spec, now, self.rules)
         blocked = [c for c in checks if c["blocked"]]
         if status == "issued":
             reason = f"{spec.name}: {firing.description}"
         elif status == "deferred":
+            assert release is not None  # deferred by quiet hours alone, which end at release
             reason = f"deferred until {iso(release)[:16]}Z: {blocked[0]['detail']}"
         else:
             reason = "suppressed: " + "; ".join(c["detail"] for c in blocked)
-        return {"action_id": aid, "customer_id": customer.customer_id, "policy": spec.name,
-                "policy_version": self.rules.version, "action": spec.action, "channel": spec.channel,
-                "purpose": spec.purpose, "priority": spec.priority, "status": status, "reason": reason,
-                "at": at, "release_at": iso(release) if release else None,
-                "trigger": {"type": spec.trigger.on, "id": firing.trigger_id, "description": firing.description},
-                "causes": list(firing.causes), "conditions": conditions, "checks": checks, "caps": caps}
+        return {
+            "action_id": aid,
+            "customer_id": customer.customer_id,
+            "policy": spec.name,
+            "policy_version": self.rules.version,
+            "action": spec.action,
+            "channel": spec.channel,
+            "purpose": spec.purpose,
+            "priority": spec.priority,
+            "status": status,
+            "reason": reason,
+            "at": at,
+            "release_at": iso(release) if release else None,
+            "trigger": {"type": spec.trigger.on, "id": firing.trigger_id, "description": firing.description},
+            "causes": list(firing.causes),
+            "conditions": conditions,
+            "checks": checks,
+            "caps": caps,
+        }
 
 
 def _resolve(target: str) -> Callable[[PolicyContext], Any]:
     import importlib
+
     module, _, name = target.partition(":")
     try:
         return getattr(importlib.import_module(module), name)

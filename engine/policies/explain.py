@@ -1,4 +1,5 @@
 """`journey why`: an action or a suppression explained in plain words, from its recorded trail."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -6,14 +7,23 @@ from typing import Any
 
 def explain(history: list[dict[str, Any]]) -> str:
     first, last = history[0], history[-1]
-    lines = [f"Action {last['action_id']} — {last['policy']} ({last['action']} by {last['channel']}, "
-             f"{last['purpose']}) for customer {last['customer_id']}: {last['status'].upper()}."]
-    lines.append(f"Why it was considered: {first['trigger']['description']} "
-                 f"(trigger {first['trigger']['type']}, policy version {first['policy_version']}).")
+    lines = [
+        f"Action {last['action_id']} — {last['policy']} ({last['action']} by {last['channel']}, "
+        f"{last['purpose']}) for customer {last['customer_id']}: {last['status'].upper()}."
+    ]
+    lines.append(
+        f"Why it was considered: {first['trigger']['description']} "
+        f"(trigger {first['trigger']['type']}, policy version {first['policy_version']})."
+    )
     if first["conditions"]:
-        lines.append("Conditions: " + "; ".join(
-            f"{c['condition']} = {c['value']} (needs {c['expected']}): {'met' if c['ok'] else 'not met'}"
-            for c in first["conditions"]) + ".")
+        lines.append(
+            "Conditions: "
+            + "; ".join(
+                f"{c['condition']} = {c['value']} (needs {c['expected']}): {'met' if c['ok'] else 'not met'}"
+                for c in first["conditions"]
+            )
+            + "."
+        )
     for record in history:
         lines.append(f"At {record['at'][:16]}Z it was {record['status']}:")
         for c in record["checks"]:
@@ -26,6 +36,11 @@ def explain(history: list[dict[str, Any]]) -> str:
         blocked = [c["check"] for c in last["checks"] if c["blocked"]]
         lines.append(f"It was not sent because of: {', '.join(blocked) or 'the policy was removed'}.")
     if last["caps"]:
-        lines.append("Contact pressure then: " + "; ".join(
-            f"{c['used']}/{c['max']} promotional in {c['days']:g} days ({c['channel']})" for c in last["caps"]) + ".")
+        lines.append(
+            "Contact pressure then: "
+            + "; ".join(
+                f"{c['used']}/{c['max']} promotional in {c['days']:g} days ({c['channel']})" for c in last["caps"]
+            )
+            + "."
+        )
     return "\n".join(lines)

@@ -4,6 +4,7 @@ A policy is: a trigger, conditions that must hold when it fires, and the action 
 for (type, channel, purpose, priority). Whether the action is issued is decided afterwards
 by the contact rules (engine/policies/checks.py), the same for every policy.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -12,26 +13,32 @@ from pydantic import Field, field_validator, model_validator
 
 from ..vocabulary import HEALTHS, STAGES, Channel, Section
 
-TriggerType = Literal["stage_entered", "stage_left", "stage_held", "health_changed", "touchpoint",
-                      "absence", "date"]
+TriggerType = Literal["stage_entered", "stage_left", "stage_held", "health_changed", "touchpoint", "absence", "date"]
+Purpose = Literal["promotional", "service"]
 
 
 class Trigger(Section):
     on: TriggerType
-    stage: str | None = None       # stage_entered, stage_left, stage_held
-    health: str | None = None      # health_changed
-    kind: str | None = None        # touchpoint
+    stage: str | None = None  # stage_entered, stage_left, stage_held
+    health: str | None = None  # health_changed
+    kind: str | None = None  # touchpoint
     absence: Literal["second_purchase", "activity"] | None = None
     date: Literal["first_purchase_anniversary"] | None = None
-    days: int | None = Field(None, gt=0)   # absence, stage_held
+    days: int | None = Field(None, gt=0)  # absence, stage_held
     # stage_entered: only the first time the customer enters the stage (a welcome is said once).
     first_time: bool = False
 
     @model_validator(mode="after")
     def complete(self) -> Trigger:
-        need = {"stage_entered": ("stage",), "stage_left": ("stage",), "stage_held": ("stage", "days"),
-                "health_changed": ("health",), "touchpoint": ("kind",), "absence": ("absence", "days"),
-                "date": ("date",)}[self.on]
+        need = {
+            "stage_entered": ("stage",),
+            "stage_left": ("stage",),
+            "stage_held": ("stage", "days"),
+            "health_changed": ("health",),
+            "touchpoint": ("kind",),
+            "absence": ("absence", "days"),
+            "date": ("date",),
+        }[self.on]
         missing = [f for f in need if getattr(self, f) is None]
         if missing:
             raise ValueError(f"a trigger on {self.on!r} needs {' and '.join(missing)}")
@@ -44,6 +51,7 @@ class Trigger(Section):
 
 class Conditions(Section):
     """What must hold when the trigger fires; each is recorded with its value in the audit trail."""
+
     stage: tuple[str, ...] | None = None
     health: tuple[str, ...] | None = None
     min_purchases: int | None = None
@@ -56,7 +64,7 @@ class PolicySpec(Section):
     conditions: Conditions = Conditions()
     action: str
     channel: Channel
-    purpose: Literal["promotional", "service"]
+    purpose: Purpose
     priority: int = 0
     enabled: bool = True
     # A custom policy written in Python ("module:function"); its trigger is evaluated as usual
@@ -65,15 +73,15 @@ class PolicySpec(Section):
 
 
 class Cap(Section):
-    channel: str = "any"          # a channel, or "any" for all channels together
+    channel: str = "any"  # a channel, or "any" for all channels together
     max: int = Field(ge=0)
     days: float = Field(gt=0)
 
 
 class ContactRules(Section):
-    version: str = "2026-11-p1"   # part of every action id: bump it when policies change
-    promotional_consent_default: bool = False   # opt-in: no promotion without a recorded grant
-    service_consent_default: bool = True        # allowed unless revoked
+    version: str = "2026-11-p1"  # part of every action id: bump it when policies change
+    promotional_consent_default: bool = False  # opt-in: no promotion without a recorded grant
+    service_consent_default: bool = True  # allowed unless revoked
     default_timezone: str = "UTC"
     quiet_hours_start: str = Field("21:00", pattern=r"^\d\d:\d\d$")
     quiet_hours_end: str = Field("08:00", pattern=r"^\d\d:\d\d$")
@@ -83,6 +91,7 @@ class ContactRules(Section):
     @classmethod
     def known_zone(cls, v: str) -> str:
         from zoneinfo import ZoneInfo
+
         try:
             ZoneInfo(v)
         except Exception:  # noqa: BLE001 - ZoneInfo raises several kinds
@@ -90,25 +99,61 @@ class ContactRules(Section):
         return v
 
 
-def _p(name: str, on: dict, action: str, channel: str, purpose: str, priority: int, **kw: object) -> PolicySpec:
-    return PolicySpec(name=name, trigger=Trigger(**on), action=action, channel=channel, purpose=purpose,
-                      priority=priority, **kw)
+def _p(name: str, on: dict, action: str, channel: Channel, purpose: Purpose, priority: int) -> PolicySpec:
+    return PolicySpec(
+        name=name, trigger=Trigger(**on), action=action, channel=channel, purpose=purpose, priority=priority
+    )
 
 
 DEFAULT_POLICIES: tuple[PolicySpec, ...] = (
-    _p("welcome", {"on": "stage_entered", "stage": "prospect", "first_time": True}, "welcome_email", "email",
-       "service", 10),
-    _p("second_purchase_nudge", {"on": "absence", "absence": "second_purchase", "days": 30},
-       "second_purchase_offer", "email", "promotional", 50),
-    _p("loyalty_enrolment", {"on": "stage_entered", "stage": "loyal", "first_time": True}, "loyalty_invitation",
-       "email", "promotional", 60),
-    _p("referral_ask", {"on": "stage_held", "stage": "loyal", "days": 30}, "referral_request", "email",
-       "promotional", 40),
-    _p("advocate_reward", {"on": "stage_entered", "stage": "advocate"}, "advocate_gift", "email",
-       "promotional", 70),
-    _p("service_recovery", {"on": "touchpoint", "kind": "complaint.filed"}, "service_recovery_call", "phone",
-       "service", 100),
-    _p("churn_risk_outreach", {"on": "health_changed", "health": "at_risk"}, "retention_offer", "email",
-       "promotional", 80),
+    _p(
+        "welcome",
+        {"on": "stage_entered", "stage": "prospect", "first_time": True},
+        "welcome_email",
+        "email",
+        "service",
+        10,
+    ),
+    _p(
+        "second_purchase_nudge",
+        {"on": "absence", "absence": "second_purchase", "days": 30},
+        "second_purchase_offer",
+        "email",
+        "promotional",
+        50,
+    ),
+    _p(
+        "loyalty_enrolment",
+        {"on": "stage_entered", "stage": "loyal", "first_time": True},
+        "loyalty_invitation",
+        "email",
+        "promotional",
+        60,
+    ),
+    _p(
+        "referral_ask",
+        {"on": "stage_held", "stage": "loyal", "days": 30},
+        "referral_request",
+        "email",
+        "promotional",
+        40,
+    ),
+    _p("advocate_reward", {"on": "stage_entered", "stage": "advocate"}, "advocate_gift", "email", "promotional", 70),
+    _p(
+        "service_recovery",
+        {"on": "touchpoint", "kind": "complaint.filed"},
+        "service_recovery_call",
+        "phone",
+        "service",
+        100,
+    ),
+    _p(
+        "churn_risk_outreach",
+        {"on": "health_changed", "health": "at_risk"},
+        "retention_offer",
+        "email",
+        "promotional",
+        80,
+    ),
     _p("win_back", {"on": "health_changed", "health": "lapsed"}, "win_back_offer", "email", "promotional", 30),
 )

@@ -5,6 +5,7 @@ times). A touchpoint or a change is *visible as of T* when it happened (took eff
 known at T* it must also have been recorded by T, so a late touchpoint recorded after T is left
 out and the answer is the one the engine could have given at T.
 """
+
 from __future__ import annotations
 
 

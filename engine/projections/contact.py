@@ -6,16 +6,25 @@ Consent history per "channel/purpose" as sorted [occurred_at, event_id, granted]
 and invoices as [opened, closed] times, the earliest of each, whatever the arrival order.
 Times are stored strings (engine.projections.asof).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
-OPENS = {"complaint.filed": ("complaints", "complaint_id", 0), "complaint.resolved": ("complaints", "complaint_id", 1),
-         "invoice.overdue": ("invoices", "invoice_id", 0), "invoice.paid": ("invoices", "invoice_id", 1)}
+OPENS = {
+    "complaint.filed": ("complaints", "complaint_id", 0),
+    "complaint.resolved": ("complaints", "complaint_id", 1),
+    "invoice.overdue": ("invoices", "invoice_id", 0),
+    "invoice.paid": ("invoices", "invoice_id", 1),
+}
 
 
-def fold(consent: dict[str, list[list[Any]]], complaints: dict[str, list[str | None]],
-         invoices: dict[str, list[str | None]], tp: dict[str, Any]) -> None:
+def fold(
+    consent: dict[str, list[list[Any]]],
+    complaints: dict[str, list[str | None]],
+    invoices: dict[str, list[str | None]],
+    tp: dict[str, Any],
+) -> None:
     """Fold one touchpoint body into the three maps (in place)."""
     kind = tp["kind"]
     if kind == "consent.changed":
@@ -28,14 +37,17 @@ def fold(consent: dict[str, list[list[Any]]], complaints: dict[str, list[str | N
         spans = complaints if which == "complaints" else invoices
         span = spans.setdefault(tp["properties"][key], [None, None])
         at = tp["occurred_at"]
-        if span[i] is None or at < span[i]:   # type: ignore[operator]
+        if span[i] is None or at < span[i]:
             span[i] = at
 
 
 def open_at(spans: dict[str, list[str | None]], t: str) -> list[tuple[str, str]]:
     """(id, opened at) of the complaints or invoices open at t, by id."""
-    return sorted((k, opened) for k, (opened, closed) in spans.items()
-                  if opened is not None and opened <= t and (closed is None or closed > t))
+    return sorted(
+        (k, opened)
+        for k, (opened, closed) in spans.items()
+        if opened is not None and opened <= t and (closed is None or closed > t)
+    )
 
 
 def consent_at(consent: dict[str, list[list[Any]]], key: str, t: str) -> list[Any] | None:

@@ -3,6 +3,7 @@
 The fold is commutative and idempotent (keyed by event id, ties broken by event id), so
 any arrival order and any duplicates give the same facts: the basis of exact replays.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left, insort
@@ -10,22 +11,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 ADVOCACY_KINDS = ("referral.converted", "review.posted", "survey.answered")
 LIFECYCLE_KINDS = frozenset(("order.placed", "order.cancelled", "order.refunded") + ADVOCACY_KINDS)
 # Each relevant kind as one shared string: the facts of millions of touchpoints keep a kind each,
 # and a kind decoded from a stored body is a new string every time.
 _KINDS = {kind: kind for kind in LIFECYCLE_KINDS}
-_CURRENCIES: dict[str, str] = {}   # likewise each currency code (a few hundred at most)
+_CURRENCIES: dict[str, str] = {}  # likewise each currency code (a few hundred at most)
 # Most customers never cancel, refund or review: until their first such touchpoint they share
 # this read-only empty map (or an empty tuple), ~200 bytes a customer saved at millions of them.
 _NONE: Mapping[Any, Any] = MappingProxyType({})
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def _own(m: Mapping[Any, Any]) -> dict[Any, Any]:
+def _own(m: Mapping[K, V]) -> dict[K, V]:
     """A map of the customer's own to write into: a new one in place of the shared empty one."""
-    return {} if m is _NONE else m  # type: ignore[return-value]
+    if m is _NONE:
+        return {}
+    assert isinstance(m, dict)  # any other map is the customer's own, made here
+    return m
 
 
 # Orders folded from states written before currencies were kept: ISO 4217's "no currency".
@@ -44,7 +50,7 @@ class Order:
 class Facts:
     first_seen: datetime | None = None
     first_seen_id: str | None = None
-    orders: Mapping[str, Order] = field(default_factory=lambda: _NONE)      # earliest placement per order
+    orders: Mapping[str, Order] = field(default_factory=lambda: _NONE)  # earliest placement per order
     cancels: Mapping[str, list[tuple[datetime, str]]] = field(default_factory=lambda: _NONE)
     # (at, event id, amount, currency as given or None: the order's)
     refunds: Mapping[str, list[tuple[datetime, str, float, str | None]]] = field(default_factory=lambda: _NONE)
@@ -67,13 +73,14 @@ class Facts:
 
     def add(self, event_id: str, kind: str, at: datetime, props: dict[str, Any]) -> None:
         self.saw(event_id, at)
-        kind = _KINDS.get(kind)   # type: ignore[assignment]
-        if kind is None:
+        shared = _KINDS.get(kind)
+        if shared is None:
             return
+        kind = shared
         moments = self.moments
         i = bisect_left(moments, (at, event_id))
         if i < len(moments) and moments[i][1] == event_id and moments[i][0] == at:
-            return                # folded already
+            return  # folded already
         moments.insert(i, (at, event_id, kind))
         self.version += 1
         if kind == "order.placed":
@@ -81,7 +88,7 @@ class Facts:
             oid = props["order_id"]
             old = orders.get(oid)
             if old is not None and (at, event_id) > (old.at, old.event_id):
-                return            # a later placement of an order already placed: nothing changes
+                return  # a later placement of an order already placed: nothing changes
             currency = props.get("currency") or NO_CURRENCY
             orders[oid] = Order(at, event_id, float(props["amount"]), _CURRENCIES.setdefault(currency, currency))
         elif kind == "order.cancelled":
@@ -96,7 +103,7 @@ class Facts:
             if not self.signals:
                 self.signals = []
             value = props.get("rating") if kind == "review.posted" else props.get("nps")
-            insort(self.signals, (at, event_id, kind, value))  # type: ignore[arg-type]
+            insort(self.signals, (at, event_id, kind, value))
             return
         sweep = self.listener() if self.listener is not None else None
         if sweep is not None:
@@ -122,8 +129,9 @@ class Facts:
         return void
 
 
-def currency_clash(facts: Facts, kind: str, props: dict[str, Any],
-                   pending: dict[str, tuple[str | None, set[str]]]) -> str | None:
+def currency_clash(
+    facts: Facts, kind: str, props: dict[str, Any], pending: dict[str, tuple[str | None, set[str]]]
+) -> str | None:
     """Why an order or a refund cannot be recorded: a refund is in its order's currency, so an
     order and a refund of it in two currencies cannot both stand (whichever comes second is
     refused). `pending` holds, per order id, the (order currency, refund currencies) accepted
@@ -137,14 +145,18 @@ def currency_clash(facts: Facts, kind: str, props: dict[str, Any],
     refunded = refunded | {c for *_, c in facts.refunds.get(oid, ()) if c}
     if kind == "order.refunded":
         if currency and ordered and currency != ordered:
-            return (f"refund in {currency} of order {oid!r}, which was placed in {ordered}: a refund is "
-                    "in its order's currency (or leave currency out)")
+            return (
+                f"refund in {currency} of order {oid!r}, which was placed in {ordered}: a refund is "
+                "in its order's currency (or leave currency out)"
+            )
         pending[oid] = (ordered, refunded | ({currency} if currency else set()))
     else:
         other = sorted(refunded - {currency})
         if other:
-            return (f"order {oid!r} placed in {currency}, but refunds of it were recorded in "
-                    f"{', '.join(other)}: a refund is in its order's currency")
+            return (
+                f"order {oid!r} placed in {currency}, but refunds of it were recorded in "
+                f"{', '.join(other)}: a refund is in its order's currency"
+            )
         pending[oid] = (ordered or currency, refunded)
     return None
 

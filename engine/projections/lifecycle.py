@@ -12,20 +12,20 @@ batches, told of every change to an order (late ones too), so a touchpoint's cos
 grow with its customer's history. When nothing lies ahead but time, when the status next
 changes is computed, not walked to.
 """
+
 from __future__ import annotations
 
 import weakref
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from ..rules import LifecycleRules
 from ..vocabulary import HEALTHS, STAGES  # noqa: F401 - re-exported
 from .facts import Facts, Order
 
 TICK = timedelta(microseconds=1)  # "more than N days": the threshold passes just after N days
-LAST = "\U0010ffff"               # sorts after every event id: (t, LAST) is "the end of instant t"
+LAST = "\U0010ffff"  # sorts after every event id: (t, LAST) is "the end of instant t"
 DAY = 86400
 
 
@@ -37,17 +37,17 @@ def _count(n: float, noun: str) -> str:
 
 @dataclass(slots=True)
 class Status:
-    stage: str | None          # None before the customer's first touchpoint
-    health: str | None         # None without a purchase
-    count: int                 # purchases that count at `at`
-    first: Order | None        # the oldest of them, and the newest
+    stage: str | None  # None before the customer's first touchpoint
+    health: str | None  # None without a purchase
+    count: int  # purchases that count at `at`
+    first: Order | None  # the oldest of them, and the newest
     last: Order | None
     health_causes: tuple[str, ...]
     # What the reasons are worded from (only when asked for: most statuses are never shown).
     at: datetime | None = None
-    recent: int = 0            # purchases in the window
-    signal: tuple[datetime, str, str, int | None] | None = None   # the latest advocacy signal
-    limit: float = 0.0         # the at-risk threshold in days
+    recent: int = 0  # purchases in the window
+    signal: tuple[datetime, str, str, int | None] | None = None  # the latest advocacy signal
+    limit: float = 0.0  # the at-risk threshold in days
     rules: LifecycleRules | None = None
 
     def get(self, dimension: str) -> str | None:
@@ -63,15 +63,19 @@ class Status:
             if self.signal is None:
                 return why
             at, _, kind, value = self.signal
-            what = {"referral.converted": "a converted referral",
-                    "review.posted": f"a review rated {value}",
-                    "survey.answered": f"an NPS answer of {value}"}[kind]
+            what = {
+                "referral.converted": "a converted referral",
+                "review.posted": f"a review rated {value}",
+                "survey.answered": f"an NPS answer of {value}",
+            }[kind]
             return f"loyal ({why}) and {what} on {at:%Y-%m-%d}"
         if self.stage == "repeat":
             if n < r.loyal_min_purchases:
                 return _count(n, "purchase")
-            return (f"{_count(n, 'purchase')}, but only {self.recent:,} in the {w:,} days to {T:%Y-%m-%d} "
-                    f"(loyal needs {r.loyal_min_recent_purchases})")
+            return (
+                f"{_count(n, 'purchase')}, but only {self.recent:,} in the {w:,} days to {T:%Y-%m-%d} "
+                f"(loyal needs {r.loyal_min_recent_purchases})"
+            )
         if self.stage == "first_buyer":
             assert self.first is not None
             return f"one purchase on {self.first.at:%Y-%m-%d}"
@@ -96,15 +100,15 @@ _NOBODY = Status(None, None, 0, None, None, ())
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    dimension: str             # "stage" or "health"
+    dimension: str  # "stage" or "health"
     from_value: str | None
     to_value: str | None
     effective_at: datetime
-    causes: tuple[str, ...]    # ids of the touchpoints that caused it
+    causes: tuple[str, ...]  # ids of the touchpoints that caused it
     reason: str
 
 
-Bought = tuple[datetime, str, str]    # (placed at, event id, order id) of an order that counts
+Bought = tuple[datetime, str, str]  # (placed at, event id, order id) of an order that counts
 
 
 def _gap(a: Bought, b: Bought) -> float:
@@ -117,14 +121,26 @@ class Sweep:
     (`to`); `status(T)` reads the rest (window, signals, thresholds) from them. Moving costs
     O(log n) per placement or void passed; so does a change to an order, at any time."""
 
-    __slots__ = ("facts", "rules", "t", "bought", "gaps", "starts", "ends", "placed", "si", "ei", "indexed",
-                 "__weakref__")
+    __slots__ = (
+        "facts",
+        "rules",
+        "t",
+        "bought",
+        "gaps",
+        "starts",
+        "ends",
+        "placed",
+        "si",
+        "ei",
+        "indexed",
+        "__weakref__",
+    )
 
     def __init__(self, facts: Facts, rules: LifecycleRules, attach: bool = False):
         self.facts, self.rules = facts, rules
         self.indexed = False
         self.t: datetime | None = None
-        if attach:   # kept between batches: the facts tell it of every change to an order
+        if attach:  # kept between batches: the facts tell it of every change to an order
             facts.listener = weakref.ref(self)
 
     # -- the orders' placements and voids, in time order ------------------------------------
@@ -152,7 +168,7 @@ class Sweep:
             return
         f = self.facts
         o = f.orders.get(oid)
-        if o is None:    # a cancellation or refund of an order not (yet) seen placed
+        if o is None:  # a cancellation or refund of an order not (yet) seen placed
             return
         new = (o.at, o.event_id, f.void_of(oid))
         old = self.placed.get(oid)
@@ -164,7 +180,8 @@ class Sweep:
             now = _counts(new, t)
             moved = old is None or old[:2] != new[:2]
             if was and (moved or not now):
-                self._remove((old[0], old[1], oid))   # type: ignore[index]
+                assert old is not None  # it counted, so it was placed
+                self._remove((old[0], old[1], oid))
             if now and (moved or not was):
                 self._add((new[0], new[1], oid))
         if old is not None:
@@ -175,7 +192,7 @@ class Sweep:
         if new[2] is not None and new[2] > new[0]:
             insort(self.ends, (new[2], new[1], oid))
         self.placed[oid] = new
-        if t is not None:   # the placements and voids at or before t are the ones applied
+        if t is not None:  # the placements and voids at or before t are the ones applied
             self.si = bisect_right(self.starts, (t, LAST))
             self.ei = bisect_right(self.ends, (t, LAST))
 
@@ -192,16 +209,16 @@ class Sweep:
             self.bought = bought = [s for s in starts[:si] if _counts(placed[s[2]], T)]
             self.gaps = sorted(_gap(a, b) for a, b in zip(bought, bought[1:]))
         elif T >= self.t:
-            for s in starts[self.si:si]:         # placed in (t, T]: counts unless voided by T
+            for s in starts[self.si : si]:  # placed in (t, T]: counts unless voided by T
                 if _counts(placed[s[2]], T):
                     self._add(s)
-            for e in ends[self.ei:ei]:           # voided in (t, T]: no longer counts
+            for e in ends[self.ei : ei]:  # voided in (t, T]: no longer counts
                 p = placed[e[2]]
                 self._remove((p[0], p[1], e[2]))
         else:
-            for s in starts[si:self.si]:         # placed in (T, t]: did not count yet
+            for s in starts[si : self.si]:  # placed in (T, t]: did not count yet
                 self._remove(s)
-            for e in ends[ei:self.ei]:           # voided in (T, t]: counted still, if placed by T
+            for e in ends[ei : self.ei]:  # voided in (T, t]: counted still, if placed by T
                 p = placed[e[2]]
                 if p[0] <= T:
                     self._add((p[0], p[1], e[2]))
@@ -223,7 +240,7 @@ class Sweep:
     def _remove(self, x: Bought) -> None:
         bought, i = self.bought, bisect_left(self.bought, x)
         if i >= len(bought) or bought[i] != x:
-            return   # it did not count
+            return  # it did not count
         prev = bought[i - 1] if i else None
         nxt = bought[i + 1] if i + 1 < len(bought) else None
         if prev is not None:
@@ -242,7 +259,7 @@ class Sweep:
         """A sweep standing where this one stands, to walk ahead without moving this one."""
         other = Sweep.__new__(Sweep)
         other.facts, other.rules, other.t, other.indexed = self.facts, self.rules, self.t, self.indexed
-        other.starts, other.ends, other.placed = self.starts, self.ends, self.placed   # read only
+        other.starts, other.ends, other.placed = self.starts, self.ends, self.placed  # read only
         other.bought, other.gaps, other.si, other.ei = list(self.bought), list(self.gaps), self.si, self.ei
         return other
 
@@ -276,7 +293,9 @@ class Sweep:
         first, last = orders[bought[0][2]], orders[bought[-1][2]]
         days = (T - last.at).total_seconds() / DAY
         limit = self.limit()
-        return Status(stage, _health(days, limit, rules), n, first, last, (last.event_id,), T, recent, signal, limit, rules)
+        return Status(
+            stage, _health(days, limit, rules), n, first, last, (last.event_id,), T, recent, signal, limit, rules
+        )
 
     def next_moment(self, t: datetime, status: Status) -> datetime | None:
         """The first time after t (where the sweep stands) at which the status could change:
@@ -342,9 +361,11 @@ def advocacy(facts: Facts, T: datetime, rules: LifecycleRules) -> tuple[datetime
         if s[0] <= since:
             return None
         at, _, kind, value = s
-        if (kind == "referral.converted"
-                or (kind == "review.posted" and value is not None and value >= rules.advocate_min_rating)
-                or (kind == "survey.answered" and value is not None and value >= rules.advocate_min_nps)):
+        if (
+            kind == "referral.converted"
+            or (kind == "review.posted" and value is not None and value >= rules.advocate_min_rating)
+            or (kind == "survey.answered" and value is not None and value >= rules.advocate_min_nps)
+        ):
             return s
     return None
 
@@ -370,11 +391,17 @@ def revenue(facts: Facts, T: datetime) -> dict[str, float]:
     return {currency: round(out[currency], 2) for currency in sorted(out)}
 
 
-_ANY_RULES = LifecycleRules()   # what counts as a purchase does not depend on the rules
+_ANY_RULES = LifecycleRules()  # what counts as a purchase does not depend on the rules
 
 
-def timeline(facts: Facts, rules: LifecycleRules, start: datetime | None, end: datetime,
-             status: Status | None = None, sweep: Sweep | None = None) -> tuple[list[Transition], Status]:
+def timeline(
+    facts: Facts,
+    rules: LifecycleRules,
+    start: datetime | None,
+    end: datetime,
+    status: Status | None = None,
+    sweep: Sweep | None = None,
+) -> tuple[list[Transition], Status]:
     """Transitions with effective time in (start, end], and the status at end (the sweep, if
     given, ends standing at end).
 
@@ -426,9 +453,13 @@ def _trigger(sweep: Sweep, at: datetime) -> tuple[str, tuple[str, ...]]:
     if at == facts.first_seen:
         return f"first touchpoint {facts.first_seen_id}", (facts.first_seen_id or "",)
     then = at - rules.window
-    left = [eid for _, eid, _ in sweep.starts[bisect_left(sweep.starts, (then,)):bisect_right(sweep.starts, (then, LAST))]]
-    left += [eid for _, eid, *_ in facts.signals[bisect_left(facts.signals, (then,)):
-                                                 bisect_right(facts.signals, (then, LAST))]]
+    left = [
+        eid for _, eid, _ in sweep.starts[bisect_left(sweep.starts, (then,)) : bisect_right(sweep.starts, (then, LAST))]
+    ]
+    left += [
+        eid
+        for _, eid, *_ in facts.signals[bisect_left(facts.signals, (then,)) : bisect_right(facts.signals, (then, LAST))]
+    ]
     if left:
         return f"{', '.join(left)} left the {rules.window_days}-day window", tuple(left)
     return "time passed without a purchase", ()
@@ -477,9 +508,14 @@ def _settled_change(sweep: Sweep, t: datetime, status: Status) -> datetime | Non
     return min(times) if times else None
 
 
-def live_transitions(facts: Facts, recorded: tuple[str | None, str | None], evaluated_until: datetime | None,
-                     now: datetime, rules: LifecycleRules, sweep: Sweep | None = None
-                     ) -> tuple[list[Transition], Status]:
+def live_transitions(
+    facts: Facts,
+    recorded: tuple[str | None, str | None],
+    evaluated_until: datetime | None,
+    now: datetime,
+    rules: LifecycleRules,
+    sweep: Sweep | None = None,
+) -> tuple[list[Transition], Status]:
     """The changes to record now, given what the feed has recorded up to `evaluated_until`.
 
     First a correction where late touchpoints changed the status as of evaluated_until
@@ -510,28 +546,43 @@ class Memo:
     """What the rules concluded from one version of a customer's facts: `status` holds from
     `at` until `valid_until` (the next moment it could change), and `due` is when stage or
     health next change if nothing new arrives. `sweep` stands at `at`, for the next call."""
+
     facts_version: int
     rules: LifecycleRules
     at: datetime
     status: Status
     valid_until: datetime | None
     due: datetime | None
-    sweep: Any = field(default=None, compare=False, repr=False)
+    sweep: Sweep | None = field(default=None, compare=False, repr=False)
 
 
-def advance(facts: Facts, recorded: tuple[str | None, str | None], evaluated_until: datetime | None,
-            now: datetime, rules: LifecycleRules, memo: Memo | None) -> tuple[list[Transition], Status, Memo]:
+def advance(
+    facts: Facts,
+    recorded: tuple[str | None, str | None],
+    evaluated_until: datetime | None,
+    now: datetime,
+    rules: LifecycleRules,
+    memo: Memo | None,
+) -> tuple[list[Transition], Status, Memo]:
     """`live_transitions`, and the memo for the next call. Most touchpoints change no lifecycle
     fact and arrive before anything is due: then the memo answers, and nothing is walked."""
     if evaluated_until is not None and now < evaluated_until:
-        now = evaluated_until   # a clock gone back (skewed workers): nothing is walked back
-    current = memo is not None and memo.facts_version == facts.version and memo.rules is rules
-    if current and evaluated_until is not None and memo.at <= evaluated_until and (
-            memo.valid_until is None or evaluated_until < memo.valid_until):
+        now = evaluated_until  # a clock gone back (skewed workers): nothing is walked back
+    if (
+        memo is not None
+        and memo.facts_version == facts.version
+        and memo.rules is rules
+        and evaluated_until is not None
+        and memo.at <= evaluated_until
+        and (memo.valid_until is None or evaluated_until < memo.valid_until)
+    ):
         if (memo.status.stage, memo.status.health) == recorded and (memo.valid_until is None or now < memo.valid_until):
             return [], memo.status, memo
     kept = memo.sweep if memo is not None and memo.rules is rules else None
-    sweep = kept if kept is not None and facts.listener is not None and facts.listener() is kept \
+    sweep = (
+        kept
+        if kept is not None and facts.listener is not None and facts.listener() is kept
         else Sweep(facts, rules, attach=True)
+    )
     transitions, status = live_transitions(facts, recorded, evaluated_until, now, rules, sweep)
     return transitions, status, Memo(facts.version, rules, now, status, *ahead(sweep, now, status), sweep)

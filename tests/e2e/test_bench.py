@@ -1,4 +1,5 @@
 """The benchmark scripts still run (a seconds-long smoke scale; figures are not asserted)."""
+
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ ROOT = Path(__file__).parents[2]
 
 def test_benchmarks_smoke_run():
     from ..conftest import pg_available
+
     args = [sys.executable, str(ROOT / "bench" / "run.py"), "--scale", "smoke", "--no-write"]
     if os.environ.get("CI") == "true" or pg_available() is None:
         args.append("--postgres")

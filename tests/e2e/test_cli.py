@@ -1,4 +1,5 @@
 """The `journey` command end to end, through click's runner, with --json output."""
+
 from __future__ import annotations
 
 import json
@@ -27,16 +28,23 @@ def run(*args: str, env: dict, ok: bool = True):
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ingest_funnel_customer_changes_forget(tmp_path, workers):
     env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
-    lines = [json.dumps(r) for r in (
-        tp("r", "customer.registered", day(0), traits={"name": "Ann"}), order("o1", day(1)), order("o2", day(2)),
-        tp("v", "page.viewed", day(0), customer="c2"))]
+    lines = [
+        json.dumps(r)
+        for r in (
+            tp("r", "customer.registered", day(0), traits={"name": "Ann"}),
+            order("o1", day(1)),
+            order("o2", day(2)),
+            tp("v", "page.viewed", day(0), customer="c2"),
+        )
+    ]
     lines.insert(2, "{broken")
-    lines.append(lines[1])                                     # a duplicate delivery
+    lines.append(lines[1])  # a duplicate delivery
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n")
     rejects = tmp_path / "rejects.jsonl"
-    summary = json.loads(run("ingest", str(src), "--rejects", str(rejects), "--workers", workers, "--json",
-                             env=env).output)
+    summary = json.loads(
+        run("ingest", str(src), "--rejects", str(rejects), "--workers", workers, "--json", env=env).output
+    )
     assert (summary["accepted"], summary["duplicates"], summary["rejected"]) == (4, 1, 1)
     bad = orjson.loads(rejects.read_text().splitlines()[0])
     assert bad["record"] == 3 and bad["raw"] == "{broken" and "not valid JSON" in bad["reason"]
@@ -68,10 +76,10 @@ def test_bad_time_and_bad_config_give_clear_errors(tmp_path):
     out = run("funnel", "--as-of", "last tuesday", env=env, ok=False).output
     assert "Invalid value for '--as-of': 'last tuesday' is not an ISO 8601 date-time" in out
     for odd in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "1800-01-01", "2026-03-01T11:00:00+25:00"):
-        out = run("customer", "c1", "--as-of", odd, env=env, ok=False).output   # once a traceback
+        out = run("customer", "c1", "--as-of", odd, env=env, ok=False).output  # once a traceback
         assert "Invalid value for '--as-of'" in out and "Traceback" not in out
     out = run("funnel", env={"JOURNEY_DATA_DIR": str(tmp_path / "typo")}, ok=False).output
-    assert "no store at" in out and not (tmp_path / "typo").exists()      # nothing made where a typo points
+    assert "no store at" in out and not (tmp_path / "typo").exists()  # nothing made where a typo points
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[lifecycle]\nwindow_days = -3\n")
     out = run("funnel", "--config", str(cfg), env=env, ok=False).output
@@ -81,20 +89,33 @@ def test_bad_time_and_bad_config_give_clear_errors(tmp_path):
 def test_a_rejects_file_that_cannot_be_written_is_refused_before_ingesting(tmp_path):
     env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
     src = tmp_path / "in.jsonl"
-    src.write_bytes(b"\xef\xbb\xbf" + json.dumps(order("o1", day(1))).encode() + b"\n{broken\n")   # a BOM first
+    src.write_bytes(b"\xef\xbb\xbf" + json.dumps(order("o1", day(1))).encode() + b"\n{broken\n")  # a BOM first
     out = run("ingest", str(src), "--rejects", str(tmp_path / "no" / "dir" / "r.jsonl"), env=env, ok=False).output
     assert "--rejects" in out and "cannot be written" in out and not (tmp_path / "var").exists()
     out = run("ingest", str(src), "--rejects", str(src), env=env, ok=False).output
     assert "is the input file" in out and src.read_bytes().startswith(b"\xef\xbb\xbf")
     summary = json.loads(run("ingest", str(src), "--rejects", str(tmp_path / "r.jsonl"), "--json", env=env).output)
-    assert (summary["accepted"], summary["rejected"]) == (1, 1)             # the BOM is not part of record 1
+    assert (summary["accepted"], summary["rejected"]) == (1, 1)  # the BOM is not part of record 1
 
 
 def test_simulate_then_demo(tmp_path):
     env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
     out = tmp_path / "h.jsonl"
-    a = json.loads(run("simulate", "--customers", "50", "--seed", "3", "--until", "2026-01-01",
-                       "--out", str(out), "--json", env=env).output)
+    a = json.loads(
+        run(
+            "simulate",
+            "--customers",
+            "50",
+            "--seed",
+            "3",
+            "--until",
+            "2026-01-01",
+            "--out",
+            str(out),
+            "--json",
+            env=env,
+        ).output
+    )
     first = out.read_bytes()
     run("simulate", "--customers", "50", "--seed", "3", "--until", "2026-01-01", "--out", str(out), env=env)
     assert out.read_bytes() == first and a["records"] == len(first.splitlines())
@@ -106,7 +127,7 @@ def test_simulate_then_demo(tmp_path):
     assert all(n > 0 for n in demo["funnel"]["health"].values()), demo["funnel"]
     assert demo["customer"]["stage"] and demo["changes"]
     by_policy = demo["actions"]["by_policy"]
-    assert by_policy["welcome"]["issued"] == 400                     # every new customer, once
+    assert by_policy["welcome"]["issued"] == 400  # every new customer, once
     assert sum(p["suppressed"] for p in by_policy.values()) > 0
     assert {"consent", "quiet_hours"} <= set(demo["actions"]["blocked_by"])
     text = run("demo", "--customers", "100", env=env).output
@@ -121,6 +142,7 @@ def test_the_ingest_summary_counts_what_the_feeds_hold(tmp_path, workers):
     from engine.simulator import simulate
 
     from ..conftest import NOW
+
     env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
     src = tmp_path / "h.jsonl"
     src.write_bytes(b"\n".join(orjson.dumps(r) for r in simulate(150, 2, NOW)) + b"\n")
@@ -129,17 +151,28 @@ def test_the_ingest_summary_counts_what_the_feeds_hold(tmp_path, workers):
     actions = run("actions", "--limit", "1000000", "--json", env=env).output.splitlines()
     assert (summary["changes"], summary["actions"]) == (len(changes), len(actions))
     assert 0 < summary["timer_changes"] < summary["changes"] and 0 < summary["timer_actions"] < summary["actions"]
-    assert set(summary) == {"accepted", "duplicates", "rejected", "changes", "actions", "timer_changes", "timer_actions"}
+    assert set(summary) == {
+        "accepted",
+        "duplicates",
+        "rejected",
+        "changes",
+        "actions",
+        "timer_changes",
+        "timer_actions",
+    }
 
 
 def test_blank_lines_standard_input_and_odd_options(tmp_path):
     env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
-    lines = b"\n".join([orjson.dumps(order("o1", day(1))), b"", b"   ", b"{bad", orjson.dumps(order("o2", day(2)))]) + b"\n\n"
+    lines = (
+        b"\n".join([orjson.dumps(order("o1", day(1))), b"", b"   ", b"{bad", orjson.dumps(order("o2", day(2)))])
+        + b"\n\n"
+    )
     result = CliRunner().invoke(main, ["ingest", "-", "--json"], input=lines, env=env, catch_exceptions=False)
     summary = json.loads(result.output)
-    assert (summary["accepted"], summary["rejected"]) == (2, 1)       # blank lines are no records
+    assert (summary["accepted"], summary["rejected"]) == (2, 1)  # blank lines are no records
     text = CliRunner().invoke(main, ["ingest", "-"], input=lines, env=env).output
-    assert "rejected record 4:" in text                                # numbers stay line numbers
+    assert "rejected record 4:" in text  # numbers stay line numbers
     out = run("replay", "transitions", "--from", "2026-02-01", "--to", "2026-01-01", env=env, ok=False).output
     assert "comes after --to" in out
     out = run("replay", "time-to-stage", "--stage", "vip", env=env, ok=False).output
@@ -152,6 +185,7 @@ def test_every_command_module_imports_on_its_own():
     # with "partially initialized module".
     import subprocess
     import sys
+
     for module in ("streams.cli", "replay.cli", "engine.cli"):
         done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
         assert done.returncode == 0, (module, done.stderr[-1500:])
@@ -176,19 +210,32 @@ def test_the_custom_policy_example_of_the_docs_runs_as_written(tmp_path):
     (tmp_path / "mycompany" / "policies.py").write_text(_block(docs, "python", "def big_spender"))
     (tmp_path / "config.toml").write_text(_block(docs, "toml", "mycompany.policies:big_spender"))
     now = datetime.now(UTC)
-    (tmp_path / "orders.jsonl").write_text("".join(json.dumps(order(f"o{i}", now - timedelta(days=3), amount=amount,
-                                                                      customer=customer)) + "\n"
-                                                   for i, (customer, amount) in enumerate([("c1", 600), ("c2", 100)])))
+    (tmp_path / "orders.jsonl").write_text(
+        "".join(
+            json.dumps(order(f"o{i}", now - timedelta(days=3), amount=amount, customer=customer)) + "\n"
+            for i, (customer, amount) in enumerate([("c1", 600), ("c2", 100)])
+        )
+    )
     env = {k: v for k, v in os.environ.items() if k != "JOURNEY_DATA_DIR"}
     for line in _block(docs, "bash", "journey ingest orders.jsonl").splitlines():
         command = line.split("#")[0].strip()
         if command.startswith("journey"):
-            done = subprocess.run(command.replace("journey", JOURNEY, 1), shell=True, cwd=tmp_path, env=env,
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                command.replace("journey", JOURNEY, 1),
+                shell=True,
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             assert done.returncode == 0, done.stderr
-    actions = [json.loads(line) for line in subprocess.run([JOURNEY, "actions", "--json"], cwd=tmp_path, env=env,
-                                                           capture_output=True, text=True, check=True).stdout.splitlines()]
-    assert [a["customer_id"] for a in actions if a["policy"] == "vip_care"] == ["c1"]   # 600 EUR, not 100
+    actions = [
+        json.loads(line)
+        for line in subprocess.run(
+            [JOURNEY, "actions", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    ]
+    assert [a["customer_id"] for a in actions if a["policy"] == "vip_care"] == ["c1"]  # 600 EUR, not 100
 
 
 def test_exports_without_the_analytics_extra_say_how_to_install_it(tmp_path):
@@ -197,7 +244,12 @@ def test_exports_without_the_analytics_extra_say_how_to_install_it(tmp_path):
     subprocess.run([JOURNEY, "demo", "--customers", "30"], env=env, capture_output=True, check=True, cwd=tmp_path)
     hide = "import sys; sys.modules.update(dict.fromkeys(('pandas', 'plotly', 'pyarrow')));"
     for args in (["report", "--out", str(tmp_path / "r.html")], ["replay", "export", "--out", str(tmp_path / "x")]):
-        done = subprocess.run([sys.executable, "-c", hide + "from engine.cli import main; main()", *args], env=env,
-                              capture_output=True, text=True, cwd=tmp_path)
+        done = subprocess.run(
+            [sys.executable, "-c", hide + "from engine.cli import main; main()", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         assert "part of the analytics extra: pip install -e '.[analytics]'" in done.stderr

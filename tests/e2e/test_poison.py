@@ -1,6 +1,7 @@
 """No record crashes ingestion: poison records mixed into 10,000 valid ones are each rejected
 with their reason, and every valid record is ingested, through `Engine.ingest` (both stores) and
 `journey ingest` (a real process). The worker's turn is in test_worker.py."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ from engine.service import Engine
 from replay.rebuild import rebuild
 
 from ..conftest import NOW
-from ..poison import EDGES, POISON, check_rejections, mixed
 from ..helpers import facts_of
+from ..poison import EDGES, POISON, check_rejections, mixed
 
 JOURNEY = str(Path(sys.executable).parent / "journey")
 
@@ -61,8 +62,12 @@ def test_journey_ingest_keeps_every_valid_record_and_rejects_each_poison(tmp_pat
     # The text views print what users sent as it is: no markup read, no crash.
     text = run("ingest", str(path), data=data)
     assert text.returncode == 0 and b"unknown kind '[/bold] oops'" in text.stdout, text.stderr.decode()[-2000:]
-    for args in (["changes", "--limit", "100000"], ["actions", "--limit", "100000"], ["customer", "x-[/]-y"],
-                 ["customer", "[bold]c[/bold] :smile:"]):
+    for args in (
+        ["changes", "--limit", "100000"],
+        ["actions", "--limit", "100000"],
+        ["customer", "x-[/]-y"],
+        ["customer", "[bold]c[/bold] :smile:"],
+    ):
         shown = run(*args, data=data)
         assert shown.returncode == 0, (args, shown.stderr.decode()[-2000:])
         assert b"Traceback" not in shown.stderr
@@ -77,12 +82,13 @@ def test_records_at_the_limits_are_stored_snapshotted_and_replayed(config, tmp_p
     config = config.model_copy(update={"store": config.store.model_copy(update={"snapshot_interval": 3})})
     longest = "x" * config.ingest.max_string_chars
     edges = [{**e, "customer_id": "edge"} for e in EDGES] + [
-        {**EDGES[0], "event_id": "edge-long", "customer_id": "edge", "properties": {"note": longest}}]
+        {**EDGES[0], "event_id": "edge-long", "customer_id": "edge", "properties": {"note": longest}}
+    ]
     with Engine(config, FixedClock(NOW)) as engine:
-        for e in edges:                                       # one batch each: snapshots along the way
+        for e in edges:  # one batch each: snapshots along the way
             assert engine.ingest([e]).accepted == 1
         assert engine.store.snapshots.recorder.select_events(customer_uuid("edge"))
-    with Engine(config, FixedClock(NOW)) as engine:          # a new process: the customer from its snapshot
+    with Engine(config, FixedClock(NOW)) as engine:  # a new process: the customer from its snapshot
         assert engine.ingest([{**EDGES[0], "event_id": "edge-after", "customer_id": "edge"}]).accepted == 1
         view = engine.customer("edge")
         assert view["touchpoints"] == len(edges) + 1 and view["purchases"] == 2

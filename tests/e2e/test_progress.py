@@ -1,5 +1,6 @@
 """Progress of the long replay commands: bars on standard error for a person at a terminal,
 nothing on standard output and nothing at all for --json."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,7 @@ def test_counted_reports_every_item_once():
     assert heard == [1000, 1000, 500]
     heard.clear()
     list(counted(range(2000), heard.append))
-    assert heard == [1000, 1000]                   # no empty report at the end
+    assert heard == [1000, 1000]  # no empty report at the end
     assert list(counted("ab", None)) == ["a", "b"]
 
 
@@ -46,24 +47,38 @@ def test_the_callbacks_add_up_to_the_events_and_the_customers(store):
         h = load(engine, progress=events.append)
         Journeys(h, engine.rules, NOW, customers.append).timelines()
         alternative = Config.model_validate({"lifecycle": {"loyal_min_purchases": 3, "rules_version": "alt"}})
-        whatif(engine, alternative, NOW, h, on_step=lambda s: positions.append(s.position),
-               on_customers=whatif_customers.append)
-    assert sum(events) == h.events == last          # the bar's total is the log's last position
+        whatif(
+            engine,
+            alternative,
+            NOW,
+            h,
+            on_step=lambda s: positions.append(s.position),
+            on_customers=whatif_customers.append,
+        )
+    assert sum(events) == h.events == last  # the bar's total is the log's last position
     assert sum(customers) == sum(whatif_customers) == len(h.facts) == 40
     assert positions == sorted(positions) and 0 < positions[-1] <= last
 
 
 JOURNEY = str(Path(sys.executable).parent / "journey")
-COMMANDS = [["replay", "journeys", "--months", "3"], ["replay", "time-to-stage"], ["replay", "cohorts"],
-            ["replay", "transitions", "--from", "2026-01-01", "--to", "2026-05-01"], ["replay", "policies"]]
+COMMANDS = [
+    ["replay", "journeys", "--months", "3"],
+    ["replay", "time-to-stage"],
+    ["replay", "cohorts"],
+    ["replay", "transitions", "--from", "2026-01-01", "--to", "2026-05-01"],
+    ["replay", "policies"],
+]
 
 
 def test_bars_go_to_standard_error_on_a_terminal_and_never_with_json(store, tmp_path):
     alt = tmp_path / "alt.toml"
     alt.write_text('[lifecycle]\nrules_version = "alt"\nloyal_min_purchases = 3\n')
     whatif_command = ["replay", "whatif", "--config", str(alt), "--as-of", NOW.isoformat()]
-    commands = COMMANDS + [whatif_command, ["report", "--out", str(tmp_path / "report.html")],
-                           ["replay", "export", "--out", str(tmp_path / "x")]]
+    commands = COMMANDS + [
+        whatif_command,
+        ["report", "--out", str(tmp_path / "report.html")],
+        ["replay", "export", "--out", str(tmp_path / "x")],
+    ]
     # TTY_COMPATIBLE=1: rich takes standard error for a terminal (read when the command starts,
     # hence a process of its own rather than click's runner).
     env = {**os.environ, "JOURNEY_DATA_DIR": str(store), "TTY_COMPATIBLE": "1"}

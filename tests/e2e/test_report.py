@@ -1,4 +1,5 @@
 """`journey report` renders in a real headless Chromium with no script errors."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,17 @@ from engine.simulator import simulate
 
 from ..conftest import NOW
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--virtual-time-budget=15000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
+]
 
 
 def chromium() -> str:
@@ -40,19 +49,37 @@ def test_report_renders_in_headless_chromium(tmp_path):
         engine.clock = SystemClock()
         engine.run_due()
     out = tmp_path / "report.html"
-    result = CliRunner().invoke(main, ["report", "--out", str(out), "--as-of", NOW.isoformat(), "--json"],
-                                env={"JOURNEY_DATA_DIR": str(data)}, catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["report", "--out", str(out), "--as-of", NOW.isoformat(), "--json"],
+        env={"JOURNEY_DATA_DIR": str(data)},
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["charts"] == 6
     page = out.read_text()
-    assert "<script src=" not in page                       # self-contained: nothing to fetch
-    dom = subprocess.run([browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile1'}", "--dump-dom", out.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    assert "<script src=" not in page  # self-contained: nothing to fetch
+    dom = subprocess.run(
+        [browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile1'}", "--dump-dom", out.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     status = re.search(r'<div id="report-status" data-errors="(\d*)" data-charts="(\d*)"', dom)
     assert status, dom[-2000:]
     assert status.groups() == ("0", "6")
     shot = tmp_path / "report.png"
-    subprocess.run([browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1280,3000",
-                    f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile2'}",
+            "--window-size=1280,3000",
+            f"--screenshot={shot}",
+            out.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.exists() and shot.stat().st_size > 50_000
     print(f"screenshot: {shot}")

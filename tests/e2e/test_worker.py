@@ -1,5 +1,6 @@
 """`journey worker` processes on a real broker: end to end, dead letters, and two workers
 sharing the load while one of them is killed with SIGKILL."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,13 @@ JOURNEY = str(Path(sys.executable).parent / "journey")
 
 def start_worker(config_file: Path, group: str, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
-    return subprocess.Popen([JOURNEY, "worker", "--config", str(config_file), "--id", group, "--loglevel", "info"],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return subprocess.Popen(
+        [JOURNEY, "worker", "--config", str(config_file), "--id", group, "--loglevel", "info"],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -70,8 +76,9 @@ async def wait_until(check, seconds: float, what: str):
 
 
 async def topic_messages(bootstrap: str, topic: str) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
     await consumer.start()
     out = []
     try:
@@ -104,10 +111,15 @@ async def test_worker_end_to_end_with_a_dead_letter(stream_config, tmp_path):
     worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
     redis = Redis.from_url(stream_config.redis.url)
     try:
-        good = [tp("r1", "customer.registered", now_minus(days=3), customer="w1"),
-                order("o1", now_minus(days=2), customer="w1")]
-        await produce(stream_config.kafka.bootstrap_servers, topo.touchpoints,
-                      good + [b"{not json at all", order("o2", now_minus(days=1), customer="w1")])
+        good = [
+            tp("r1", "customer.registered", now_minus(days=3), customer="w1"),
+            order("o1", now_minus(days=2), customer="w1"),
+        ]
+        await produce(
+            stream_config.kafka.bootstrap_servers,
+            topo.touchpoints,
+            good + [b"{not json at all", order("o2", now_minus(days=1), customer="w1")],
+        )
         stream = topo.stream("stage-changed")
 
         async def repeat_buyer():
@@ -121,16 +133,21 @@ async def test_worker_end_to_end_with_a_dead_letter(stream_config, tmp_path):
         # the feed starts with the registration and ends at repeat.
         assert [(f["from"], f["to"]) for f in facts if f["dimension"] == "stage"] in (
             [(None, "prospect"), ("prospect", "first_buyer"), ("first_buyer", "repeat")],
-            [(None, "prospect"), ("prospect", "repeat")])
+            [(None, "prospect"), ("prospect", "repeat")],
+        )
         assert await wait_until(lambda: redis.xlen(topo.stream("actions")), 30, "actions on Redis")
-        on_kafka = await wait_until(lambda: topic_messages(stream_config.kafka.bootstrap_servers,
-                                                           topo.topic("stage-changed")), 30, "Kafka stage changes")
+        on_kafka = await wait_until(
+            lambda: topic_messages(stream_config.kafka.bootstrap_servers, topo.topic("stage-changed")),
+            30,
+            "Kafka stage changes",
+        )
         assert {dict(m.headers)["fact_id"].decode() for m in on_kafka} >= {f["change_id"] for f in facts}
         assert all(m.key == b"w1" for m in on_kafka)
         actions = await topic_messages(stream_config.kafka.bootstrap_servers, topo.topic("actions"))
         assert {orjson.loads(m.value)["policy"] for m in actions} >= {"welcome"}
-        dead = await wait_until(lambda: topic_messages(stream_config.kafka.bootstrap_servers, topo.dead_letter),
-                                30, "the dead letter")
+        dead = await wait_until(
+            lambda: topic_messages(stream_config.kafka.bootstrap_servers, topo.dead_letter), 30, "the dead letter"
+        )
         assert dead[0].value == b"{not json at all"
         assert b"not valid JSON" in dict(dead[0].headers)["reason"]
         row = await wait_until(lambda: redis.hgetall(topo.key("customer", "w1")), 30, "the read model")
@@ -143,16 +160,20 @@ async def test_worker_end_to_end_with_a_dead_letter(stream_config, tmp_path):
 
 
 async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothing(stream_config, pg_config, tmp_path):
-    config = pg_config.model_copy(update={"kafka": stream_config.kafka.model_copy(update={"partitions": 4}),
-                                          "redis": stream_config.redis})
+    config = pg_config.model_copy(
+        update={"kafka": stream_config.kafka.model_copy(update={"partitions": 4}), "redis": stream_config.redis}
+    )
     topo, cfg = await prepare(config, tmp_path)
     group = f"g{uuid.uuid4().hex[:8]}"
     workers = [start_worker(cfg, group, tmp_path / f"worker{i}.log") for i in range(2)]
     records = []
     for i in range(2400):
         c = f"k{i % 80}"
-        records.append(order(f"e{i}", now_minus(days=400 - i // 8), customer=c) if i % 3 == 0 else
-                       tp(f"e{i}", "page.viewed", now_minus(days=400 - i // 8), customer=c))
+        records.append(
+            order(f"e{i}", now_minus(days=400 - i // 8), customer=c)
+            if i % 3 == 0
+            else tp(f"e{i}", "page.viewed", now_minus(days=400 - i // 8), customer=c)
+        )
     redis = Redis.from_url(config.redis.url)
     engine = Engine(config, SystemClock())
     try:
@@ -161,7 +182,7 @@ async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothin
         stored = partial(stored_count, engine)
 
         await wait_until(lambda: asyncio.to_thread(lambda: stored() >= 300), 90, "the first touchpoints")
-        stop(workers[0], signal.SIGKILL)                       # mid-stream, no goodbye
+        stop(workers[0], signal.SIGKILL)  # mid-stream, no goodbye
         await produce(config.kafka.bootstrap_servers, topo.touchpoints, records[1200:] + records[:100])
         await wait_until(lambda: asyncio.to_thread(lambda: stored() >= 2400), 180, "every touchpoint")
         ids = [b["touchpoint"]["event_id"] for _, _, b in scan(engine, TOUCHPOINT_TOPIC)]
@@ -172,7 +193,7 @@ async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothin
         assert len({(a["action_id"], a["status"], a["at"]) for a in actions}) == len(actions)
         issued = [a["action_id"] for a in actions if a["status"] == "issued"]
         assert len(issued) == len(set(issued))
-        for c in range(0, 80, 7):                              # the feed ends where the store says
+        for c in range(0, 80, 7):  # the feed ends where the store says
             view = engine.customer(f"k{c}")
             last = [x["to"] for x in changes if x["customer_id"] == f"k{c}" and x["dimension"] == "stage"][-1]
             assert last == view["stage"]
@@ -184,7 +205,7 @@ async def test_two_workers_share_the_load_and_a_sigkill_loses_and_doubles_nothin
         entries = await wait_until(relayed, 60, "the relay to catch up")
         relayed_ids = [f[b"id"].decode() for _, f in entries]
         now_in_store = {b["change"]["change_id"] for _, _, b in scan(engine, CHANGE_TOPIC)}
-        assert len(relayed_ids) == len(set(relayed_ids))     # timers may add changes meanwhile, never twice
+        assert len(relayed_ids) == len(set(relayed_ids))  # timers may add changes meanwhile, never twice
         assert {c["change_id"] for c in changes} <= set(relayed_ids) <= now_in_store
     finally:
         for w in workers:
@@ -198,8 +219,13 @@ def test_streaming_demo_shows_changes_on_both_feeds(tmp_path):
     from click.testing import CliRunner
 
     from engine.cli import main
-    result = CliRunner().invoke(main, ["demo", "--streaming", "--customers", "40", "--json"],
-                                env={"JOURNEY_DATA_DIR": str(tmp_path)}, catch_exceptions=False)
+
+    result = CliRunner().invoke(
+        main,
+        ["demo", "--streaming", "--customers", "40", "--json"],
+        env={"JOURNEY_DATA_DIR": str(tmp_path)},
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.splitlines()[-1])
     assert summary["kafka"] == summary["redis"] >= 40
@@ -211,7 +237,8 @@ async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_
     # records in 100 s). Now each goes to the dead-letter topic with its reason, under a key
     # naming where it came from, and every valid record around it is ingested.
     from ..poison import POISON, mixed
-    lines, expected, n_valid = mixed()                 # the poison among 10,000 valid records
+
+    lines, expected, n_valid = mixed()  # the poison among 10,000 valid records
     topo, cfg = await prepare(stream_config, tmp_path)
     worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
     engine = Engine(stream_config, SystemClock())
@@ -232,8 +259,11 @@ async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_
         stored = partial(stored_count, engine)
 
         await wait_until(lambda: asyncio.to_thread(lambda: stored() >= n_valid), 420, "every valid touchpoint")
-        dead = await wait_until(lambda: _at_least(stream_config.kafka.bootstrap_servers, topo.dead_letter,
-                                                  len(POISON)), 60, "every poison record dead-lettered")
+        dead = await wait_until(
+            lambda: _at_least(stream_config.kafka.bootstrap_servers, topo.dead_letter, len(POISON)),
+            60,
+            "every poison record dead-lettered",
+        )
         assert stored() == n_valid
         reasons = {m.value: dict(m.headers) for m in dead}
         assert len(dead) == len(reasons) == len(POISON)
@@ -245,7 +275,9 @@ async def test_a_worker_rejects_each_poison_record_to_the_dead_letter_topic_and_
         assert len(set(keys)) == len(keys)
         for m in dead:
             h = dict(m.headers)
-            assert m.key.decode() == f"{topo.touchpoints}/{h['source_partition'].decode()}/{h['source_offset'].decode()}"
+            assert (
+                m.key.decode() == f"{topo.touchpoints}/{h['source_partition'].decode()}/{h['source_offset'].decode()}"
+            )
     finally:
         stop(worker)
         engine.close()
@@ -263,21 +295,28 @@ async def test_a_worker_whose_store_fails_retries_and_loses_nothing(stream_confi
     # store waits) must not kill the agent, which would then consume nothing more: the worker
     # retries the batch until the store is back, and every touchpoint arrives once.
     import sqlite3
+
     topo, cfg = await prepare(stream_config, tmp_path)
     worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
     engine = Engine(stream_config, SystemClock())
     blocker = None
     try:
-        await produce(stream_config.kafka.bootstrap_servers, topo.touchpoints,
-                      [tp("b0", "page.viewed", now_minus(days=1), customer="s0")])
+        await produce(
+            stream_config.kafka.bootstrap_servers,
+            topo.touchpoints,
+            [tp("b0", "page.viewed", now_minus(days=1), customer="s0")],
+        )
 
         stored = partial(stored_count, engine)
 
         await wait_until(lambda: asyncio.to_thread(lambda: stored() >= 1), 90, "the first touchpoint")
         blocker = sqlite3.connect(Path(stream_config.data_dir) / stream_config.store.sqlite_file, timeout=30)
-        blocker.execute("BEGIN EXCLUSIVE")                  # nobody else writes now
-        await produce(stream_config.kafka.bootstrap_servers, topo.touchpoints,
-                      [tp(f"b{i}", "page.viewed", now_minus(days=1), customer=f"s{i % 7}") for i in range(1, 60)])
+        blocker.execute("BEGIN EXCLUSIVE")  # nobody else writes now
+        await produce(
+            stream_config.kafka.bootstrap_servers,
+            topo.touchpoints,
+            [tp(f"b{i}", "page.viewed", now_minus(days=1), customer=f"s{i % 7}") for i in range(1, 60)],
+        )
         log = tmp_path / "worker.log"
         await wait_until(lambda: asyncio.sleep(0, "failed" in log.read_text()), 90, "the worker to see the failure")
         blocker.rollback()

@@ -1,5 +1,6 @@
 """The real CDNOW sample (2,357 customers' CD purchases, 1997-98), checked against an
 independent computation of the default rules written here from the raw file."""
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -22,9 +23,15 @@ def rows():
 
 def touchpoints():
     for n, customer, at, cds, dollars in rows():
-        yield {"event_id": f"cdnow-{n}", "customer_id": f"cdnow-{customer}", "kind": "order.placed",
-               "occurred_at": at.isoformat(), "channel": "mail", "source": "cdnow",
-               "properties": {"order_id": f"cdnow-{n}", "amount": dollars, "currency": "USD", "cds": cds}}
+        yield {
+            "event_id": f"cdnow-{n}",
+            "customer_id": f"cdnow-{customer}",
+            "kind": "order.placed",
+            "occurred_at": at.isoformat(),
+            "channel": "mail",
+            "source": "cdnow",
+            "properties": {"order_id": f"cdnow-{n}", "amount": dollars, "currency": "USD", "cds": cds},
+        }
 
 
 def expected_funnel() -> dict:
@@ -37,15 +44,18 @@ def expected_funnel() -> dict:
     as_of_day = AS_OF.date()
     for purchases in days.values():
         purchases.sort()
-        recent = sum(1 for d in purchases if (as_of_day - d).days < 365)   # within (T-365d, T]
+        recent = sum(1 for d in purchases if (as_of_day - d).days < 365)  # within (T-365d, T]
         n = len(purchases)
         stages["loyal" if n >= 4 and recent >= 2 else "repeat" if n >= 2 else "first_buyer"] += 1
-        idle = (as_of_day - purchases[-1]).days + 1   # whole days from that midnight to the end of T's day
+        idle = (as_of_day - purchases[-1]).days + 1  # whole days from that midnight to the end of T's day
         gaps = [(b - a).days for a, b in zip(purchases, purchases[1:])]
         limit = 60 if n == 1 else max(60, 2.0 * median(gaps))
         health["lapsed" if idle > 365 else "at_risk" if idle > limit else "active"] += 1
-    return {"customers": len(days), "stages": {s: stages[s] for s in ("prospect", "first_buyer", "repeat", "loyal", "advocate")},
-            "health": {h: health[h] for h in ("active", "at_risk", "lapsed")}}
+    return {
+        "customers": len(days),
+        "stages": {s: stages[s] for s in ("prospect", "first_buyer", "repeat", "loyal", "advocate")},
+        "health": {h: health[h] for h in ("active", "at_risk", "lapsed")},
+    }
 
 
 def test_cdnow_funnel_as_of_mid_1998(sqlite_config):

@@ -1,5 +1,6 @@
 """Real processes writing one store at once: two `journey ingest` runs over overlapping files, and
 `journey forget` racing an ingest of the same customer."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ JOURNEY = str(Path(sys.executable).parent / "journey")
 
 
 def journey(config_file: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([JOURNEY, *args, "--config", str(config_file)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [JOURNEY, *args, "--config", str(config_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -49,22 +51,22 @@ def test_two_ingest_processes_over_overlapping_files_count_everything_once(confi
     cfg.write_text(dump_toml(config))
     records = list(simulate(150, trial, NOW))
     third = len(records) // 3
-    a = write(tmp_path / "a.jsonl", records[:2 * third])
-    b = write(tmp_path / "b.jsonl", records[third:][::-1] + records[:third // 2])
+    a = write(tmp_path / "a.jsonl", records[: 2 * third])
+    b = write(tmp_path / "b.jsonl", records[third:][::-1] + records[: third // 2])
     procs = [journey(cfg, "ingest", str(a), "--json"), journey(cfg, "ingest", str(b), "--json")]
     results = [finish(p) for p in procs]
-    for code, out, err in results:
+    for code, _, err in results:
         assert code == 0 and "Traceback" not in err, err[-3000:]
     summaries = [json.loads(out) for _, out, _ in results]
     unique = len({r["event_id"] for r in records})
     assert sum(s["accepted"] for s in summaries) == unique
     assert sum(s["accepted"] + s["duplicates"] for s in summaries) == 2 * third + len(records) - third + third // 2
-    with Engine(config) as engine:    # the clock the processes ran on
+    with Engine(config) as engine:  # the clock the processes ran on
         ids = [b["touchpoint"]["event_id"] for _, _, b in scan(engine, TOUCHPOINT_TOPIC)]
         assert len(ids) == len(set(ids)) == unique
-        changes = engine.changes(limit=10 ** 6)
+        changes = engine.changes(limit=10**6)
         assert len({c["change_id"] for c in changes}) == len(changes)
-        for customer in {r["customer_id"] for r in records}:     # the feed ends where the history says
+        for customer in {r["customer_id"] for r in records}:  # the feed ends where the history says
             stages = [c["to"] for c in changes if c["customer_id"] == customer and c["dimension"] == "stage"]
             assert stages[-1] == engine.customer(customer)["stage"], customer
 
@@ -76,8 +78,16 @@ def test_forget_racing_an_ingest_leaves_the_customer_erased_for_good(config, tmp
     cfg.write_text(dump_toml(config))
     for trial, delay in enumerate((0.0, 0.4, 1.2)):
         victim = f"victim-{trial}"
-        records = [tp(f"t{trial}-{i}", "profile.updated", day(i / 10), customer=victim,
-                      traits={"email": f"{victim}-{i}@mail.test", "tier": "gold"}) for i in range(3000)]
+        records = [
+            tp(
+                f"t{trial}-{i}",
+                "profile.updated",
+                day(i / 10),
+                customer=victim,
+                traits={"email": f"{victim}-{i}@mail.test", "tier": "gold"},
+            )
+            for i in range(3000)
+        ]
         first = write(tmp_path / f"first-{trial}.jsonl", records[:1])
         rest = write(tmp_path / f"rest-{trial}.jsonl", records[1:])
         assert finish(journey(cfg, "ingest", str(first)))[0] == 0
@@ -94,8 +104,17 @@ def test_forget_racing_an_ingest_leaves_the_customer_erased_for_good(config, tmp
             assert view["erased"] is True and "email" not in view["traits"], view["traits"]
             assert engine.keys.get_many([str(customer_uuid(victim))]) == {str(customer_uuid(victim)): ERASED_KEY}
             # a later touchpoint with personal data makes no key: its personal fields are dropped
-            engine.ingest([tp(f"t{trial}-late", "profile.updated", day(400), customer=victim,
-                              traits={"email": f"{victim}-late@mail.test"})])
+            engine.ingest(
+                [
+                    tp(
+                        f"t{trial}-late",
+                        "profile.updated",
+                        day(400),
+                        customer=victim,
+                        traits={"email": f"{victim}-late@mail.test"},
+                    )
+                ]
+            )
             assert engine.keys.get_many([str(customer_uuid(victim))]) == {str(customer_uuid(victim)): ERASED_KEY}
             assert "email" not in engine.customer(victim)["traits"]
             assert not any("@mail.test" in json.dumps(b["touchpoint"]) for _, _, b in scan(engine, TOUCHPOINT_TOPIC))
@@ -109,4 +128,4 @@ def test_forget_of_an_unknown_customer_changes_nothing_and_says_so(sqlite_config
     code, _, err = finish(journey(cfg, "forget", "nobody"))
     assert code == 1 and "no customer 'nobody' in the store; nothing was changed" in err
     with Engine(sqlite_config, FixedClock(NOW)) as engine:
-        assert engine.keys.get_many([str(customer_uuid("nobody"))]) == {}    # no tombstone either
+        assert engine.keys.get_many([str(customer_uuid("nobody"))]) == {}  # no tombstone either

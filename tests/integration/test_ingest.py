@@ -1,4 +1,5 @@
 """Ingestion on both stores: idempotency, conflicts, concurrency, late events, timers, the feed."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ def test_duplicates_across_a_restart_have_no_effect(config, clock):
         assert (r.accepted, r.duplicates) == (1, 1)
         r = second.ingest([order("e1", day(1))])
         assert (r.accepted, r.duplicates, r.changes) == (0, 1, 0)
-        assert second.changes()[:len(changes_before)] == changes_before
+        assert second.changes()[: len(changes_before)] == changes_before
         assert sorted(stored_touchpoints(second)) == ["e1", "e2"]
 
 
@@ -42,15 +43,17 @@ def test_reusing_an_event_id_with_other_content_is_a_conflict(engine):
     engine.ingest([order("e1", day(1), amount=10)])
     r = engine.ingest([order("e1", day(1), amount=99), order("e2", day(2))])
     assert (r.accepted, r.duplicates, r.rejected) == (1, 0, 1)
-    assert r.rejections[0].field == "event_id" and "this customer accepted earlier, with other content" in \
-        r.rejections[0].reason
+    assert (
+        r.rejections[0].field == "event_id"
+        and "this customer accepted earlier, with other content" in r.rejections[0].reason
+    )
     # the same event id under another customer is a conflict too
     r = engine.ingest([order("e1", day(1), amount=10, customer="c2")])
     assert r.rejected == 1 and "a touchpoint of another customer" in r.rejections[0].reason
     # and within one batch
     r = engine.ingest([order("e7", day(1)), order("e7", day(1), amount=3)])
     assert (r.accepted, r.rejected) == (1, 1) and r.rejections[0].record == 2
-    assert engine.customer("c1")["revenue"] == {"EUR": 30.0}   # e1, e2 and e7 at 10 each
+    assert engine.customer("c1")["revenue"] == {"EUR": 30.0}  # e1, e2 and e7 at 10 each
 
 
 def _write(args):
@@ -78,7 +81,7 @@ def test_two_concurrent_writers_never_double_a_touchpoint(config):
         for c in range(30):
             view = engine.customer(f"c{c}")
             recorded = [t for t in view["timeline"] if t["type"] == "stage_change"]
-            assert recorded[0]["to"] == view["stage"]           # the timeline is newest first
+            assert recorded[0]["to"] == view["stage"]  # the timeline is newest first
 
 
 def test_late_event_is_placed_by_event_time_and_corrects_the_feed(engine, clock):
@@ -86,7 +89,7 @@ def test_late_event_is_placed_by_event_time_and_corrects_the_feed(engine, clock)
     engine.ingest([order("o1", ago(40)), order("o2", ago(30)), order("o4", ago(10))])
     assert engine.customer("c1")["stage"] == "repeat"
     clock.advance(hours=1)
-    r = engine.ingest([order("o3", ago(20))])           # arrives late: the 3rd purchase in time
+    r = engine.ingest([order("o3", ago(20))])  # arrives late: the 3rd purchase in time
     assert r.changes == 1
     assert engine.customer("c1")["stage"] == "loyal"
     last = engine.changes()[-1]
@@ -102,9 +105,9 @@ def test_window_expiry_demotes_without_a_new_touchpoint_even_after_restart(confi
     with Engine(config, clock) as engine:
         engine.ingest(history)
         assert engine.customer("c1")["stage"] == "loyal"
-        assert engine.run_due().total == 0                       # nothing is due yet
-    clock.advance(days=70)                                 # two purchases leave the window
-    with Engine(config, clock) as engine:                  # a restart: timers are durable
+        assert engine.run_due().total == 0  # nothing is due yet
+    clock.advance(days=70)  # two purchases leave the window
+    with Engine(config, clock) as engine:  # a restart: timers are durable
         n = engine.run_due().total
         assert n >= 1
         stage_changes = [c for c in engine.changes() if c["dimension"] == "stage"]
@@ -112,19 +115,36 @@ def test_window_expiry_demotes_without_a_new_touchpoint_even_after_restart(confi
         third = datetime.fromisoformat(history[2]["occurred_at"])
         assert stage_changes[-1]["effective_at"] == (third + timedelta(days=365)).isoformat(timespec="microseconds")
         assert "left the 365-day window" in stage_changes[-1]["reason"]
-        assert engine.run_due().total == 0                        # fired once, not twice
+        assert engine.run_due().total == 0  # fired once, not twice
     with Engine(config, clock) as engine:
         assert engine.run_due().total == 0
 
 
 def test_feed_positions_are_ordered_and_changes_carry_their_facts(engine):
-    engine.ingest([tp("r", "customer.registered", day(0)), order("o1", day(1)), order("o2", day(2)),
-                   tp("r2", "customer.registered", day(0), customer="c2")])
+    engine.ingest(
+        [
+            tp("r", "customer.registered", day(0)),
+            order("o1", day(1)),
+            order("o2", day(2)),
+            tp("r2", "customer.registered", day(0), customer="c2"),
+        ]
+    )
     feed = engine.changes()
     assert [c["position"] for c in feed] == sorted(c["position"] for c in feed)
     first = feed[0]
-    assert set(first) >= {"change_id", "customer_id", "dimension", "from", "to", "effective_at",
-                          "recorded_at", "rules_version", "causes", "reason", "position"}
+    assert set(first) >= {
+        "change_id",
+        "customer_id",
+        "dimension",
+        "from",
+        "to",
+        "effective_at",
+        "recorded_at",
+        "rules_version",
+        "causes",
+        "reason",
+        "position",
+    }
     c1 = [(c["dimension"], c["to"]) for c in feed if c["customer_id"] == "c1"]
     assert c1[:2] == [("stage", "prospect"), ("stage", "first_buyer")]
     after = engine.changes(after=feed[1]["position"])
@@ -135,6 +155,7 @@ def test_feed_positions_are_ordered_and_changes_carry_their_facts(engine):
 
 def test_same_history_replayed_into_a_new_store_gives_the_same_changes(tmp_path, clock):
     from engine.config import Config
+
     records = [order(f"o{i}", day(i * 40), customer=f"c{i % 3}") for i in range(12)]
     feeds = []
     for name in ("a", "b"):
@@ -145,14 +166,24 @@ def test_same_history_replayed_into_a_new_store_gives_the_same_changes(tmp_path,
 
 
 def test_customer_view_gathers_the_profile(engine):
-    engine.ingest([
-        tp("r", "customer.registered", day(0), traits={"name": "Ann", "email": "a@x.org", "timezone": "Europe/Paris"}),
-        {**tp("c", "consent.changed", day(1), channel="email"),
-         "properties": {"channel": "email", "purpose": "promotional", "granted": True}},
-        order("o1", day(2), amount=50), tp("f", "complaint.filed", day(3), complaint_id="k1", severity="high"),
-        tp("i", "invoice.overdue", day(4), invoice_id="inv1", amount=5, currency="EUR"),
-        tp("rf", "order.refunded", day(5), order_id="o1", amount=20),
-    ])
+    engine.ingest(
+        [
+            tp(
+                "r",
+                "customer.registered",
+                day(0),
+                traits={"name": "Ann", "email": "a@x.org", "timezone": "Europe/Paris"},
+            ),
+            {
+                **tp("c", "consent.changed", day(1), channel="email"),
+                "properties": {"channel": "email", "purpose": "promotional", "granted": True},
+            },
+            order("o1", day(2), amount=50),
+            tp("f", "complaint.filed", day(3), complaint_id="k1", severity="high"),
+            tp("i", "invoice.overdue", day(4), invoice_id="inv1", amount=5, currency="EUR"),
+            tp("rf", "order.refunded", day(5), order_id="o1", amount=20),
+        ]
+    )
     v = engine.customer("c1")
     assert (v["stage"], v["purchases"], v["revenue"]) == ("first_buyer", 1, {"EUR": 30.0})
     assert v["open_complaints"] == ["k1"] and v["overdue_invoices"] == ["inv1"]
@@ -171,13 +202,14 @@ def test_refund_and_cancellation_demote_through_the_store(engine):
     stage = [(c["from"], c["to"], c["causes"]) for c in engine.changes() if c["dimension"] == "stage"]
     assert stage[-2:] == [("repeat", "first_buyer", ["r1"]), ("first_buyer", "prospect", ["c1x"])]
     health = [c["to"] for c in engine.changes() if c["dimension"] == "health"]
-    assert health[-1] is None                                  # no purchase left: no health
+    assert health[-1] is None  # no purchase left: no health
     assert engine.customer("c1", as_of=ago(15))["stage"] == "repeat"
 
 
 def test_long_histories_are_snapshotted_and_reload_the_same(config, clock):
-    config = config.model_copy(update={"store": config.store.model_copy(
-        update={"snapshot_interval": 50, "cache_customers": 0})})
+    config = config.model_copy(
+        update={"store": config.store.model_copy(update={"snapshot_interval": 50, "cache_customers": 0})}
+    )
     records = [tp(f"v{i}", "page.viewed", NOW - timedelta(minutes=i)) for i in range(120)]
     records += [order(f"o{i}", NOW - timedelta(days=i)) for i in range(5)]
     with Engine(config, clock) as engine:
@@ -194,19 +226,19 @@ def test_cached_customers_equal_the_library_rebuilding_them_from_the_store(sqlit
     library, replaying the stored events (and snapshots), must arrive at the same state."""
     from engine.clock import EventTimeClock
     from engine.simulator import simulate
-    config = sqlite_config.model_copy(update={"store": sqlite_config.store.model_copy(
-        update={"snapshot_interval": 7})})
+
+    config = sqlite_config.model_copy(update={"store": sqlite_config.store.model_copy(update={"snapshot_interval": 7})})
     records = list(simulate(40, 11, NOW))
     uuids = sorted({customer_uuid(r["customer_id"]) for r in records})
     with Engine(config, EventTimeClock()) as engine:
         engine.ingest(records)
-        cached = engine.store.customers(uuids)                  # as the writer keeps them
-        fresh = engine.store.customers(uuids, cached=False)     # rebuilt in bulk from the store
+        cached = engine.store.customers(uuids)  # as the writer keeps them
+        fresh = engine.store.customers(uuids, cached=False)  # rebuilt in bulk from the store
         assert len(cached) == len(fresh) == 40
         for uuid, customer in cached.items():
             by_library = engine.store.repository.get(uuid, version=customer.version)
             assert customer == by_library == fresh[uuid]
-            assert customer.facts == by_library.facts        # folded as they came / from the state
+            assert customer.facts == by_library.facts  # folded as they came / from the state
         assert list(engine.store.snapshots.get(uuid)), "long histories were snapshotted"
 
 
@@ -215,14 +247,20 @@ def test_a_customer_keeps_one_snapshot_however_long_its_history(config, clock):
     config = config.model_copy(update={"store": config.store.model_copy(update={"snapshot_interval": 20})})
     with Engine(config, clock) as engine:
         for start in range(0, 1200, 100):
-            engine.ingest([order(f"o{i}", NOW - timedelta(hours=2000 - i)) if i % 5 == 0 else
-                           tp(f"v{i}", "page.viewed", NOW - timedelta(hours=2000 - i)) for i in range(start, start + 100)])
+            engine.ingest(
+                [
+                    order(f"o{i}", NOW - timedelta(hours=2000 - i))
+                    if i % 5 == 0
+                    else tp(f"v{i}", "page.viewed", NOW - timedelta(hours=2000 - i))
+                    for i in range(start, start + 100)
+                ]
+            )
         snapshots = engine.store.snapshots.recorder.select_events(customer_uuid("c1"))
         assert len(snapshots) == 1
         # ...taken every max(interval, size of the state) events: far fewer than 1,200 / 20
         customer = engine.store.customer(customer_uuid("c1"))
         assert customer.version - snapshots[0].originator_version < max(20, customer.weight()) + 100
-    with Engine(config, clock) as engine:                  # and it loads from that one snapshot
+    with Engine(config, clock) as engine:  # and it loads from that one snapshot
         view = engine.customer("c1", limit=5)
         assert (view["purchases"], view["touchpoints"]) == (240, 1200)
         assert engine.ingest([order("last", NOW)]).accepted == 1
@@ -231,7 +269,7 @@ def test_a_customer_keeps_one_snapshot_however_long_its_history(config, clock):
 def test_the_timeline_comes_newest_first_in_pages(engine, clock):
     engine.ingest([tp(f"v{i}", "page.viewed", day(i)) for i in range(30)] + [order("o1", day(31))])
     full = engine.customer("c1")
-    assert full["timeline_total"] == len(full["timeline"]) == 31 + 5   # prospect, first_buyer, active, at_risk, lapsed
+    assert full["timeline_total"] == len(full["timeline"]) == 31 + 5  # prospect, first_buyer, active, at_risk, lapsed
     assert [t["at"] for t in full["timeline"]] == sorted((t["at"] for t in full["timeline"]), reverse=True)
     pages = [engine.customer("c1", limit=10, offset=k)["timeline"] for k in (0, 10, 20, 30)]
     assert [t for page in pages for t in page] == full["timeline"]
@@ -244,25 +282,30 @@ def test_customers_that_leave_the_cache_leave_memory(sqlite_config, clock):
     import gc
 
     from engine.projections.facts import Facts
+
     config = sqlite_config.model_copy(update={"store": sqlite_config.store.model_copy(update={"cache_customers": 50})})
     gc.unfreeze()
-    gc.collect()               # what earlier tests left
+    gc.collect()  # what earlier tests left
     before = sum(isinstance(o, Facts) for o in gc.get_objects())
     with Engine(config, clock) as engine:
         for k in range(0, 1200, 300):
-            engine.ingest([order(f"o{i}-{j}", day(j * 10), customer=f"k{i}") for i in range(k, k + 300) for j in range(3)])
-        gc.unfreeze()          # count what is reachable or leaked, without collecting cycles first
+            engine.ingest(
+                [order(f"o{i}-{j}", day(j * 10), customer=f"k{i}") for i in range(k, k + 300) for j in range(3)]
+            )
+        gc.unfreeze()  # count what is reachable or leaked, without collecting cycles first
         alive = sum(isinstance(o, Facts) for o in gc.get_objects()) - before
     assert alive <= 50 + 10, alive
 
 
 def test_a_huge_at_risk_threshold_is_no_overflow(sqlite_config, clock):
     # A factor of 100 on a gap of 89 years puts the at-risk threshold beyond the year 9999.
-    config = sqlite_config.model_copy(update={"lifecycle": sqlite_config.lifecycle.model_copy(
-        update={"at_risk_gap_factor": 100.0})})
+    config = sqlite_config.model_copy(
+        update={"lifecycle": sqlite_config.lifecycle.model_copy(update={"at_risk_gap_factor": 100.0})}
+    )
     with Engine(config, clock) as engine:
-        r = engine.ingest([order("a", datetime(1901, 1, 1, tzinfo=NOW.tzinfo)),
-                           order("b", datetime(1990, 1, 1, tzinfo=NOW.tzinfo))])
+        r = engine.ingest(
+            [order("a", datetime(1901, 1, 1, tzinfo=NOW.tzinfo)), order("b", datetime(1990, 1, 1, tzinfo=NOW.tzinfo))]
+        )
         assert (r.accepted, r.rejected) == (2, 0)
         assert engine.customer("c1")["health"] == "lapsed"
 
@@ -271,7 +314,7 @@ def test_a_clock_that_goes_back_changes_nothing_recorded(config):
     with Engine(config, FixedClock(NOW)) as engine:
         engine.ingest([order("o1", NOW - timedelta(days=10)), order("o2", NOW - timedelta(days=5))])
         before = engine.changes()
-    with Engine(config, FixedClock(NOW - timedelta(days=3))) as engine:   # a worker whose clock is behind
+    with Engine(config, FixedClock(NOW - timedelta(days=3))) as engine:  # a worker whose clock is behind
         r = engine.ingest([tp("v", "page.viewed", NOW - timedelta(days=4))])
         assert (r.accepted, r.rejected, r.changes) == (1, 0, 0)
         assert engine.changes() == before

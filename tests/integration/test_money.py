@@ -1,6 +1,7 @@
 """Money has one definition: net revenue (orders less refunds, cancelled or fully refunded
 orders out), per currency, the same in every reader; currencies are ISO 4217's, and a refund
 is in its order's currency."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -27,22 +28,24 @@ def refund(eid, at, order_id, amount, customer="c1", **kw):
 
 def history(customer="c1"):
     """100 EUR refunded 40, 50 EUR cancelled, 30 USD: net 60 EUR and 30 USD."""
-    return [order("o1", ago(9), amount=100, customer=customer),
-            refund("r1", ago(8), "o1", 40, customer=customer, currency="EUR"),
-            order("o2", ago(7), amount=50, customer=customer),
-            tp("x2", "order.cancelled", ago(6), customer=customer, order_id="o2"),
-            order("o3", ago(5), amount=30, currency="USD", customer=customer)]
+    return [
+        order("o1", ago(9), amount=100, customer=customer),
+        refund("r1", ago(8), "o1", 40, customer=customer, currency="EUR"),
+        order("o2", ago(7), amount=50, customer=customer),
+        tp("x2", "order.cancelled", ago(6), customer=customer, order_id="o2"),
+        order("o3", ago(5), amount=30, currency="USD", customer=customer),
+    ]
 
 
 def test_every_reader_gives_the_same_net_revenue_per_currency(engine):
     r = engine.ingest(history())
     assert (r.accepted, r.rejected) == (5, 0)
     want = {"EUR": 60.0, "USD": 30.0}
-    assert engine.customer("c1", NOW)["revenue"] == want                        # the 360 view
+    assert engine.customer("c1", NOW)["revenue"] == want  # the 360 view
     customer = engine.store.customers([customer_uuid("c1")], cached=False)[customer_uuid("c1")]
-    assert summary(customer, NOW, engine.rules)["revenue"] == want              # the Redis read model's rows
-    assert PolicyContext("c1", None, None, 1, NOW, None, customer.facts).revenue == want   # policy conditions
-    snap = frames(engine, NOW)["snapshot"].set_index("customer_id")             # the Parquet export
+    assert summary(customer, NOW, engine.rules)["revenue"] == want  # the Redis read model's rows
+    assert PolicyContext("c1", None, None, 1, NOW, None, customer.facts).revenue == want  # policy conditions
+    snap = frames(engine, NOW)["snapshot"].set_index("customer_id")  # the Parquet export
     assert (snap.loc["c1", "revenue_EUR"], snap.loc["c1", "revenue_USD"]) == (60.0, 30.0)
     # as of times before the refund, and after it but before the cancellation
     assert engine.customer("c1", ago(8.5))["revenue"] == {"EUR": 100.0}
@@ -51,9 +54,21 @@ def test_every_reader_gives_the_same_net_revenue_per_currency(engine):
 
 
 def test_a_policy_condition_sees_revenue_net_of_refunds(tmp_path, clock):
-    config = Config.model_validate({"data_dir": str(tmp_path), "policies": [
-        {"name": "vip_care", "trigger": {"on": "touchpoint", "kind": "order.placed"}, "action": "vip_call",
-         "channel": "phone", "purpose": "service", "python": "tests.support.vip:big_spender"}]})
+    config = Config.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "policies": [
+                {
+                    "name": "vip_care",
+                    "trigger": {"on": "touchpoint", "kind": "order.placed"},
+                    "action": "vip_call",
+                    "channel": "phone",
+                    "purpose": "service",
+                    "python": "tests.support.vip:big_spender",
+                }
+            ],
+        }
+    )
     with Engine(config, clock) as engine:
         # 600 placed, 200 refunded, then 50 more: 450 net (650 gross), below the 500 of big_spender;
         # 60 more make 510
@@ -64,12 +79,15 @@ def test_a_policy_condition_sees_revenue_net_of_refunds(tmp_path, clock):
         assert [a["trigger"]["id"] for a in fired] == ["o3"]
 
 
-@pytest.mark.parametrize("code, words", [
-    ("XXQ", "'XXQ' is not an ISO 4217 currency code"),
-    ("eur", "ISO 4217 codes are capitals ('EUR')"),
-    ("HRK", "'HRK' is not an ISO 4217 currency code"),      # withdrawn in 2023 (the euro)
-    ("XXX", "'XXX' is not an ISO 4217 currency code"),      # "no currency"
-])
+@pytest.mark.parametrize(
+    "code, words",
+    [
+        ("XXQ", "'XXQ' is not an ISO 4217 currency code"),
+        ("eur", "ISO 4217 codes are capitals ('EUR')"),
+        ("HRK", "'HRK' is not an ISO 4217 currency code"),  # withdrawn in 2023 (the euro)
+        ("XXX", "'XXX' is not an ISO 4217 currency code"),  # "no currency"
+    ],
+)
 def test_currencies_are_iso_4217_codes(engine, code, words):
     r = engine.ingest([order("o1", ago(3), currency=code), order("o2", ago(2), currency="JPY")])
     assert (r.accepted, r.rejected) == (1, 1)
@@ -78,8 +96,13 @@ def test_currencies_are_iso_4217_codes(engine, code, words):
 
 
 def test_a_refund_in_another_currency_than_its_order_is_rejected(engine):
-    r = engine.ingest([order("o1", ago(9), amount=100), refund("r1", ago(8), "o1", 40, currency="USD"),
-                       refund("r2", ago(7), "o1", 10)])    # no currency: the order's
+    r = engine.ingest(
+        [
+            order("o1", ago(9), amount=100),
+            refund("r1", ago(8), "o1", 40, currency="USD"),
+            refund("r2", ago(7), "o1", 10),
+        ]
+    )  # no currency: the order's
     assert (r.accepted, r.rejected) == (2, 1)
     bad = r.rejections[0]
     assert (bad.record, bad.field, bad.event_id) == (2, "properties.currency", "r1")

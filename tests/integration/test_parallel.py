@@ -1,4 +1,5 @@
 """Ingest with several processes, each owning a shard of the customers (engine.parallel)."""
+
 from __future__ import annotations
 
 import uuid
@@ -14,16 +15,18 @@ from engine.simulator import simulate
 from replay.rebuild import rebuild
 
 from ..conftest import NOW
-from ..helpers import day, order, tp
-from ..helpers import facts_of
+from ..helpers import day, facts_of, order, tp
 
 
 def test_the_stores_pick_the_same_shards_as_the_engine(engine):
     customers = [uuid.uuid4() for _ in range(300)]
     recorder = engine.store.recorder
-    with recorder.datastore.transaction(commit=True) as c:   # every customer due at once
-        insert = f"INSERT INTO {recorder.t_timers.as_string(c.connection)} VALUES (%s, 0)" \
-            if hasattr(recorder, "t_timers") else "INSERT INTO journey_timers VALUES (?, 0)"
+    with recorder.datastore.transaction(commit=True) as c:  # every customer due at once
+        insert = (
+            f"INSERT INTO {recorder.t_timers.as_string(c.connection)} VALUES (%s, 0)"
+            if hasattr(recorder, "t_timers")
+            else "INSERT INTO journey_timers VALUES (?, 0)"
+        )
         c.executemany(insert, [(str(u),) for u in customers])
     for n in (2, 3):
         for k in range(n):
@@ -33,8 +36,8 @@ def test_the_stores_pick_the_same_shards_as_the_engine(engine):
 
 def test_parallel_backfill_keeps_every_customer_and_replays_exactly(tmp_path, sqlite_config):
     records = list(simulate(200, 5, NOW))
-    records.insert(40, {"event_id": "bad-1", "customer_id": "x"})                 # no kind: rejected
-    records.insert(400, b"{not json")                                            # rejected, counted
+    records.insert(40, {"event_id": "bad-1", "customer_id": "x"})  # no kind: rejected
+    records.insert(400, b"{not json")  # rejected, counted
     single_config = sqlite_config.model_copy(update={"data_dir": str(tmp_path / "single")})
     with Engine(single_config, EventTimeClock()) as single:
         one = single.ingest(records)
@@ -42,15 +45,21 @@ def test_parallel_backfill_keeps_every_customer_and_replays_exactly(tmp_path, sq
         single_view = single.customer("cust-000007", as_of=NOW)
     with Engine(sqlite_config, EventTimeClock()) as engine:
         two = parallel.ingest(engine, records, 2)
-        assert (two.accepted, two.duplicates, two.rejected) == (one.accepted, one.duplicates, one.rejected) == (
-            one.accepted, one.duplicates, 2)
-        assert [r.record for r in two.rejections] == [41, 401]                   # numbers kept, in order
+        assert (
+            (two.accepted, two.duplicates, two.rejected)
+            == (one.accepted, one.duplicates, one.rejected)
+            == (one.accepted, one.duplicates, 2)
+        )
+        assert [r.record for r in two.rejections] == [41, 401]  # numbers kept, in order
         # The same history, so the same stages and health as of any time, and the same
         # corrected history per customer; recorded times depend on the batches, as in any backfill.
         assert engine.funnel(NOW) == single_funnel
         view = engine.customer("cust-000007", as_of=NOW)
         assert (view["stage"], view["health"], view["history"]) == (
-            single_view["stage"], single_view["health"], single_view["history"])
+            single_view["stage"],
+            single_view["health"],
+            single_view["history"],
+        )
         changes, actions = facts_of(engine)
         assert changes and actions
         # Each writer ran the timers of its own customers: a rebuild knows whose they were.
@@ -64,12 +73,21 @@ def test_parallel_backfill_keeps_every_customer_and_replays_exactly(tmp_path, sq
 def test_a_record_whose_processing_fails_is_rejected_and_the_rest_kept(sqlite_config, workers):
     # A custom condition that raises: the one record it fails on is rejected with the error
     # (its batch retried without it), in one process or several; nothing else is lost.
-    policy = PolicySpec(name="broken", trigger=Trigger(on="touchpoint", kind="order.placed"), action="call",
-                        channel="phone", purpose="service", python="tests.support.vip:broken")
+    policy = PolicySpec(
+        name="broken",
+        trigger=Trigger(on="touchpoint", kind="order.placed"),
+        action="call",
+        channel="phone",
+        purpose="service",
+        python="tests.support.vip:broken",
+    )
     config = sqlite_config.model_copy(update={"policies": (policy,)})
     with Engine(config, FixedClock(NOW)) as engine:
-        records = ([tp(f"v{i}", "page.viewed", day(i), customer=f"c{i}") for i in range(20)] + [order("o1", day(30))]
-                   + [tp(f"w{i}", "page.viewed", day(i), customer=f"c{i}") for i in range(20)])
+        records = (
+            [tp(f"v{i}", "page.viewed", day(i), customer=f"c{i}") for i in range(20)]
+            + [order("o1", day(30))]
+            + [tp(f"w{i}", "page.viewed", day(i), customer=f"c{i}") for i in range(20)]
+        )
         report = parallel.ingest(engine, records, workers)
         assert (report.accepted, report.rejected) == (40, 1)
         rejected = report.rejections[0]

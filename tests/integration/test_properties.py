@@ -1,4 +1,5 @@
 """Any arrival order, with duplicates, gives the same as-of stages and corrected history."""
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,27 @@ def histories(draw, max_events: int = 14):
     records = []
     for i in range(n):
         at = START + timedelta(days=draw(st.integers(0, 899)), hours=draw(st.integers(0, 23)))
-        kind = draw(st.sampled_from(["order.placed"] * 4 + ["order.cancelled", "order.refunded",
-                                     "review.posted", "survey.answered", "referral.converted", "page.viewed"]))
+        kind = draw(
+            st.sampled_from(
+                ["order.placed"] * 4
+                + [
+                    "order.cancelled",
+                    "order.refunded",
+                    "review.posted",
+                    "survey.answered",
+                    "referral.converted",
+                    "page.viewed",
+                ]
+            )
+        )
         oid = f"o{draw(st.integers(0, 5))}"
-        props = {"order.placed": {"order_id": oid, "amount": float(draw(st.integers(0, 3)) * 10), "currency": "EUR"},
-                 "order.cancelled": {"order_id": oid},
-                 "order.refunded": {"order_id": oid, "amount": float(draw(st.integers(0, 3)) * 10)},
-                 "review.posted": {"rating": draw(st.integers(1, 5))},
-                 "survey.answered": {"nps": draw(st.integers(0, 10))}}.get(kind, {})
+        props = {
+            "order.placed": {"order_id": oid, "amount": float(draw(st.integers(0, 3)) * 10), "currency": "EUR"},
+            "order.cancelled": {"order_id": oid},
+            "order.refunded": {"order_id": oid, "amount": float(draw(st.integers(0, 3)) * 10)},
+            "review.posted": {"rating": draw(st.integers(1, 5))},
+            "survey.answered": {"nps": draw(st.integers(0, 10))},
+        }.get(kind, {})
         records.append({**tp(f"e{i}", kind, at), "properties": props})
     return records
 
@@ -50,7 +64,9 @@ def deliveries(draw, records):
 def fold(records) -> Facts:
     f = Facts()
     for r in records:
-        f.add(r["event_id"], r["kind"], __import__("datetime").datetime.fromisoformat(r["occurred_at"]), r["properties"])
+        f.add(
+            r["event_id"], r["kind"], __import__("datetime").datetime.fromisoformat(r["occurred_at"]), r["properties"]
+        )
     return f
 
 
@@ -64,7 +80,9 @@ def test_facts_do_not_depend_on_arrival_order_or_duplicates(data):
     for T in [START + timedelta(days=d) for d in range(0, 1400, 7)]:
         sa, sb = evaluate(a, T, RULES), evaluate(b, T, RULES)
         assert (sa.stage, sa.health) == (sb.stage, sb.health)
-    assert timeline(a, RULES, None, NOW + timedelta(days=800))[0] == timeline(b, RULES, None, NOW + timedelta(days=800))[0]
+    assert (
+        timeline(a, RULES, None, NOW + timedelta(days=800))[0] == timeline(b, RULES, None, NOW + timedelta(days=800))[0]
+    )
 
 
 def ingest_all(records, batch: int) -> tuple[dict, list, list]:
@@ -73,8 +91,8 @@ def ingest_all(records, batch: int) -> tuple[dict, list, list]:
         config = Config(data_dir=tmp, ingest={"batch_size": batch})
         clock = FixedClock(NOW)
         with Engine(config, clock) as engine:
-            for i in range(0, len(records), 5):       # delivered over time, a few at a time
-                engine.ingest([json.dumps(r) for r in records[i:i + 5]])
+            for i in range(0, len(records), 5):  # delivered over time, a few at a time
+                engine.ingest([json.dumps(r) for r in records[i : i + 5]])
                 clock.advance(minutes=1)
             times = [START + timedelta(days=d) for d in range(0, 1000, 30)]
             as_of = [(engine.customer("c1", as_of=T)["stage"], engine.customer("c1", as_of=T)["health"]) for T in times]
@@ -93,7 +111,7 @@ def test_store_gives_the_same_answers_for_any_arrival_order(data):
     now_b, as_of_b, (history_b, recorded_b) = ingest_all(delivered, batch)
     assert now_a == now_b
     assert as_of_a == as_of_b
-    assert history_a == history_b       # the corrected stage history, by effective time
+    assert history_a == history_b  # the corrected stage history, by effective time
     # The live feed may differ in path, but it always ends where the corrected history does.
     for recorded, now in ((recorded_a, now_a), (recorded_b, now_b)):
         last = {dim: to for dim, to in recorded}

@@ -1,6 +1,7 @@
 """The journey recorders keep the library's application-recorder contract: eventsourcing's own
 test cases (eventsourcing.tests.persistence) run against both, on a real SQLite file and a real
 PostgreSQL schema. What they add (JourneyRecorder.write and the side tables) is tested after."""
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,17 @@ class PostgresContract(ApplicationRecorderTestCase[PostgresJourneyRecorder]):
             pytest.skip(f"no PostgreSQL server: {problem}")
         self.pg = pg_settings(f"journey_contract_{uuid.uuid4().hex[:12]}")
         ensure_schema(self.pg)
-        self.datastore = PostgresDatastore(self.pg.dbname, self.pg.host, self.pg.port, self.pg.user, self.pg.password,
-                                           schema=self.pg.schema_, pool_size=10, max_overflow=10, lock_timeout=30)
+        self.datastore = PostgresDatastore(
+            self.pg.dbname,
+            self.pg.host,
+            self.pg.port,
+            self.pg.user,
+            self.pg.password,
+            schema=self.pg.schema_,
+            pool_size=10,
+            max_overflow=10,
+            lock_timeout=30,
+        )
 
     def tearDown(self) -> None:
         self.datastore.close()
@@ -102,9 +112,10 @@ def test_write_is_one_transaction_with_the_side_tables(recorder):
         recorder.write([event(b, 1), event(a, 2)], touchpoint_ids=[("e3", str(b), "d3")])
     assert recorder.known_touchpoints(["e3"]) == {} and recorder.select_events(b) == []
     # the log and the library's notifications agree on positions
-    assert [(p, UUID(c)) for p, c, _, _ in recorder.log(0, 10)] == [(n.id, n.originator_id)
-                                                               for n in recorder.select_notifications(None, 10)]
+    assert [(p, UUID(c)) for p, c, _, _ in recorder.log(0, 10)] == [
+        (n.id, n.originator_id) for n in recorder.select_notifications(None, 10)
+    ]
     assert recorder.max_notification_id() == 2
-    recorder.write([event(b, 1)], timers=[(str(a), None), (str(b), 5)])   # a timer moves, one is cleared
+    recorder.write([event(b, 1)], timers=[(str(a), None), (str(b), 5)])  # a timer moves, one is cleared
     assert recorder.due_customers(100, 5) == [str(b)] and recorder.customer_count() == 2
     assert [topic for topic, _ in recorder.history(a)] == ["t", "t"]

@@ -1,4 +1,5 @@
 """Replays: a rebuild equals live processing; what-if runs leave the live store alone."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,14 +19,16 @@ def test_rebuild_equals_live_processing_and_is_resumable(tmp_path):
     clock = FixedClock(NOW - timedelta(days=500))
     live = Engine(Config(data_dir=str(tmp_path / "live")), clock)
     records = list(simulate(120, 3, NOW))
-    for i in range(0, len(records), 300):                    # live: batches as time goes by
-        batch = records[i:i + 300]
-        clock.at = max(clock.at, max(__import__("datetime").datetime.fromisoformat(r["occurred_at"])
-                                     for r in batch) + timedelta(hours=6))
+    for i in range(0, len(records), 300):  # live: batches as time goes by
+        batch = records[i : i + 300]
+        clock.at = max(
+            clock.at,
+            max(__import__("datetime").datetime.fromisoformat(r["occurred_at"]) for r in batch) + timedelta(hours=6),
+        )
         live.ingest(batch)
         if i % 900 == 0:
             live.run_due()
-    live.ingest([order("late", NOW - timedelta(days=300), customer="cust-000001")])   # a late event
+    live.ingest([order("late", NOW - timedelta(days=300), customer="cust-000001")])  # a late event
     live.forget("cust-000002")
     clock.advance(days=30)
     live.run_due()
@@ -38,7 +41,7 @@ def test_rebuild_equals_live_processing_and_is_resumable(tmp_path):
     assert {"ingest", "timers", "erase"} <= set(seen)
     assert facts_of(target) == (changes, actions)
     assert target.customer("cust-000002")["erased"] is True
-    assert rebuild(live, target) == 0                          # resumable: nothing left to do
+    assert rebuild(live, target) == 0  # resumable: nothing left to do
     live.close()
     target.close()
 
@@ -48,8 +51,10 @@ def test_rebuild_resumes_after_an_interruption(tmp_path):
     live = Engine(Config(data_dir=str(tmp_path / "live")), clock)
     for day in range(0, 60, 6):
         clock.at = NOW - timedelta(days=100 - day)
-        live.ingest([order(f"o{day}-{c}", clock.now() - timedelta(hours=1), customer=f"c{c}") for c in range(5)]
-                    + [tp(f"v{day}", "page.viewed", clock.now(), customer="c9")])
+        live.ingest(
+            [order(f"o{day}-{c}", clock.now() - timedelta(hours=1), customer=f"c{c}") for c in range(5)]
+            + [tp(f"v{day}", "page.viewed", clock.now(), customer="c9")]
+        )
         live.run_due()
     target = Engine(Config(data_dir=str(tmp_path / "rebuilt")), FixedClock(NOW))
 
@@ -75,9 +80,11 @@ def test_rebuild_resumes_after_an_interruption(tmp_path):
 
 # -- an independent evaluator, written from the rules' text, for checking the engine's answers --
 
+
 def independent_stage(records: list[dict], T, min_purchases: int = 4) -> tuple[str | None, str | None]:
     from datetime import datetime
     from statistics import median
+
     unique = {r["event_id"]: r for r in records}.values()
     at = lambda r: datetime.fromisoformat(r["occurred_at"])  # noqa: E731
     known = [r for r in unique if at(r) <= T]
@@ -92,14 +99,26 @@ def independent_stage(records: list[dict], T, min_purchases: int = 4) -> tuple[s
     for r in known:
         if r["kind"] == "order.refunded":
             refunds.setdefault(r["properties"]["order_id"], []).append(r["properties"]["amount"])
-    times = sorted(t for oid, (t, amount) in placed.items()
-                   if oid not in cancelled and not (oid in refunds and sum(refunds[oid]) >= amount))
+    times = sorted(
+        t
+        for oid, (t, amount) in placed.items()
+        if oid not in cancelled and not (oid in refunds and sum(refunds[oid]) >= amount)
+    )
     year = timedelta(days=365)
     recent = [t for t in times if t > T - year]
-    signal = any(T - year < at(r) <= T and (r["kind"] == "referral.converted"
-                 or (r["kind"] == "review.posted" and r["properties"]["rating"] >= 4)
-                 or (r["kind"] == "survey.answered" and r["properties"].get("nps") is not None
-                     and r["properties"]["nps"] >= 9)) for r in known)
+    signal = any(
+        T - year < at(r) <= T
+        and (
+            r["kind"] == "referral.converted"
+            or (r["kind"] == "review.posted" and r["properties"]["rating"] >= 4)
+            or (
+                r["kind"] == "survey.answered"
+                and r["properties"].get("nps") is not None
+                and r["properties"]["nps"] >= 9
+            )
+        )
+        for r in known
+    )
     if len(times) >= min_purchases and len(recent) >= 2:
         stage = "advocate" if signal else "loyal"
     else:
@@ -115,6 +134,7 @@ def independent_stage(records: list[dict], T, min_purchases: int = 4) -> tuple[s
 
 def independent_funnel(records, T, **kw) -> dict:
     from collections import Counter
+
     by_customer: dict[str, list] = {}
     for r in records:
         by_customer.setdefault(r["customer_id"], []).append(r)
@@ -125,13 +145,15 @@ def independent_funnel(records, T, **kw) -> dict:
             stages[s] += 1
         if h:
             health[h] += 1
-    return {"customers": sum(stages.values()),
-            "stages": {s: stages[s] for s in ("prospect", "first_buyer", "repeat", "loyal", "advocate")},
-            "health": {h: health[h] for h in ("active", "at_risk", "lapsed")}}
+    return {
+        "customers": sum(stages.values()),
+        "stages": {s: stages[s] for s in ("prospect", "first_buyer", "repeat", "loyal", "advocate")},
+        "health": {h: health[h] for h in ("active", "at_risk", "lapsed")},
+    }
 
 
 def test_as_of_funnels_equal_an_independent_recomputation(tmp_path):
-    records = list(simulate(300, 11, NOW))                  # late and duplicated deliveries, refunds
+    records = list(simulate(300, 11, NOW))  # late and duplicated deliveries, refunds
     assert any(r["kind"] == "order.refunded" for r in records)
     with Engine(Config(data_dir=str(tmp_path)), FixedClock(NOW)) as engine:
         engine.ingest(records)
@@ -142,12 +164,13 @@ def test_as_of_funnels_equal_an_independent_recomputation(tmp_path):
 
 def test_as_known_differs_from_as_corrected_by_a_late_event(tmp_path):
     from engine import queries
+
     t1, t2 = NOW - timedelta(days=10), NOW
     clock = FixedClock(t1)
     with Engine(Config(data_dir=str(tmp_path)), clock) as engine:
         engine.ingest([order("o1", t1 - timedelta(days=30))])
         clock.at = t2
-        engine.ingest([order("o0", t1 - timedelta(days=40))])   # happened before t1, learned at t2
+        engine.ingest([order("o0", t1 - timedelta(days=40))])  # happened before t1, learned at t2
         corrected = queries.funnel(engine, t1)
         known = queries.funnel(engine, t1, as_known=True)
         assert corrected["stages"]["repeat"] == 1 and known["stages"]["first_buyer"] == 1
@@ -157,6 +180,7 @@ def test_as_known_differs_from_as_corrected_by_a_late_event(tmp_path):
 
 def test_whatif_on_loyal_min_purchases_matches_and_leaves_the_live_store_alone(tmp_path):
     from replay.whatif import whatif
+
     records = list(simulate(200, 5, NOW))
     live_config = Config(data_dir=str(tmp_path / "live"))
     with Engine(live_config, FixedClock(NOW)) as engine:
@@ -168,8 +192,11 @@ def test_whatif_on_loyal_min_purchases_matches_and_leaves_the_live_store_alone(t
     by_customer: dict[str, list] = {}
     for r in records:
         by_customer.setdefault(r["customer_id"], []).append(r)
-    expected = sum(1 for rs in by_customer.values()
-                   if independent_stage(rs, NOW)[0] != independent_stage(rs, NOW, min_purchases=3)[0])
+    expected = sum(
+        1
+        for rs in by_customer.values()
+        if independent_stage(rs, NOW)[0] != independent_stage(rs, NOW, min_purchases=3)[0]
+    )
     assert result["changed"] == expected > 0
     assert set(result["by_transition"]) <= {"repeat->loyal", "repeat->advocate"}
     assert result["actions"]["loyalty_enrolment"]["differ"] > 0
@@ -179,9 +206,20 @@ def test_exports_round_trip_and_keep_erased_customers_erased(tmp_path):
     import pandas as pd
 
     from replay.export import frames, to_parquet
+
     with Engine(Config(data_dir=str(tmp_path / "live")), FixedClock(NOW)) as engine:
-        engine.ingest(list(simulate(60, 2, NOW)) + [tp("pii", "profile.updated", NOW, customer="cust-000003",
-                                                       traits={"name": "Zed Secretname", "tier": "gold"})])
+        engine.ingest(
+            list(simulate(60, 2, NOW))
+            + [
+                tp(
+                    "pii",
+                    "profile.updated",
+                    NOW,
+                    customer="cust-000003",
+                    traits={"name": "Zed Secretname", "tier": "gold"},
+                )
+            ]
+        )
         engine.forget("cust-000003")
         tables = frames(engine, NOW)
     written = to_parquet(tables, tmp_path / "out")
@@ -191,7 +229,10 @@ def test_exports_round_trip_and_keep_erased_customers_erased(tmp_path):
     tps = tables["touchpoints"]
     erased = tps[tps.customer_id == "cust-000003"]
     assert len(erased) and erased.erased.all() and (erased.traits == "{}").all()
-    assert len(tables["snapshot"]) == 60 and tables["snapshot"][tables["snapshot"].customer_id == "cust-000003"].erased.all()
+    assert (
+        len(tables["snapshot"]) == 60
+        and tables["snapshot"][tables["snapshot"].customer_id == "cust-000003"].erased.all()
+    )
     blob = b"".join((tmp_path / "out" / f"{n}.parquet").read_bytes() for n in tables)
     assert b"Secretname" not in blob and b"@example.com" not in blob
 
@@ -203,6 +244,7 @@ def test_replay_commands_rebuild_swap_whatif_export(tmp_path):
 
     from engine.cli import main
     from engine.clock import EventTimeClock
+
     data = tmp_path / "var"
     with Engine(Config(data_dir=str(data)), EventTimeClock()) as engine:
         engine.ingest(simulate(80, 9, NOW))
@@ -215,7 +257,7 @@ def test_replay_commands_rebuild_swap_whatif_export(tmp_path):
     assert result["swapped"] and result["same_number_of_changes_as_live"] and result["events_per_second"] > 0
     # The previous store is kept, and said to be: a full copy beside the new one.
     assert Path(result["previous"]).exists() and result["previous_bytes"] == Path(result["previous"]).stat().st_size
-    with Engine(Config(data_dir=str(data)), FixedClock(NOW)) as engine:   # the rebuilt store, now live
+    with Engine(Config(data_dir=str(data)), FixedClock(NOW)) as engine:  # the rebuilt store, now live
         assert facts_of(engine) == live
     text = run("replay", "rebuild", "--swap", "--no-keep-old").output
     assert "the previous store was deleted" in text
@@ -228,6 +270,11 @@ def test_replay_commands_rebuild_swap_whatif_export(tmp_path):
     assert whatif["changed"] > 0 and "repeat->loyal" in whatif["by_transition"]
     exported = json.loads(run("replay", "export", "--out", str(tmp_path / "x"), "--json").output)
     assert set(exported["files"]) == {"touchpoints", "changes", "actions", "snapshot"}
-    for command in (["replay", "journeys", "--months", "3"], ["replay", "cohorts"], ["replay", "policies"],
-                    ["replay", "time-to-stage"], ["replay", "transitions", "--from", "2026-01-01", "--to", "2026-05-01"]):
+    for command in (
+        ["replay", "journeys", "--months", "3"],
+        ["replay", "cohorts"],
+        ["replay", "policies"],
+        ["replay", "time-to-stage"],
+        ["replay", "transitions", "--from", "2026-01-01", "--to", "2026-05-01"],
+    ):
         assert json.loads(run(*command, "--json").output)

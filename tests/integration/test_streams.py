@@ -1,4 +1,5 @@
 """The streaming edge on real servers: a Tansu Kafka-protocol broker and a redis-server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,10 @@ ago = lambda d: NOW - timedelta(days=d)  # noqa: E731
 def history(customers: int = 6, start: int = 0) -> list[dict]:
     out = []
     for c in range(start, start + customers):
-        out += [tp(f"r{c}", "customer.registered", ago(50), customer=f"c{c}"),
-                *(order(f"o{c}-{i}", ago(40 - i * 5), customer=f"c{c}") for i in range(c % 5))]
+        out += [
+            tp(f"r{c}", "customer.registered", ago(50), customer=f"c{c}"),
+            *(order(f"o{c}-{i}", ago(40 - i * 5), customer=f"c{c}") for i in range(c % 5)),
+        ]
     return out
 
 
@@ -45,14 +48,22 @@ async def idle_at_least(redis, stream: str, group: str, ms: int) -> bool:
 
 
 async def kafka_facts(bootstrap: str, topo: Topology) -> list[tuple[int, str]]:
-    consumer = AIOKafkaConsumer(*(topo.topic(f) for f in FEEDS), bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        *(topo.topic(f) for f in FEEDS),
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     await consumer.start()
     out = []
     try:
         while batch := await consumer.getmany(timeout_ms=1500):
-            out += [(int(dict(m.headers)["position"]), dict(m.headers)["fact_id"].decode())
-                    for msgs in batch.values() for m in msgs]
+            out += [
+                (int(dict(m.headers)["position"]), dict(m.headers)["fact_id"].decode())
+                for msgs in batch.values()
+                for m in msgs
+            ]
     finally:
         await consumer.stop()
     return sorted(out)
@@ -75,11 +86,11 @@ async def test_relays_publish_both_feeds_and_a_killed_relay_resumes_without_gap_
         await relay.stop()
         crash_point = engine.store.journal.get_position(KafkaRelay.NAME)
 
-        engine.ingest(history(start=6))                       # more facts arrive...
+        engine.ingest(history(start=6))  # more facts arrive...
         killed = KafkaRelay(engine, stream_config.kafka.bootstrap_servers, topo)
         await killed.start()
-        await killed.run_once(batch=9)                        # ...a batch goes out...
-        engine.store.journal.set_position(KafkaRelay.NAME, crash_point)   # ...and the process dies before saving
+        await killed.run_once(batch=9)  # ...a batch goes out...
+        engine.store.journal.set_position(KafkaRelay.NAME, crash_point)  # ...and the process dies before saving
         await killed.stop()
         again = KafkaRelay(engine, stream_config.kafka.bootstrap_servers, topo)
         await again.start()
@@ -104,19 +115,30 @@ async def test_read_model_equals_the_store_and_rebuilds_to_the_same(stream_confi
     topo = Topology.of(stream_config)
     redis = Redis.from_url(stream_config.redis.url)
     with Engine(stream_config, FixedClock(NOW)) as engine:
-        engine.ingest(history(8) + [
-            tp("k", "complaint.filed", ago(1), customer="c3", complaint_id="k", severity="low"),
-            tp("inv", "invoice.overdue", ago(2), customer="c4", invoice_id="i1", amount=5, currency="EUR"),
-            tp("ref", "order.refunded", ago(3), customer="c4", order_id="o4-0", amount=4.5),
-            {**tp("ok", "consent.changed", ago(4), customer="c2"),
-             "properties": {"channel": "email", "purpose": "promotional", "granted": True}}])
+        engine.ingest(
+            history(8)
+            + [
+                tp("k", "complaint.filed", ago(1), customer="c3", complaint_id="k", severity="low"),
+                tp("inv", "invoice.overdue", ago(2), customer="c4", invoice_id="i1", amount=5, currency="EUR"),
+                tp("ref", "order.refunded", ago(3), customer="c4", order_id="o4-0", amount=4.5),
+                {
+                    **tp("ok", "consent.changed", ago(4), customer="c2"),
+                    "properties": {"channel": "email", "purpose": "promotional", "granted": True},
+                },
+            ]
+        )
         assert await readmodel.catch_up(engine, redis, topo) == 8
         first = {f"c{c}": await readmodel.lookup(redis, topo, f"c{c}") for c in range(8)}
         for c in range(8):
             view = engine.customer(f"c{c}")
             row = first[f"c{c}"]
-            assert (row["stage"], row["health"], row["purchases"], row["revenue"], row["last_purchase"]) == \
-                (view["stage"], view["health"], view["purchases"], view["revenue"], view["last_purchase"])
+            assert (row["stage"], row["health"], row["purchases"], row["revenue"], row["last_purchase"]) == (
+                view["stage"],
+                view["health"],
+                view["purchases"],
+                view["revenue"],
+                view["last_purchase"],
+            )
             assert row["open_complaint"] is bool(view["open_complaints"])
             assert row["overdue_invoice"] is bool(view["overdue_invoices"])
             assert (row["consent"], row["erased"]) == (view["consent"], view["erased"])
@@ -144,8 +166,8 @@ async def test_a_crashed_subscriber_is_taken_over_by_xautoclaim_then_dead_letter
     async def dies(fact):
         raise RuntimeError("the process died here")
 
-    await crashed.run(dies, max_messages=0)                    # joins the group
-    await crashed._read()                                     # takes messages, then "crashes"
+    await crashed.run(dies, max_messages=0)  # joins the group
+    await crashed._read()  # takes messages, then "crashes"
     assert (await redis.xpending(stream, "crm"))["pending"] == total
     # Taken over only once they idled past claim_idle_ms, as the server measures it.
     await eventually(lambda: idle_at_least(redis, stream, "crm", 200), "the crashed messages to idle")
@@ -164,10 +186,11 @@ async def test_a_crashed_subscriber_is_taken_over_by_xautoclaim_then_dead_letter
 
     async def all_dead() -> bool:
         return await redis.xlen(poison.dead_letter) >= total
+
     await eventually(all_dead, "every message to be dead-lettered")
     stop.set()
     assert await running == 0
-    assert await redis.xlen(poison.dead_letter) == total      # every message, after 2 failed deliveries
+    assert await redis.xlen(poison.dead_letter) == total  # every message, after 2 failed deliveries
     assert (await redis.xpending(stream, "poison"))["pending"] == 0
     await redis.aclose()
 
@@ -197,15 +220,23 @@ async def test_kafka_subscriber_acknowledges_and_dead_letters(stream_config):
     # the consumer never joined).
     producer = AIOKafkaProducer(bootstrap_servers=stream_config.kafka.bootstrap_servers, acks="all")
     await producer.start()
-    await producer.send_and_wait(topo.topic("stage-changed"), orjson.dumps({"to": "repeat"}), key=b"probe",
-                                 headers=[("fact_id", b"probe"), ("position", b"999999")])
+    await producer.send_and_wait(
+        topo.topic("stage-changed"),
+        orjson.dumps({"to": "repeat"}),
+        key=b"probe",
+        headers=[("fact_id", b"probe"), ("position", b"999999")],
+    )
     await producer.stop()
     handled_before = list(seen)
     again = KafkaSubscriber(stream_config.kafka.bootstrap_servers, topo.topic("stage-changed"), "crm")
     assert await again.run(handle, max_messages=1, idle_timeout=60) == 1
     assert seen == handled_before + ["probe"]
-    dead = AIOKafkaConsumer(sub.dead_letter, bootstrap_servers=stream_config.kafka.bootstrap_servers,
-                            auto_offset_reset="earliest", group_id=None)
+    dead = AIOKafkaConsumer(
+        sub.dead_letter,
+        bootstrap_servers=stream_config.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await dead.start()
     got = 0
 
@@ -213,6 +244,7 @@ async def test_kafka_subscriber_acknowledges_and_dead_letters(stream_config):
         nonlocal got
         got += sum(len(v) for v in (await dead.getmany(timeout_ms=500)).values())
         return got >= failed
+
     await eventually(all_read, "the dead letters")
     await dead.stop()
     assert got == failed
@@ -225,6 +257,7 @@ def test_relay_readmodel_and_from_redis_commands(stream_config, tmp_path):
 
     from engine.cli import main
     from engine.config import dump_toml
+
     cfg = tmp_path / "j.toml"
     cfg.write_text(dump_toml(stream_config))
     with Engine(stream_config, FixedClock(NOW)) as engine:
@@ -235,7 +268,7 @@ def test_relay_readmodel_and_from_redis_commands(stream_config, tmp_path):
     assert json.loads(run("readmodel", "--rebuild").output) == {"customers": 4}
     row = json.loads(run("customer", "c3", "--from-redis").output)
     assert (row["customer_id"], row["purchases"]) == ("c3", 3)
-    assert json.loads(run("customer", "c3").output)["purchases"] == 3       # the store, as before
+    assert json.loads(run("customer", "c3").output)["purchases"] == 3  # the store, as before
     assert run("customer", "nobody", "--from-redis").exit_code != 0
     text = CliRunner().invoke(main, ["customer", "c3", "--from-redis", "--config", str(cfg)]).output
     assert "stage repeat" in text and "revenue 30.00 EUR" in text and "{'" not in text and "None" not in text

@@ -9,6 +9,7 @@ occurred_at <= T. `timeline(facts, start, end)` walks forward through the only
 moments at which they can change (a relevant touchpoint, a purchase or an advocacy
 signal leaving the window, a health threshold passing) and returns the transitions.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_right
@@ -45,16 +46,16 @@ def _count(n: float, noun: str) -> str:
 
 @dataclass(slots=True)
 class Status:
-    stage: str | None          # None before the customer's first touchpoint
-    health: str | None         # None without a purchase
+    stage: str | None  # None before the customer's first touchpoint
+    health: str | None  # None without a purchase
     purchases: tuple[Order, ...]
     stage_causes: tuple[str, ...]
     health_causes: tuple[str, ...]
     # What the reasons are worded from (only when asked for: most statuses are never shown).
     at: datetime | None = None
-    recent: int = 0            # purchases in the window
-    signal: tuple[datetime, str, str, int | None] | None = None   # the latest advocacy signal
-    limit: float = 0.0         # the at-risk threshold in days
+    recent: int = 0  # purchases in the window
+    signal: tuple[datetime, str, str, int | None] | None = None  # the latest advocacy signal
+    limit: float = 0.0  # the at-risk threshold in days
     rules: LifecycleRules | None = None
 
     def get(self, dimension: str) -> str | None:
@@ -62,8 +63,18 @@ class Status:
 
     def retimed(self, at: datetime) -> Status:
         """The same status as of a later time before anything could change it."""
-        return Status(self.stage, self.health, self.purchases, self.stage_causes, self.health_causes, at,
-                      self.recent, self.signal, self.limit, self.rules)
+        return Status(
+            self.stage,
+            self.health,
+            self.purchases,
+            self.stage_causes,
+            self.health_causes,
+            at,
+            self.recent,
+            self.signal,
+            self.limit,
+            self.rules,
+        )
 
     @property
     def stage_reason(self) -> str:
@@ -75,15 +86,19 @@ class Status:
             if self.signal is None:
                 return why
             at, _, kind, value = self.signal
-            what = {"referral.converted": "a converted referral",
-                    "review.posted": f"a review rated {value}",
-                    "survey.answered": f"an NPS answer of {value}"}[kind]
+            what = {
+                "referral.converted": "a converted referral",
+                "review.posted": f"a review rated {value}",
+                "survey.answered": f"an NPS answer of {value}",
+            }[kind]
             return f"loyal ({why}) and {what} on {at:%Y-%m-%d}"
         if self.stage == "repeat":
             if n < r.loyal_min_purchases:
                 return _count(n, "purchase")
-            return (f"{_count(n, 'purchase')}, but only {self.recent:,} in the {w:,} days to {T:%Y-%m-%d} "
-                    f"(loyal needs {r.loyal_min_recent_purchases})")
+            return (
+                f"{_count(n, 'purchase')}, but only {self.recent:,} in the {w:,} days to {T:%Y-%m-%d} "
+                f"(loyal needs {r.loyal_min_recent_purchases})"
+            )
         if self.stage == "first_buyer":
             return f"one purchase on {self.purchases[0].at:%Y-%m-%d}"
         return "no purchase that still counts"
@@ -107,6 +122,7 @@ class Memo:
     """What the rules concluded from one version of a customer's facts: `status` holds from
     `at` until `valid_until` (the next moment it could change), and `due` is when stage or
     health next change if nothing new arrives."""
+
     facts_version: int
     rules: LifecycleRules
     at: datetime
@@ -117,11 +133,11 @@ class Memo:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    dimension: str             # "stage" or "health"
+    dimension: str  # "stage" or "health"
     from_value: str | None
     to_value: str | None
     effective_at: datetime
-    causes: tuple[str, ...]    # ids of the touchpoints that caused it
+    causes: tuple[str, ...]  # ids of the touchpoints that caused it
     reason: str
 
 
@@ -136,9 +152,11 @@ def _advocacy(facts: Facts, T: datetime, rules: LifecycleRules) -> list[tuple[da
     for at, eid, kind, value in facts.signals:
         if not since < at <= T:
             continue
-        if (kind == "referral.converted"
-                or (kind == "review.posted" and value is not None and value >= rules.advocate_min_rating)
-                or (kind == "survey.answered" and value is not None and value >= rules.advocate_min_nps)):
+        if (
+            kind == "referral.converted"
+            or (kind == "review.posted" and value is not None and value >= rules.advocate_min_rating)
+            or (kind == "survey.answered" and value is not None and value >= rules.advocate_min_nps)
+        ):
             out.append((at, eid, kind, value))
     return out
 
@@ -200,11 +218,11 @@ def next_moment(facts: Facts, t: datetime, status: Status, rules: LifecycleRules
         candidates.append(facts.first_seen)
     window = rules.window
     since = t - window
-    for o in status.purchases:        # oldest first: the first one still in the window leaves it first
+    for o in status.purchases:  # oldest first: the first one still in the window leaves it first
         if o.at > since:
             candidates.append(o.at + window)
             break
-    for at, *_ in facts.signals:      # likewise, if it has happened by t
+    for at, *_ in facts.signals:  # likewise, if it has happened by t
         if at > since:
             if at <= t:
                 candidates.append(at + window)
@@ -217,8 +235,9 @@ def next_moment(facts: Facts, t: datetime, status: Status, rules: LifecycleRules
     return min(candidates) if candidates else None
 
 
-def timeline(facts: Facts, rules: LifecycleRules, start: datetime | None, end: datetime,
-             status: Status | None = None) -> tuple[list[Transition], Status]:
+def timeline(
+    facts: Facts, rules: LifecycleRules, start: datetime | None, end: datetime, status: Status | None = None
+) -> tuple[list[Transition], Status]:
     """Transitions with effective time in (start, end], and the status at end.
 
     With start=None the walk begins before the first touchpoint, so the customer's
@@ -262,7 +281,7 @@ def _trigger(facts: Facts, at: datetime, rules: LifecycleRules) -> tuple[str, tu
     if at == facts.first_seen:
         return f"first touchpoint {facts.first_seen_id}", (facts.first_seen_id or "",)
     window = rules.window
-    left = sorted(o.event_id for o in facts.orders.values() if o.at + window == at)   # (was: arrival order)
+    left = sorted(o.event_id for o in facts.orders.values() if o.at + window == at)  # (was: arrival order)
     left += [eid for s_at, eid, *_ in facts.signals if s_at + window == at]
     if left:
         return f"{', '.join(left)} left the {rules.window_days}-day window", tuple(left)
@@ -274,8 +293,9 @@ def next_change(facts: Facts, now: datetime, status: Status, rules: LifecycleRul
     return _ahead(facts, now, status, rules)[1]
 
 
-def _ahead(facts: Facts, now: datetime, status: Status, rules: LifecycleRules
-           ) -> tuple[datetime | None, datetime | None]:
+def _ahead(
+    facts: Facts, now: datetime, status: Status, rules: LifecycleRules
+) -> tuple[datetime | None, datetime | None]:
     """(the next moment after now at which the status could change, the first at which it does)."""
     t, first = now, None
     while (nxt := next_moment(facts, t, status, rules)) is not None:
@@ -287,9 +307,14 @@ def _ahead(facts: Facts, now: datetime, status: Status, rules: LifecycleRules
     return first, None
 
 
-def live_transitions(facts: Facts, recorded: tuple[str | None, str | None], evaluated_until: datetime | None,
-                     now: datetime, rules: LifecycleRules, then: Status | None = None
-                     ) -> tuple[list[Transition], Status]:
+def live_transitions(
+    facts: Facts,
+    recorded: tuple[str | None, str | None],
+    evaluated_until: datetime | None,
+    now: datetime,
+    rules: LifecycleRules,
+    then: Status | None = None,
+) -> tuple[list[Transition], Status]:
     """The changes to record now, given what the feed has recorded up to `evaluated_until`.
 
     First a correction where late touchpoints changed the status as of evaluated_until
@@ -315,16 +340,26 @@ def live_transitions(facts: Facts, recorded: tuple[str | None, str | None], eval
     return out + more, status
 
 
-def advance(facts: Facts, recorded: tuple[str | None, str | None], evaluated_until: datetime | None,
-            now: datetime, rules: LifecycleRules, memo: Memo | None) -> tuple[list[Transition], Status, Memo]:
+def advance(
+    facts: Facts,
+    recorded: tuple[str | None, str | None],
+    evaluated_until: datetime | None,
+    now: datetime,
+    rules: LifecycleRules,
+    memo: Memo | None,
+) -> tuple[list[Transition], Status, Memo]:
     """`live_transitions`, and the memo for the next call. Most touchpoints change no lifecycle
     fact and arrive before anything is due: then the memo answers, and nothing is walked."""
     current = memo is not None and memo.facts_version == facts.version and memo.rules is rules
     then = None
-    if current and evaluated_until is not None and memo.at <= evaluated_until and (
-            memo.valid_until is None or evaluated_until < memo.valid_until):
+    if (
+        current
+        and evaluated_until is not None
+        and memo.at <= evaluated_until
+        and (memo.valid_until is None or evaluated_until < memo.valid_until)
+    ):
         if (memo.status.stage, memo.status.health) == recorded and (memo.valid_until is None or now < memo.valid_until):
             return [], memo.status, memo
-        then = memo.status      # a timer fell due: the walk starts from what is known
+        then = memo.status  # a timer fell due: the walk starts from what is known
     transitions, status = live_transitions(facts, recorded, evaluated_until, now, rules, then)
     return transitions, status, Memo(facts.version, rules, now, status, *_ahead(facts, now, status, rules))

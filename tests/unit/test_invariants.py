@@ -1,6 +1,7 @@
 """Properties the engine's shortcuts must keep, over generated inputs: the memoised lifecycle walk
 gives what the plain walk gives; a timeline ends where the as-of evaluation stands; the validator
 answers every JSON value without raising. (A config's TOML round trip: integration/test_config.)"""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def test_the_memoised_walk_records_what_the_plain_walk_records(evs, r, data):
             facts.add(*evs[i])
         now += GRID * data.draw(st.integers(0, 400))
         plain_facts = fold([evs[i] for i in order[:hi]])
-        want, want_status = lifecycle.live_transitions(plain_facts, recorded, until, now, r,
-                                                       lifecycle.Sweep(plain_facts, r))
+        want, want_status = lifecycle.live_transitions(
+            plain_facts, recorded, until, now, r, lifecycle.Sweep(plain_facts, r)
+        )
         got, status, memo = lifecycle.advance(facts, recorded, until, now, r, memo)
         assert got == want
         assert (status.stage, status.health, status.count) == (want_status.stage, want_status.health, want_status.count)
@@ -54,17 +56,24 @@ def test_a_timeline_ends_where_the_as_of_evaluation_stands(evs, r, data):
     T = START + GRID * data.draw(st.integers(-4, 4 * 500))
     history, status = lifecycle.timeline(facts, r, None, T)
     asof = lifecycle.evaluate(facts, T, r)
-    assert (status.stage, status.health, status.count, status.stage_reason, status.health_reason) == \
-        (asof.stage, asof.health, asof.count, asof.stage_reason, asof.health_reason)
+    assert (status.stage, status.health, status.count, status.stage_reason, status.health_reason) == (
+        asof.stage,
+        asof.health,
+        asof.count,
+        asof.stage_reason,
+        asof.health_reason,
+    )
     # ...and the last transition of each dimension lands on it
     for dim in ("stage", "health"):
         last = [t for t in history if t.dimension == dim]
         assert (last[-1].to_value if last else None) == asof.get(dim)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=20)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
 FIELDS = ("event_id", "customer_id", "kind", "occurred_at", "channel", "source", "properties", "traits")
 
 
@@ -73,9 +82,15 @@ def records(draw):
     """Arbitrary JSON, and objects with the envelope's keys holding arbitrary JSON."""
     if draw(st.booleans()):
         return draw(JSON)
-    base = {"event_id": "e1", "customer_id": "c1", "kind": draw(st.sampled_from(["order.placed", "page.viewed",
-            "consent.changed", "survey.answered", "x.y"])), "occurred_at": "2026-05-01T00:00:00Z",
-            "channel": "web", "source": "s", "properties": {}}
+    base = {
+        "event_id": "e1",
+        "customer_id": "c1",
+        "kind": draw(st.sampled_from(["order.placed", "page.viewed", "consent.changed", "survey.answered", "x.y"])),
+        "occurred_at": "2026-05-01T00:00:00Z",
+        "channel": "web",
+        "source": "s",
+        "properties": {},
+    }
     for key in draw(st.lists(st.sampled_from(FIELDS), max_size=4)):
         base[key] = draw(JSON)
     return base

@@ -2,6 +2,7 @@
 oracle, tests/support/oracle_lifecycle.py): the same statuses and reasons as of any time, the same
 history, the same due times, and the same changes when touchpoints arrive in batches, late and
 out of order, with a sweep kept between batches."""
+
 from __future__ import annotations
 
 from dataclasses import astuple
@@ -17,19 +18,29 @@ from engine.projections.facts import Facts
 from ..support import oracle_lifecycle as old
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
-KINDS = ["order.placed"] * 6 + ["order.cancelled", "order.refunded", "order.refunded", "review.posted",
-                                "survey.answered", "referral.converted", "page.viewed"]
+KINDS = ["order.placed"] * 6 + [
+    "order.cancelled",
+    "order.refunded",
+    "order.refunded",
+    "review.posted",
+    "survey.answered",
+    "referral.converted",
+    "page.viewed",
+]
 
 
 @st.composite
 def rules(draw):
-    return LifecycleRules(window_days=draw(st.sampled_from([30, 90, 365])),
-                          loyal_min_purchases=draw(st.integers(1, 5)),
-                          loyal_min_recent_purchases=draw(st.integers(0, 3)),
-                          advocate_min_nps=draw(st.integers(0, 10)), advocate_min_rating=draw(st.integers(1, 5)),
-                          at_risk_min_days=draw(st.sampled_from([1, 20, 60])),
-                          at_risk_gap_factor=draw(st.sampled_from([0.5, 1.0, 2.0, 3.7])),
-                          lapsed_days=draw(st.sampled_from([10, 90, 365])))
+    return LifecycleRules(
+        window_days=draw(st.sampled_from([30, 90, 365])),
+        loyal_min_purchases=draw(st.integers(1, 5)),
+        loyal_min_recent_purchases=draw(st.integers(0, 3)),
+        advocate_min_nps=draw(st.integers(0, 10)),
+        advocate_min_rating=draw(st.integers(1, 5)),
+        at_risk_min_days=draw(st.sampled_from([1, 20, 60])),
+        at_risk_gap_factor=draw(st.sampled_from([0.5, 1.0, 2.0, 3.7])),
+        lapsed_days=draw(st.sampled_from([10, 90, 365])),
+    )
 
 
 @st.composite
@@ -41,17 +52,19 @@ def events(draw, max_events: int = 40):
         at = START + timedelta(hours=6 * draw(st.integers(0, 4 * 400)))
         kind = draw(st.sampled_from(KINDS))
         oid = f"o{draw(st.integers(0, 12))}"
-        props = {"order.placed": {"order_id": oid, "amount": float(draw(st.integers(0, 4)) * 10)},
-                 "order.cancelled": {"order_id": oid},
-                 "order.refunded": {"order_id": oid, "amount": float(draw(st.integers(0, 4)) * 5)},
-                 "review.posted": {"rating": draw(st.integers(1, 5))},
-                 "survey.answered": {"nps": draw(st.integers(0, 10))}}.get(kind, {})
+        props = {
+            "order.placed": {"order_id": oid, "amount": float(draw(st.integers(0, 4)) * 10)},
+            "order.cancelled": {"order_id": oid},
+            "order.refunded": {"order_id": oid, "amount": float(draw(st.integers(0, 4)) * 5)},
+            "review.posted": {"rating": draw(st.integers(1, 5))},
+            "survey.answered": {"nps": draw(st.integers(0, 10))},
+        }.get(kind, {})
         out.append((f"e{i:03d}", kind, at, props))
     return out
 
 
 def plain(transitions) -> list[tuple]:
-    return [astuple(t) for t in transitions]   # the two modules' Transition classes differ
+    return [astuple(t) for t in transitions]  # the two modules' Transition classes differ
 
 
 def fold(evs) -> Facts:
@@ -79,8 +92,10 @@ def test_as_of_history_and_due_times_equal_the_oracle(evs, r, data):
     end = START + timedelta(days=900)
     assert plain(new.timeline(f, r, None, end)[0]) == plain(old.timeline(f, r, None, end)[0])
     for _ in range(12):
-        T = START + timedelta(hours=data.draw(st.integers(-10, 4 * 900)) * 6 + data.draw(st.sampled_from([0, 1])),
-                              microseconds=data.draw(st.sampled_from([0, 1, -1])))
+        T = START + timedelta(
+            hours=data.draw(st.integers(-10, 4 * 900)) * 6 + data.draw(st.sampled_from([0, 1])),
+            microseconds=data.draw(st.sampled_from([0, 1, -1])),
+        )
         a, b = new.evaluate(f, T, r), old.evaluate(f, T, r)
         same_status(a, b)
         assert new.next_change(f, T, a, r) == old.next_change(f, T, b, r)
@@ -94,11 +109,11 @@ def test_batches_with_a_kept_sweep_record_what_the_oracle_records(evs, r, data):
     moves on, and timers fire; each derivation is compared, memo and all."""
     order = data.draw(st.permutations(evs))
     steps, now, i = [], START, 0
-    for _ in range(len(order) + 6):   # every touchpoint, then a few timer runs
-        now += timedelta(hours=6 * data.draw(st.integers(0, 4 * 40)))   # on the events' grid: ties with now
-        batch = order[i:i + data.draw(st.integers(1, 5))]
+    for _ in range(len(order) + 6):  # every touchpoint, then a few timer runs
+        now += timedelta(hours=6 * data.draw(st.integers(0, 4 * 40)))  # on the events' grid: ties with now
+        batch = order[i : i + data.draw(st.integers(1, 5))]
         i += len(batch)
-        steps.append((now, [e for e in batch if e[2] <= now + timedelta(days=1)]))   # nothing beyond tomorrow
+        steps.append((now, [e for e in batch if e[2] <= now + timedelta(days=1)]))  # nothing beyond tomorrow
     run_both(r, steps)
 
 
@@ -125,8 +140,9 @@ def test_a_heavy_history_walks_in_time_that_does_not_grow_with_its_length():
         original = new.Sweep.status
 
         def counting(self, T):
-            calls.append(T)
-            return original(self, T)
+            calls.append(T)  # noqa: B023 - used and undone within this iteration
+            return original(self, T)  # noqa: B023
+
         new.Sweep.status = counting
         try:
             new.advance(f, recorded, until, at, r, memo)
@@ -150,10 +166,10 @@ def run_both(r: LifecycleRules, steps: list[tuple[datetime, list]]) -> None:
         tb, sb, memo_b = old.advance(fb, recorded, until, now, r, memo_b)
         assert plain(ta) == plain(tb)
         same_status(sa, sb, worded=False)
-        assert memo_a.due == memo_b.due   # (valid_until may lie later: the walk skips moments that change nothing)
-        for tr in ta:   # what the feed now says
+        assert memo_a.due == memo_b.due  # (valid_until may lie later: the walk skips moments that change nothing)
+        for tr in ta:  # what the feed now says
             recorded = (tr.to_value, recorded[1]) if tr.dimension == "stage" else (recorded[0], tr.to_value)
-        if batch or ta:   # recorded touchpoints or changes: the feed is exact up to now
+        if batch or ta:  # recorded touchpoints or changes: the feed is exact up to now
             until = now
 
 
@@ -164,24 +180,37 @@ def buy(eid: str, at: datetime, oid: str | None = None, amount: float = 10.0) ->
 def test_a_second_order_at_the_very_instant_the_sweep_stands_on():
     t = START + timedelta(days=10)
     r = LifecycleRules()
-    run_both(r, [(t, [buy("o1", START), buy("z", t)]),
-                 (t, [buy("a", t)]),                        # sorts before "z", at the sweep's instant
-                 (t + timedelta(hours=1), [buy("b", t + timedelta(hours=1)),
-                                           ("c", "order.cancelled", t + timedelta(hours=1), {"order_id": "a"})]),
-                 (t + timedelta(days=400), [])])
+    run_both(
+        r,
+        [
+            (t, [buy("o1", START), buy("z", t)]),
+            (t, [buy("a", t)]),  # sorts before "z", at the sweep's instant
+            (
+                t + timedelta(hours=1),
+                [buy("b", t + timedelta(hours=1)), ("c", "order.cancelled", t + timedelta(hours=1), {"order_id": "a"})],
+            ),
+            (t + timedelta(days=400), []),
+        ],
+    )
 
 
 def test_voids_and_earlier_placements_after_and_before_the_sweep():
     r = LifecycleRules(at_risk_min_days=5)
     d = lambda n: START + timedelta(days=n)  # noqa: E731
-    run_both(r, [(d(10), [buy("o1", d(1), amount=30), buy("o2", d(5)), buy("o3", d(9))]),
-                 (d(12), [("r1", "order.refunded", d(12), {"order_id": "o1", "amount": 20.0})]),   # not enough
-                 (d(14), [("r2", "order.refunded", d(14), {"order_id": "o1", "amount": 10.0})]),   # voids o1 now
-                 (d(20), [("r3", "order.refunded", d(3), {"order_id": "o2", "amount": 10.0})]),    # late: before
-                 (d(30), [buy("o4", d(25), oid="o3", amount=5)]),        # a later placement: no change
-                 (d(40), [buy("o5", d(2), oid="o3", amount=50)]),        # an earlier one: moves the order
-                 (d(50), [("c1", "order.cancelled", d(60), {"order_id": "o3"})]),   # a void ahead of now
-                 (d(70), []), (d(500), [])])
+    run_both(
+        r,
+        [
+            (d(10), [buy("o1", d(1), amount=30), buy("o2", d(5)), buy("o3", d(9))]),
+            (d(12), [("r1", "order.refunded", d(12), {"order_id": "o1", "amount": 20.0})]),  # not enough
+            (d(14), [("r2", "order.refunded", d(14), {"order_id": "o1", "amount": 10.0})]),  # voids o1 now
+            (d(20), [("r3", "order.refunded", d(3), {"order_id": "o2", "amount": 10.0})]),  # late: before
+            (d(30), [buy("o4", d(25), oid="o3", amount=5)]),  # a later placement: no change
+            (d(40), [buy("o5", d(2), oid="o3", amount=50)]),  # an earlier one: moves the order
+            (d(50), [("c1", "order.cancelled", d(60), {"order_id": "o3"})]),  # a void ahead of now
+            (d(70), []),
+            (d(500), []),
+        ],
+    )
 
 
 @settings(max_examples=300, deadline=None)

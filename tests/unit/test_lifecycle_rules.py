@@ -1,4 +1,5 @@
 """Each lifecycle rule at its boundaries, on the pure functions (no store)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -32,13 +33,12 @@ def stage(f: Facts, T: datetime) -> str | None:
 def test_no_touchpoint_yet_is_no_stage():
     f = facts(("v", "page.viewed", day(10), {}))
     assert stage(f, day(10) - TICK) is None
-    assert stage(f, day(10)) == "prospect"   # occurred_at <= T counts
+    assert stage(f, day(10)) == "prospect"  # occurred_at <= T counts
 
 
 def test_purchase_counts_stage_by_stage():
     f = facts(buy("o1", day(0)), buy("o2", day(10)), buy("o3", day(20)), buy("o4", day(30)))
-    assert [stage(f, day(d)) for d in (0, 10, 20, 29, 30)] == \
-        ["first_buyer", "repeat", "repeat", "repeat", "loyal"]
+    assert [stage(f, day(d)) for d in (0, 10, 20, 29, 30)] == ["first_buyer", "repeat", "repeat", "repeat", "loyal"]
 
 
 def test_same_order_placed_twice_counts_once_at_the_earliest():
@@ -51,33 +51,43 @@ def test_loyal_needs_recent_purchases_at_window_boundary():
     # 4 purchases, the last two on days 100 and 200: loyal until day 100 leaves (T - 365, T].
     f = facts(buy("o1", day(0)), buy("o2", day(50)), buy("o3", day(100)), buy("o4", day(200)))
     assert stage(f, day(200)) == "loyal"
-    assert stage(f, day(465) - TICK) == "loyal"    # day 100 still inside: T-365 < 100
-    assert stage(f, day(465)) == "repeat"          # day 100 == T-365: outside the window
+    assert stage(f, day(465) - TICK) == "loyal"  # day 100 still inside: T-365 < 100
+    assert stage(f, day(465)) == "repeat"  # day 100 == T-365: outside the window
 
 
 def test_loyal_min_recent_purchases_exactly():
     rules = LifecycleRules(loyal_min_recent_purchases=3)
     f = facts(buy("o1", day(0)), buy("o2", day(300)), buy("o3", day(310)), buy("o4", day(320)))
-    assert evaluate(f, day(320), rules).stage == "loyal"       # 3 recent
-    assert evaluate(f, day(665), rules).stage == "repeat"      # day 300 left: 2 recent
+    assert evaluate(f, day(320), rules).stage == "loyal"  # 3 recent
+    assert evaluate(f, day(665), rules).stage == "repeat"  # day 300 left: 2 recent
 
 
-@pytest.mark.parametrize("signal, props, advocate", [
-    ("review.posted", {"rating": 4}, True), ("review.posted", {"rating": 3}, False),
-    ("survey.answered", {"nps": 9}, True), ("survey.answered", {"nps": 8}, False),
-    ("survey.answered", {"csat": 5}, False), ("referral.converted", {}, True),
-    ("referral.made", {}, False),
-])
+@pytest.mark.parametrize(
+    "signal, props, advocate",
+    [
+        ("review.posted", {"rating": 4}, True),
+        ("review.posted", {"rating": 3}, False),
+        ("survey.answered", {"nps": 9}, True),
+        ("survey.answered", {"nps": 8}, False),
+        ("survey.answered", {"csat": 5}, False),
+        ("referral.converted", {}, True),
+        ("referral.made", {}, False),
+    ],
+)
 def test_advocate_signals_and_thresholds(signal, props, advocate):
     f = facts(*(buy(f"o{i}", day(i * 10)) for i in range(4)), ("s", signal, day(40), props))
     assert stage(f, day(40)) == ("advocate" if advocate else "loyal")
 
 
 def test_advocate_signal_expires_with_the_window():
-    f = facts(*(buy(f"o{i}", day(i * 10)) for i in range(4)), ("s", "referral.converted", day(5), {}),
-              buy("o9", day(300)), buy("o10", day(360)))
+    f = facts(
+        *(buy(f"o{i}", day(i * 10)) for i in range(4)),
+        ("s", "referral.converted", day(5), {}),
+        buy("o9", day(300)),
+        buy("o10", day(360)),
+    )
     assert stage(f, day(369)) == "advocate"
-    assert stage(f, day(370)) == "loyal"   # the referral of day 5 left the window on day 370
+    assert stage(f, day(370)) == "loyal"  # the referral of day 5 left the window on day 370
 
 
 def test_advocacy_requires_loyalty():
@@ -91,8 +101,11 @@ def test_demotion_by_cancellation_and_full_refund_but_not_partial():
     assert stage(cancelled, day(19)) == "repeat" and stage(cancelled, day(20)) == "first_buyer"
     partial = facts(*base, ("r", "order.refunded", day(20), {"order_id": "o2", "amount": 99.99}))
     assert stage(partial, day(30)) == "repeat"
-    full = facts(*base, ("r1", "order.refunded", day(20), {"order_id": "o2", "amount": 60}),
-                 ("r2", "order.refunded", day(25), {"order_id": "o2", "amount": 40}))
+    full = facts(
+        *base,
+        ("r1", "order.refunded", day(20), {"order_id": "o2", "amount": 60}),
+        ("r2", "order.refunded", day(25), {"order_id": "o2", "amount": 40}),
+    )
     assert stage(full, day(24)) == "repeat" and stage(full, day(25)) == "first_buyer"
 
 

@@ -1,4 +1,5 @@
 """The simulator: reproducible, valid, and covering every lifecycle stage and health."""
+
 from __future__ import annotations
 
 import inspect
@@ -59,13 +60,12 @@ def test_every_record_validates(records, touchpoints):
 def test_envelope_and_ids(records, touchpoints):
     by_id: dict[str, dict] = {}
     for r in records:
-        assert set(r) == {"event_id", "customer_id", "kind", "occurred_at", "channel", "source",
-                          "properties", "traits"}
+        assert set(r) == {"event_id", "customer_id", "kind", "occurred_at", "channel", "source", "properties", "traits"}
         # a redelivery repeats the identical record; a distinct touchpoint gets its own id
         assert by_id.setdefault(r["event_id"], r) == r
     assert {r["customer_id"] for r in records} == {f"cust-{i:06d}" for i in range(500)}
     assert {tp.channel for tp in touchpoints} == set(CHANNELS)
-    assert any(not r["occurred_at"].endswith("+00:00") for r in records)   # other offsets occur
+    assert any(not r["occurred_at"].endswith("+00:00") for r in records)  # other offsets occur
     registered = [r for r in records if r["kind"] == "customer.registered"]
     assert registered and all({"name", "email", "timezone", "country"} <= set(r["traits"]) for r in registered)
 
@@ -73,11 +73,11 @@ def test_envelope_and_ids(records, touchpoints):
 def test_all_kinds_occur(touchpoints):
     kinds = Counter(tp.kind for tp in touchpoints)
     assert set(kinds) == set(Catalog().schemas)
-    assert 10 <= len(touchpoints) / 500 <= 30      # records per customer
+    assert 10 <= len(touchpoints) / 500 <= 30  # records per customer
     refunds = [tp for tp in touchpoints if tp.kind == "order.refunded"]
     amounts = {tp.properties["order_id"]: tp.properties["amount"] for tp in touchpoints if tp.kind == "order.placed"}
     full = sum(tp.properties["amount"] == amounts[tp.properties["order_id"]] for tp in refunds)
-    assert 0 < full < len(refunds)                  # full and partial refunds
+    assert 0 < full < len(refunds)  # full and partial refunds
     consents = Counter(tp.properties["granted"] for tp in touchpoints if tp.kind == "consent.changed")
     assert consents[True] and consents[False]
 
@@ -92,7 +92,7 @@ def test_follow_ups_come_after_their_cause(touchpoints):
             assert filed[tp.properties["complaint_id"]] < tp.occurred_at
     overdue = {tp.properties["invoice_id"] for tp in touchpoints if tp.kind == "invoice.overdue"}
     paid = {tp.properties["invoice_id"] for tp in touchpoints if tp.kind == "invoice.paid"}
-    assert overdue & paid and overdue - paid       # some overdue invoices get paid, some not yet
+    assert overdue & paid and overdue - paid  # some overdue invoices get paid, some not yet
 
 
 def test_late_and_duplicate_deliveries(touchpoints):
@@ -120,7 +120,7 @@ def test_every_stage_and_health_occurs(touchpoints):
     stages = Counter(s.stage for s in statuses)
     healths = Counter(s.health for s in statuses if s.health)
     assert set(stages) == set(STAGES) and set(healths) == set(HEALTHS)
-    assert all(stages[s] >= 0.05 * 500 for s in STAGES), stages      # a reasonable share each
+    assert all(stages[s] >= 0.05 * 500 for s in STAGES), stages  # a reasonable share each
     assert all(healths[h] >= 0.05 * 500 for h in HEALTHS), healths
 
 
