@@ -752,6 +752,9 @@ def main() -> None:
     p.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.measure:
+        from engine.memory import hold_long_lived_state
+
+        hold_long_lived_state()  # as the journey command sets it
         print(json.dumps(MEASURES[a.measure[0]](json.loads(a.measure[1]))))
         return
     with tempfile.TemporaryDirectory(prefix="journey-bench-") as tmp:

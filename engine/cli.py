@@ -18,6 +18,7 @@ from rich.table import Table
 from . import parallel
 from .clock import Clock, EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
+from .memory import hold_long_lived_state
 from .projections.lifecycle import HEALTHS, STAGES
 from .service import Engine, ForgetIncomplete
 from .terminal import cell, console_for, line
@@ -136,6 +137,7 @@ def extension(group: str, name: str) -> Any:
 @click.version_option(package_name="journey-engine")
 def main() -> None:
     """Event-sourced customer-journey engine."""
+    hold_long_lived_state()  # the collector's policy for this process (engine.memory)
 
 
 def progress(total: int | None, label: str, enabled: bool) -> Progress:

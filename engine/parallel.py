@@ -23,6 +23,7 @@ import orjson
 from .clock import EventTimeClock
 from .config import Config
 from .ids import customer_uuid, shard_of
+from .memory import hold_long_lived_state
 from .reports import IngestReport, blank
 from .service import Engine
 
@@ -129,6 +130,7 @@ def ingest_in_parallel(
 
 
 def _work(config: Config, k: int, n: int, backfill: bool, inbox: Any, results: Any) -> None:
+    hold_long_lived_state()  # a process of its own: the same collector policy as its parent's
     try:
         with Engine(config, EventTimeClock() if backfill else None, shard=(k, n)) as engine:
             while (batch := inbox.get()) is not None:

@@ -3,7 +3,6 @@ orjson events and the journey recorders' side tables (engine.persistence), and i
 
 from __future__ import annotations
 
-import gc
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -185,11 +184,6 @@ class JourneyStore(Application[UUID]):
         if self.repository.cache is not None:
             for customer in touched:
                 self.repository.cache.put(customer.id, customer)
-        # The cached customers are many small objects that live long: without this, the cyclic
-        # collector rescans all of them again and again (13% of ingest time at 5,000 customers,
-        # growing with the cache). Frozen objects are still freed when no longer referenced;
-        # only reference cycles among them would stay, and the engine's state makes none.
-        gc.freeze()
 
 
 def store_env(config: Config) -> dict[str, str]:
