@@ -127,3 +127,24 @@ def test_a_customer_whose_only_touchpoints_are_refused_is_not_created(engine):
     r = engine.ingest([order("o5", ago(9), amount=100, customer="c5")])
     assert (r.accepted, r.rejected) == (0, 1)
     assert engine.customer("c5", NOW)["touchpoints"] == 1
+
+
+def test_the_360_view_and_the_read_models_summary_agree_on_money_and_contact_state(engine):
+    """Both fold the same way (engine.projections): as of any time, the same revenue, consents,
+    open complaints and overdue invoices."""
+    from engine.simulator import simulate
+
+    records = list(simulate(40, 5, NOW))
+    engine.ingest(records)
+    customers = sorted({r["customer_id"] for r in records})
+    found = engine.store.customers([customer_uuid(c) for c in customers], cached=False)
+    compared = 0
+    for cid in customers:
+        customer = found[customer_uuid(cid)]
+        for days in (700, 300, 90, 0):
+            T = NOW - timedelta(days=days)
+            view, row = engine.customer(cid, T), summary(customer, T, engine.rules)
+            keys = ("revenue", "purchases", "stage", "health", "consent", "open_complaints", "overdue_invoices")
+            assert {k: view[k] for k in keys} == {k: row[k] for k in keys}, (cid, T)
+            compared += bool(view["consent"] or view["open_complaints"] or view["overdue_invoices"])
+    assert compared > 10  # the histories have contact state to compare
