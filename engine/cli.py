@@ -19,6 +19,7 @@ from . import parallel
 from .clock import Clock, EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
 from .memory import hold_long_lived_state
+from .money import minor_digits
 from .projections.lifecycle import HEALTHS, STAGES
 from .service import Engine, ForgetIncomplete
 from .terminal import cell, console_for, line
@@ -327,7 +328,9 @@ def customer(
             raise click.UsageError("--from-redis reads the current read model: no --as-of, --as-known or --offset")
         row = extension("journey.views", "redis")(config_of(config_path), customer_id)
         if row is None:
-            raise click.ClickException(f"no customer {customer_id!r} in the Redis read model")
+            raise click.ClickException(
+                f"no customer {customer_id!r} in the Redis read model (journey readmodel brings it up to date)"
+            )
         emit(row) if as_json else say(
             "  ".join(f"{k} {money(v) if k == 'revenue' else plain(v)}" for k, v in row.items())
         )
@@ -358,17 +361,17 @@ def listed(values: list[str], most: int = 10) -> str:
 
 def money(amounts: dict[str, float]) -> str:
     """Net revenue per currency, as words: "120.50 EUR, 30.00 USD" or "none"."""
-    return ", ".join(f"{v:,.2f} {c}" for c, v in amounts.items()) or "none"
+    return ", ".join(f"{v:,.{minor_digits(c)}f} {c}" for c, v in amounts.items()) or "none"
 
 
 def print_customer(v: dict[str, Any], offset: int = 0) -> None:
     say((v["customer_id"], "bold"), f" as of {v['as_of'][:19]}Z")
-    say("  stage   ", (v["stage"], "bold"), f" — {v['stage_reason']}")
+    say("  stage   ", (plain(v["stage"]), "bold"), f" — {v['stage_reason']}")
     if v["health"]:
         say("  health  ", (v["health"], "bold"), f" — {v['health_reason']}")
     say(
         f"  purchases {v['purchases']}, revenue {money(v['revenue'])}, first {(v['first_purchase'] or '-')[:10]}, "
-        f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {v['preferred_channel']}"
+        f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {plain(v['preferred_channel'])}"
     )
     say(f"  open complaints {listed(v['open_complaints'])}; overdue invoices {listed(v['overdue_invoices'])}")
     consent = ", ".join(f"{k} {'granted' if c['granted'] else 'withdrawn'}" for k, c in v["consent"].items())
@@ -546,8 +549,8 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
     table = Table(title="Lifecycle changes recorded")
     for col in ("dimension", "from", "to", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
-    for c in summary["changes"][:12]:
-        table.add_row(c["dimension"], cell(c["from"]), cell(c["to"]), f"{c['count']:,}")
+    for c in summary["changes"]:  # every kind of change: the counts add up to the total above
+        table.add_row(c["dimension"], cell(plain(c["from"])), cell(plain(c["to"])), f"{c['count']:,}")
     console.print(table)
     table = Table(title="Retention actions by policy (latest status of each action)")
     for col in ("policy", "issued", "suppressed", "deferred"):

@@ -151,16 +151,18 @@ class Ingestor:
         customer: Customer, tps: list[Touchpoint], fresh: dict[str, tuple[int, Touchpoint]], refused: list[Rejection]
     ) -> list[Touchpoint]:
         """A customer's touchpoints of a batch in time order, without those that contradict what
-        is recorded (an order and its refund in two currencies), each of which is refused."""
+        was recorded before them (an order and its refund in two currencies), each of which is
+        refused. Judged in arrival order, as across batches: which of the two is refused does not
+        depend on where the batches happen to end."""
         pending: dict[str, tuple[str | None, set[str]]] = {}
         out = []
-        for tp in sorted(tps, key=lambda t: (t.occurred_at, t.event_id)):
+        for tp in tps:  # in arrival order
             clash = currency_clash(customer.facts, tp.kind, tp.properties, pending)
             if clash is None:
                 out.append(tp)
             else:
                 refused.append(Rejection(fresh[tp.event_id][0], "properties.currency", clash, tp.event_id))
-        return out
+        return sorted(out, key=lambda t: (t.occurred_at, t.event_id))
 
     def append(
         self,

@@ -26,10 +26,27 @@ XPF XPT XSU XUA YER ZAR ZMW ZWG
 )
 
 
+# Digits after the decimal point (ISO 4217's minor unit) where they are not 2: revenue is rounded
+# and shown to them (a yen has no cents, a Bahraini dinar has fils).
+MINOR_UNITS = {
+    **dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+    **dict.fromkeys("CLF UYW".split(), 4),
+}
+
+
+def minor_digits(code: str) -> int:
+    return MINOR_UNITS.get(code, 2)
+
+
 def currency_problem(code: str) -> str | None:
     """Why a string is not a currency code, or None if it is one."""
     if code in CURRENCIES:
         return None
+    if code == "XTS":
+        return "'XTS' is ISO 4217's code reserved for testing, not a currency anything is paid in"
+    if code == "XXX":
+        return "'XXX' is ISO 4217's code for no currency: an amount needs one"
     if code.upper() in CURRENCIES:
         return f"{code!r} is not a currency code: ISO 4217 codes are capitals ({code.upper()!r})"
     return f"{code!r} is not an ISO 4217 currency code (e.g. EUR, USD, GBP, JPY)"

@@ -263,38 +263,42 @@ class Validator:
     def _reject(
         self, obj: dict[str, Any], record: int, event_id: str | None, raw: bytes | None, otherwise: str | None = None
     ) -> Rejection:
+        """Every problem of a record, in one rejection: the envelope's, then the kind's or its
+        properties' (so that one round of fixes is enough)."""
+        found: list[tuple[str, str]] = []
         try:
-            env = Envelope.model_validate(obj)
+            Envelope.model_validate(obj)
         except ValidationError as e:
-            return _rejection(e, record, event_id, raw)
-        schema = self.catalog.schema(env.kind)
-        if schema is None:
-            return Rejection(
-                record,
-                "kind",
-                f"unknown kind {env.kind!r}; declare custom kinds under [[kinds]] in config.toml",
-                event_id,
-                raw,
-            )
-        try:
-            schema.model_validate(env.properties)
-        except ValidationError as e:
-            return _rejection(e, record, event_id, raw, prefix="properties")
-        if otherwise:
-            return Rejection(record, "", otherwise, event_id, raw)
-        raise AssertionError(f"record {record} is valid after all")
+            found += _problems(e)
+        kind, props = obj.get("kind"), obj.get("properties", {})
+        if isinstance(kind, str) and not any(where == "kind" for where, _ in found):
+            schema = self.catalog.schema(kind)
+            if schema is None:
+                found.append(("kind", f"unknown kind {kind!r}; declare custom kinds under [[kinds]] in config.toml"))
+            elif isinstance(props, dict):
+                try:
+                    schema.model_validate(props)
+                except ValidationError as e:
+                    found += _problems(e, prefix="properties")
+        if not found and otherwise:
+            found.append(("", otherwise))
+        if not found:
+            raise AssertionError(f"record {record} is valid after all")
+        return _rejection(found, record, event_id, raw)
 
 
-def _rejection(e: ValidationError, record: int, event_id: str | None, raw: bytes | None, prefix: str = "") -> Rejection:
-    """The first problem is the rejection's field and reason; the others are named after it."""
-    found = [
+def _problems(e: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """(where, what) of each error, in the touchpoint format's words."""
+    return [
         (".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"])), _words(err)) for err in e.errors()
     ]
+
+
+def _rejection(found: list[tuple[str, str]], record: int, event_id: str | None, raw: bytes | None) -> Rejection:
+    """The first problem is the rejection's field and reason; every other one is named after it."""
     loc, msg = found[0]
     if len(found) > 1:
-        msg += "; also " + "; ".join(f"{where or 'the record'} {what}" for where, what in found[1:4])
-        if len(found) > 4:
-            msg += f" (and {len(found) - 4} more)"
+        msg += "; also " + "; ".join(f"{where or 'the record'} {what}" for where, what in found[1:])
     return Rejection(record, loc, msg, event_id, raw)
 
 

@@ -281,11 +281,15 @@ def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_js
         return
     say(
         f"as of {result['as_of'][:16]}Z, {result['changed']:,} of {result['customers']:,} customers would "
-        f"be in another stage ({result['health_changed']:,} in another health) under "
-        f"{result['rules']['alternative']} instead of {result['rules']['live']}:"
+        f"be in another stage ({result['health_changed']:,} in another health) under the alternative "
+        + (
+            f"rules {result['rules']['alternative']} instead of {result['rules']['live']}:"
+            if result["rules"]["alternative"] != result["rules"]["live"]
+            else f"config (its rules_version is the live one's, {result['rules']['live']}: bump it to tell them apart):"
+        )
     )
     for move, n in result["by_transition"].items():
-        say(f"  {move:<28} {n:>8,}")
+        say(f"  {move.replace('->', ' → '):<28} {n:>8,}")
     say("decisions per policy, compared by what the customer would get (action, channel, status, time):")
     for policy, row in result["actions"].items():
         say(
@@ -377,6 +381,8 @@ def transitions(start: datetime, end: datetime, config_path: str | None, as_json
 @common
 def time_to_stage(stage: str, origin: str, as_of: datetime | None, config_path: str | None, as_json: bool) -> None:
     """Days from entering one stage (default first_buyer) to first entering another."""
+    if stage == origin:
+        raise click.UsageError(f"--stage and --origin are both {stage}: name two stages (e.g. --origin first_buyer)")
     with phases(as_json) as phase:
         j, _ = _journeys(config_path, as_of, phase)
         r = j.time_to_stage(stage, origin)
@@ -450,9 +456,11 @@ def export(out: Path, as_of: datetime | None, as_known: bool, config_path: str |
             written.update(to_parquet({name: table}, out))
             writing(1)
     rows = {k: len(v) for k, v in tables.items()}
-    emit({"files": written, "rows": rows}) if as_json else say(
-        "\n".join(f"{k:<12} {rows[k]:>9,} rows  {v}" for k, v in written.items())
-    )
+    if as_json:
+        emit({"files": written, "rows": rows})
+        return
+    for k, v in written.items():
+        say(f"{k:<12} {rows[k]:>9,} rows  {v}")
 
 
 @click.command()

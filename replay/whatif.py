@@ -82,7 +82,7 @@ def whatif(
     stage_moves: Counter[str] = Counter()
     for (s0, s1, _, _), n in moves.items():
         if s0 != s1:
-            stage_moves[f"{s0}->{s1}"] += n
+            stage_moves[f"{s0}->{s1}"] += n  # ASCII for scripts; the text shows an arrow
     policies = {p.name for p in (*live.config.policies, *alternative.policies)}
     alt_actions = _alternative_actions(live, alternative, as_of, on_step)
     return {

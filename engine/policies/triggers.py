@@ -43,7 +43,7 @@ def on_facts(
                     Firing(
                         spec,
                         trigger_id,
-                        f"{c['dimension']} changed {c['from']} → {c['to']} "
+                        f"{c['dimension']} changed {c['from'] or 'none'} → {c['to'] or 'none'} "
                         f"(effective {c['effective_at'][:10]}, change {c['change_id']})",
                         (c["change_id"], *c["causes"]),
                     )

@@ -134,8 +134,9 @@ def currency_clash(
 ) -> str | None:
     """Why an order or a refund cannot be recorded: a refund is in its order's currency, so an
     order and a refund of it in two currencies cannot both stand (whichever comes second is
-    refused). `pending` holds, per order id, the (order currency, refund currencies) accepted
-    in the same batch before this touchpoint; this one is added to it when it is accepted."""
+    refused, in arrival order). `pending` holds, per order id, the (order currency, refund
+    currencies) accepted in the same batch before this touchpoint; this one is added to it when
+    it is accepted."""
     if kind not in ("order.placed", "order.refunded"):
         return None
     oid, currency = props["order_id"], props.get("currency")

@@ -20,6 +20,7 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ..money import minor_digits
 from ..rules import LifecycleRules
 from ..vocabulary import HEALTHS, STAGES  # noqa: F401 - re-exported
 from .facts import Facts, Order
@@ -388,7 +389,7 @@ def revenue(facts: Facts, T: datetime) -> dict[str, float]:
         order = facts.orders[oid]
         refunded = sum(r[2] for r in facts.refunds.get(oid, ()) if r[0] <= T)
         out[order.currency] = out.get(order.currency, 0.0) + order.amount - refunded
-    return {currency: round(out[currency], 2) for currency in sorted(out)}
+    return {currency: round(out[currency], minor_digits(currency)) for currency in sorted(out)}
 
 
 _ANY_RULES = LifecycleRules()  # what counts as a purchase does not depend on the rules

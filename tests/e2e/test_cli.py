@@ -253,3 +253,32 @@ def test_exports_without_the_analytics_extra_say_how_to_install_it(tmp_path):
         )
         assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
         assert "part of the analytics extra: pip install -e '.[analytics]'" in done.stderr
+
+
+def test_an_unreachable_redis_is_said_in_a_line(tmp_path):
+    for url in ("redis://127.0.0.1:1/0", "notaurl"):
+        env = {**os.environ, "JOURNEY_DATA_DIR": str(tmp_path / "var"), "REDIS_URL": url}
+        for args in (["customer", "c1", "--from-redis"], ["readmodel"]):
+            done = subprocess.run([JOURNEY, *args], env=env, capture_output=True, text=True, cwd=tmp_path)
+            assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+            assert f"cannot use Redis at {url}" in done.stderr
+
+
+def test_text_output_has_no_python_words(tmp_path):
+    """None, reprs: what a reader sees is words (a prospect's stage before its first touchpoint, a
+    demo table's 'from' of a new customer, a welcome's reason)."""
+    env = {**os.environ, "JOURNEY_DATA_DIR": str(tmp_path / "var")}
+    demo = subprocess.run([JOURNEY, "demo", "--customers", "40"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert demo.returncode == 0 and "None" not in demo.stdout, demo.stdout
+    data = demo.stdout.strip().splitlines()[-1].split()[1].split("=", 1)[1]
+    env["JOURNEY_DATA_DIR"] = data
+    early = subprocess.run(
+        [JOURNEY, "customer", "cust-000001", "--as-of", "2000-01-01"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert early.returncode == 0 and "None" not in early.stdout and "stage   none" in early.stdout, early.stdout
+    actions = subprocess.run([JOURNEY, "actions", "--limit", "1000"], env=env, capture_output=True, text=True)
+    assert "None" not in actions.stdout and "changed none → prospect" in actions.stdout

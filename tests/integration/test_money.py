@@ -85,7 +85,8 @@ def test_a_policy_condition_sees_revenue_net_of_refunds(tmp_path, clock):
         ("XXQ", "'XXQ' is not an ISO 4217 currency code"),
         ("eur", "ISO 4217 codes are capitals ('EUR')"),
         ("HRK", "'HRK' is not an ISO 4217 currency code"),  # withdrawn in 2023 (the euro)
-        ("XXX", "'XXX' is not an ISO 4217 currency code"),  # "no currency"
+        ("XXX", "'XXX' is ISO 4217's code for no currency"),
+        ("XTS", "reserved for testing"),
     ],
 )
 def test_currencies_are_iso_4217_codes(engine, code, words):
@@ -117,6 +118,11 @@ def test_a_refund_in_another_currency_than_its_order_is_rejected(engine):
     assert (r.accepted, r.rejected) == (1, 1)
     assert "order 'o9' placed in EUR, but refunds of it were recorded in USD" in r.rejections[0].reason
     assert engine.customer("c2", NOW)["revenue"] == {"EUR": 1.0}
+    # ...in one batch as well: judged in arrival order, wherever the batches end
+    r = engine.ingest(
+        [refund("r7", ago(3), "o7", 5, customer="c3", currency="USD"), order("o7", ago(4), amount=20, customer="c3")]
+    )
+    assert (r.accepted, r.rejected) == (1, 1) and r.rejections[0].event_id == "o7"
 
 
 def test_a_customer_whose_only_touchpoints_are_refused_is_not_created(engine):
@@ -148,3 +154,14 @@ def test_the_360_view_and_the_read_models_summary_agree_on_money_and_contact_sta
             assert {k: view[k] for k in keys} == {k: row[k] for k in keys}, (cid, T)
             compared += bool(view["consent"] or view["open_complaints"] or view["overdue_invoices"])
     assert compared > 10  # the histories have contact state to compare
+
+
+def test_revenue_is_rounded_to_each_currencys_minor_unit(engine):
+    engine.ingest(
+        [
+            order("j", ago(3), amount=1000.4, currency="JPY"),
+            order("b", ago(3), amount=7.1234, currency="BHD"),
+            order("e", ago(3), amount=9.999, currency="EUR"),
+        ]
+    )
+    assert engine.customer("c1", NOW)["revenue"] == {"BHD": 7.123, "EUR": 10.0, "JPY": 1000.0}

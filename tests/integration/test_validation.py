@@ -294,3 +294,25 @@ def test_every_problem_of_a_record_is_named():
     r = reject({k: v for k, v in GOOD.items() if k not in ("kind", "channel")} | {"event_id": " e1"})
     assert r.field == "event_id" and r.reason.startswith("must not start or end with whitespace; also ")
     assert "kind is required" in r.reason and "channel is required" in r.reason
+    # all of them, however many, the envelope's and the properties' together: one round of fixes
+    r = reject(
+        GOOD
+        | {"event_id": "", "customer_id": "", "occurred_at": "x", "channel": "pigeon", "source": "", "kind": "no.such"}
+    )
+    for words in (
+        "customer_id must not be blank",
+        "occurred_at 'x'",
+        "channel 'pigeon'",
+        "source must not be blank",
+        "unknown kind 'no.such'",
+    ):
+        assert words in r.reason
+    assert "more" not in r.reason
+    r = reject(GOOD | {"channel": "pigeon", "properties": {"amount": -1, "currency": "eur"}})
+    assert r.field == "channel"
+    for words in (
+        "properties.order_id is required",
+        "properties.amount must be at least 0",
+        "properties.currency 'eur'",
+    ):
+        assert words in r.reason
