@@ -10,7 +10,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
@@ -212,6 +214,16 @@ class Validator:
             or "@" in env.customer_id
         ):  # the envelope first, then the properties: the first problem is named
             return self._reject(obj, record, event_id, raw)
+        zone = (env.traits or {}).get("timezone")
+        if zone is not None and not (isinstance(zone, str) and zone_ok(zone)):
+            return Rejection(
+                record,
+                "traits.timezone",
+                f"{zone!r} is not an IANA time zone (e.g. Europe/Berlin, America/New_York, UTC): quiet hours "
+                "are kept in the customer's time zone",
+                event_id,
+                raw,
+            )
         # The kind's model (self.models) holds its properties as the kind's schema, not a dict.
         props = cast(Props, env.properties)
         occurred = env.occurred_at  # in UTC
@@ -285,6 +297,18 @@ class Validator:
         if not found:
             raise AssertionError(f"record {record} is valid after all")
         return _rejection(found, record, event_id, raw)
+
+
+@lru_cache(maxsize=1024)
+def zone_ok(name: str) -> bool:
+    """Whether a `timezone` trait names a time zone the contact rules can use."""
+    if not 0 < len(name) <= 64 or name.startswith(("/", ".")) or ".." in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 def _problems(e: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
