@@ -426,6 +426,8 @@ def print_feed(config_path: str | None, as_json: bool, read: Any, text: Any) -> 
         entries = read(engine)
     for entry in entries:
         emit(entry) if as_json else say(text(entry))
+    if not entries and not as_json:  # JSON lines: none is an empty output
+        err.print(line("no entries after that position"))
 
 
 @main.command()

@@ -410,8 +410,14 @@ def cohorts(as_of: datetime | None, months: int, config_path: str | None, as_jso
     if as_json:
         emit({"cohorts": rows})
         return
+    if not rows:
+        say("no customer has purchased yet: no cohort")
+        return
+    width = max(len(r["retention"]) for r in rows)
+    say("share of each cohort (customers by month of first purchase) purchasing again in month k after:")
+    say("cohort   customers  " + " ".join(f"{'k=' + str(k):>4}" for k in range(width)))
     for r in rows:
-        say(f"{r['cohort']}  {r['customers']:>6,}  " + " ".join(f"{x:>4.0%}" for x in r["retention"]))
+        say(f"{r['cohort']}  {r['customers']:>9,}  " + " ".join(f"{x:>4.0%}" for x in r["retention"]))
 
 
 @replay.command()
