@@ -414,7 +414,7 @@ def cohorts(as_of: datetime | None, months: int, config_path: str | None, as_jso
         say("no customer has purchased yet: no cohort")
         return
     width = max(len(r["retention"]) for r in rows)
-    say("share of each cohort (customers by month of first purchase) purchasing again in month k after:")
+    say("share of each cohort (customers by month of first purchase) that purchased in month k (k=0: that month):")
     say("cohort   customers  " + " ".join(f"{'k=' + str(k):>4}" for k in range(width)))
     for r in rows:
         say(f"{r['cohort']}  {r['customers']:>9,}  " + " ".join(f"{x:>4.0%}" for x in r["retention"]))
