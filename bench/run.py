@@ -98,6 +98,7 @@ def m_ingest(args: dict) -> dict:
     from engine import parallel
     from engine.clock import EventTimeClock
     from engine.config import Config, PostgresSettings, StoreSettings
+    from engine.memory import settle
     from engine.service import Engine
 
     store = StoreSettings(cache_customers=args["customers"])
@@ -117,6 +118,7 @@ def m_ingest(args: dict) -> dict:
     started = time.perf_counter()
 
     def on_batch(n: int) -> None:
+        settle()  # as journey ingest does after each batch (engine.memory)
         marks.append((marks[-1][0] + n, time.perf_counter() - started))
 
     try:
@@ -752,9 +754,6 @@ def main() -> None:
     p.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.measure:
-        from engine.memory import hold_long_lived_state
-
-        hold_long_lived_state()  # as the journey command sets it
         print(json.dumps(MEASURES[a.measure[0]](json.loads(a.measure[1]))))
         return
     with tempfile.TemporaryDirectory(prefix="journey-bench-") as tmp:

@@ -18,7 +18,7 @@ from rich.table import Table
 from . import parallel
 from .clock import Clock, EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
-from .memory import hold_long_lived_state
+from .memory import settle
 from .money import minor_digits
 from .projections.lifecycle import HEALTHS, STAGES
 from .service import Engine, ForgetIncomplete
@@ -138,7 +138,6 @@ def extension(group: str, name: str) -> Any:
 @click.version_option(package_name="journey-engine")
 def main() -> None:
     """Event-sourced customer-journey engine."""
-    hold_long_lived_state()  # the collector's policy for this process (engine.memory)
 
 
 def progress(total: int | None, label: str, enabled: bool) -> Progress:
@@ -163,6 +162,7 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
         started = datetime.now()
 
         def advance(n: int) -> None:
+            settle()  # the collector's policy, after each batch (engine.memory)
             bar.advance(task, n)
             done = bar.tasks[0].completed
             secs = max((datetime.now() - started).total_seconds(), 1e-6)

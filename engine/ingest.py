@@ -24,6 +24,7 @@ from .policies.decide import PolicyEngine
 from .privacy import PersonalFields, seal
 from .projections.facts import currency_clash
 from .projections.lifecycle import Transition, advance
+from .retry import at_once, retry
 from .rules import LifecycleRules
 from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
@@ -195,13 +196,10 @@ class Ingestor:
         with self.store.writing([*customers.values(), *due]):
             recorded_at = iso(now)
             keys = self.settle_erasures([*customers.values(), *due], recorded_at)
-            ids, saved = [], []
+            ids = []
             timers: list[tuple[str, int | None]] = []  # (customer, next due time): JourneyStore.append
             for cid, made in bodies(customers, recorded_at, batch_id(self.shard), keys).items():
-                if not made:  # all refused: a customer is never created without a touchpoint
-                    continue
                 customer = customers[cid]
-                saved.append(customer)
                 since = customer.evaluated_until  # the feed is exact up to here, before this batch
                 uuid = customer.key
                 for body in made:
@@ -215,7 +213,7 @@ class Ingestor:
                 changes, actions = self.derive(customer, now, recorded_at, timers)
                 result.timer_changes += changes
                 result.timer_actions += actions
-            self.store.append([*saved, *due], touchpoint_ids=ids, timers=timers)
+            self.store.append([*customers.values(), *due], touchpoint_ids=ids, timers=timers)
         return result
 
     def settle_erasures(self, customers: list[Customer], at: str) -> dict[str, bytes]:
@@ -321,16 +319,14 @@ def retrying(store: JourneyStore, write: Callable[[], Any]) -> Any:
     touchpoints first, the unique keys make the write fail as a whole (and its customers leave
     the cache), and the round runs again on fresh reads, holding off the other writers
     (JourneyStore.exclusive), so every touchpoint, change and decision is counted exactly once."""
-    for attempt in range(MAX_ATTEMPTS):
-        try:
-            if attempt == 0:
-                return write()
-            with store.exclusive():
-                return write()
-        except IntegrityError:
-            if attempt == MAX_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+
+    def round_(attempt: int) -> Any:
+        if attempt == 0:
+            return write()
+        with store.exclusive():
+            return write()
+
+    return retry(round_, IntegrityError, attempts=MAX_ATTEMPTS, pause=at_once)
 
 
 def batch_id(shard: tuple[int, int] | None) -> str:

@@ -23,7 +23,7 @@ import orjson
 from .clock import EventTimeClock
 from .config import Config
 from .ids import customer_uuid, shard_of
-from .memory import hold_long_lived_state
+from .memory import settle
 from .reports import IngestReport, blank
 from .service import Engine
 
@@ -130,12 +130,12 @@ def ingest_in_parallel(
 
 
 def _work(config: Config, k: int, n: int, backfill: bool, inbox: Any, results: Any) -> None:
-    hold_long_lived_state()  # a process of its own: the same collector policy as its parent's
     try:
         with Engine(config, EventTimeClock() if backfill else None, shard=(k, n)) as engine:
             while (batch := inbox.get()) is not None:
                 part = IngestReport()
                 engine.ingest_batch(batch, part)
+                settle()  # the collector's policy, after each batch (engine.memory)
                 results.put(("batch", (len(batch), part)))
         results.put(("done", k))
     except BaseException:  # noqa: BLE001 - reported to the parent, which stops the ingest

@@ -20,6 +20,7 @@ import faust
 from redis.asyncio import Redis
 
 from engine.config import Config
+from engine.memory import settle
 from engine.persistence.files import private_dir
 from engine.service import INFRASTRUCTURE, Engine
 
@@ -154,6 +155,7 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
             values = [e.value for e in events]
             asked = time.perf_counter()
             report, began = await ingest_until_done(engine, values, writing)
+            settle()  # the collector's policy, after each batch (engine.memory)
             outbox.wake.set()
             for r in report.rejections:
                 original = events[r.record - 1].message

@@ -10,12 +10,13 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.persistence import InterfaceError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
 from psycopg.rows import TupleRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
+from ..retry import retry
 from ..settings import PostgresSettings
 from .journal import Row, TimerRow, TouchpointRow, by_customer, by_id_version
 
@@ -55,32 +56,30 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         """As JourneyRecorder.write. The library's insert_events sends one array of its composite
         type, which psycopg dumps in Python (a fifth of a PostgreSQL ingest), and fetches the
         notification ids; here plain columns, dumped in C and pipelined, under the same table lock
-        (so positions are committed in order and a relay never passes a gap) and notification."""
-        import psycopg
+        (so positions are committed in order and a relay never passes a gap) and notification.
+        A pooled connection the server dropped is replaced, as the library's insert does: the write
+        is all or nothing, and if it did commit, the next attempt collides (IntegrityError)."""
+        retry(lambda _: self._write(events, touchpoint_ids, timers), InterfaceError, attempts=3)
 
-        try:
-            with self.datastore.get_connection() as conn:
-                with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
+    def _write(
+        self, events: Sequence[StoredEvent], touchpoint_ids: Sequence[TouchpointRow], timers: Sequence[TimerRow]
+    ) -> None:
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
+                if events:  # no event, no position: no lock and nothing to notify
                     for statement in self.lock_table_statements:
                         curs.execute(statement, prepare=True)
                     curs.execute(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
                     curs.executemany(
                         self.insert_rows, [(s.originator_id, s.originator_version, s.topic, s.state) for s in events]
                     )
-                    if touchpoint_ids:
-                        curs.executemany(self.insert_touchpoint, sorted(touchpoint_ids))
-                    if timers:
-                        # Sorted first: inside the call, mypy would take the rows for psycopg's Params.
-                        in_order: list[TimerRow] = sorted(timers, key=by_customer)
-                        curs.executemany(self.upsert_timer, in_order)
-                    pipeline.sync()  # a unique violation is raised here, as an IntegrityError
-        except OperationalError as e:
-            # psycopg reports a statement after the failed one as "pipeline aborted": our writes'
-            # only expected failure is another writer's version or touchpoint id, so that is what
-            # it means; the caller decides again (engine.ingest.retrying).
-            if isinstance(e.__cause__, psycopg.errors.PipelineAborted):
-                raise IntegrityError(f"a concurrent write collided ({e})") from e
-            raise
+                if touchpoint_ids:
+                    curs.executemany(self.insert_touchpoint, sorted(touchpoint_ids))
+                if timers:
+                    # Sorted first: inside the call, mypy would take the rows for psycopg's Params.
+                    in_order: list[TimerRow] = sorted(timers, key=by_customer)
+                    curs.executemany(self.upsert_timer, in_order)
+                pipeline.sync()  # a unique violation is raised here, as an IntegrityError
 
     @contextmanager
     def _reading_tuples(self) -> Iterator[Cursor[TupleRow]]:

@@ -132,32 +132,37 @@ class Facts:
 def currency_clash(
     facts: Facts, kind: str, props: dict[str, Any], pending: dict[str, tuple[str | None, set[str]]]
 ) -> str | None:
-    """Why an order or a refund cannot be recorded: a refund is in its order's currency, so an
-    order and a refund of it in two currencies cannot both stand (whichever comes second is
-    refused, in arrival order). `pending` holds, per order id, the (order currency, refund
-    currencies) accepted in the same batch before this touchpoint; this one is added to it when
-    it is accepted."""
+    """Why an order or a refund cannot be recorded: an order has one currency, and its refunds
+    are in it. The first of them to arrive with a currency sets it (the order, or else its first
+    refund); one that arrives later in another currency is refused. `pending` holds, per order id,
+    the (order currency, refund currencies) accepted in the same batch before this touchpoint;
+    this one is added to it when it is accepted. Orders folded from states written before
+    currencies were kept (NO_CURRENCY) set nothing."""
     if kind not in ("order.placed", "order.refunded"):
         return None
     oid, currency = props["order_id"], props.get("currency")
     ordered, refunded = pending.get(oid, (None, set()))
     order = facts.orders.get(oid)
-    ordered = ordered or (order.currency if order is not None else None)
-    refunded = refunded | {c for *_, c in facts.refunds.get(oid, ()) if c}
-    if kind == "order.refunded":
-        if currency and ordered and currency != ordered:
+    if ordered is None and order is not None and order.currency != NO_CURRENCY:
+        ordered = order.currency
+    refunded = refunded | {r[3] for r in facts.refunds.get(oid, ()) if r[3]}
+    expected = ordered or min(refunded, default=None)
+    if currency and expected and currency != expected:
+        if kind == "order.refunded":
+            set_by = f"which was placed in {ordered}" if ordered else f"whose earlier refunds are in {expected}"
             return (
-                f"refund in {currency} of order {oid!r}, which was placed in {ordered}: a refund is "
-                "in its order's currency (or leave currency out)"
+                f"refund in {currency} of order {oid!r}, {set_by}: a refund is in its order's currency "
+                "(or leave currency out)"
             )
+        if ordered:
+            return f"order {oid!r} placed again in {currency}; it was placed in {ordered}: an order has one currency"
+        return (
+            f"order {oid!r} placed in {currency}, but refunds of it were recorded in {expected}: "
+            "a refund is in its order's currency"
+        )
+    if kind == "order.refunded":
         pending[oid] = (ordered, refunded | ({currency} if currency else set()))
     else:
-        other = sorted(refunded - {currency})
-        if other:
-            return (
-                f"order {oid!r} placed in {currency}, but refunds of it were recorded in "
-                f"{', '.join(other)}: a refund is in its order's currency"
-            )
         pending[oid] = (ordered or currency, refunded)
     return None
 

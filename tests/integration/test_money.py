@@ -125,7 +125,8 @@ def test_a_refund_in_another_currency_than_its_order_is_rejected(engine):
     assert (r.accepted, r.rejected) == (1, 1) and r.rejections[0].event_id == "o7"
 
 
-def test_a_customer_whose_only_touchpoints_are_refused_is_not_created(engine):
+def test_a_batch_whose_touchpoints_of_a_customer_are_all_refused_leaves_it_as_it_was(engine):
+    # (a new customer's first touchpoint with a currency is never refused: it sets the currency)
     engine.ingest([order("o1", ago(9), amount=100, customer="c1")])
     r = engine.ingest([refund("r1", ago(8), "o1", 40, customer="c1", currency="USD")])
     assert (r.accepted, r.rejected) == (0, 1)
@@ -165,3 +166,15 @@ def test_revenue_is_rounded_to_each_currencys_minor_unit(engine):
         ]
     )
     assert engine.customer("c1", NOW)["revenue"] == {"BHD": 7.123, "EUR": 10.0, "JPY": 1000.0}
+
+
+def test_an_order_has_one_currency_whatever_arrives_first(engine):
+    # two refunds before their order: the first sets the currency, the second is refused
+    r = engine.ingest([refund("r1", ago(3), "o1", 5, currency="USD"), refund("r2", ago(2), "o1", 5, currency="EUR")])
+    assert (r.accepted, r.rejected) == (1, 1) and "whose earlier refunds are in USD" in r.rejections[0].reason
+    r = engine.ingest([order("o1", ago(4), amount=20, currency="USD")])  # ...and the order can still be recorded
+    assert r.accepted == 1 and engine.customer("c1", NOW)["revenue"] == {"USD": 15.0}
+    # an order placed again in another currency (an earlier time would make it the placement that counts)
+    r = engine.ingest([order("o1-again", ago(9), order_id="o1", amount=20, currency="EUR")])
+    assert r.rejected == 1 and "order 'o1' placed again in EUR; it was placed in USD" in r.rejections[0].reason
+    assert engine.customer("c1", NOW)["revenue"] == {"USD": 15.0}

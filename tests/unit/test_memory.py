@@ -1,22 +1,27 @@
-"""The collector's policy, set at an entry point: what survives a collection is frozen, once."""
+"""The collector's policy after a batch: young garbage collected, the survivors frozen."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 
-from engine.memory import _freeze_survivors, hold_long_lived_state
+from engine.memory import settle
 
 
-def test_survivors_of_a_collection_are_frozen_and_the_policy_is_set_once():
-    was = list(gc.callbacks)
+class Node:
+    pass
+
+
+def test_settle_frees_dropped_cycles_and_freezes_what_lives():
     try:
-        hold_long_lived_state()
-        hold_long_lived_state()
-        assert gc.callbacks.count(_freeze_survivors) == 1
         gc.unfreeze()
-        kept = [object() for _ in range(10)]
-        gc.collect(1)
+        dropped = Node()
+        dropped.me = dropped  # a cycle, dropped before the batch ends
+        gone = weakref.ref(dropped)
+        del dropped
+        kept = [Node() for _ in range(100)]
+        settle()
+        assert gone() is None
         assert gc.get_freeze_count() >= len(kept)
     finally:
-        gc.callbacks[:] = was
         gc.unfreeze()
