@@ -20,6 +20,7 @@ from .clock import Clock, EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
 from .memory import settle
 from .money import minor_digits
+from .persistence.postgres import postgres_store_exists
 from .projections.lifecycle import HEALTHS, STAGES
 from .service import Engine, ForgetIncomplete
 from .terminal import cell, console_for, line
@@ -71,6 +72,12 @@ def open_engine(config: Config, clock: Clock | None = None, create: bool = False
                 f"no store at {db}: ingest touchpoints first, or point JOURNEY_DATA_DIR "
                 "(or data_dir in config.toml) at the data directory"
             )
+    if not create and config.store.backend == "postgres" and not postgres_store_exists(config.store.postgres):
+        pg = config.store.postgres
+        raise click.ClickException(
+            f"no store in PostgreSQL schema {pg.schema_!r} of database {pg.dbname!r} at {pg.host}:{pg.port}: "
+            "ingest touchpoints first, or set [store.postgres] schema (or PGDATABASE, PGHOST...)"
+        )
     try:
         return Engine(config, clock)
     except (ConfigError, ValueError) as e:
@@ -567,7 +574,8 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         say(("journey why", "bold"), " " + summary["why"]["action_id"])
         say_lines(summary["why"]["explanation"])
     say()
-    me = sys.argv[0] if Path(sys.argv[0]).name == "journey" else "journey"  # the venv's, as it was run
+    # The venv's journey, as it was run, by its absolute path: the line works from any directory.
+    me = str(Path(sys.argv[0]).absolute()) if Path(sys.argv[0]).name == "journey" else "journey"
     data = Path(summary["data_dir"]).resolve()
     say(f"explore: JOURNEY_DATA_DIR={data} {me} customer {summary['customer']['customer_id']}")
 

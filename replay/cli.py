@@ -66,12 +66,12 @@ def phases(as_json: bool) -> Iterator[Phase]:
 
 
 def _read(engine: Any, phase: Phase) -> History:
-    # The last position of the log: every event has one, and it costs one query to know.
     return load(engine, progress=_events(engine, phase))
 
 
 def _events(engine: Any, phase: Phase) -> Callable[[int], None]:
-    """A bar of the events read: the log's last position is how many there are (one query)."""
+    """A bar of the events read: the log's last position is how many there are (every event has
+    one, and it costs one query to know)."""
     return phase("reading history", engine.store.journal.max_notification_id() or 0, "events")
 
 

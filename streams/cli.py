@@ -30,8 +30,17 @@ def with_redis(config: Config, work: Callable[[Redis], Awaitable[T]]) -> T:
     """Run `await work(redis)` on a client of the configured Redis, closed after; a Redis that
     cannot be reached, or a URL that is not one, is said in a line, not a traceback."""
 
-    async def run() -> T:
+    def unusable(e: Exception) -> click.ClickException:
+        return click.ClickException(
+            f"cannot use Redis at {config.redis.url} ({e}); start redis-server, or set REDIS_URL or [redis] url"
+        )
+
+    try:
         redis = Redis.from_url(config.redis.url)
+    except ValueError as e:  # not a Redis URL
+        raise unusable(e) from None
+
+    async def run() -> T:
         try:
             return await work(redis)
         finally:
@@ -39,10 +48,8 @@ def with_redis(config: Config, work: Callable[[Redis], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
-    except (RedisConnectionError, RedisTimeoutError, ValueError) as e:
-        raise click.ClickException(
-            f"cannot use Redis at {config.redis.url} ({e}); start redis-server, or set REDIS_URL or [redis] url"
-        ) from None
+    except (RedisConnectionError, RedisTimeoutError) as e:
+        raise unusable(e) from None
 
 
 def with_engine_and_redis(config_path: str | None, work: Any) -> Any:
@@ -125,7 +132,10 @@ def redis_view(config: Config, customer_id: str) -> dict | None:
     """`journey customer ID --from-redis`: the customer's row of the Redis read model, or None."""
 
     async def run(redis: Redis) -> dict | None:
-        return await readmodel.lookup(redis, Topology.of(config), customer_id)
+        try:
+            return await readmodel.lookup(redis, Topology.of(config), customer_id)
+        except readmodel.StaleReadModel as e:
+            raise click.ClickException(str(e)) from None
 
     return with_redis(config, run)
 

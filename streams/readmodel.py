@@ -106,16 +106,25 @@ def _text(reply: bytes | str) -> str:
     return reply.decode() if isinstance(reply, bytes) else reply
 
 
+class StaleReadModel(Exception):
+    """A row in a format this version no longer writes."""
+
+
 async def lookup(redis: Redis, topo: Topology, customer_id: str) -> dict[str, Any] | None:
     """What a service calls at a touchpoint: the customer's stage, health and flags, or None."""
     raw = await redis.hgetall(topo.key("customer", customer_id))
     if not raw:
         return None
     row = {_text(k): _text(v) for k, v in raw.items()}
+    revenue = orjson.loads(row["revenue"])
+    if not isinstance(revenue, dict):  # "60.00": a row written before revenue was kept per currency
+        raise StaleReadModel(
+            f"the read model's row of {customer_id!r} predates revenue per currency: run journey readmodel --rebuild"
+        )
     return {
         **row,
         "purchases": int(row["purchases"]),
-        "revenue": orjson.loads(row["revenue"]),
+        "revenue": revenue,
         "open_complaint": row["open_complaint"] == "1",
         "overdue_invoice": row["overdue_invoice"] == "1",
         "consent": orjson.loads(row["consent"]),

@@ -236,3 +236,11 @@ def pg_setup_lock(pg: PostgresSettings) -> Iterator[None]:
 def ensure_schema(pg: PostgresSettings) -> None:
     with pg_connect(pg, autocommit=True) as conn:
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(pg.schema_)))
+
+
+def postgres_store_exists(pg: PostgresSettings) -> bool:
+    """Whether the schema holds a journey store (its touchpoint table), without creating anything."""
+    with pg_connect(pg, autocommit=True) as conn:
+        name = SQL("{}.journey_touchpoints").format(Identifier(pg.schema_)).as_string(conn)
+        row = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+    return row is not None and row[0] is not None

@@ -282,3 +282,23 @@ def test_text_output_has_no_python_words(tmp_path):
     assert early.returncode == 0 and "None" not in early.stdout and "stage   none" in early.stdout, early.stdout
     actions = subprocess.run([JOURNEY, "actions", "--limit", "1000"], env=env, capture_output=True, text=True)
     assert "None" not in actions.stdout and "changed none → prospect" in actions.stdout
+
+
+def test_a_query_on_an_empty_postgresql_schema_says_so_and_creates_nothing(pg_config, tmp_path):
+    from engine.persistence.postgres import pg_connect, postgres_store_exists
+
+    pg = pg_config.store.postgres.model_copy(update={"schema_": pg_config.store.postgres.schema_ + "_none"})
+    env = {
+        **os.environ,
+        "JOURNEY_STORE": "postgres",
+        "PGHOST": pg.host,
+        "PGPORT": str(pg.port),
+        "PGUSER": pg.user,
+        "PGDATABASE": pg.dbname,
+    }
+    (tmp_path / "config.toml").write_text(f'[store.postgres]\nschema = "{pg.schema_}"\n')
+    done = subprocess.run([JOURNEY, "funnel"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1 and f"no store in PostgreSQL schema '{pg.schema_}'" in done.stderr, done.stderr
+    assert not postgres_store_exists(pg)
+    with pg_connect(pg) as conn:
+        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (pg.schema_,)).fetchone() is None

@@ -43,7 +43,7 @@ def test_counted_reports_every_item_once():
 def test_the_callbacks_add_up_to_the_events_and_the_customers(store):
     events, customers, whatif_customers, positions = [], [], [], []
     with Engine(Config(data_dir=str(store)), FixedClock(NOW)) as engine:
-        last = engine.store.recorder.max_notification_id()
+        last = engine.store.journal.max_notification_id()
         h = load(engine, progress=events.append)
         Journeys(h, engine.rules, NOW, customers.append).timelines()
         alternative = Config.model_validate({"lifecycle": {"loyal_min_purchases": 3, "rules_version": "alt"}})

@@ -185,10 +185,10 @@ def test_whatif_on_loyal_min_purchases_matches_and_leaves_the_live_store_alone(t
     live_config = Config(data_dir=str(tmp_path / "live"))
     with Engine(live_config, FixedClock(NOW)) as engine:
         engine.ingest(records)
-        before = (engine.funnel(NOW), facts_of(engine), engine.store.recorder.max_notification_id())
+        before = (engine.funnel(NOW), facts_of(engine), engine.store.journal.max_notification_id())
         alternative = Config.model_validate({"lifecycle": {"loyal_min_purchases": 3, "rules_version": "alt"}})
         result = whatif(engine, alternative, NOW)
-        assert (engine.funnel(NOW), facts_of(engine), engine.store.recorder.max_notification_id()) == before
+        assert (engine.funnel(NOW), facts_of(engine), engine.store.journal.max_notification_id()) == before
     by_customer: dict[str, list] = {}
     for r in records:
         by_customer.setdefault(r["customer_id"], []).append(r)
