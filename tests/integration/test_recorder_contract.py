@@ -1,6 +1,8 @@
 """The journey recorders keep the library's application-recorder contract: eventsourcing's own
 test cases (eventsourcing.tests.persistence) run against both, on a real SQLite file and a real
-PostgreSQL schema. What they add (JourneyRecorder.write and the side tables) is tested after."""
+PostgreSQL schema; its test that two racing writers' positions do not interleave runs against the
+engine's own write path (JourneyRecorder.write); what that path adds (the side tables in the same
+transaction) is tested after."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
-from eventsourcing.tests.persistence import ApplicationRecorderTestCase
+from eventsourcing.tests.persistence import ApplicationRecorderTestCase, NonInterleavingNotificationIDsBaseCase
 
 from engine.persistence.journal import JourneyRecorder
 from engine.persistence.postgres import PostgresJourneyRecorder, ensure_schema, pg_connect
@@ -70,6 +72,42 @@ class PostgresContract(ApplicationRecorderTestCase[PostgresJourneyRecorder]):
 
     def create_recorder(self) -> PostgresJourneyRecorder:
         recorder = PostgresJourneyRecorder(self.datastore)
+        recorder.create_table()
+        return recorder
+
+
+class _Writes:
+    """A journey recorder whose insert_events is the engine's own write path (JourneyRecorder.write),
+    so that the library's test of positions runs against what the engine uses."""
+
+    def insert_events(self, stored_events, **kwargs):
+        self.write(stored_events)
+
+
+class SQLiteWrites(_Writes, SQLiteJourneyRecorder):
+    pass
+
+
+class PostgresWrites(_Writes, PostgresJourneyRecorder):
+    pass
+
+
+class SQLiteWritesDoNotInterleave(NonInterleavingNotificationIDsBaseCase):
+    """Two writers racing: the positions of one write are contiguous (relays rely on it)."""
+
+    setUp, tearDown = SQLiteContract.setUp, SQLiteContract.tearDown
+
+    def create_recorder(self):
+        recorder = SQLiteWrites(self.datastore)
+        recorder.create_table()
+        return recorder
+
+
+class PostgresWritesDoNotInterleave(NonInterleavingNotificationIDsBaseCase):
+    setUp, tearDown = PostgresContract.setUp, PostgresContract.tearDown
+
+    def create_recorder(self):
+        recorder = PostgresWrites(self.datastore)
         recorder.create_table()
         return recorder
 
