@@ -76,6 +76,18 @@ class ReviewPosted(Props):
     rating: int = Field(ge=1, le=5)
 
 
+class Aliased(Props):
+    """Segment's alias: another id this customer was known by (identity resolution links them)."""
+
+    previous_id: str = NonEmpty
+
+
+class Grouped(Props):
+    """Segment's group: the account, company or household this customer belongs to."""
+
+    group_id: str = NonEmpty
+
+
 class Invoice(Props):
     invoice_id: str = NonEmpty
     amount: float = Money
@@ -85,6 +97,8 @@ class Invoice(Props):
 BUILTIN_KINDS: dict[str, type[Props]] = {
     "customer.registered": Empty,
     "profile.updated": Empty,
+    "customer.aliased": Aliased,
+    "customer.grouped": Grouped,
     "consent.changed": ConsentChanged,
     "page.viewed": Empty,
     "product.viewed": Empty,

@@ -16,7 +16,15 @@ from pydantic import ValidationError
 
 from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec
 from .rules import CustomField, CustomKind, FieldType, LifecycleRules
-from .settings import IngestSettings, KafkaSettings, PostgresSettings, PrivacySettings, RedisSettings, StoreSettings
+from .settings import (
+    HttpSettings,
+    IngestSettings,
+    KafkaSettings,
+    PostgresSettings,
+    PrivacySettings,
+    RedisSettings,
+    StoreSettings,
+)
 from .vocabulary import Section
 
 # Everything a config file holds, importable from here.
@@ -35,6 +43,7 @@ __all__ = [
     "PrivacySettings",
     "RedisSettings",
     "StoreSettings",
+    "HttpSettings",
     "ContactRules",
     "PolicySpec",
 ]
@@ -48,6 +57,7 @@ class Config(Section):
     privacy: PrivacySettings = PrivacySettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
+    http: HttpSettings = HttpSettings()
     kinds: tuple[CustomKind, ...] = ()
     # Where the modules of custom policy conditions (`python = "module:function"`) are found,
     # besides the installed packages: directories, relative ones from the working directory.

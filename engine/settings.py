@@ -88,3 +88,20 @@ class PrivacySettings(Section):
         "free_text",
         "body",
     )
+
+
+class HttpSettings(Section):
+    """`journey serve`: the HTTP edge (api/)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Write keys a client sends as the HTTP Basic user name (or writeKey in the body); also
+    # JOURNEY_WRITE_KEYS (comma-separated). None configured: a random one is made in the data
+    # directory on first start and printed, never an open endpoint.
+    write_keys: tuple[str, ...] = ()
+    max_message_bytes: int = Field(32 * 1024, gt=0)  # Segment's limits
+    max_batch_bytes: int = Field(500 * 1024, gt=0)
+    # The channel of a message whose context says none (a server's): one of the catalog's channels.
+    default_channel: str = "web"
+    # Further `track` event names and the kinds they become, e.g. {"Webinar Attended" = "webinar.attended"}.
+    events: dict[str, str] = {}

@@ -1,0 +1,53 @@
+"""Write keys: who may send touchpoints. Compared in constant time; never an open endpoint."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from engine.config import Config
+from engine.persistence.files import private_dir
+
+KEY_FILE = "http-write-key"
+
+
+def write_keys(config: Config) -> tuple[tuple[str, ...], Path | None]:
+    """The keys a client may write with: http.write_keys, else JOURNEY_WRITE_KEYS (comma-separated),
+    else one made at random in the data directory on first start (its path is returned, to print)."""
+    keys = config.http.write_keys or tuple(
+        k.strip() for k in os.environ.get("JOURNEY_WRITE_KEYS", "").split(",") if k.strip()
+    )
+    if keys:
+        return keys, None
+    path = private_dir(config.data_path) / KEY_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+    return (path.read_text().strip(),), path
+
+
+def basic_user(header: str | None) -> str | None:
+    """The user name of an HTTP Basic Authorization header (Segment's clients send the write key
+    there, with an empty password), or None."""
+    if not header or not header[:6].lower() == "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.split(":", 1)[0]
+
+
+def allowed(given: str | None, keys: tuple[str, ...]) -> bool:
+    """Whether a key is one of them, in time that does not depend on how much of it matched."""
+    if not given:
+        return False
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    return found

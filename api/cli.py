@@ -1,0 +1,29 @@
+"""`journey serve`, added to `journey` through the journey.commands entry point."""
+
+from __future__ import annotations
+
+import click
+
+from engine.cli import common, config_of, err, say
+from engine.terminal import line
+
+from . import auth
+
+
+@click.command()
+@click.option("--host", help="Address to listen on [default: http.host, 127.0.0.1].")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port [default: http.port, 8080].")
+@common
+def serve(host: str | None, port: int | None, config_path: str | None, as_json: bool) -> None:
+    """Serve Segment's tracking API (POST /v1/batch, /v1/track...) in front of the engine; docs at /docs."""
+    import uvicorn
+
+    from .app import build_app
+
+    config = config_of(config_path)
+    keys, made = auth.write_keys(config)
+    if made is not None:
+        err.print(line(f"no write key configured (http.write_keys, JOURNEY_WRITE_KEYS): using {keys[0]} (from {made})"))
+    host, port = host or config.http.host, port if port is not None else config.http.port
+    say(f"serving on http://{host}:{port} (docs at /docs, OpenAPI at /openapi.json)")
+    uvicorn.run(build_app(config, keys), host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,135 @@
+"""journey serve with the official Segment and RudderStack clients, over real HTTP on a free port."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+JOURNEY = str(Path(sys.executable).parent / "journey")
+KEY = "test-write-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "JOURNEY_DATA_DIR": str(tmp_path / "var"), "JOURNEY_WRITE_KEYS": KEY}
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [JOURNEY, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((tmp_path / "serve.log").read_text()) from None
+            time.sleep(0.1)
+    try:
+        yield url, env
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+        assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def post(url: str, body: bytes, key: str | None = KEY, **headers: str) -> tuple[int, dict]:
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()} if key else {}
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json", **auth, **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def view(env: dict, customer: str) -> dict:
+    out = subprocess.run([JOURNEY, "customer", customer, "--json"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_segment_and_rudderstack_clients_send_touchpoints(server):
+    from rudderstack.analytics.client import Client as Rudder
+    from segment.analytics.client import Client as Segment
+
+    url, env = server
+    errors: list = []
+    segment = Segment(KEY, host=url, sync_mode=True, on_error=lambda e, batch: errors.append(e))
+    segment.identify("ann", {"name": "Ann Example", "email": "ann@example.org", "timezone": "Europe/Berlin"})
+    segment.track("ann", "Order Completed", {"order_id": "A-1", "revenue": 100, "currency": "EUR"}, message_id="m-1")
+    segment.track("ann", "Order Completed", {"order_id": "A-1", "revenue": 100, "currency": "EUR"}, message_id="m-1")
+    segment.track("ann", "Order Refunded", {"order_id": "A-1", "total": 40, "currency": "EUR"})
+    rudder = Rudder(KEY, host=url, sync_mode=True, on_error=lambda e, batch: errors.append(e))  # gzip by default
+    rudder.track("bob", "order.placed", {"order_id": "B-1", "amount": 12.5, "currency": "USD"})
+    rudder.page("bob", name="Home", properties={"url": "https://shop.example/"})
+    assert errors == []
+    ann = view(env, "ann")
+    assert (ann["stage"], ann["purchases"], ann["revenue"], ann["touchpoints"]) == ("first_buyer", 1, {"EUR": 60.0}, 3)
+    assert ann["traits"]["name"] == "Ann Example"  # sealed in the store, shown to the view
+    bob = view(env, "bob")
+    assert (bob["stage"], bob["revenue"], bob["touchpoints"]) == ("first_buyer", {"USD": 12.5}, 2)
+
+
+def test_what_the_api_refuses_and_why(server):
+    url, _ = server
+    one = {
+        "type": "track",
+        "userId": "c1",
+        "event": "Order Completed",
+        "messageId": "x1",
+        "properties": {"order_id": "o", "revenue": 5, "currency": "EUR"},
+    }
+    batch = {
+        "batch": [
+            one,
+            {**one, "messageId": "x2", "userId": None, "anonymousId": "a1"},
+            {**one, "messageId": "x3", "event": "Signed Up"},
+            {**one, "messageId": "x1"},
+        ]
+    }
+    status, answer = post(url + "/v1/batch", json.dumps(batch).encode())
+    assert status == 200 and (answer["accepted"], answer["duplicates"]) == (1, 1)
+    assert [(r["index"], r["messageId"], r["field"]) for r in answer["rejected"]] == [
+        (1, "x2", "userId"),
+        (2, "x3", "event"),
+    ]
+    assert "identity resolution" in answer["rejected"][0]["reason"]
+    assert "[http.events]" in answer["rejected"][1]["reason"]
+    # a wrong or missing key
+    assert post(url + "/v1/batch", json.dumps(batch).encode(), key="wrong")[0] == 401
+    status, answer = post(url + "/v1/batch", json.dumps(batch).encode(), key=None)
+    assert status == 401 and answer["code"] == 401
+    # the key in the body, on one message
+    status, answer = post(url + "/v1/track", json.dumps({**one, "messageId": "x9", "writeKey": KEY}).encode(), key=None)
+    assert (status, answer["accepted"]) == (200, 1)
+    # invalid JSON, a body too large, and a small gzip bomb (refused, not inflated)
+    assert post(url + "/v1/batch", b"{not json")[0] == 400
+    assert post(url + "/v1/batch", json.dumps({"batch": [one] * 4000}).encode())[0] == 413
+    bomb = gzip.compress(b'{"batch": [' + b" " * 50_000_000 + b"]}")
+    assert len(bomb) < 100_000
+    status, answer = post(url + "/v1/batch", bomb, **{"Content-Encoding": "gzip"})
+    assert status == 413 and "inflated" in answer["message"]
+    # the OpenAPI document
+    with urllib.request.urlopen(url + "/openapi.json") as r:
+        assert "/v1/batch" in json.loads(r.read())["paths"]
