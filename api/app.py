@@ -18,7 +18,10 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.params import Parameter
 
+from engine import queries
+from engine.clock import parse_time
 from engine.config import Config
 from engine.service import Engine
 
@@ -97,8 +100,10 @@ class Writer:
         return Answer(report.accepted, report.duplicates, rejected)
 
 
-def build_app(config: Config, keys: tuple[str, ...]) -> Any:
+def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = ()) -> Any:
+    """The ASGI application: `keys` may write, `tokens` (and http.personal_read_tokens) may read."""
     writer = Writer(config, keys)
+    personal = config.http.personal_read_tokens
 
     def permitted(request: Request, body_key: str | None) -> None:
         if not auth.allowed(auth.basic_user(request.headers.get("authorization")) or body_key, keys):
@@ -119,9 +124,92 @@ def build_app(config: Config, keys: tuple[str, ...]) -> Any:
 
         return one
 
+    def reader(request: Request) -> bool:
+        """A read is allowed: whether it may see personal traits."""
+        token = auth.bearer(request.headers.get("authorization"))
+        if auth.allowed(token, personal):
+            return True
+        if auth.allowed(token, tokens):
+            return False
+        raise HTTPException(status_code=401, detail="a valid read token is required (Authorization: Bearer ...)")
+
+    async def read(work: Any) -> Any:
+        """The engine's reads run in a thread, one engine call at a time (the writes' lock)."""
+        assert writer.engine is not None, "started with the app"
+        async with writer.lock:
+            return await asyncio.to_thread(work, writer.engine)
+
+    def time_of(value: str | None, name: str) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return parse_time(value)
+        except ValueError as e:
+            raise HTTPException(status_code=400, detail=f"{name}: {e}") from None
+
+    @get("/v1/customers/{customer_id:str}", summary="A customer's 360° view (as `journey customer --json`)")
+    async def customer(
+        request: Request,
+        customer_id: str,
+        as_of: str | None = None,
+        as_known: bool = False,
+        limit: int = Parameter(default=25, ge=0, le=100_000),
+        offset: int = Parameter(default=0, ge=0),
+    ) -> dict[str, Any]:
+        sees_personal = reader(request)
+        T = time_of(as_of, "as_of")
+
+        def view(engine: Engine) -> dict[str, Any]:
+            v = queries.customer_view(engine, customer_id, T or engine.clock.now(), as_known, limit or None, offset)
+            if not sees_personal:  # what is left of the traits without the personal ones
+                v["traits"] = engine.personal.split("", {}, v["traits"])[1] or {}
+            return v
+
+        try:
+            return await read(view)
+        except KeyError:
+            raise HTTPException(status_code=404, detail="no such customer") from None
+
+    @get("/v1/funnel", summary="Customers per stage and health as of a time")
+    async def funnel(request: Request, as_of: str | None = None, as_known: bool = False) -> dict[str, Any]:
+        reader(request)
+        T = time_of(as_of, "as_of")
+        return await read(lambda engine: queries.funnel(engine, T or engine.clock.now(), as_known))
+
+    def feed(name: str, topic: str, key: str) -> Any:
+        @get(f"/v1/{name}", summary=f"The {name} feed after a position (as `journey {name} --json`)", operation_id=name)
+        async def entries(
+            request: Request,
+            after: int = Parameter(default=0, ge=0),
+            limit: int = Parameter(default=100, ge=1, le=10_000),
+            customer: str | None = None,
+        ) -> list[dict[str, Any]]:
+            reader(request)
+            return await read(lambda engine: queries.feed(engine, topic, key, after, limit, customer))
+
+        return entries
+
+    @get("/v1/actions/{action_id:str}/why", summary="Why an action was issued, suppressed or deferred")
+    async def why(request: Request, action_id: str) -> dict[str, Any]:
+        reader(request)
+        try:
+            return await read(lambda engine: engine.why(action_id))
+        except KeyError:
+            raise HTTPException(status_code=404, detail="no such action") from None
+
     @get("/healthz", media_type=MediaType.JSON)
     async def healthz() -> dict[str, str]:
+        """The process answers."""
         return {"status": "ok"}
+
+    @get("/readyz", media_type=MediaType.JSON)
+    async def readyz() -> Response[dict[str, Any]]:
+        """The store answers too."""
+        try:
+            position = await read(lambda engine: engine.store.journal.max_notification_id() or 0)
+        except Exception as e:  # noqa: BLE001 - not ready, whatever the reason
+            return Response({"status": "unavailable", "reason": type(e).__name__}, status_code=503)
+        return Response({"status": "ok", "position": position})
 
     @get("/openapi.json", media_type=MediaType.JSON, include_in_schema=False)
     async def openapi(request: Request) -> dict[str, Any]:
@@ -137,7 +225,18 @@ def build_app(config: Config, keys: tuple[str, ...]) -> Any:
         return Response({"code": status, "message": detail}, status_code=status, media_type=MediaType.JSON)
 
     app = Litestar(
-        route_handlers=[batch, healthz, openapi, *(single(t) for t in SINGLE)],
+        route_handlers=[
+            batch,
+            *(single(t) for t in SINGLE),
+            customer,
+            funnel,
+            feed("changes", queries.CHANGE_TOPIC, "change"),
+            feed("actions", queries.ACTION_TOPIC, "action"),
+            why,
+            healthz,
+            readyz,
+            openapi,
+        ],
         on_startup=[writer.start],
         on_shutdown=[writer.stop],
         exception_handlers={HTTPException: errors},

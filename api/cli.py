@@ -24,6 +24,9 @@ def serve(host: str | None, port: int | None, config_path: str | None, as_json: 
     keys, made = auth.write_keys(config)
     if made is not None:
         err.print(line(f"no write key configured (http.write_keys, JOURNEY_WRITE_KEYS): using {keys[0]} (from {made})"))
+    tokens, made = auth.read_tokens(config)
+    if made is not None:
+        err.print(line(f"no read token configured (http.read_tokens, JOURNEY_READ_TOKENS): using {tokens[0]} ({made})"))
     host, port = host or config.http.host, port if port is not None else config.http.port
     say(f"serving on http://{host}:{port} (docs at /docs, OpenAPI at /openapi.json)")
-    uvicorn.run(build_app(config, keys), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(build_app(config, keys, tokens), host=host, port=port, log_level="warning", access_log=False)

@@ -99,6 +99,10 @@ class HttpSettings(Section):
     # JOURNEY_WRITE_KEYS (comma-separated). None configured: a random one is made in the data
     # directory on first start and printed, never an open endpoint.
     write_keys: tuple[str, ...] = ()
+    # Bearer tokens of the read API; also JOURNEY_READ_TOKENS. None configured: one is made like
+    # the write key. Only personal_read_tokens see personal traits (names, e-mail addresses...).
+    read_tokens: tuple[str, ...] = ()
+    personal_read_tokens: tuple[str, ...] = ()
     max_message_bytes: int = Field(32 * 1024, gt=0)  # Segment's limits
     max_batch_bytes: int = Field(500 * 1024, gt=0)
     # The channel of a message whose context says none (a server's): one of the catalog's channels.

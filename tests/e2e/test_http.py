@@ -18,6 +18,7 @@ import pytest
 
 JOURNEY = str(Path(sys.executable).parent / "journey")
 KEY = "test-write-key"
+TOKEN, PERSONAL = "test-read-token", "test-personal-token"
 
 
 def free_port() -> int:
@@ -29,7 +30,13 @@ def free_port() -> int:
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
-    env = {**os.environ, "JOURNEY_DATA_DIR": str(tmp_path / "var"), "JOURNEY_WRITE_KEYS": KEY}
+    env = {
+        **os.environ,
+        "JOURNEY_DATA_DIR": str(tmp_path / "var"),
+        "JOURNEY_WRITE_KEYS": KEY,
+        "JOURNEY_READ_TOKENS": TOKEN,
+    }
+    (tmp_path / "config.toml").write_text(f'[http]\npersonal_read_tokens = ["{PERSONAL}"]\n')
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
         [JOURNEY, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
@@ -63,6 +70,15 @@ def post(url: str, body: bytes, key: str | None = KEY, **headers: str) -> tuple[
         return e.code, json.loads(e.read())
 
 
+def get(url: str, token: str | None = TOKEN) -> tuple[int, object]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def view(env: dict, customer: str) -> dict:
     out = subprocess.run([JOURNEY, "customer", customer, "--json"], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -89,6 +105,26 @@ def test_the_segment_and_rudderstack_clients_send_touchpoints(server):
     assert ann["traits"]["name"] == "Ann Example"  # sealed in the store, shown to the view
     bob = view(env, "bob")
     assert (bob["stage"], bob["revenue"], bob["touchpoints"]) == ("first_buyer", {"USD": 12.5}, 2)
+
+    # ...and over HTTP: the same view as the CLI's, personal traits only for a personal token
+    status, seen = get(f"{url}/v1/customers/ann")
+    same = ("stage", "health", "purchases", "revenue", "touchpoints", "timeline", "timeline_total", "history")
+    assert status == 200 and {k: seen[k] for k in same} == {k: ann[k] for k in same}
+    assert seen["traits"] == {"timezone": "Europe/Berlin"}
+    assert get(f"{url}/v1/customers/ann", PERSONAL)[1]["traits"]["email"] == "ann@example.org"
+    assert get(f"{url}/v1/customers/nobody")[0] == 404
+    assert get(f"{url}/v1/customers/ann", "wrong")[0] == 401 and get(f"{url}/v1/customers/ann", None)[0] == 401
+    assert get(f"{url}/v1/customers/ann?as_of=yesterday")[0] == 400
+    status, funnel = get(f"{url}/v1/funnel")
+    assert status == 200 and funnel["customers"] == 2 and funnel["stages"]["first_buyer"] == 2
+    status, changes = get(f"{url}/v1/changes?limit=1000")
+    assert status == 200 and {c["customer_id"] for c in changes} == {"ann", "bob"}
+    status, actions = get(f"{url}/v1/actions?customer=ann")
+    assert status == 200 and actions and all(a["customer_id"] == "ann" for a in actions)
+    status, why = get(f"{url}/v1/actions/{actions[0]['action_id']}/why")
+    assert status == 200 and why["action_id"] == actions[0]["action_id"] and why["explanation"]
+    assert get(f"{url}/v1/changes?limit=0")[0] == 400
+    assert get(f"{url}/readyz", None)[0] == 200
 
 
 def test_what_the_api_refuses_and_why(server):

@@ -72,7 +72,8 @@ def test_envelope_and_ids(records, touchpoints):
 
 def test_all_kinds_occur(touchpoints):
     kinds = Counter(tp.kind for tp in touchpoints)
-    assert set(kinds) == set(Catalog().schemas)
+    # Segment's alias and group (over HTTP) aside: the simulated shoppers have one id and no account
+    assert set(kinds) == set(Catalog().schemas) - {"customer.aliased", "customer.grouped"}
     assert 10 <= len(touchpoints) / 500 <= 30  # records per customer
     refunds = [tp for tp in touchpoints if tp.kind == "order.refunded"]
     amounts = {tp.properties["order_id"]: tp.properties["amount"] for tp in touchpoints if tp.kind == "order.placed"}
