@@ -9,6 +9,7 @@ A 200 means committed to the store.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from . import auth
 from .bodies import BoundedBodies
 from .segment import Refused, touchpoint
 
+log = logging.getLogger("journey.api")
 SINGLE = ("track", "identify", "page", "screen", "group", "alias")
 
 
@@ -80,7 +82,11 @@ class Writer:
         for index, message in enumerate(messages):
             mid = message.get("messageId") if isinstance(message, dict) else None
             try:
-                if len(orjson.dumps(message)) > http.max_message_bytes:
+                try:
+                    size = len(orjson.dumps(message))
+                except orjson.JSONEncodeError:  # a lone surrogate in a key or a string
+                    raise Refused("", "holds a lone surrogate: not valid Unicode text") from None
+                if size > http.max_message_bytes:
                     raise Refused(
                         "", f"the message is larger than {http.max_message_bytes:,} bytes (http.max_message_bytes)"
                     )
@@ -99,6 +105,17 @@ class Writer:
         rejected.sort(key=lambda r: r.index)
         return Answer(report.accepted, report.duplicates, rejected)
 
+    async def write_native(self, records: list[Any]) -> Answer:
+        """Touchpoints in the engine's own envelope (decoded objects or raw lines), as journey ingest takes them."""
+        assert self.engine is not None, "started with the app"
+        async with self.lock:
+            report = await asyncio.to_thread(self.engine.ingest, records)
+        return Answer(
+            report.accepted,
+            report.duplicates,
+            [Rejected(r.record - 1, r.event_id, r.field, r.reason) for r in report.rejections],
+        )
+
 
 def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = ()) -> Any:
     """The ASGI application: `keys` may write, `tokens` (and http.personal_read_tokens) may read."""
@@ -115,6 +132,22 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     async def batch(request: Request, data: Batch) -> Answer:
         permitted(request, data.writeKey)
         return await writer.write(data.batch, data.sentAt, data.context)
+
+    @post(
+        "/v1/touchpoints",
+        status_code=200,
+        summary="Touchpoints in the engine's own format: a JSON object, an array of them, or JSON lines",
+    )
+    async def touchpoints(request: Request) -> Answer:
+        permitted(request, None)
+        body = await request.body()
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:  # JSON lines: each line a record, its number kept for the answer
+            return await writer.write_native(body.split(b"\n"))
+        if isinstance(parsed, list):
+            return await writer.write_native(parsed)
+        return await writer.write_native([parsed])
 
     def single(type_: str) -> Any:
         @post(f"/v1/{type_}", status_code=200, summary=f"One Segment {type_} message", operation_id=f"segment_{type_}")
@@ -154,7 +187,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         as_of: str | None = None,
         as_known: bool = False,
         limit: int = Parameter(default=25, ge=0, le=100_000),
-        offset: int = Parameter(default=0, ge=0),
+        offset: int = Parameter(default=0, ge=0, le=2**63 - 1),
     ) -> dict[str, Any]:
         sees_personal = reader(request)
         T = time_of(as_of, "as_of")
@@ -180,7 +213,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         @get(f"/v1/{name}", summary=f"The {name} feed after a position (as `journey {name} --json`)", operation_id=name)
         async def entries(
             request: Request,
-            after: int = Parameter(default=0, ge=0),
+            after: int = Parameter(default=0, ge=0, le=2**63 - 1),
             limit: int = Parameter(default=100, ge=1, le=10_000),
             customer: str | None = None,
         ) -> list[dict[str, Any]]:
@@ -217,16 +250,22 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         return request.app.openapi_schema.to_schema()
 
     def errors(_: Request, exc: Exception) -> Response[Any]:
-        """Segment's clients expect an error body {code, message}."""
+        """Segment's clients expect an error body {code, message}; an unexpected error is logged
+        with its traceback, and answered without echoing anything the client sent."""
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        if status >= 500:
+            log.error("a request failed", exc_info=exc)
         if isinstance(exc, ValidationException):
             detail = f"the body is not a Segment message or batch: {exc.extra or exc.detail}"
-        return Response({"code": status, "message": detail}, status_code=status, media_type=MediaType.JSON)
+        # {code, message} for Segment's clients, {status_code, detail} as the OpenAPI document says
+        body = {"code": status, "message": detail, "status_code": status, "detail": detail}
+        return Response(body, status_code=status, media_type=MediaType.JSON)
 
     app = Litestar(
         route_handlers=[
             batch,
+            touchpoints,
             *(single(t) for t in SINGLE),
             customer,
             funnel,
@@ -239,7 +278,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         ],
         on_startup=[writer.start],
         on_shutdown=[writer.stop],
-        exception_handlers={HTTPException: errors},
+        exception_handlers={HTTPException: errors, Exception: errors},
         openapi_config=OpenAPIConfig(
             title="journey engine", version="1", path="/docs", render_plugins=[SwaggerRenderPlugin()]
         ),

@@ -86,7 +86,7 @@ def _inflate(body: bytes, limit: int) -> bytes:
 
 async def _answer(send: Send, status: int, message: str) -> None:
     """Segment's clients expect an error body {code, message}."""
-    payload = orjson.dumps({"code": status, "message": message})
+    payload = orjson.dumps({"code": status, "message": message, "status_code": status, "detail": message})
     await send(
         {
             "type": "http.response.start",

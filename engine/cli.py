@@ -422,7 +422,7 @@ def feed_options(f: Any) -> Any:
         "--after",
         default=0,
         show_default=True,
-        type=click.IntRange(0),
+        type=click.IntRange(0, 2**63 - 1),  # a store's positions are 64-bit
         help="Feed position to read after (the last position you saw).",
     )(f)
     return common(f)

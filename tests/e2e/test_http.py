@@ -169,3 +169,27 @@ def test_what_the_api_refuses_and_why(server):
     # the OpenAPI document
     with urllib.request.urlopen(url + "/openapi.json") as r:
         assert "/v1/batch" in json.loads(r.read())["paths"]
+
+
+def test_touchpoints_in_the_engines_own_format(server):
+    url, env = server
+    one = {
+        "event_id": "n1",
+        "customer_id": "cy",
+        "kind": "order.placed",
+        "occurred_at": "2026-01-05T10:00:00Z",
+        "channel": "web",
+        "source": "shop",
+        "properties": {"order_id": "N-1", "amount": 9, "currency": "EUR"},
+    }
+    assert post(url + "/v1/touchpoints", json.dumps(one).encode()) == (
+        200,
+        {"accepted": 1, "duplicates": 0, "rejected": []},
+    )
+    lines = b"\n".join(json.dumps(r).encode() for r in [one, {**one, "event_id": "n2", "channel": "pigeon"}]) + b"\n"
+    status, answer = post(url + "/v1/touchpoints", lines)
+    assert (status, answer["accepted"], answer["duplicates"]) == (200, 0, 1)
+    assert [(r["index"], r["messageId"], r["field"]) for r in answer["rejected"]] == [(1, "n2", "channel")]
+    status, answer = post(url + "/v1/touchpoints", json.dumps([{**one, "event_id": "n3"}, 7]).encode())
+    assert (status, answer["accepted"], [r["index"] for r in answer["rejected"]]) == (200, 1, [1])
+    assert view(env, "cy")["touchpoints"] == 2
