@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from engine import queries
 from engine.clock import parse_time
 from engine.config import Config
 from engine.service import Engine
+from engine.touchpoints import Rejection
 
 from . import auth
 from .bodies import BoundedBodies
@@ -56,25 +58,77 @@ class Answer(msgspec.Struct):
     rejected: list[Rejected]
 
 
+@dataclass
+class Outcome:
+    """What became of one request's records: accepted, duplicates, and the refused ones (their index
+    among the request's records, and the engine's rejection)."""
+
+    accepted: int
+    duplicates: int
+    refused: list[tuple[int, Rejection]]
+
+
 class Writer:
-    """The engine behind the API, one write at a time."""
+    """The engine behind the API. Requests that arrive while a write is under way are written
+    together, in one transaction when they fit one batch (group commit): each request waits for
+    the commit of its records, and then learns what became of them."""
 
     def __init__(self, config: Config, keys: tuple[str, ...]):
         self.config, self.keys = config, keys
         self.engine: Engine | None = None
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # one engine call at a time: writes, and the reads between them
         self.kinds: frozenset[str] = frozenset()
+        self.pending: asyncio.Queue[tuple[list[Any], asyncio.Future[Outcome]]] | None = None
+        self.committer: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self.engine = Engine(self.config)
         self.kinds = frozenset(self.engine.catalog.schemas)
+        self.pending = asyncio.Queue()
+        self.committer = asyncio.create_task(self._commit())
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        if self.committer is not None:
+            self.committer.cancel()
         if self.engine is not None:
             self.engine.close()
 
+    async def ingest(self, records: list[Any]) -> Outcome:
+        """Ingest records (envelopes, or raw lines) with whatever else is waiting; the outcome once committed."""
+        assert self.pending is not None, "started with the app"
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        await self.pending.put((records, done))
+        return await done
+
+    async def _commit(self) -> None:
+        assert self.pending is not None and self.engine is not None
+        engine, limit = self.engine, self.config.ingest.batch_size
+        while True:
+            group = [await self.pending.get()]
+            size = len(group[0][0])
+            while size < limit and not self.pending.empty():
+                group.append(self.pending.get_nowait())
+                size += len(group[-1][0])
+            records = [r for part, _ in group for r in part]
+            try:
+                async with self.lock:
+                    report = await asyncio.to_thread(engine.ingest, records)
+            except Exception as e:  # noqa: BLE001 - each request answers with it; the loop goes on
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(e)
+                continue
+            first = 1  # record numbers count from 1 over the group, each request's in a range
+            for part, done in group:
+                last = first + len(part) - 1
+                refused = [(r.record - first, r) for r in report.rejections if first <= r.record <= last]
+                dups = sum(1 for d in report.duplicate_records if first <= d <= last)
+                blank = sum(1 for r in part if isinstance(r, bytes) and not r.strip())
+                if not done.done():
+                    done.set_result(Outcome(len(part) - blank - len(refused) - dups, dups, refused))
+                first = last + 1
+
     async def write(self, messages: list[Any], sent_at: Any, context: dict[str, Any] | None) -> Answer:
-        assert self.engine is not None, "started with the app"
         http = self.config.http
         received = datetime.now(UTC)
         rejected: list[Rejected] = []
@@ -97,23 +151,20 @@ class Writer:
                 )
             except Refused as refused:
                 rejected.append(Rejected(index, mid, refused.field, refused.reason))
-        async with self.lock:
-            report = await asyncio.to_thread(self.engine.ingest, [e for _, e in envelopes])
-        for r in report.rejections:
-            index, envelope = envelopes[r.record - 1]
+        outcome = await self.ingest([e for _, e in envelopes])
+        for i, r in outcome.refused:
+            index, envelope = envelopes[i]
             rejected.append(Rejected(index, envelope["event_id"], r.field, r.reason))
         rejected.sort(key=lambda r: r.index)
-        return Answer(report.accepted, report.duplicates, rejected)
+        return Answer(outcome.accepted, outcome.duplicates, rejected)
 
     async def write_native(self, records: list[Any]) -> Answer:
         """Touchpoints in the engine's own envelope (decoded objects or raw lines), as journey ingest takes them."""
-        assert self.engine is not None, "started with the app"
-        async with self.lock:
-            report = await asyncio.to_thread(self.engine.ingest, records)
+        outcome = await self.ingest(records)
         return Answer(
-            report.accepted,
-            report.duplicates,
-            [Rejected(r.record - 1, r.event_id, r.field, r.reason) for r in report.rejections],
+            outcome.accepted,
+            outcome.duplicates,
+            [Rejected(i, r.event_id, r.field, r.reason) for i, r in outcome.refused],
         )
 
 

@@ -37,6 +37,7 @@ DUE_BATCH = 500  # due customers derived with one batch of touchpoints; more wai
 class BatchResult:
     accepted: int = 0
     duplicates: int = 0
+    duplicate_records: list[int] = field(default_factory=list)  # their record numbers
     rejected: list[Rejection] = field(default_factory=list)
     changes: int = 0  # appended to the change feed for the batch's customers
     actions: int = 0  # ...and to the action feed
@@ -46,6 +47,7 @@ class BatchResult:
     def add(self, other: BatchResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
+        self.duplicate_records += other.duplicate_records
         self.rejected += other.rejected
         self.changes += other.changes
         self.actions += other.actions
@@ -96,11 +98,13 @@ class Ingestor:
                     )
                 else:
                     result.duplicates += 1
+                    result.duplicate_records.append(record)
                 continue
             seen = fresh.get(tp.event_id)
             if seen is not None:
                 if seen[1].digest == tp.digest:
                     result.duplicates += 1
+                    result.duplicate_records.append(record)
                 else:
                     result.rejected.append(
                         _conflict(record, tp, f"record {seen[0]}, accepted in this batch, with other content")
@@ -143,7 +147,7 @@ class Ingestor:
             return out
 
         written = self.append(list(by_customer), now, bodies, due_timers)
-        written.duplicates = result.duplicates
+        written.duplicates, written.duplicate_records = result.duplicates, result.duplicate_records
         written.rejected = sorted(result.rejected + refused, key=lambda r: r.record)
         return written
 

@@ -43,10 +43,12 @@ class IngestReport:
     timer_changes: int = 0
     timer_actions: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    duplicate_records: list[int] = field(default_factory=list)  # which records were duplicates
 
     def add(self, batch: BatchResult, invalid: list[Rejection]) -> None:
         self.accepted += batch.accepted
         self.duplicates += batch.duplicates
+        self.duplicate_records += batch.duplicate_records
         self.changes += batch.changes + batch.timer_changes
         self.actions += batch.actions + batch.timer_actions
         self.add_timers(Recorded(batch.timer_changes, batch.timer_actions), counted=True)
@@ -64,6 +66,7 @@ class IngestReport:
         """Add another report of the same ingest (a batch, or another process's share)."""
         self.accepted += other.accepted
         self.duplicates += other.duplicates
+        self.duplicate_records += other.duplicate_records
         self.changes += other.changes
         self.actions += other.actions
         self.timer_changes += other.timer_changes

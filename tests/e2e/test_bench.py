@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,3 +20,17 @@ def test_benchmarks_smoke_run():
     out = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| Ingest, full pipeline, SQLite, 1 process (touchpoints/s) |" in out.stdout
+
+
+def test_the_http_benchmark_runs():
+    """bench/serve.py at a tiny scale: it starts journey serve, compares, and prints its table."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "serve.py"), "--customers", "20", "--seconds", "1", "--rate", "20"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.splitlines()[0])
+    assert result["http"]["accepted"] == result["ingest"]["accepted"] > 0 and result["latency"]["requests"] == 20

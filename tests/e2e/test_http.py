@@ -193,3 +193,32 @@ def test_touchpoints_in_the_engines_own_format(server):
     status, answer = post(url + "/v1/touchpoints", json.dumps([{**one, "event_id": "n3"}, 7]).encode())
     assert (status, answer["accepted"], [r["index"] for r in answer["rejected"]]) == (200, 1, [1])
     assert view(env, "cy")["touchpoints"] == 2
+
+
+def test_concurrent_requests_are_committed_together_and_each_told_its_own(server):
+    """Group commit: requests that arrive together share a transaction; each answer counts its own
+    messages (a messageId sent by two requests at once is accepted once, a duplicate in the other)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, env = server
+
+    def message(n: int) -> dict:  # the same content whichever request sends it
+        return {
+            "type": "track",
+            "userId": f"g{n % 3}",
+            "event": "page.viewed",
+            "messageId": f"gm{n}",
+            "timestamp": "2026-01-01T00:00:00Z",
+        }
+
+    def batch(k: int) -> list[dict]:
+        return [message((k * 7 + i) % 60) for i in range(10)] + [
+            {"type": "track", "userId": f"g{k}", "event": "nope", "messageId": f"bad{k}"}
+        ]
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda k: post(url + "/v1/batch", json.dumps({"batch": batch(k)}).encode()), range(24)))
+    assert all(status == 200 for status, _ in answers)
+    assert sum(a["accepted"] for _, a in answers) == 60  # gm0..gm59, each once
+    assert sum(a["accepted"] + a["duplicates"] for _, a in answers) == 24 * 10
+    assert all([r["index"] for r in a["rejected"]] == [10] for _, a in answers)
