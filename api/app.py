@@ -25,12 +25,13 @@ from litestar.params import Parameter
 from engine import queries
 from engine.clock import parse_time
 from engine.config import Config
+from engine.ids import customer_uuid
 from engine.service import Engine
 from engine.touchpoints import Rejection
 
 from . import auth
 from .bodies import BoundedBodies
-from .segment import Refused, touchpoint
+from .segment import Refused, segment_field, touchpoint
 
 log = logging.getLogger("journey.api")
 SINGLE = ("track", "identify", "page", "screen", "group", "alias")
@@ -68,17 +69,22 @@ class Outcome:
     refused: list[tuple[int, Rejection]]
 
 
+def _same_customer(seen: tuple[str, str], record: dict[str, Any]) -> bool:
+    """Whether a stored touchpoint (customer uuid, digest) is this record's customer's."""
+    return seen[0] == str(customer_uuid(record["customer_id"]))
+
+
 class Writer:
     """The engine behind the API. Requests that arrive while a write is under way are written
     together, in one transaction when they fit one batch (group commit): each request waits for
     the commit of its records, and then learns what became of them."""
 
-    def __init__(self, config: Config, keys: tuple[str, ...]):
-        self.config, self.keys = config, keys
+    def __init__(self, config: Config):
+        self.config = config
         self.engine: Engine | None = None
         self.lock = asyncio.Lock()  # one engine call at a time: writes, and the reads between them
         self.kinds: frozenset[str] = frozenset()
-        self.pending: asyncio.Queue[tuple[list[Any], asyncio.Future[Outcome]]] | None = None
+        self.pending: asyncio.Queue[tuple[list[Any], bool, asyncio.Future[Outcome]]] | None = None
         self.committer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -93,40 +99,68 @@ class Writer:
         if self.engine is not None:
             self.engine.close()
 
-    async def ingest(self, records: list[Any]) -> Outcome:
-        """Ingest records (envelopes, or raw lines) with whatever else is waiting; the outcome once committed."""
+    async def ingest(self, records: list[Any], by_id: bool = False) -> Outcome:
+        """Ingest records (envelopes, or raw lines) with whatever else is waiting; the outcome once
+        committed. With `by_id` (Segment's messages), a record whose event id this customer already
+        has is a duplicate whatever its content: a resent message's time is worked out again from
+        when it arrived, so only its id says it is the same message."""
         assert self.pending is not None, "started with the app"
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        await self.pending.put((records, done))
+        await self.pending.put((records, by_id, done))
         return await done
 
     async def _commit(self) -> None:
-        assert self.pending is not None and self.engine is not None
-        engine, limit = self.engine, self.config.ingest.batch_size
+        assert self.pending is not None
+        limit = self.config.ingest.batch_size
         while True:
             group = [await self.pending.get()]
             size = len(group[0][0])
             while size < limit and not self.pending.empty():
                 group.append(self.pending.get_nowait())
                 size += len(group[-1][0])
-            records = [r for part, _ in group for r in part]
             try:
                 async with self.lock:
-                    report = await asyncio.to_thread(engine.ingest, records)
+                    outcomes = await asyncio.to_thread(self._write_group, [(part, by_id) for part, by_id, _ in group])
             except Exception as e:  # noqa: BLE001 - each request answers with it; the loop goes on
-                for _, done in group:
+                for *_, done in group:
                     if not done.done():
                         done.set_exception(e)
                 continue
-            first = 1  # record numbers count from 1 over the group, each request's in a range
-            for part, done in group:
-                last = first + len(part) - 1
-                refused = [(r.record - first, r) for r in report.rejections if first <= r.record <= last]
-                dups = sum(1 for d in report.duplicate_records if first <= d <= last)
-                blank = sum(1 for r in part if isinstance(r, bytes) and not r.strip())
+            for (*_, done), outcome in zip(group, outcomes, strict=True):
                 if not done.done():
-                    done.set_result(Outcome(len(part) - blank - len(refused) - dups, dups, refused))
-                first = last + 1
+                    done.set_result(outcome)
+
+    def _write_group(self, parts: list[tuple[list[Any], bool]]) -> list[Outcome]:
+        """One engine ingest of the requests' records (one transaction when they fit one batch), and
+        what became of each request's: record numbers count from 1 over what is sent."""
+        assert self.engine is not None
+        engine = self.engine
+        ids = {r["event_id"] for part, by_id in parts if by_id for r in part if isinstance(r.get("event_id"), str)}
+        known = engine.store.journal.known_touchpoints(sorted(ids)) if ids else {}
+        sent: list[Any] = []
+        # per request: each record's number among those sent (0: a known duplicate), and how many those were
+        plans: list[tuple[list[int], int]] = []
+        for part, by_id in parts:
+            numbers, duplicates = [], 0
+            for record in part:
+                seen = known.get(record.get("event_id")) if by_id and isinstance(record.get("event_id"), str) else None
+                if seen is not None and isinstance(record.get("customer_id"), str) and _same_customer(seen, record):
+                    duplicates += 1
+                    numbers.append(0)
+                    continue
+                sent.append(record)
+                numbers.append(len(sent))
+            plans.append((numbers, duplicates))
+        report = engine.ingest(sent)
+        refused = {r.record: r for r in report.rejections}
+        twice = set(report.duplicate_records)
+        outcomes = []
+        for (part, _), (numbers, duplicates) in zip(parts, plans, strict=True):
+            mine = [(i, refused[n]) for i, n in enumerate(numbers) if n in refused]
+            dups = duplicates + sum(1 for n in numbers if n in twice)
+            blank = sum(1 for r in part if isinstance(r, bytes) and not r.strip())
+            outcomes.append(Outcome(len(part) - blank - len(mine) - dups, dups, mine))
+        return outcomes
 
     async def write(self, messages: list[Any], sent_at: Any, context: dict[str, Any] | None) -> Answer:
         http = self.config.http
@@ -138,8 +172,11 @@ class Writer:
             try:
                 try:
                     size = len(orjson.dumps(message))
-                except orjson.JSONEncodeError:  # a lone surrogate in a key or a string
-                    raise Refused("", "holds a lone surrogate: not valid Unicode text") from None
+                except orjson.JSONEncodeError as e:  # nested beyond orjson's 255 levels, or a lone surrogate
+                    deep = "recursion" in str(e).lower()
+                    raise Refused(
+                        "", "is nested too deeply" if deep else "holds a lone surrogate: not valid Unicode text"
+                    ) from None
                 if size > http.max_message_bytes:
                     raise Refused(
                         "", f"the message is larger than {http.max_message_bytes:,} bytes (http.max_message_bytes)"
@@ -151,10 +188,10 @@ class Writer:
                 )
             except Refused as refused:
                 rejected.append(Rejected(index, mid, refused.field, refused.reason))
-        outcome = await self.ingest([e for _, e in envelopes])
+        outcome = await self.ingest([e for _, e in envelopes], by_id=True)
         for i, r in outcome.refused:
             index, envelope = envelopes[i]
-            rejected.append(Rejected(index, envelope["event_id"], r.field, r.reason))
+            rejected.append(Rejected(index, envelope["event_id"], segment_field(r.field), r.reason))
         rejected.sort(key=lambda r: r.index)
         return Answer(outcome.accepted, outcome.duplicates, rejected)
 
@@ -170,7 +207,7 @@ class Writer:
 
 def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = ()) -> Any:
     """The ASGI application: `keys` may write, `tokens` (and http.personal_read_tokens) may read."""
-    writer = Writer(config, keys)
+    writer = Writer(config)
     personal = config.http.personal_read_tokens
 
     def permitted(request: Request, body_key: str | None) -> None:
@@ -231,7 +268,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         except ValueError as e:
             raise HTTPException(status_code=400, detail=f"{name}: {e}") from None
 
-    @get("/v1/customers/{customer_id:str}", summary="A customer's 360° view (as `journey customer --json`)")
+    @get("/v1/customers/{customer_id:path}", summary="A customer's 360° view (as `journey customer --json`)")
     async def customer(
         request: Request,
         customer_id: str,
@@ -241,6 +278,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         offset: int = Parameter(default=0, ge=0, le=2**63 - 1),
     ) -> dict[str, Any]:
         sees_personal = reader(request)
+        customer_id = customer_id.removeprefix("/")  # an id may hold a slash (team/ann): the rest of the path
         T = time_of(as_of, "as_of")
 
         def view(engine: Engine) -> dict[str, Any]:
@@ -300,15 +338,20 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         """The OpenAPI document, generated from the schemas the handlers validate with."""
         return request.app.openapi_schema.to_schema()
 
-    def errors(_: Request, exc: Exception) -> Response[Any]:
+    def errors(request: Request, exc: Exception) -> Response[Any]:
         """Segment's clients expect an error body {code, message}; an unexpected error is logged
         with its traceback, and answered without echoing anything the client sent."""
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-        if status >= 500:
+        if isinstance(exc, RecursionError):  # a body nested beyond what a decoder can walk
+            status, detail = 400, "the body is nested too deeply"
+        elif status >= 500:
             log.error("a request failed", exc_info=exc)
         if isinstance(exc, ValidationException):
-            detail = f"the body is not a Segment message or batch: {exc.extra or exc.detail}"
+            problems = exc.extra if isinstance(exc.extra, list) else []
+            said = "; ".join(f"{p.get('key')}: {p.get('message')}" for p in problems if isinstance(p, dict))
+            where = "the query" if request.method == "GET" else "the body"
+            detail = f"{where} is not what this endpoint takes: {said or exc.detail}"
         # {code, message} for Segment's clients, {status_code, detail} as the OpenAPI document says
         body = {"code": status, "message": detail, "status_code": status, "detail": detail}
         return Response(body, status_code=status, media_type=MediaType.JSON)

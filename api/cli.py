@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import common, config_of, err, say
+from engine.cli import common, config_of, emit, err, say
 from engine.terminal import line
 
 from . import auth
@@ -26,7 +26,12 @@ def serve(host: str | None, port: int | None, config_path: str | None, as_json: 
         err.print(line(f"no write key configured (http.write_keys, JOURNEY_WRITE_KEYS): using {keys[0]} (from {made})"))
     tokens, made = auth.read_tokens(config)
     if made is not None:
-        err.print(line(f"no read token configured (http.read_tokens, JOURNEY_READ_TOKENS): using {tokens[0]} ({made})"))
+        err.print(
+            line(f"no read token configured (http.read_tokens, JOURNEY_READ_TOKENS): using {tokens[0]} (from {made})")
+        )
     host, port = host or config.http.host, port if port is not None else config.http.port
-    say(f"serving on http://{host}:{port} (docs at /docs, OpenAPI at /openapi.json)")
+    if as_json:
+        emit({"url": f"http://{host}:{port}", "docs": "/docs", "openapi": "/openapi.json"})
+    else:
+        say(f"serving on http://{host}:{port} (docs at /docs, OpenAPI at /openapi.json)")
     uvicorn.run(build_app(config, keys, tokens), host=host, port=port, log_level="warning", access_log=False)

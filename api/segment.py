@@ -8,8 +8,11 @@ from the context, and a kind from the message type or the event name.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from engine.vocabulary import CHANNELS
 
@@ -53,6 +56,8 @@ def touchpoint(
         raise Refused("userId", "is required")
     props: Any = message.get("properties") or {}
     traits: Any = message.get("traits")
+    if traits is not None and not isinstance(traits, dict):
+        raise Refused("traits", "must be an object")
     context: Any = message.get("context") or {}
     if not isinstance(context, dict):
         raise Refused("context", "must be an object")
@@ -67,8 +72,11 @@ def touchpoint(
         props = _order(props)
     library = context.get("library")
     source = library.get("name") if isinstance(library, dict) else None
+    mid = message.get("messageId")
     return {
-        "event_id": message.get("messageId"),
+        # Segment makes a messageId when a client sends none; ours is the message's own digest, so
+        # that the same message sent again is still a duplicate
+        "event_id": mid if mid is not None else derived_id(message),
         "customer_id": user,
         "kind": kind,
         "occurred_at": occurred_at(message, received_at, message.get("sentAt") or sent_at),
@@ -77,6 +85,28 @@ def touchpoint(
         "properties": props,
         "traits": traits if isinstance(traits, dict) and traits else None,
     }
+
+
+def derived_id(message: dict[str, Any]) -> str:
+    """An id for a message sent without messageId: a digest of what it says (not of when it was sent)."""
+    said = {k: v for k, v in message.items() if k not in ("sentAt", "writeKey", "receivedAt")}
+    return "msg-" + hashlib.sha256(orjson.dumps(said, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+# The touchpoint's fields as the message named them, for the answers.
+FIELDS = {
+    "event_id": "messageId",
+    "customer_id": "userId",
+    "occurred_at": "timestamp",
+    "kind": "event",
+    "channel": "context.channel",
+    "source": "context.library.name",
+}
+
+
+def segment_field(field: str) -> str:
+    """A rejection's field in the message's words (properties and traits keep theirs)."""
+    return FIELDS.get(field, field)
 
 
 def _kind(type_: Any, message: dict[str, Any], kinds: frozenset[str], events: dict[str, str]) -> str:

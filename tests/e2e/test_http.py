@@ -222,3 +222,45 @@ def test_concurrent_requests_are_committed_together_and_each_told_its_own(server
     assert sum(a["accepted"] for _, a in answers) == 60  # gm0..gm59, each once
     assert sum(a["accepted"] + a["duplicates"] for _, a in answers) == 24 * 10
     assert all([r["index"] for r in a["rejected"]] == [10] for _, a in answers)
+
+
+def test_a_segment_message_sent_again_is_a_duplicate_and_odd_ones_are_answered(server):
+    """What a newcomer trial found: a resend (its time worked out again from its arrival) was a
+    conflict; deep nesting was a 500; answers named the engine's fields instead of the message's."""
+    url, env = server
+    msg = {
+        "type": "track",
+        "userId": "team/ann",
+        "event": "page.viewed",
+        "messageId": "r1",
+        "timestamp": "2026-01-01T10:00:00Z",
+        "sentAt": "2026-01-01T10:00:01Z",
+    }
+    body = json.dumps({"batch": [msg, {k: v for k, v in msg.items() if k != "messageId"}]}).encode()
+    assert post(url + "/v1/batch", body)[1] == {"accepted": 2, "duplicates": 0, "rejected": []}
+    time.sleep(0.01)  # a later arrival: another corrected time, the same messages
+    assert post(url + "/v1/batch", body)[1] == {"accepted": 0, "duplicates": 2, "rejected": []}
+    assert get(f"{url}/v1/customers/team/ann")[1]["touchpoints"] == 2  # an id with a slash reads too
+    odd = [
+        {**msg, "messageId": "r2", "userId": 123},
+        {**msg, "messageId": "r3", "traits": "x"},
+        {**msg, "messageId": "r4", "properties": {"x": json.loads("[" * 400 + "]" * 400)}},
+    ]
+    status, answer = post(url + "/v1/batch", json.dumps({"batch": odd}).encode())
+    assert status == 200 and [(r["index"], r["field"]) for r in answer["rejected"]] == [
+        (0, "userId"),
+        (1, "traits"),
+        (2, ""),
+    ]
+    assert answer["rejected"][2]["reason"] == "is nested too deeply"
+    deep = (
+        b'{"type": "track", "userId": "a", "event": "page.viewed", "properties": {"x": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}"
+    )
+    status, answer = post(url + "/v1/track", deep)
+    assert status in (400, 413) and "Traceback" not in json.dumps(answer)
+    status, answer = get(f"{url}/v1/customers/ann?limit=-1")
+    assert status == 400 and answer["message"].startswith("the query is not what this endpoint takes: limit")
+    assert "{'" not in answer["message"]
