@@ -20,6 +20,7 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.params import Parameter
 
 from engine import queries
@@ -34,6 +35,8 @@ from .bodies import BoundedBodies
 from .segment import Refused, segment_field, touchpoint
 
 log = logging.getLogger("journey.api")
+WRITE: list[SecurityRequirement] = [{"writeKey": []}]
+READ: list[SecurityRequirement] = [{"readToken": []}]
 SINGLE = ("track", "identify", "page", "screen", "group", "alias")
 
 
@@ -216,7 +219,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
                 status_code=401, detail="a valid write key is required (HTTP Basic user name, or writeKey)"
             )
 
-    @post("/v1/batch", status_code=200, summary="Segment's batch of messages (what its clients send)")
+    @post("/v1/batch", status_code=200, security=WRITE, summary="Segment's batch of messages (what its clients send)")
     async def batch(request: Request, data: Batch) -> Answer:
         permitted(request, data.writeKey)
         return await writer.write(data.batch, data.sentAt, data.context)
@@ -224,6 +227,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     @post(
         "/v1/touchpoints",
         status_code=200,
+        security=WRITE,
         summary="Touchpoints in the engine's own format: a JSON object, an array of them, or JSON lines",
     )
     async def touchpoints(request: Request) -> Answer:
@@ -238,7 +242,13 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         return await writer.write_native([parsed])
 
     def single(type_: str) -> Any:
-        @post(f"/v1/{type_}", status_code=200, summary=f"One Segment {type_} message", operation_id=f"segment_{type_}")
+        @post(
+            f"/v1/{type_}",
+            status_code=200,
+            security=WRITE,
+            summary=f"One Segment {type_} message",
+            operation_id=f"segment_{type_}",
+        )
         async def one(request: Request, data: dict[str, Any]) -> Answer:
             permitted(request, data.get("writeKey") if isinstance(data.get("writeKey"), str) else None)
             return await writer.write([{**data, "type": type_}], data.get("sentAt"), None)
@@ -268,7 +278,11 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         except ValueError as e:
             raise HTTPException(status_code=400, detail=f"{name}: {e}") from None
 
-    @get("/v1/customers/{customer_id:path}", summary="A customer's 360° view (as `journey customer --json`)")
+    @get(
+        "/v1/customers/{customer_id:path}",
+        security=READ,
+        summary="A customer's 360° view (as `journey customer --json`)",
+    )
     async def customer(
         request: Request,
         customer_id: str,
@@ -292,14 +306,19 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         except KeyError:
             raise HTTPException(status_code=404, detail="no such customer") from None
 
-    @get("/v1/funnel", summary="Customers per stage and health as of a time")
+    @get("/v1/funnel", security=READ, summary="Customers per stage and health as of a time")
     async def funnel(request: Request, as_of: str | None = None, as_known: bool = False) -> dict[str, Any]:
         reader(request)
         T = time_of(as_of, "as_of")
         return await read(lambda engine: queries.funnel(engine, T or engine.clock.now(), as_known))
 
     def feed(name: str, topic: str, key: str) -> Any:
-        @get(f"/v1/{name}", summary=f"The {name} feed after a position (as `journey {name} --json`)", operation_id=name)
+        @get(
+            f"/v1/{name}",
+            security=READ,
+            summary=f"The {name} feed after a position (as `journey {name} --json`)",
+            operation_id=name,
+        )
         async def entries(
             request: Request,
             after: int = Parameter(default=0, ge=0, le=2**63 - 1),
@@ -311,7 +330,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
 
         return entries
 
-    @get("/v1/actions/{action_id:str}/why", summary="Why an action was issued, suppressed or deferred")
+    @get("/v1/actions/{action_id:str}/why", security=READ, summary="Why an action was issued, suppressed or deferred")
     async def why(request: Request, action_id: str) -> dict[str, Any]:
         reader(request)
         try:
@@ -374,7 +393,17 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         on_shutdown=[writer.stop],
         exception_handlers={HTTPException: errors, Exception: errors},
         openapi_config=OpenAPIConfig(
-            title="journey engine", version="1", path="/docs", render_plugins=[SwaggerRenderPlugin()]
+            title="journey engine",
+            version="1",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    # Segment's clients: the write key as the Basic user name, the password empty
+                    "writeKey": SecurityScheme(type="http", scheme="basic", description="the write key, no password"),
+                    "readToken": SecurityScheme(type="http", scheme="bearer", description="a read token"),
+                }
+            ),
         ),
         request_max_body_size=config.http.max_batch_bytes,
         debug=False,

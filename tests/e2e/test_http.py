@@ -168,7 +168,10 @@ def test_what_the_api_refuses_and_why(server):
     assert status == 413 and "inflated" in answer["message"]
     # the OpenAPI document
     with urllib.request.urlopen(url + "/openapi.json") as r:
-        assert "/v1/batch" in json.loads(r.read())["paths"]
+        document = json.loads(r.read())
+    assert document["paths"]["/v1/batch"]["post"]["security"] == [{"writeKey": []}]
+    assert document["paths"]["/v1/funnel"]["get"]["security"] == [{"readToken": []}]
+    assert set(document["components"]["securitySchemes"]) == {"writeKey", "readToken"}
 
 
 def test_touchpoints_in_the_engines_own_format(server):
