@@ -27,7 +27,7 @@ from engine import queries
 from engine.clock import parse_time
 from engine.config import Config
 from engine.ids import customer_uuid
-from engine.service import Engine
+from engine.service import INFRASTRUCTURE, Engine
 from engine.touchpoints import Rejection
 
 from . import auth
@@ -362,8 +362,13 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         with its traceback, and answered without echoing anything the client sent."""
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        headers = {}
         if isinstance(exc, RecursionError):  # a body nested beyond what a decoder can walk
             status, detail = 400, "the body is nested too deeply"
+        elif isinstance(exc, INFRASTRUCTURE):  # the store cannot take it now: nothing was stored
+            status, detail = 503, "the store cannot take this now (it is busy or unreachable); send it again"
+            headers = {"Retry-After": "1"}  # the clients honour it; messageId makes the resend safe
+            log.warning("answered 503: %s: %s", type(exc).__name__, exc)
         elif status >= 500:
             log.error("a request failed", exc_info=exc)
         if isinstance(exc, ValidationException):
@@ -373,7 +378,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             detail = f"{where} is not what this endpoint takes: {said or exc.detail}"
         # {code, message} for Segment's clients, {status_code, detail} as the OpenAPI document says
         body = {"code": status, "message": detail, "status_code": status, "detail": detail}
-        return Response(body, status_code=status, media_type=MediaType.JSON)
+        return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
     app = Litestar(
         route_handlers=[

@@ -36,6 +36,9 @@ class StoreSettings(Section):
     keys_file: str = "keys.db"
     snapshot_interval: int = Field(200, gt=0)
     cache_customers: int = Field(20000, ge=0)
+    # How long a write waits for a lock another writer holds before it fails (and, behind journey
+    # serve, is answered 503 with Retry-After): seconds.
+    lock_timeout_seconds: int = Field(30, ge=1, le=3600)
     postgres: PostgresSettings = PostgresSettings()
 
 

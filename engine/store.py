@@ -206,7 +206,7 @@ def _backend_env(config: Config) -> dict[str, str]:
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(path / s.sqlite_file),
-            "SQLITE_LOCK_TIMEOUT": "30",
+            "SQLITE_LOCK_TIMEOUT": str(s.lock_timeout_seconds),
             "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteJourneyRecorder),
         }
     pg = s.postgres
@@ -218,7 +218,7 @@ def _backend_env(config: Config) -> dict[str, str]:
         "POSTGRES_USER": pg.user,
         "POSTGRES_PASSWORD": pg.password,
         "POSTGRES_SCHEMA": pg.schema_,
-        "POSTGRES_LOCK_TIMEOUT": "30",
+        "POSTGRES_LOCK_TIMEOUT": str(config.store.lock_timeout_seconds),
         "APPLICATION_RECORDER_TOPIC": get_topic(PostgresJourneyRecorder),
     }
 

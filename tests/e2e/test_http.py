@@ -27,6 +27,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    """Until the server answers /readyz (its store too); its log if it dies or takes a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/readyz", timeout=1).read()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(log.read_text()) from None
+            time.sleep(0.1)
+
+
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
@@ -42,15 +55,7 @@ def server(tmp_path):
         [JOURNEY, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "serve.log").read_text()) from None
-            time.sleep(0.1)
+    wait_ready(url, proc, tmp_path / "serve.log")
     try:
         yield url, env
     finally:
@@ -267,3 +272,45 @@ def test_a_segment_message_sent_again_is_a_duplicate_and_odd_ones_are_answered(s
     status, answer = get(f"{url}/v1/customers/ann?limit=-1")
     assert status == 400 and answer["message"].startswith("the query is not what this endpoint takes: limit")
     assert "{'" not in answer["message"]
+
+
+def test_a_store_that_cannot_take_more_is_a_503_and_nothing_is_lost(pg_config, tmp_path):
+    """Backpressure: while another writer holds the event table, a write waits its lock timeout and
+    is answered 503 with Retry-After (never a 200 for what is not stored); sent again, it is stored."""
+    from engine.persistence.postgres import pg_connect
+
+    pg = pg_config.store.postgres
+    (tmp_path / "config.toml").write_text(
+        f'[store]\nbackend = "postgres"\nlock_timeout_seconds = 1\n[store.postgres]\nschema = "{pg.schema_}"\n'
+        f'host = "{pg.host}"\nport = {pg.port}\nuser = "{pg.user}"\ndbname = "{pg.dbname}"\n'
+    )
+    port = free_port()
+    env = {**os.environ, "JOURNEY_WRITE_KEYS": KEY, "JOURNEY_READ_TOKENS": TOKEN}
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [JOURNEY, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, tmp_path / "serve.log")
+        msg = {"type": "track", "userId": "bp", "event": "page.viewed", "messageId": "bp-1"}
+        body = json.dumps({"batch": [msg]}).encode()
+        with pg_connect(pg) as conn, conn.transaction():
+            conn.execute(f'LOCK TABLE "{pg.schema_}".journey_events IN EXCLUSIVE MODE')  # another writer, busy
+            request = urllib.request.Request(
+                url + "/v1/batch",
+                body,
+                {
+                    "Content-Type": "application/json",
+                    "Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
+                },
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
+        assert post(url + "/v1/batch", body)[1] == {"accepted": 1, "duplicates": 0, "rejected": []}
+        assert get(f"{url}/v1/customers/bp")[1]["touchpoints"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
