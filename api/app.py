@@ -31,7 +31,7 @@ from engine.service import INFRASTRUCTURE, Engine
 from engine.touchpoints import Rejection
 
 from . import auth
-from .bodies import BoundedBodies
+from .bodies import BoundedBodies, error_body
 from .segment import Refused, segment_field, touchpoint
 
 log = logging.getLogger("journey.api")
@@ -376,9 +376,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             said = "; ".join(f"{p.get('key')}: {p.get('message')}" for p in problems if isinstance(p, dict))
             where = "the query" if request.method == "GET" else "the body"
             detail = f"{where} is not what this endpoint takes: {said or exc.detail}"
-        # {code, message} for Segment's clients, {status_code, detail} as the OpenAPI document says
-        body = {"code": status, "message": detail, "status_code": status, "detail": detail}
-        return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
+        return Response(error_body(status, detail), status_code=status, media_type=MediaType.JSON, headers=headers)
 
     app = Litestar(
         route_handlers=[

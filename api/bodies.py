@@ -91,9 +91,14 @@ def _inflate(body: bytes, limit: int) -> bytes:
     return out + inflater.flush()
 
 
+def error_body(status: int, message: str) -> dict[str, object]:
+    """An error as the server answers it: {code, message} for Segment's clients, and the same as
+    {status_code, detail}, the error schema of the OpenAPI document."""
+    return {"code": status, "message": message, "status_code": status, "detail": message}
+
+
 async def _answer(send: Send, status: int, message: str) -> None:
-    """Segment's clients expect an error body {code, message}."""
-    payload = orjson.dumps({"code": status, "message": message, "status_code": status, "detail": message})
+    payload = orjson.dumps(error_body(status, message))
     await send(
         {
             "type": "http.response.start",

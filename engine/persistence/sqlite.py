@@ -4,7 +4,6 @@ the side tables and the bulk reads the engine needs (engine.persistence.journal)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -39,30 +38,26 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
     ) -> None:
         """As JourneyRecorder.write: one executemany per table. (The library's insert_events runs
         one statement per event, to return each notification id; it is left as it is.)"""
-        with self.datastore.transaction(commit=True) as c:
-            self._write(c, events, touchpoint_ids, timers)
-
-    def _write(
-        self, c: Any, events: Sequence[StoredEvent], touchpoint_ids: Sequence[TouchpointRow], timers: Sequence[TimerRow]
-    ) -> None:
         # Each touchpoint dirties a page of several indexes with random keys (customer, event
         # id), so a batch writes megabytes to the WAL; checkpointing after every ~1,000 pages
         # (the default) rewrites them all into the database at each commit. Checkpoints every
         # ~40 MB, and a page cache that holds the hot index pages, doubled the write rate at
         # 100,000 customers. (Connection settings, so they are set on the writing connection.)
-        c.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-        c.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-        c.executemany(
-            self.insert_events_statement,
-            [(_id_text(s.originator_id), s.originator_version, s.topic, s.state) for s in events],
-        )
-        if touchpoint_ids:
-            c.executemany("INSERT INTO journey_touchpoints VALUES (?,?,?)", sorted(touchpoint_ids))
-        if timers:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+            c.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             c.executemany(
-                "INSERT INTO journey_timers VALUES (?,?) ON CONFLICT (customer) DO UPDATE SET due_us = excluded.due_us",
-                sorted(timers, key=by_customer),
+                self.insert_events_statement,
+                [(_id_text(s.originator_id), s.originator_version, s.topic, s.state) for s in events],
             )
+            if touchpoint_ids:
+                c.executemany("INSERT INTO journey_touchpoints VALUES (?,?,?)", sorted(touchpoint_ids))
+            if timers:
+                c.executemany(
+                    "INSERT INTO journey_timers VALUES (?,?) "
+                    "ON CONFLICT (customer) DO UPDATE SET due_us = excluded.due_us",
+                    sorted(timers, key=by_customer),
+                )
 
     def log(self, after: int, limit: int, topics: Sequence[str] = ()) -> list[Row]:
         where = f" AND topic IN ({','.join('?' * len(topics))})" if topics else ""

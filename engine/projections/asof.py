@@ -17,4 +17,4 @@ def known(recorded_at: str, t: str | None) -> bool:
 def visible(at: str, recorded_at: str, t: str, as_known: bool) -> bool:
     """Whether something that happened at `at` (and was recorded at `recorded_at`) is part of
     the picture as of t: as of T, or with `as_known`, as known at T."""
-    return at <= t and (not as_known or recorded_at <= t)
+    return at <= t and (not as_known or known(recorded_at, t))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import unittest
 import uuid
 from uuid import UUID, uuid4
 
@@ -24,9 +23,6 @@ from engine.persistence.postgres import PostgresJourneyRecorder, ensure_schema, 
 from engine.persistence.sqlite import SQLiteJourneyRecorder
 
 from ..conftest import pg_available, pg_settings
-
-# The library's timing printouts are benchmarks, not contracts: they assert nothing.
-NOT_CONTRACTS = ("test_performance", "test_concurrent_throughput")
 
 
 class SQLiteContract(ApplicationRecorderTestCase[SQLiteJourneyRecorder]):
@@ -110,15 +106,6 @@ class PostgresWritesDoNotInterleave(NonInterleavingNotificationIDsBaseCase):
         recorder = PostgresWrites(self.datastore)
         recorder.create_table()
         return recorder
-
-
-def _skip_printouts(*cases: type) -> None:
-    for case in cases:
-        for name in NOT_CONTRACTS:
-            setattr(case, name, unittest.skip("a timing printout of the library, not a contract")(lambda self: None))
-
-
-_skip_printouts(SQLiteContract, PostgresContract)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
