@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from uuid import UUID, uuid4
 
@@ -25,12 +26,24 @@ from engine.persistence.sqlite import SQLiteJourneyRecorder
 from ..conftest import pg_available, pg_settings
 
 
+def _join_stray_threads(before: set[threading.Thread]) -> None:
+    """The library's concurrency tests tell their reader threads to stop but do not wait for them:
+    closing the datastore under a reader still inside sqlite3 crashed the interpreter (a
+    segmentation fault on CI), so tearDown waits for the threads a test started. (Connection pools'
+    workers are daemon threads that end with the datastore: they are not waited for.)"""
+    for thread in set(threading.enumerate()) - before:
+        if not thread.daemon:
+            thread.join(timeout=30)
+
+
 class SQLiteContract(ApplicationRecorderTestCase[SQLiteJourneyRecorder]):
     def setUp(self) -> None:
+        self.threads = set(threading.enumerate())
         self.dir = tempfile.mkdtemp(prefix="journey-contract-")
         self.datastore = SQLiteDatastore(os.path.join(self.dir, "events.db"), lock_timeout=30)
 
     def tearDown(self) -> None:
+        _join_stray_threads(self.threads)
         self.datastore.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -47,6 +60,7 @@ class PostgresContract(ApplicationRecorderTestCase[PostgresJourneyRecorder]):
             if os.environ.get("CI") == "true":
                 pytest.fail(f"PostgreSQL is required on CI but not reachable: {problem}")
             pytest.skip(f"no PostgreSQL server: {problem}")
+        self.threads = set(threading.enumerate())
         self.pg = pg_settings(f"journey_contract_{uuid.uuid4().hex[:12]}")
         ensure_schema(self.pg)
         self.datastore = PostgresDatastore(
@@ -62,6 +76,7 @@ class PostgresContract(ApplicationRecorderTestCase[PostgresJourneyRecorder]):
         )
 
     def tearDown(self) -> None:
+        _join_stray_threads(self.threads)
         self.datastore.close()
         with pg_connect(self.pg, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{self.pg.schema_}" CASCADE')
