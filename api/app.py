@@ -26,7 +26,6 @@ from litestar.params import Parameter
 from engine import queries
 from engine.clock import parse_time
 from engine.config import Config
-from engine.ids import customer_uuid
 from engine.service import INFRASTRUCTURE, Engine
 from engine.touchpoints import Rejection
 
@@ -70,11 +69,6 @@ class Outcome:
     accepted: int
     duplicates: int
     refused: list[tuple[int, Rejection]]
-
-
-def _same_customer(seen: tuple[str, str], record: dict[str, Any]) -> bool:
-    """Whether a stored touchpoint (customer uuid, digest) is this record's customer's."""
-    return seen[0] == str(customer_uuid(record["customer_id"]))
 
 
 class Writer:
@@ -134,36 +128,31 @@ class Writer:
                     done.set_result(outcome)
 
     def _write_group(self, parts: list[tuple[list[Any], bool]]) -> list[Outcome]:
-        """One engine ingest of the requests' records (one transaction when they fit one batch), and
-        what became of each request's: record numbers count from 1 over what is sent."""
+        """One engine ingest of the requests' records (one transaction when they fit one batch; the
+        Segment messages, deduplicated by id, apart from native records), and what became of each
+        request's: record numbers count from 1 over what is sent."""
         assert self.engine is not None
-        engine = self.engine
-        ids = {r["event_id"] for part, by_id in parts if by_id for r in part if isinstance(r.get("event_id"), str)}
-        known = engine.store.journal.known_touchpoints(sorted(ids)) if ids else {}
-        sent: list[Any] = []
-        # per request: each record's number among those sent (0: a known duplicate), and how many those were
-        plans: list[tuple[list[int], int]] = []
-        for part, by_id in parts:
-            numbers, duplicates = [], 0
-            for record in part:
-                seen = known.get(record.get("event_id")) if by_id and isinstance(record.get("event_id"), str) else None
-                if seen is not None and isinstance(record.get("customer_id"), str) and _same_customer(seen, record):
-                    duplicates += 1
-                    numbers.append(0)
-                    continue
-                sent.append(record)
-                numbers.append(len(sent))
-            plans.append((numbers, duplicates))
-        report = engine.ingest(sent)
-        refused = {r.record: r for r in report.rejections}
-        twice = set(report.duplicate_records)
-        outcomes = []
-        for (part, _), (numbers, duplicates) in zip(parts, plans, strict=True):
-            mine = [(i, refused[n]) for i, n in enumerate(numbers) if n in refused]
-            dups = duplicates + sum(1 for n in numbers if n in twice)
-            blank = sum(1 for r in part if isinstance(r, bytes) and not r.strip())
-            outcomes.append(Outcome(len(part) - blank - len(mine) - dups, dups, mine))
-        return outcomes
+        outcomes: dict[int, Outcome] = {}
+        for by_id in (True, False):
+            chosen = [i for i, (_, flag) in enumerate(parts) if flag is by_id]
+            if not chosen:
+                continue
+            starts: list[int] = []
+            sent: list[Any] = []
+            for i in chosen:
+                starts.append(len(sent))
+                sent.extend(parts[i][0])
+            report = self.engine.ingest(sent, by_id=by_id)
+            refused = {r.record: r for r in report.rejections}
+            twice = set(report.duplicate_records)
+            for i, start in zip(chosen, starts, strict=True):
+                part = parts[i][0]
+                numbers = range(start + 1, start + len(part) + 1)
+                mine = [(k, refused[n]) for k, n in enumerate(numbers) if n in refused]
+                dups = sum(1 for n in numbers if n in twice)
+                blank = sum(1 for r in part if isinstance(r, bytes) and not r.strip())
+                outcomes[i] = Outcome(len(part) - blank - len(mine) - dups, dups, mine)
+        return [outcomes[i] for i in range(len(parts))]
 
     async def write(self, messages: list[Any], sent_at: Any, context: dict[str, Any] | None) -> Answer:
         http = self.config.http

@@ -76,12 +76,17 @@ class Ingestor:
         self.policies = policies
         self.shard = shard  # (k, n): this writer owns shard k of n of the customers (due timers)
 
-    def ingest(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool = False) -> BatchResult:
+    def ingest(
+        self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool = False, by_id: bool = False
+    ) -> BatchResult:
         """Ingest validated touchpoints in one transaction; with `due_timers`, the customers whose
-        timers are due by `now` are derived and written in the same transaction."""
-        return retrying(self.store, lambda: self._write(items, now, due_timers))
+        timers are due by `now` are derived and written in the same transaction. With `by_id`, a
+        touchpoint whose event id this customer already has is a duplicate whatever its content
+        (Segment's rule for a messageId: a resent message's time is worked out again from when it
+        arrived, so only its id says it is the same message)."""
+        return retrying(self.store, lambda: self._write(items, now, due_timers, by_id))
 
-    def _write(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool) -> BatchResult:
+    def _write(self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool, by_id: bool) -> BatchResult:
         result = BatchResult()
         known = self.store.journal.known_touchpoints(list({tp.event_id: None for _, tp in items})) if items else {}
         fresh: dict[str, tuple[int, Touchpoint]] = {}
@@ -92,7 +97,7 @@ class Ingestor:
                 customer, digest = known[tp.event_id]
                 if customer != str(customer_uuid(tp.customer_id)):
                     result.rejected.append(_conflict(record, tp, "a touchpoint of another customer, accepted earlier"))
-                elif digest != tp.digest:
+                elif digest != tp.digest and not by_id:
                     result.rejected.append(
                         _conflict(record, tp, "a touchpoint of this customer accepted earlier, with other content")
                     )
@@ -102,7 +107,7 @@ class Ingestor:
                 continue
             seen = fresh.get(tp.event_id)
             if seen is not None:
-                if seen[1].digest == tp.digest:
+                if seen[1].digest == tp.digest or (by_id and seen[1].customer_id == tp.customer_id):
                     result.duplicates += 1
                     result.duplicate_records.append(record)
                 else:

@@ -122,10 +122,15 @@ class Engine:
     # -- writing -----------------------------------------------------------------------------
 
     def ingest(
-        self, records: Iterable[bytes | str | dict], on_batch: Callable[[int], None] | None = None
+        self,
+        records: Iterable[bytes | str | dict],
+        on_batch: Callable[[int], None] | None = None,
+        by_id: bool = False,
     ) -> IngestReport:
         """Validate and ingest records (raw JSON lines or decoded objects), batch by batch, in this
-        process (engine.parallel.ingest shares the work among processes).
+        process (engine.parallel.ingest shares the work among processes). With `by_id`, a record
+        whose event id its customer already has is a duplicate whatever its content (Segment's
+        messageId rule, engine.ingest.Ingestor.ingest).
 
         Record numbers count from 1 in the order given, so a rejection points at its line.
         """
@@ -137,18 +142,20 @@ class Engine:
                 continue  # an empty line is no record (its number still counts)
             batch.append((number, record))
             if len(batch) >= size:
-                self.ingest_batch(batch, report)
+                self.ingest_batch(batch, report, by_id)
                 if on_batch:
                     on_batch(len(batch))
                 batch = []
         if batch:
-            self.ingest_batch(batch, report)
+            self.ingest_batch(batch, report, by_id)
             if on_batch:
                 on_batch(len(batch))
         report.rejections.sort(key=lambda r: r.record)  # conflicts are found after the batch's parse errors
         return report
 
-    def ingest_batch(self, batch: list[tuple[int, bytes | str | dict]], report: IngestReport) -> None:
+    def ingest_batch(
+        self, batch: list[tuple[int, bytes | str | dict]], report: IngestReport, by_id: bool = False
+    ) -> None:
         """Ingest one batch of numbered records in one transaction, adding to the report."""
         backfill = isinstance(self.clock, EventTimeClock)
         # A backfill's clock follows the data: "in the future" means after the real time.
@@ -162,11 +169,11 @@ class Engine:
             self.clock.observe(max(tp.occurred_at for _, tp in valid))
         # A backfill also runs the timers due by now, in the batch's own transaction.
         try:
-            result = self.ingestor.ingest(valid, self.clock.now(), due_timers=backfill)
+            result = self.ingestor.ingest(valid, self.clock.now(), due_timers=backfill, by_id=by_id)
         except INFRASTRUCTURE:
             raise
         except Exception:  # noqa: BLE001 - the net: find the record that fails, keep the rest
-            result = self._isolate(valid, self.clock.now(), dict(batch))
+            result = self._isolate(valid, self.clock.now(), dict(batch), by_id)
         if result.rejected:  # conflicts are found after parsing: give them their record as it came
             raws = dict(batch)
             result.rejected = [
@@ -188,7 +195,9 @@ class Engine:
             raw = record if isinstance(record, bytes) else None
             return Rejection(number, "", f"could not be validated ({_error(e)})", raw=raw)
 
-    def _isolate(self, items: list[tuple[int, Touchpoint]], now: Any, records: dict[int, Any]) -> BatchResult:
+    def _isolate(
+        self, items: list[tuple[int, Touchpoint]], now: Any, records: dict[int, Any], by_id: bool
+    ) -> BatchResult:
         """Ingest these touchpoints in halves until the ones whose processing fails stand alone,
         and reject those: an unexpected error costs one record, never the batch. A customer's
         touchpoints keep their order (the first half commits first). Due timers are left to
@@ -211,7 +220,7 @@ class Engine:
                 ]
             )
 
-        return halving(items, lambda part: self.ingestor.ingest(part, now), reject, BatchResult.plus)
+        return halving(items, lambda part: self.ingestor.ingest(part, now, by_id=by_id), reject, BatchResult.plus)
 
     def run_due(self, batch: int = 500, shard: tuple[int, int] | None = None) -> Recorded:
         """Re-evaluate every customer whose timer is due (window expiries, health thresholds,

@@ -249,6 +249,9 @@ def test_a_segment_message_sent_again_is_a_duplicate_and_odd_ones_are_answered(s
     time.sleep(0.01)  # a later arrival: another corrected time, the same messages
     assert post(url + "/v1/batch", body)[1] == {"accepted": 0, "duplicates": 2, "rejected": []}
     assert get(f"{url}/v1/customers/team/ann")[1]["touchpoints"] == 2  # an id with a slash reads too
+    resent = [{**msg, "messageId": "r9"}, {**msg, "messageId": "r9", "sentAt": "2026-01-01T10:00:02Z"}]
+    body = json.dumps({"batch": resent}).encode()  # a resend within one batch: its time differs by a second
+    assert post(url + "/v1/batch", body)[1] == {"accepted": 1, "duplicates": 1, "rejected": []}
     odd = [
         {**msg, "messageId": "r2", "userId": 123},
         {**msg, "messageId": "r3", "traits": "x"},
