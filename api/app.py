@@ -23,8 +23,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.params import Parameter
 
-from engine import queries
-from engine.clock import parse_time
+from engine import queries, rejects
+from engine.clock import iso, parse_time
 from engine.config import Config
 from engine.service import INFRASTRUCTURE, Engine
 from engine.touchpoints import Rejection
@@ -158,43 +158,73 @@ class Writer:
         http = self.config.http
         received = datetime.now(UTC)
         rejected: list[Rejected] = []
-        envelopes: list[tuple[int, dict[str, Any]]] = []
+        kept: list[tuple[int, rejects.Row]] = []  # kept in the order they were sent
+        envelopes: list[tuple[int, dict[str, Any], bytes]] = []
+
+        def refuse(index: int, message: Any, sent: bytes, field: str, reason: str, mid: Any) -> None:
+            rejected.append(Rejected(index, mid, field, reason))
+            user = message.get("userId") if isinstance(message, dict) else None
+            row = rejects.row(rejects.http_coordinates(sent), iso(received), sent, field, reason, user, mid)
+            kept.append((index, row))
+
         for index, message in enumerate(messages):
             mid = message.get("messageId") if isinstance(message, dict) else None
+            sent = b""
             try:
                 try:
-                    size = len(orjson.dumps(message))
+                    sent = orjson.dumps(message)
                 except orjson.JSONEncodeError as e:  # nested beyond orjson's 255 levels, or a lone surrogate
+                    sent = repr(message).encode("utf-8", "backslashreplace")[: http.max_message_bytes]
                     deep = "recursion" in str(e).lower()
                     raise Refused(
                         "", "is nested too deeply" if deep else "holds a lone surrogate: not valid Unicode text"
                     ) from None
-                if size > http.max_message_bytes:
+                if len(sent) > http.max_message_bytes:
                     raise Refused(
                         "", f"the message is larger than {http.max_message_bytes:,} bytes (http.max_message_bytes)"
                     )
                 if context and isinstance(message, dict):  # a batch-level context: each message's own wins
                     message = {**message, "context": {**context, **(message.get("context") or {})}}
-                envelopes.append(
-                    (index, touchpoint(message, received, sent_at, self.kinds, http.events, http.default_channel))
-                )
+                envelope = touchpoint(message, received, sent_at, self.kinds, http.events, http.default_channel)
+                envelopes.append((index, envelope, sent))
             except Refused as refused:
-                rejected.append(Rejected(index, mid, refused.field, refused.reason))
-        outcome = await self.ingest([e for _, e in envelopes], by_id=True)
+                refuse(index, message, sent, refused.field, refused.reason, mid)
+        outcome = await self.ingest([e for _, e, _ in envelopes], by_id=True)
         for i, r in outcome.refused:
-            index, envelope = envelopes[i]
-            rejected.append(Rejected(index, envelope["event_id"], segment_field(r.field), r.reason))
+            index, envelope, sent = envelopes[i]
+            refuse(
+                index, messages[index], sent, segment_field(r.field, messages[index]), r.reason, envelope["event_id"]
+            )
+        await self.keep([row for _, row in sorted(kept, key=lambda k: k[0])])
         rejected.sort(key=lambda r: r.index)
         return Answer(outcome.accepted, outcome.duplicates, rejected)
 
     async def write_native(self, records: list[Any]) -> Answer:
         """Touchpoints in the engine's own envelope (decoded objects or raw lines), as journey ingest takes them."""
         outcome = await self.ingest(records)
+        received = iso(datetime.now(UTC))
+        kept = []
+        for i, r in outcome.refused:
+            record = records[i]
+            sent = record if isinstance(record, bytes) else orjson.dumps(record)
+            user = record.get("customer_id") if isinstance(record, dict) else None
+            kept.append(
+                rejects.row(rejects.http_coordinates(sent), received, sent, r.field, r.reason, user, r.event_id)
+            )
+        await self.keep(kept)
         return Answer(
             outcome.accepted,
             outcome.duplicates,
             [Rejected(i, r.event_id, r.field, r.reason) for i, r in outcome.refused],
         )
+
+    async def keep(self, rows: list[rejects.Row]) -> None:
+        """Keep the refused messages in the dead-letter table before answering: nothing a client sent
+        is lost. If that fails, the request fails (503): sent again, what was accepted is a duplicate."""
+        if rows:
+            assert self.engine is not None
+            async with self.lock:
+                await asyncio.to_thread(self.engine.rejects.keep, rows)
 
 
 def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = ()) -> Any:
@@ -319,6 +349,21 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
 
         return entries
 
+    @get(
+        "/v1/rejects",
+        security=READ,
+        summary="Refused messages kept as they came, with the reason (as `journey rejects --json`); "
+        "a personal read token only, since they hold what was sent",
+    )
+    async def kept_rejects(
+        request: Request,
+        after: int = Parameter(default=0, ge=0, le=2**63 - 1),
+        limit: int = Parameter(default=100, ge=1, le=10_000),
+    ) -> list[dict[str, Any]]:
+        if not reader(request):
+            raise HTTPException(status_code=403, detail="kept rejects hold personal data: a personal read token only")
+        return await read(lambda engine: [rejects.as_dict(k) for k in engine.rejects.after(after, limit)])
+
     @get("/v1/actions/{action_id:str}/why", security=READ, summary="Why an action was issued, suppressed or deferred")
     async def why(request: Request, action_id: str) -> dict[str, Any]:
         reader(request)
@@ -376,6 +421,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             funnel,
             feed("changes", queries.CHANGE_TOPIC, "change"),
             feed("actions", queries.ACTION_TOPIC, "action"),
+            kept_rejects,
             why,
             healthz,
             readyz,

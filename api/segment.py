@@ -104,8 +104,12 @@ FIELDS = {
 }
 
 
-def segment_field(field: str) -> str:
-    """A rejection's field in the message's words (properties and traits keep theirs)."""
+def segment_field(field: str, message: Any) -> str:
+    """A rejection's field in the message's words (properties and traits keep theirs; an order's
+    amount is the `revenue` or `total` it came from)."""
+    if field == "properties.amount" and isinstance(message, dict) and isinstance(message.get("properties"), dict):
+        props = message["properties"]
+        return next((f"properties.{name}" for name in ("revenue", "total") if name in props), field)
     return FIELDS.get(field, field)
 
 

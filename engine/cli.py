@@ -468,6 +468,33 @@ def actions(after: int, limit: int, customer_id: str | None, config_path: str | 
 
 
 @main.command()
+@click.option("--after", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1), help="Number to read after.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="Entries to show at most.")
+@common
+def rejects(after: int, limit: int, config_path: str | None, as_json: bool) -> None:
+    """Records refused over HTTP or Kafka, kept as they came with the reason (the dead-letter table).
+
+    Kept with personal data as sent; `journey forget ID` deletes those sent for a customer id.
+    """
+    from . import rejects as dead_letters
+
+    with open_engine(config_of(config_path)) as engine:
+        entries = [dead_letters.as_dict(kept) for kept in engine.rejects.after(after, limit)]
+    for e in entries:
+        if as_json:
+            emit(e)
+            continue
+        body = e["body"] if e["body"] is not None else f"(not UTF-8, base64) {e['body_base64']}"
+        say(
+            f"{e['number']:>6}  {e['received_at'][:19]}  {e['source']:<37} {e['message_id'] or '-'}  "
+            f"{e['field'] or '(the record)'}: {e['reason']}"
+        )
+        say(f"        {body if len(body) <= 200 else body[:200] + '...'}")
+    if not entries and not as_json:
+        err.print(line("no refused records kept after that number"))
+
+
+@main.command()
 @click.argument("action_id")
 @common
 def why(action_id: str, config_path: str | None, as_json: bool) -> None:

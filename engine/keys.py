@@ -74,7 +74,7 @@ class SQLiteKeyStore:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        _vacuum(lambda: self.db.execute("VACUUM"))
+        vacuum(lambda: self.db.execute("VACUUM"))
         return bool(had and had[0])
 
     def close(self) -> None:
@@ -129,20 +129,20 @@ class PostgresKeyStore:
                 ),
                 (customer, ERASED_KEY),
             )
-        _vacuum(lambda: self.conn.execute(SQL("VACUUM {}").format(self.table)))  # dead tuples keep key bytes
+        vacuum(lambda: self.conn.execute(SQL("VACUUM {}").format(self.table)))  # dead tuples keep key bytes
         return bool(row and bytes(row[0]))
 
     def close(self) -> None:
         self.conn.close()
 
 
-def _vacuum(run: Callable[[], object]) -> None:
-    """Reclaim the deleted key's space. The key is gone whatever happens here (the tombstone is
-    committed); if the store is busy, the next forget or VACUUM does it."""
+def vacuum(run: Callable[[], object]) -> None:
+    """Reclaim the space of what a forget deleted (a key, kept rejects). The deletion is committed
+    whatever happens here; if the store is busy, the next forget or VACUUM does it."""
     try:
         run()
     except Exception as e:  # noqa: BLE001 - logged, not fatal: see above
-        log.warning("VACUUM after a forget failed (%s); the deleted key's bytes may linger until the next one", e)
+        log.warning("VACUUM after a forget failed (%s); the deleted bytes may linger until the next one", e)
 
 
 def open_keystore(config: Config) -> KeyStore:

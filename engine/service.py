@@ -24,6 +24,7 @@ from .ingest import BatchResult, Ingestor, retrying
 from .keys import open_keystore
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields
+from .rejects import open_dead_letters
 from .reports import IngestReport, Recorded, blank
 from .store import open_store, to_us
 from .touchpoints import Rejection, Touchpoint, Validator
@@ -100,6 +101,7 @@ class Engine:
         )
         self.store = open_store(config)
         self.keys = open_keystore(config)
+        self.rejects = open_dead_letters(config)
         for spec in config.policies:
             if spec.trigger.kind is not None and self.catalog.schema(spec.trigger.kind) is None:
                 raise ConfigError(
@@ -110,6 +112,7 @@ class Engine:
         self.ingestor = Ingestor(self.store, self.keys, self.personal, self.rules, self.policies, shard)
 
     def close(self) -> None:
+        self.rejects.close()
         self.keys.close()
         self.store.close()
 
@@ -268,8 +271,17 @@ class Engine:
         making a new one, so from then on every personal field of theirs is dropped and nothing
         sealed can be opened), then the Erased event, retried against concurrent writers."""
         uuid = customer_uuid(customer_id)
+        dropped = self.rejects.drop(customer_id)  # refused records sent for them
         known = self.store.customer(uuid)
         if known is None:
+            if dropped:
+                return {
+                    "customer_id": customer_id,
+                    "erased": True,
+                    "key_deleted": False,
+                    "already_erased": False,
+                    "rejects_deleted": dropped,
+                }
             raise KeyError(customer_id)
         already = known.erased
         deleted = self.keys.delete(str(uuid))
@@ -288,7 +300,13 @@ class Engine:
                 f"{customer_id}: the key is destroyed (no personal data of theirs can be read or stored "
                 f"again), but recording the erasure failed ({_error(e)}); run forget again"
             ) from e
-        return {"customer_id": customer_id, "erased": True, "key_deleted": deleted, "already_erased": already}
+        return {
+            "customer_id": customer_id,
+            "erased": True,
+            "key_deleted": deleted,
+            "already_erased": already,
+            "rejects_deleted": dropped,
+        }
 
     # -- reading -----------------------------------------------------------------------------
 

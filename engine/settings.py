@@ -34,6 +34,7 @@ class StoreSettings(Section):
     # Relative to the data directory; the SQLite event store holds one application only.
     sqlite_file: str = "journey.db"
     keys_file: str = "keys.db"
+    rejects_file: str = "rejects.db"  # the dead-letter table (engine.rejects)
     snapshot_interval: int = Field(200, gt=0)
     cache_customers: int = Field(20000, ge=0)
     # How long a write waits for a lock another writer holds before it fails (and, behind journey

@@ -238,13 +238,14 @@ def _swap(live: Config, rebuilt: Config) -> Previous:
     old, rebuilt_schema = live.store.postgres.schema_, rebuilt.store.postgres.schema_
     kept = f"{old}_before_rebuild_{stamp}_{datetime.now():%f}"  # unique: a rename over it would fail
     with pg_connect(live.store.postgres) as conn, conn.transaction():
-        # The keys stay with the live data: they are not part of what a rebuild recomputes.
-        conn.execute(SQL("DROP TABLE IF EXISTS {}.journey_customer_keys").format(Identifier(rebuilt_schema)))
-        conn.execute(
-            SQL("ALTER TABLE {}.journey_customer_keys SET SCHEMA {}").format(
-                Identifier(old), Identifier(rebuilt_schema)
+        # The keys and the kept rejects stay with the live data: a rebuild does not recompute them.
+        for table in ("journey_customer_keys", "journey_rejects"):
+            conn.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(rebuilt_schema), Identifier(table)))
+            conn.execute(
+                SQL("ALTER TABLE IF EXISTS {}.{} SET SCHEMA {}").format(
+                    Identifier(old), Identifier(table), Identifier(rebuilt_schema)
+                )
             )
-        )
         conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(old), Identifier(kept)))
         conn.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(rebuilt_schema), Identifier(old)))
     return Previous(f"postgres schema {kept}", schema=(live.store.postgres, kept))

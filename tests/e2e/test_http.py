@@ -179,6 +179,50 @@ def test_what_the_api_refuses_and_why(server):
     assert set(document["components"]["securitySchemes"]) == {"writeKey", "readToken"}
 
 
+def test_refused_messages_are_kept_listed_and_forgotten(server, tmp_path):
+    """The dead-letter table: every refused message is kept with its bytes and reason before the
+    answer; a resend keeps it once; only a personal read token lists them; forget deletes a person's."""
+    url, env = server
+    order = {
+        "type": "track",
+        "userId": "c7",
+        "event": "Order Completed",
+        "messageId": "d1",
+        "properties": {"order_id": "o7", "revenue": -5, "currency": "EUR"},
+        "context": {"traits": {"email": "marker-d7@mail.test"}},
+    }
+    body = json.dumps({"batch": [order, {**order, "messageId": "d2", "event": "Signed Up"}]}).encode()
+    for _ in range(2):  # sent again: nothing kept twice
+        status, answer = post(url + "/v1/batch", body)
+        assert status == 200 and [(r["messageId"], r["field"]) for r in answer["rejected"]] == [
+            ("d1", "properties.revenue"),
+            ("d2", "event"),
+        ]
+    native = {"event_id": "d3", "customer_id": "c8", "kind": "page.viewed", "occurred_at": "2026-01-01T00:00:00Z"}
+    assert post(url + "/v1/touchpoints", json.dumps(native).encode())[1]["rejected"][0]["field"] == "channel"
+    assert get(url + "/v1/rejects")[0] == 403  # a read token that may not see personal data
+    status, kept = get(url + "/v1/rejects", PERSONAL)
+    assert status == 200 and [(k["customer_id"], k["message_id"], k["field"]) for k in kept] == [
+        ("c7", "d1", "properties.revenue"),
+        ("c7", "d2", "event"),
+        ("c8", "d3", "channel"),
+    ]
+    numbers = [k["number"] for k in kept]  # increasing; a resend ignored may use up a number
+    assert numbers == sorted(set(numbers))
+    assert json.loads(kept[0]["body"])["context"]["traits"]["email"] == "marker-d7@mail.test"  # as it was sent
+    assert "[http.events]" in kept[1]["reason"] and kept[2]["source"].startswith("http/")
+    after = str(numbers[0])
+    out = subprocess.run([JOURNEY, "rejects", "--json", "--after", after], env=env, capture_output=True, text=True)
+    assert [json.loads(x) for x in out.stdout.splitlines()] == kept[1:]
+    out = subprocess.run([JOURNEY, "rejects"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "Signed Up" in out.stdout and "d3" in out.stdout
+    out = subprocess.run([JOURNEY, "forget", "c7", "--json"], env=env, capture_output=True, text=True)
+    assert json.loads(out.stdout)["rejects_deleted"] == 2, out.stderr
+    assert [k["customer_id"] for k in get(url + "/v1/rejects", PERSONAL)[1]] == ["c8"]
+    data = Path(env["JOURNEY_DATA_DIR"])
+    assert not [p for p in data.rglob("*") if p.is_file() and b"marker-d7" in p.read_bytes()]
+
+
 def test_touchpoints_in_the_engines_own_format(server):
     url, env = server
     one = {
