@@ -26,12 +26,14 @@ from litestar.params import Parameter
 from engine import queries, rejects
 from engine.clock import iso, parse_time
 from engine.config import Config
+from engine.reports import blank
 from engine.service import INFRASTRUCTURE, Engine
-from engine.touchpoints import Rejection
+from engine.touchpoints import Rejection, Touchpoint
 
 from . import auth
 from .bodies import BoundedBodies, error_body
 from .segment import Refused, segment_field, touchpoint
+from .sink import KafkaSink, SinkUnavailable
 
 log = logging.getLogger("journey.api")
 WRITE: list[SecurityRequirement] = [{"writeKey": []}]
@@ -83,16 +85,22 @@ class Writer:
         self.kinds: frozenset[str] = frozenset()
         self.pending: asyncio.Queue[tuple[list[Any], bool, asyncio.Future[Outcome]]] | None = None
         self.committer: asyncio.Task[None] | None = None
+        self.sink: KafkaSink | None = None  # sink "kafka"; else the store
 
     async def start(self) -> None:
         self.engine = Engine(self.config)
         self.kinds = frozenset(self.engine.catalog.schemas)
         self.pending = asyncio.Queue()
         self.committer = asyncio.create_task(self._commit())
+        if self.config.http.sink == "kafka":
+            self.sink = KafkaSink(self.config.kafka, self.config.http.sink_timeout_seconds)
+            await self.sink.start()
 
     async def stop(self) -> None:
         if self.committer is not None:
             self.committer.cancel()
+        if self.sink is not None:
+            await self.sink.stop()
         if self.engine is not None:
             self.engine.close()
 
@@ -102,9 +110,26 @@ class Writer:
         has is a duplicate whatever its content: a resent message's time is worked out again from
         when it arrived, so only its id says it is the same message."""
         assert self.pending is not None, "started with the app"
+        if self.sink is not None:
+            return await self._publish(records, by_id)
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         await self.pending.put((records, by_id, done))
         return await done
+
+    async def _publish(self, records: list[Any], by_id: bool) -> Outcome:
+        """Sink "kafka": each record checked as the engine will check it (what fails is answered
+        and kept here), the others sent to Kafka and acknowledged before the answer. Duplicates
+        are found by the worker that ingests them, so none is counted here."""
+        engine = self.engine
+        assert engine is not None and self.sink is not None
+        now = engine.clock.now()
+        numbered = [(i, r) for i, r in enumerate(records) if not blank(r)]
+        checked = await asyncio.to_thread(lambda: [engine.validate(i + 1, r, now) for i, r in numbered])
+        refused = [(i, c) for (i, _), c in zip(numbered, checked, strict=True) if isinstance(c, Rejection)]
+        valid = [(c.customer_id, r) for (_, r), c in zip(numbered, checked, strict=True) if isinstance(c, Touchpoint)]
+        if valid:
+            await self.sink.send(valid, by_id)
+        return Outcome(len(valid), 0, refused)
 
     async def _commit(self) -> None:
         assert self.pending is not None
@@ -399,8 +424,9 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         headers = {}
         if isinstance(exc, RecursionError):  # a body nested beyond what a decoder can walk
             status, detail = 400, "the body is nested too deeply"
-        elif isinstance(exc, INFRASTRUCTURE):  # the store cannot take it now: nothing was stored
-            status, detail = 503, "the store cannot take this now (it is busy or unreachable); send it again"
+        elif isinstance(exc, (*INFRASTRUCTURE, SinkUnavailable)):  # nothing of it may count as stored
+            where = "Kafka" if isinstance(exc, SinkUnavailable) else "the store"
+            status, detail = 503, f"{where} cannot take this now (busy or unreachable); send it again"
             headers = {"Retry-After": "1"}  # the clients honour it; messageId makes the resend safe
             log.warning("answered 503: %s: %s", type(exc).__name__, exc)
         elif status >= 500:

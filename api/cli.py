@@ -30,8 +30,23 @@ def serve(host: str | None, port: int | None, config_path: str | None, as_json: 
             line(f"no read token configured (http.read_tokens, JOURNEY_READ_TOKENS): using {tokens[0]} (from {made})")
         )
     host, port = host or config.http.host, port if port is not None else config.http.port
+    if config.http.sink == "kafka":  # said here, not as a traceback of the app's startup
+        import asyncio
+
+        from .sink import KafkaSink, SinkUnavailable
+
+        async def probe() -> None:
+            sink = KafkaSink(config.kafka, config.http.sink_timeout_seconds)
+            await sink.start()
+            await sink.stop()
+
+        try:
+            asyncio.run(probe())
+        except SinkUnavailable as e:
+            raise click.ClickException(f"[http] sink is kafka, but {e}: start one, or set the sink to store") from None
     if as_json:
-        emit({"url": f"http://{host}:{port}", "docs": "/docs", "openapi": "/openapi.json"})
+        emit({"url": f"http://{host}:{port}", "docs": "/docs", "openapi": "/openapi.json", "sink": config.http.sink})
     else:
-        say(f"serving on http://{host}:{port} (docs at /docs, OpenAPI at /openapi.json)")
+        to = "the store" if config.http.sink == "store" else f"Kafka ({config.kafka.topic_prefix}.touchpoints)"
+        say(f"serving on http://{host}:{port} (docs at /docs, OpenAPI at /openapi.json); writes go to {to}")
     uvicorn.run(build_app(config, keys, tokens), host=host, port=port, log_level="warning", access_log=False)

@@ -43,6 +43,11 @@ class StoreSettings(Section):
     postgres: PostgresSettings = PostgresSettings()
 
 
+# A Kafka header on a record of <prefix>.touchpoints: b"id" when it is a duplicate by its event id
+# alone, whatever its content (a Segment message from journey serve; engine.ingest's by_id).
+KAFKA_DEDUP_HEADER = "journey-dedup"
+
+
 class KafkaSettings(Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = "journey"  # topics <prefix>.touchpoints, .dead-letter, .stage-changed, .actions
@@ -113,3 +118,8 @@ class HttpSettings(Section):
     default_channel: str = "web"
     # Further `track` event names and the kinds they become, e.g. {"Webinar Attended" = "webinar.attended"}.
     events: dict[str, str] = {}
+    # Where accepted touchpoints go before the answer: "store" (committed to the event store), or
+    # "kafka" (acknowledged by every in-sync replica of <kafka.topic_prefix>.touchpoints, where
+    # `journey worker`s ingest them: the scale-out path).
+    sink: Literal["store", "kafka"] = "store"
+    sink_timeout_seconds: float = Field(10, gt=0)  # longest a write waits for Kafka before a 503

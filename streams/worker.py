@@ -14,15 +14,19 @@ import functools
 import itertools
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from redis.asyncio import Redis
 
+from engine import rejects
+from engine.clock import iso
 from engine.config import Config
 from engine.memory import settle
 from engine.persistence.files import private_dir
 from engine.service import INFRASTRUCTURE, Engine
+from engine.settings import KAFKA_DEDUP_HEADER
 
 from . import readmodel
 from .relay import KafkaRelay, ensure_topics, relay_redis
@@ -104,20 +108,40 @@ def dead_letter_key(message: Any) -> bytes:
 RETRY_SECONDS = (0.5, 1, 2, 5, 10, 30)
 
 
-async def ingest_until_done(engine: Engine, values: list[bytes], writing: asyncio.Lock) -> tuple[Any, float]:
-    """Ingest a batch, retrying (with growing pauses) while the machinery fails: a lost database
-    connection or a full disk must not kill the agent, which would then consume nothing more.
-    Records themselves never fail a batch: the engine rejects those it cannot process."""
+def dedup_by_id(message: Any) -> bool:
+    headers = message.headers or ()
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return any(k == KAFKA_DEDUP_HEADER and v == b"id" for k, v in pairs)
+
+
+async def retry_until_done(work: Any, writing: asyncio.Lock, what: str) -> Any:
+    """Run a store call off the loop, retrying while the machinery fails (as ingest_until_done)."""
     for attempt in itertools.count():
         async with writing:
-            began = time.perf_counter()
             try:
-                return await asyncio.to_thread(engine.ingest, values), began
-            except Exception as e:  # noqa: BLE001 - not acknowledged: the batch is tried again
+                return await asyncio.to_thread(work)
+            except Exception as e:  # noqa: BLE001 - not acknowledged yet: tried again
                 pause = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
-                log.error("ingesting a batch of %d failed (%r); trying again in %g s", len(values), e, pause)
+                log.error("%s failed (%r); trying again in %g s", what, e, pause)
         await asyncio.sleep(pause)
     raise AssertionError("unreachable")
+
+
+async def ingest_until_done(
+    engine: Engine, values: list[bytes], writing: asyncio.Lock, by_id: bool = False
+) -> tuple[Any, float]:
+    """Ingest a batch, retrying (with growing pauses) while the machinery fails: a lost database
+    connection or a full disk must not kill the agent, which would then consume nothing more.
+    Records themselves never fail a batch: the engine rejects those it cannot process. Returns
+    the report and when the write began (after waiting for the writer)."""
+    began = 0.0
+
+    def work() -> Any:
+        nonlocal began
+        began = time.perf_counter()
+        return engine.ingest(values, None, by_id)
+
+    return await retry_until_done(work, writing, f"ingesting a batch of {len(values)}"), began
 
 
 def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: bool = True) -> faust.App:
@@ -149,34 +173,53 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
     async def topics() -> None:
         await ensure_topics(config.kafka.bootstrap_servers, topo)
 
+    async def ingest_part(events: list[Any], by_id: bool) -> None:
+        values = [e.value for e in events]
+        asked = time.perf_counter()
+        report, began = await ingest_until_done(engine, values, writing, by_id)
+        settle()  # the collector's policy, after each batch (engine.memory)
+        outbox.wake.set()
+        kept = []
+        for r in report.rejections:
+            original = events[r.record - 1].message
+            where = dead_letter_key(original)
+            await dead_letter.send(
+                key=where,
+                value=values[r.record - 1],
+                headers={
+                    "reason": r.message().encode(),
+                    "field": r.field.encode(),
+                    "source_key": original.key or b"",
+                    "source_partition": str(original.partition).encode(),
+                    "source_offset": str(original.offset).encode(),
+                },
+            )
+            customer = (original.key or b"").decode(errors="replace") or None
+            received = iso(datetime.now(UTC))
+            kept.append(
+                rejects.row(
+                    f"kafka/{where.decode()}", received, values[r.record - 1], r.field, r.reason, customer, r.event_id
+                )
+            )
+        if kept:  # before the batch is acknowledged: a crash here redelivers, and each is kept once
+            await retry_until_done(lambda: engine.rejects.keep(kept), writing, "keeping the rejects")
+        log.info(
+            "batch of %d in %.3f s (%.3f s waiting for the writer): %s",
+            len(values),
+            time.perf_counter() - began,
+            began - asked,
+            report.summary(),
+        )
+
     @app.agent(touchpoints)
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(config.kafka.batch_size, within=config.kafka.batch_seconds):
-            values = [e.value for e in events]
-            asked = time.perf_counter()
-            report, began = await ingest_until_done(engine, values, writing)
-            settle()  # the collector's policy, after each batch (engine.memory)
-            outbox.wake.set()
-            for r in report.rejections:
-                original = events[r.record - 1].message
-                await dead_letter.send(
-                    key=dead_letter_key(original),
-                    value=values[r.record - 1],
-                    headers={
-                        "reason": r.message().encode(),
-                        "field": r.field.encode(),
-                        "source_key": original.key or b"",
-                        "source_partition": str(original.partition).encode(),
-                        "source_offset": str(original.offset).encode(),
-                    },
-                )
-            log.info(
-                "batch of %d in %.3f s (%.3f s waiting for the writer): %s",
-                len(values),
-                time.perf_counter() - began,
-                began - asked,
-                report.summary(),
-            )
+            # Segment messages sent by journey serve are duplicates by their id alone (api.sink).
+            segment = [e for e in events if dedup_by_id(e.message)]
+            others = [e for e in events if not dedup_by_id(e.message)]
+            for part, by_id in ((others, False), (segment, True)):
+                if part:
+                    await ingest_part(part, by_id)
 
     if relays:
 
