@@ -31,6 +31,7 @@ from engine.service import INFRASTRUCTURE, Engine
 from engine.touchpoints import Rejection, Touchpoint
 
 from . import auth
+from . import twice as api_twice
 from .bodies import BoundedBodies, error_body
 from .segment import Refused, segment_field, touchpoint
 from .sink import KafkaSink, SinkUnavailable
@@ -179,7 +180,10 @@ class Writer:
                 outcomes[i] = Outcome(len(part) - blank - len(mine) - dups, dups, mine)
         return [outcomes[i] for i in range(len(parts))]
 
-    async def write(self, messages: list[Any], sent_at: Any, context: dict[str, Any] | None) -> Answer:
+    async def write(
+        self, messages: list[Any], sent_at: Any, context: dict[str, Any] | None, twice: dict[int, str] | None = None
+    ) -> Answer:
+        """Segment's messages; `twice`: index -> a key given twice in that message (api.twice)."""
         http = self.config.http
         received = datetime.now(UTC)
         rejected: list[Rejected] = []
@@ -204,6 +208,8 @@ class Writer:
                     raise Refused(
                         "", "is nested too deeply" if deep else "holds a lone surrogate: not valid Unicode text"
                     ) from None
+                if twice and index in twice:
+                    raise Refused("", api_twice.reason(twice[index]))
                 if len(sent) > http.max_message_bytes:
                     raise Refused(
                         "", f"the message is larger than {http.max_message_bytes:,} bytes (http.max_message_bytes)"
@@ -224,12 +230,20 @@ class Writer:
         rejected.sort(key=lambda r: r.index)
         return Answer(outcome.accepted, outcome.duplicates, rejected)
 
-    async def write_native(self, records: list[Any]) -> Answer:
-        """Touchpoints in the engine's own envelope (decoded objects or raw lines), as journey ingest takes them."""
-        outcome = await self.ingest(records)
+    async def write_native(self, records: list[Any], twice: dict[int, str] | None = None) -> Answer:
+        """Touchpoints in the engine's own envelope (decoded objects or raw lines), as journey ingest
+        takes them; `twice` as for write (raw lines: the engine finds those itself)."""
+        twice = twice or {}
+        sent_on = [i for i in range(len(records)) if i not in twice]
+        outcome = await self.ingest([records[i] for i in sent_on])
+        refused = [(sent_on[i], r) for i, r in outcome.refused] + [
+            (i, Rejection(i + 1, "", api_twice.reason(key), _text(records[i].get("event_id"))))
+            for i, key in twice.items()
+        ]
+        refused.sort(key=lambda x: x[0])
         received = iso(datetime.now(UTC))
         kept = []
-        for i, r in outcome.refused:
+        for i, r in refused:
             record = records[i]
             sent = record if isinstance(record, bytes) else orjson.dumps(record)
             user = record.get("customer_id") if isinstance(record, dict) else None
@@ -240,7 +254,7 @@ class Writer:
         return Answer(
             outcome.accepted,
             outcome.duplicates,
-            [Rejected(i, r.event_id, r.field, r.reason) for i, r in outcome.refused],
+            [Rejected(i, r.event_id, r.field, r.reason) for i, r in refused],
         )
 
     async def keep(self, rows: list[rejects.Row]) -> None:
@@ -250,6 +264,18 @@ class Writer:
             assert self.engine is not None
             async with self.lock:
                 await asyncio.to_thread(self.engine.rejects.keep, rows)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _twice_in(records: list[Any], again: Any) -> dict[int, str]:
+    """index -> the first key given twice in that record, from the body parsed again (api.twice)."""
+    if not isinstance(again, list):
+        return {}
+    found = {i: api_twice.first_twice(r) for i, r in enumerate(again)}
+    return {i: k for i, k in found.items() if k is not None and i < len(records)}
 
 
 def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = ()) -> Any:
@@ -266,7 +292,15 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     @post("/v1/batch", status_code=200, security=WRITE, summary="Segment's batch of messages (what its clients send)")
     async def batch(request: Request, data: Batch) -> Answer:
         permitted(request, data.writeKey)
-        return await writer.write(data.batch, data.sentAt, data.context)
+        present = 1 + sum(v is not None for v in (data.sentAt, data.writeKey, data.context))
+        decoded = present + api_twice.count_keys(data.batch) + api_twice.count_keys(data.context)
+        twice: dict[int, str] = {}
+        if (again := api_twice.reparse(await request.body(), decoded)) is not None:
+            outer = api_twice.first_twice({k: v for k, v in again.items() if k != "batch"})
+            if isinstance(again, api_twice.Twice) or outer is not None:  # the envelope of the batch itself
+                raise HTTPException(status_code=400, detail=api_twice.reason(outer or again.twice))
+            twice = _twice_in(data.batch, again.get("batch"))
+        return await writer.write(data.batch, data.sentAt, data.context, twice)
 
     @post(
         "/v1/touchpoints",
@@ -281,9 +315,9 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:  # JSON lines: each line a record, its number kept for the answer
             return await writer.write_native(body.split(b"\n"))
-        if isinstance(parsed, list):
-            return await writer.write_native(parsed)
-        return await writer.write_native([parsed])
+        records = parsed if isinstance(parsed, list) else [parsed]
+        again = api_twice.reparse(body, api_twice.count_keys(records))
+        return await writer.write_native(records, _twice_in(records, again if isinstance(parsed, list) else [again]))
 
     def single(type_: str) -> Any:
         @post(
@@ -295,7 +329,9 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         )
         async def one(request: Request, data: dict[str, Any]) -> Answer:
             permitted(request, data.get("writeKey") if isinstance(data.get("writeKey"), str) else None)
-            return await writer.write([{**data, "type": type_}], data.get("sentAt"), None)
+            again = api_twice.reparse(await request.body(), api_twice.count_keys(data))
+            twice = _twice_in([data], [again])
+            return await writer.write([{**data, "type": type_}], data.get("sentAt"), None, twice)
 
         return one
 

@@ -5,7 +5,9 @@
 1. `journey ingest FILE` (the baseline) into an empty store;
 2. the same touchpoints as Segment `track` messages, POSTed to `/v1/batch` in batches of 100 by
    concurrent clients into an empty store behind `journey serve`: touchpoints/s, and its ratio to 1;
-3. single messages (`/v1/track`) at a fixed rate: latency p50 and p99.
+3. single messages (`/v1/track`) at a fixed rate: latency p50 and p99;
+4. with --kafka, 2 with `[http] sink = "kafka"` on a throwaway Tansu broker: touchpoints/s accepted
+   (acknowledged by the broker; no worker runs).
 Prints a markdown table (docs/benchmarks.md keeps the figures with the machine they ran on).
 """
 
@@ -52,12 +54,18 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data: Path):
+    def __init__(self, data: Path, kafka: str | None = None):
+        """`kafka`: the broker's address, for the Kafka sink (else the embedded store)."""
         self.port = free_port()
         env = {**os.environ, "JOURNEY_DATA_DIR": str(data), "JOURNEY_WRITE_KEYS": KEY}
-        self.proc = subprocess.Popen(
-            [JOURNEY, "serve", "--port", str(self.port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        command = [JOURNEY, "serve", "--port", str(self.port)]
+        if kafka:
+            data.mkdir(parents=True, exist_ok=True)
+            config = data / "config.toml"
+            config.write_text(f'[http]\nsink = "kafka"\n[kafka]\nbootstrap_servers = "{kafka}"\n')
+            command += ["--config", str(config)]
+            env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while True:
@@ -88,8 +96,8 @@ def baseline(history: Path, data: Path) -> dict:
     return {"seconds": round(seconds, 2), "accepted": summary["accepted"], "rate": round(summary["accepted"] / seconds)}
 
 
-def http_ingest(records: list[dict], data: Path, clients: int, batch: int) -> dict:
-    server = Server(data)
+def http_ingest(records: list[dict], data: Path, clients: int, batch: int, kafka: str | None = None) -> dict:
+    server = Server(data, kafka)
     batches = [[segment(r) for r in records[i : i + batch]] for i in range(0, len(records), batch)]
     accepted = [0] * clients
     try:
@@ -155,6 +163,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--rate", type=float, default=200)
     p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--kafka", action="store_true", help="Also the Kafka sink, on a throwaway Tansu broker.")
     a = p.parse_args()
     sys.path.insert(0, str(ROOT))
     from engine.simulator import simulate
@@ -168,12 +177,19 @@ def main() -> None:
         base = baseline(history, work / "cli")
         served = http_ingest(records, work / "http", a.clients, a.batch)
         late = latency(records, work / "latency", a.rate, a.seconds)
+        sunk = None
+        if a.kafka:
+            from streams.local import tansu_broker
+
+            with tansu_broker() as bootstrap:
+                sunk = http_ingest(records, work / "kafka", a.clients, a.batch, bootstrap)
     result = {
         "records": len(records),
         "ingest": base,
         "http": served,
         "ratio": round(served["rate"] / base["rate"], 2),
         "latency": late,
+        "kafka": sunk,
         "clients": a.clients,
         "batch": a.batch,
     }
@@ -187,6 +203,11 @@ def main() -> None:
         f"| journey serve, /v1/track at {a.rate:g}/s | p50 {late['p50_ms']} ms, p99 {late['p99_ms']} ms | "
         f"{late['requests']:,} requests |"
     )
+    if sunk:
+        print(
+            f"| journey serve, sink kafka, /v1/batch of {a.batch}, {a.clients} clients | {sunk['rate']:,} "
+            f"touchpoints/s accepted | {sunk['rate'] / base['rate']:.2f} of the baseline |"
+        )
 
 
 if __name__ == "__main__":

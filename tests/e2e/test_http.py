@@ -157,6 +157,23 @@ def test_what_the_api_refuses_and_why(server):
     ]
     assert "identity resolution" in answer["rejected"][0]["reason"]
     assert "[http.events]" in answer["rejected"][1]["reason"]
+    # a key given twice in one object is ambiguous: that message is refused, the others kept
+    body = (
+        b'{"batch": [{"type": "page", "userId": "t1", "messageId": "w1"}, '
+        b'{"type": "page", "userId": "t1", "userId": "t2", "messageId": "w2"}, '
+        b'{"type": "track", "userId": "t1", "event": "page.viewed", "messageId": "w3", '
+        b'"properties": {"url": "/a", "url": "/b"}}]}'
+    )
+    status, answer = post(url + "/v1/batch", body)
+    assert (status, answer["accepted"]) == (200, 1)
+    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == [
+        (1, "key 'userId' appears twice in one object; which one is meant is ambiguous"),
+        (2, "key 'url' appears twice in one object; which one is meant is ambiguous"),
+    ]
+    status, answer = post(url + "/v1/batch", b'{"batch": [], "batch": [{"type": "page", "userId": "t1"}]}')
+    assert status == 400 and "'batch' appears twice" in answer["message"]
+    status, answer = post(url + "/v1/page", b'{"userId": "t1", "messageId": "w4", "context": {"a": 1, "a": 2}}')
+    assert (status, answer["accepted"], answer["rejected"][0]["reason"][:20]) == (200, 0, "key 'a' appears twic")
     # a wrong or missing key
     assert post(url + "/v1/batch", json.dumps(batch).encode(), key="wrong")[0] == 401
     status, answer = post(url + "/v1/batch", json.dumps(batch).encode(), key=None)
@@ -244,6 +261,12 @@ def test_touchpoints_in_the_engines_own_format(server):
     assert [(r["index"], r["messageId"], r["field"]) for r in answer["rejected"]] == [(1, "n2", "channel")]
     status, answer = post(url + "/v1/touchpoints", json.dumps([{**one, "event_id": "n3"}, 7]).encode())
     assert (status, answer["accepted"], [r["index"] for r in answer["rejected"]]) == (200, 1, [1])
+    twice = b'[' + json.dumps({**one, "event_id": "n4"}).encode()[:-1] + b', "kind": "page.viewed"}, 8]'
+    status, answer = post(url + "/v1/touchpoints", twice)
+    assert [(r["index"], r["messageId"], r["reason"][:16]) for r in answer["rejected"]] == [
+        (0, "n4", "key 'kind' appea"),
+        (1, None, "a touchpoint is "),
+    ]
     assert view(env, "cy")["touchpoints"] == 2
 
 
