@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 import orjson
 from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -33,6 +35,7 @@ from engine.touchpoints import Rejection, Touchpoint
 from . import auth
 from . import twice as api_twice
 from .bodies import BoundedBodies, error_body
+from .limits import RateLimiter
 from .segment import Refused, segment_field, touchpoint
 from .sink import KafkaSink, SinkUnavailable
 
@@ -283,15 +286,29 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     writer = Writer(config)
     personal = config.http.personal_read_tokens
 
-    def permitted(request: Request, body_key: str | None) -> None:
-        if not auth.allowed(auth.basic_user(request.headers.get("authorization")) or body_key, keys):
+    limiter = RateLimiter(config.http.rate_limit, config.http.rate_burst)
+
+    def permitted(request: Request, body_key: str | None, cost: int) -> None:
+        """The request carries a write key, and the key's rate limit lets `cost` messages through."""
+        key = auth.allowed(auth.basic_user(request.headers.get("authorization")) or body_key, keys)
+        if key is None:
             raise HTTPException(
                 status_code=401, detail="a valid write key is required (HTTP Basic user name, or writeKey)"
+            )
+        limited("w:" + key, cost)
+
+    def limited(who: str, cost: int) -> None:
+        if wait := limiter.take(who, cost):
+            raise HTTPException(
+                status_code=429,
+                detail=f"over the rate limit of this key ({config.http.rate_limit:g}/s, [http] rate_limit); "
+                "send it again after Retry-After seconds",
+                headers={"Retry-After": str(math.ceil(wait))},
             )
 
     @post("/v1/batch", status_code=200, security=WRITE, summary="Segment's batch of messages (what its clients send)")
     async def batch(request: Request, data: Batch) -> Answer:
-        permitted(request, data.writeKey)
+        permitted(request, data.writeKey, len(data.batch))
         present = 1 + sum(v is not None for v in (data.sentAt, data.writeKey, data.context))
         decoded = present + api_twice.count_keys(data.batch) + api_twice.count_keys(data.context)
         twice: dict[int, str] = {}
@@ -309,13 +326,15 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         summary="Touchpoints in the engine's own format: a JSON object, an array of them, or JSON lines",
     )
     async def touchpoints(request: Request) -> Answer:
-        permitted(request, None)
         body = await request.body()
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:  # JSON lines: each line a record, its number kept for the answer
-            return await writer.write_native(body.split(b"\n"))
+            lines = body.split(b"\n")
+            permitted(request, None, len(lines))
+            return await writer.write_native(lines)
         records = parsed if isinstance(parsed, list) else [parsed]
+        permitted(request, None, len(records))
         again = api_twice.reparse(body, api_twice.count_keys(records))
         return await writer.write_native(records, _twice_in(records, again if isinstance(parsed, list) else [again]))
 
@@ -328,7 +347,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             operation_id=f"segment_{type_}",
         )
         async def one(request: Request, data: dict[str, Any]) -> Answer:
-            permitted(request, data.get("writeKey") if isinstance(data.get("writeKey"), str) else None)
+            permitted(request, data.get("writeKey") if isinstance(data.get("writeKey"), str) else None, 1)
             again = api_twice.reparse(await request.body(), api_twice.count_keys(data))
             twice = _twice_in([data], [again])
             return await writer.write([{**data, "type": type_}], data.get("sentAt"), None, twice)
@@ -338,9 +357,11 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     def reader(request: Request) -> bool:
         """A read is allowed: whether it may see personal traits."""
         token = auth.bearer(request.headers.get("authorization"))
-        if auth.allowed(token, personal):
+        if found := auth.allowed(token, personal):
+            limited("r:" + found, 1)
             return True
-        if auth.allowed(token, tokens):
+        if found := auth.allowed(token, tokens):
+            limited("r:" + found, 1)
             return False
         raise HTTPException(status_code=401, detail="a valid read token is required (Authorization: Bearer ...)")
 
@@ -457,7 +478,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         with its traceback, and answered without echoing anything the client sent."""
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-        headers = {}
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
         if isinstance(exc, RecursionError):  # a body nested beyond what a decoder can walk
             status, detail = 400, "the body is nested too deeply"
         elif isinstance(exc, (*INFRASTRUCTURE, SinkUnavailable)):  # nothing of it may count as stored
@@ -506,6 +527,14 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             ),
         ),
         request_max_body_size=config.http.max_batch_bytes,
+        cors_config=CORSConfig(
+            allow_origins=list(config.http.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
+            max_age=600,
+        )
+        if config.http.cors_origins
+        else None,
         debug=False,
     )
     limits = {f"/v1/{t}": config.http.max_message_bytes for t in SINGLE}

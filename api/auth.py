@@ -62,11 +62,13 @@ def bearer(header: str | None) -> str | None:
     return header[7:].strip() or None
 
 
-def allowed(given: str | None, keys: tuple[str, ...]) -> bool:
-    """Whether a key is one of them, in time that does not depend on how much of it matched."""
+def allowed(given: str | None, keys: tuple[str, ...]) -> str | None:
+    """The key among them that was given, or None, in time that does not depend on how much of it
+    matched (every key is compared)."""
     if not given:
-        return False
-    found = False
+        return None
+    found = None
     for key in keys:
-        found |= hmac.compare_digest(given.encode(), key.encode())
+        if hmac.compare_digest(given.encode(), key.encode()):
+            found = key
     return found

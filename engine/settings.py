@@ -123,3 +123,10 @@ class HttpSettings(Section):
     # `journey worker`s ingest them: the scale-out path).
     sink: Literal["store", "kafka"] = "store"
     sink_timeout_seconds: float = Field(10, gt=0)  # longest a write waits for Kafka before a 503
+    # Per write key: messages per second; per read token: requests per second (over it: 429 with
+    # Retry-After). 0: no limit. rate_burst: how many may come at once (0: one second's worth).
+    rate_limit: float = Field(0, ge=0)
+    rate_burst: int = Field(0, ge=0)
+    # Origins whose web pages may call the API from a browser (CORS), e.g. ["https://shop.example"].
+    # None: no CORS headers, so browsers refuse cross-origin calls.
+    cors_origins: tuple[str, ...] = ()

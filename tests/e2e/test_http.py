@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,9 @@ def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
             time.sleep(0.1)
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextmanager
+def serving(tmp_path: Path, toml: str = ""):
+    """journey serve on a free port with ./config.toml holding `toml`: (url, env)."""
     port = free_port()
     env = {
         **os.environ,
@@ -49,20 +51,27 @@ def server(tmp_path):
         "JOURNEY_WRITE_KEYS": KEY,
         "JOURNEY_READ_TOKENS": TOKEN,
     }
-    (tmp_path / "config.toml").write_text(f'[http]\npersonal_read_tokens = ["{PERSONAL}"]\n')
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config.toml").write_text(f'[http]\npersonal_read_tokens = ["{PERSONAL}"]\n{toml}')
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
         [JOURNEY, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
     )
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc, tmp_path / "serve.log")
     try:
+        wait_ready(url, proc, tmp_path / "serve.log")
         yield url, env
     finally:
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
-        assert "Traceback" not in (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+@pytest.fixture
+def server(tmp_path):
+    with serving(tmp_path) as (url, env):
+        yield url, env
 
 
 def post(url: str, body: bytes, key: str | None = KEY, **headers: str) -> tuple[int, dict]:
@@ -261,7 +270,7 @@ def test_touchpoints_in_the_engines_own_format(server):
     assert [(r["index"], r["messageId"], r["field"]) for r in answer["rejected"]] == [(1, "n2", "channel")]
     status, answer = post(url + "/v1/touchpoints", json.dumps([{**one, "event_id": "n3"}, 7]).encode())
     assert (status, answer["accepted"], [r["index"] for r in answer["rejected"]]) == (200, 1, [1])
-    twice = b'[' + json.dumps({**one, "event_id": "n4"}).encode()[:-1] + b', "kind": "page.viewed"}, 8]'
+    twice = b"[" + json.dumps({**one, "event_id": "n4"}).encode()[:-1] + b', "kind": "page.viewed"}, 8]'
     status, answer = post(url + "/v1/touchpoints", twice)
     assert [(r["index"], r["messageId"], r["reason"][:16]) for r in answer["rejected"]] == [
         (0, "n4", "key 'kind' appea"),
@@ -384,3 +393,47 @@ def test_a_store_that_cannot_take_more_is_a_503_and_nothing_is_lost(pg_config, t
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+def test_rate_limits_per_key_and_cors_only_for_configured_origins(tmp_path):
+    toml = 'rate_limit = 2\nrate_burst = 4\ncors_origins = ["https://shop.example"]\n'
+    with serving(tmp_path, toml) as (url, _):
+        page = {"type": "page", "userId": "rl"}
+        batch = json.dumps({"batch": [{**page, "messageId": f"q{i}"} for i in range(4)]}).encode()
+        assert post(url + "/v1/batch", batch)[1]["accepted"] == 4  # the whole burst at once
+        request = urllib.request.Request(
+            url + "/v1/page",
+            json.dumps({**page, "messageId": "q9"}).encode(),
+            {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()},
+        )
+        with pytest.raises(urllib.error.HTTPError) as over:
+            urllib.request.urlopen(request, timeout=10)
+        assert over.value.code == 429 and int(over.value.headers["Retry-After"]) >= 1
+        assert "rate_limit" in json.loads(over.value.read())["message"]
+        time.sleep(1.1)  # two per second come back
+        assert post(url + "/v1/page", json.dumps({**page, "messageId": "q9"}).encode())[1]["accepted"] == 1
+        reads = [get(url + "/v1/funnel")[0] for _ in range(6)]  # a read token has its own bucket
+        assert reads[:4] == [200] * 4 and 429 in reads[4:]
+
+        def preflight(origin: str) -> dict:
+            request = urllib.request.Request(
+                url + "/v1/batch",
+                method="OPTIONS",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization, content-type",
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as r:
+                    return dict(r.headers)
+            except urllib.error.HTTPError as e:
+                return dict(e.headers)
+
+        assert preflight("https://shop.example").get("access-control-allow-origin") == "https://shop.example"
+        assert "access-control-allow-origin" not in {k.lower() for k in preflight("https://evil.example")}
+    with serving(tmp_path / "plain") as (url, _):  # no origins configured: no CORS at all
+        request = urllib.request.Request(url + "/healthz", headers={"Origin": "https://shop.example"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert "access-control-allow-origin" not in {k.lower() for k in r.headers}
