@@ -236,8 +236,9 @@ def _explain(value: Any, path: tuple[Any, ...], max_depth: int, max_chars: int) 
                 if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
                     raise Problem(
                         where + (k,),
-                        f"integer {v} is beyond +-(2**53 - 1), which JSON consumers "
-                        "cannot read exactly; send it as a string",
+                        # The value is not repeated: errors never echo what may be personal data.
+                        f"is an integer of {len(str(abs(v)))} digits, beyond +-(2**53 - 1), which JSON "
+                        "consumers cannot read exactly; send it as a string",
                     )
             elif t is float:
                 if not math.isfinite(v):

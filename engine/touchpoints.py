@@ -361,7 +361,8 @@ def _words(err: Any) -> str:
             "dict_type": "an object",
         }[kind]
         return f"must be {wanted}, not {json_type(given)}" + (
-            f" (send {given} without quotes)" if isinstance(given, str) and wanted.endswith("number") else ""
+            # The value is not repeated: errors never echo what may be personal data.
+            " (send the number without quotes)" if isinstance(given, str) and wanted.endswith("number") else ""
         )
     if kind in ("less_than_equal", "greater_than_equal"):
         bound = ctx.get("le", ctx.get("ge"))

@@ -183,6 +183,14 @@ def test_what_the_api_refuses_and_why(server):
     assert status == 400 and "'batch' appears twice" in answer["message"]
     status, answer = post(url + "/v1/page", b'{"userId": "t1", "messageId": "w4", "context": {"a": 1, "a": 2}}')
     assert (status, answer["accepted"], answer["rejected"][0]["reason"][:20]) == (200, 0, "key 'a' appears twic")
+    # answers never echo what was sent in a field (it may be personal data)
+    leaky = [
+        {"type": "identify", "userId": "c1", "messageId": "p1", "traits": {"phone": 4915112345678901234}},
+        {**one, "messageId": "p2", "properties": {**one["properties"], "order_id": "o-p2", "revenue": "4915199"}},
+    ]
+    status, answer = post(url + "/v1/batch", json.dumps({"batch": leaky}).encode())
+    assert [r["field"] for r in answer["rejected"]] == ["traits.phone", "properties.revenue"]
+    assert not [r for r in answer["rejected"] if "49151" in r["reason"]], answer
     # a wrong or missing key
     assert post(url + "/v1/batch", json.dumps(batch).encode(), key="wrong")[0] == 401
     status, answer = post(url + "/v1/batch", json.dumps(batch).encode(), key=None)

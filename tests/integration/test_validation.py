@@ -66,7 +66,7 @@ def without(key):
         (
             with_(properties={"order_id": "o", "amount": "12", "currency": "EUR"}),
             "properties.amount",
-            "must be a number, not a string (send 12 without quotes)",
+            "must be a number, not a string (send the number without quotes)",
         ),
         (with_(properties={"order_id": "o", "amount": 1}), "properties.currency", "is required"),
         (with_(properties=[1]), "properties", "must be an object, not an array"),
