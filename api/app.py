@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import orjson
+import swagger_ui_bundle  # type: ignore[import-untyped]
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, ValidationException
@@ -24,6 +25,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.params import Parameter
+from litestar.static_files import create_static_files_router
 
 from engine import queries, rejects
 from engine.clock import iso, parse_time
@@ -42,6 +44,7 @@ from .sink import KafkaSink, SinkUnavailable
 log = logging.getLogger("journey.api")
 WRITE: list[SecurityRequirement] = [{"writeKey": []}]
 READ: list[SecurityRequirement] = [{"readToken": []}]
+ASSETS = "/docs/assets"
 SINGLE = ("track", "identify", "page", "screen", "group", "alias")
 
 
@@ -509,6 +512,8 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             healthz,
             readyz,
             openapi,
+            # Swagger UI's own files, served here: the docs page needs no CDN.
+            create_static_files_router(ASSETS, [swagger_ui_bundle.swagger_ui_path], include_in_schema=False),
         ],
         on_startup=[writer.start],
         on_shutdown=[writer.stop],
@@ -517,7 +522,14 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             title="journey engine",
             version="1",
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=f"{ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' type='image/png' href='{ASSETS}/favicon-32x32.png'>",
+                )
+            ],
             components=Components(
                 security_schemes={
                     # Segment's clients: the write key as the Basic user name, the password empty

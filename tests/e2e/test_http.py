@@ -211,6 +211,12 @@ def test_what_the_api_refuses_and_why(server):
     assert document["paths"]["/v1/batch"]["post"]["security"] == [{"writeKey": []}]
     assert document["paths"]["/v1/funnel"]["get"]["security"] == [{"readToken": []}]
     assert set(document["components"]["securitySchemes"]) == {"writeKey", "readToken"}
+    # the docs page, with Swagger UI served from here (no CDN)
+    with urllib.request.urlopen(url + "/docs") as r:
+        page = r.read().decode()
+    assert "/docs/assets/swagger-ui-bundle.js" in page and "https://" not in page, page
+    with urllib.request.urlopen(url + "/docs/assets/swagger-ui-bundle.js") as r:
+        assert r.status == 200 and len(r.read()) > 100_000
 
 
 def test_refused_messages_are_kept_listed_and_forgotten(server, tmp_path):
