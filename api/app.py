@@ -30,6 +30,7 @@ from litestar.static_files import create_static_files_router
 from engine import queries, rejects
 from engine.clock import iso, parse_time
 from engine.config import Config
+from engine.memory import settle
 from engine.reports import blank
 from engine.service import INFRASTRUCTURE, Engine
 from engine.touchpoints import Rejection, Touchpoint
@@ -150,6 +151,10 @@ class Writer:
             try:
                 async with self.lock:
                     outcomes = await asyncio.to_thread(self._write_group, [(part, by_id) for part, by_id, _ in group])
+                    # The collector's policy after each group, as journey ingest after each batch
+                    # (engine.memory): without it full collections rescanned the customer cache,
+                    # 13% of the server's time in a profile (py-spy, 3,000 customers).
+                    settle()
             except Exception as e:  # noqa: BLE001 - each request answers with it; the loop goes on
                 for *_, done in group:
                     if not done.done():
