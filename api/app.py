@@ -3,12 +3,14 @@
 Each request's messages become envelopes (api.segment), the engine validates and ingests them in
 one transaction (one writer at a time: the engine is synchronous, so it works in a thread), and
 the answer says what was accepted, what was a duplicate, and why each other message was refused.
-A 200 means committed to the store.
+A 200 means committed to the store, or with the Kafka sink acknowledged by Kafka (api.sink).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from engine.config import Config
 from engine.memory import settle
 from engine.reports import blank
 from engine.service import INFRASTRUCTURE, Engine
-from engine.touchpoints import Rejection, Touchpoint
+from engine.touchpoints import Rejection, Touchpoint, json_type
 
 from . import auth
 from . import twice as api_twice
@@ -83,8 +85,8 @@ class Outcome:
 
 class Writer:
     """The engine behind the API. Requests that arrive while a write is under way are written
-    together, in one transaction when they fit one batch (group commit): each request waits for
-    the commit of its records, and then learns what became of them."""
+    together, in one transaction when they fit one batch and are of one kind (group commit): each
+    request waits for the commit of its records, and then learns what became of them."""
 
     def __init__(self, config: Config):
         self.config = config
@@ -105,12 +107,15 @@ class Writer:
             await self.sink.start()
 
     async def stop(self) -> None:
-        if self.committer is not None:
-            self.committer.cancel()
         if self.sink is not None:
             await self.sink.stop()
-        if self.engine is not None:
-            self.engine.close()
+        # Under the lock: a write or a read still inside the store finishes first (closing SQLite
+        # under a thread inside it can crash the process), and the committer starts no other.
+        async with self.lock:
+            if self.committer is not None:
+                self.committer.cancel()
+            if self.engine is not None:
+                self.engine.close()
 
     async def ingest(self, records: list[Any], by_id: bool = False) -> Outcome:
         """Ingest records (envelopes, or raw lines) with whatever else is waiting; the outcome once
@@ -165,36 +170,34 @@ class Writer:
                     done.set_result(outcome)
 
     def _write_group(self, parts: list[tuple[list[Any], bool]]) -> list[Outcome]:
-        """One engine ingest of the requests' records (one transaction when they fit one batch; the
-        Segment messages, deduplicated by id, apart from native records), and what became of each
-        request's: record numbers count from 1 over what is sent."""
+        """The requests' records ingested in arrival order: one engine ingest (one transaction when
+        they fit one batch) per run of consecutive requests of one kind (Segment's, deduplicated by
+        id, or native), and what became of each request's records."""
         assert self.engine is not None
-        outcomes: dict[int, Outcome] = {}
-        for by_id in (True, False):
-            chosen = [i for i, (_, flag) in enumerate(parts) if flag is by_id]
-            if not chosen:
-                continue
-            starts: list[int] = []
-            sent: list[Any] = []
-            for i in chosen:
-                starts.append(len(sent))
-                sent.extend(parts[i][0])
-            report = self.engine.ingest(sent, by_id=by_id)
+        outcomes: list[Outcome] = []
+        for by_id, run in itertools.groupby(parts, key=lambda part: part[1]):
+            records = [part for part, _ in run]
+            report = self.engine.ingest([r for part in records for r in part], by_id=by_id)
             refused = {r.record: r for r in report.rejections}
             twice = set(report.duplicate_records)
-            for i, start in zip(chosen, starts, strict=True):
-                part = parts[i][0]
+            start = 0  # record numbers count from 1 over what is sent
+            for part in records:
                 numbers = range(start + 1, start + len(part) + 1)
                 mine = [(k, refused[n]) for k, n in enumerate(numbers) if n in refused]
                 dups = sum(1 for n in numbers if n in twice)
-                blank = sum(1 for r in part if isinstance(r, bytes) and not r.strip())
-                outcomes[i] = Outcome(len(part) - blank - len(mine) - dups, dups, mine)
-        return [outcomes[i] for i in range(len(parts))]
+                skipped = sum(1 for r in part if blank(r))
+                outcomes.append(Outcome(len(part) - skipped - len(mine) - dups, dups, mine))
+                start += len(part)
+        return outcomes
 
     async def write(
-        self, messages: list[Any], sent_at: Any, context: dict[str, Any] | None, twice: dict[int, str] | None = None
+        self,
+        messages: list[Any],
+        sent_at: Any,
+        context: dict[str, Any] | None,
+        twice: dict[int, tuple[str, ...]] | None = None,
     ) -> Answer:
-        """Segment's messages; `twice`: index -> a key given twice in that message (api.twice)."""
+        """Segment's messages; `twice`: index -> where a key was given twice in that message (api.twice)."""
         http = self.config.http
         received = datetime.now(UTC)
         rejected: list[Rejected] = []
@@ -203,7 +206,7 @@ class Writer:
 
         def refuse(index: int, message: Any, sent: bytes, field: str, reason: str, mid: Any) -> None:
             rejected.append(Rejected(index, mid, field, reason))
-            user = message.get("userId") if isinstance(message, dict) else None
+            user = rejects.sent_by(message, "userId", "anonymousId")
             row = rejects.row(rejects.http_coordinates(sent), iso(received), sent, field, reason, user, mid)
             kept.append((index, row))
 
@@ -213,14 +216,16 @@ class Writer:
             try:
                 try:
                     sent = orjson.dumps(message)
-                except orjson.JSONEncodeError as e:  # nested beyond orjson's 255 levels, or a lone surrogate
-                    sent = repr(message).encode("utf-8", "backslashreplace")[: http.max_message_bytes]
-                    deep = "recursion" in str(e).lower()
-                    raise Refused(
-                        "", "is nested too deeply" if deep else "holds a lone surrogate: not valid Unicode text"
-                    ) from None
+                except orjson.JSONEncodeError as e:  # beyond orjson: deep nesting, a lone surrogate, a huge integer
+                    if "recursion" in str(e).lower():
+                        sent = repr(message).encode("utf-8", "backslashreplace")[: http.max_message_bytes]
+                        raise Refused("", "is nested too deeply") from None
+                    sent = json.dumps(message).encode()  # escapes surrogates, writes any integer
+                    if "integer" not in str(e).lower():
+                        raise Refused("", "holds a lone surrogate: not valid Unicode text") from None
+                    # an integer beyond 64 bits: the engine names its field (send it as a string)
                 if twice and index in twice:
-                    raise Refused("", api_twice.reason(twice[index]))
+                    raise Refused(".".join(twice[index]), api_twice.reason(twice[index][-1]))
                 if len(sent) > http.max_message_bytes:
                     raise Refused(
                         "", f"the message is larger than {http.max_message_bytes:,} bytes (http.max_message_bytes)"
@@ -241,15 +246,15 @@ class Writer:
         rejected.sort(key=lambda r: r.index)
         return Answer(outcome.accepted, outcome.duplicates, rejected)
 
-    async def write_native(self, records: list[Any], twice: dict[int, str] | None = None) -> Answer:
+    async def write_native(self, records: list[Any], twice: dict[int, tuple[str, ...]] | None = None) -> Answer:
         """Touchpoints in the engine's own envelope (decoded objects or raw lines), as journey ingest
-        takes them; `twice` as for write (raw lines: the engine finds those itself)."""
+        takes them; `twice`: records refused here (api._refused_here; raw lines: the engine finds
+        duplicate keys itself)."""
         twice = twice or {}
         sent_on = [i for i in range(len(records)) if i not in twice]
         outcome = await self.ingest([records[i] for i in sent_on])
         refused = [(sent_on[i], r) for i, r in outcome.refused] + [
-            (i, Rejection(i + 1, "", api_twice.reason(key), _text(records[i].get("event_id"))))
-            for i, key in twice.items()
+            (i, _refused_here(i, records[i], where)) for i, where in twice.items()
         ]
         refused.sort(key=lambda x: x[0])
         received = iso(datetime.now(UTC))
@@ -257,7 +262,7 @@ class Writer:
         for i, r in refused:
             record = records[i]
             sent = record if isinstance(record, bytes) else orjson.dumps(record)
-            user = record.get("customer_id") if isinstance(record, dict) else None
+            user = rejects.sent_by(record, "customer_id")
             kept.append(
                 rejects.row(rejects.http_coordinates(sent), received, sent, r.field, r.reason, user, r.event_id)
             )
@@ -274,19 +279,25 @@ class Writer:
         if rows:
             assert self.engine is not None
             async with self.lock:
-                await asyncio.to_thread(self.engine.rejects.keep, rows)
+                await asyncio.to_thread(self.engine.keep_rejects, rows)
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+def _refused_here(i: int, record: Any, where: tuple[str, ...]) -> Rejection:
+    """A native record refused before the engine sees it: a key given twice at `where`, or (where
+    is ("",)) not an object."""
+    if not isinstance(record, dict):
+        return Rejection(i + 1, "", f"a touchpoint is a JSON object, not {json_type(record)}")
+    event_id = record.get("event_id") if isinstance(record.get("event_id"), str) else None
+    return Rejection(i + 1, ".".join(where), api_twice.reason(where[-1]), event_id)
 
 
-def _twice_in(records: list[Any], again: Any) -> dict[int, str]:
+def _twice_in(records: list[Any], again: Any) -> dict[int, tuple[str, ...]]:
     """index -> the first key given twice in that record, from the body parsed again (api.twice)."""
     if not isinstance(again, list):
         return {}
-    found = {i: api_twice.first_twice(r) for i, r in enumerate(again)}
-    return {i: k for i, k in found.items() if k is not None and i < len(records)}
+    # Only objects: the engine refuses anything else as no touchpoint (whatever it holds).
+    found = {i: api_twice.first_twice(r) for i, r in enumerate(again) if isinstance(r, dict)}
+    return {i: k for i, k in found.items() if k is not None and i < len(records) and isinstance(records[i], dict)}
 
 
 def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = ()) -> Any:
@@ -296,20 +307,23 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
 
     limiter = RateLimiter(config.http.rate_limit, config.http.rate_burst)
 
-    def permitted(request: Request, body_key: str | None, cost: int) -> None:
-        """The request carries a write key, and the key's rate limit lets `cost` messages through."""
+    def permitted(request: Request, body_key: str | None, cost: int | None) -> str:
+        """The write key the request carries; its rate limit lets `cost` messages through (None:
+        counted later, with limited)."""
         key = auth.allowed(auth.basic_user(request.headers.get("authorization")) or body_key, keys)
         if key is None:
             raise HTTPException(
                 status_code=401, detail="a valid write key is required (HTTP Basic user name, or writeKey)"
             )
-        limited("w:" + key, cost)
+        if cost is not None:
+            limited("w:" + key, cost)
+        return key
 
     def limited(who: str, cost: int) -> None:
         if wait := limiter.take(who, cost):
             raise HTTPException(
                 status_code=429,
-                detail=f"over the rate limit of this key ({config.http.rate_limit:g}/s, [http] rate_limit); "
+                detail=f"over the rate limit of this key or token ({config.http.rate_limit:g}/s, [http] rate_limit); "
                 "send it again after Retry-After seconds",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
@@ -319,12 +333,15 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         permitted(request, data.writeKey, len(data.batch))
         present = 1 + sum(v is not None for v in (data.sentAt, data.writeKey, data.context))
         decoded = present + api_twice.count_keys(data.batch) + api_twice.count_keys(data.context)
-        twice: dict[int, str] = {}
+        twice: dict[int, tuple[str, ...]] = {}
         if (again := api_twice.reparse(await request.body(), decoded)) is not None:
-            outer = api_twice.first_twice({k: v for k, v in again.items() if k != "batch"})
-            if isinstance(again, api_twice.Twice) or outer is not None:  # the envelope of the batch itself
-                raise HTTPException(status_code=400, detail=api_twice.reason(outer or again.twice))
+            if isinstance(again, api_twice.Twice) and again.twice == "batch":  # which batch is meant?
+                raise HTTPException(status_code=400, detail=api_twice.reason("batch"))
             twice = _twice_in(data.batch, again.get("batch"))
+            outer: tuple[str, ...] | None = (again.twice,) if isinstance(again, api_twice.Twice) else None
+            outer = outer or api_twice.first_twice({k: v for k, v in again.items() if k != "batch"})
+            if outer is not None:  # in what the batch gives every message (its context, sentAt...)
+                twice = dict.fromkeys(range(len(data.batch)), outer)
         return await writer.write(data.batch, data.sentAt, data.context, twice)
 
     @post(
@@ -334,17 +351,22 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         summary="Touchpoints in the engine's own format: a JSON object, an array of them, or JSON lines",
     )
     async def touchpoints(request: Request) -> Answer:
+        key = permitted(request, None, None)  # before the body is parsed
         body = await request.body()
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:  # JSON lines: each line a record, its number kept for the answer
             lines = body.split(b"\n")
-            permitted(request, None, len(lines))
+            limited("w:" + key, len(lines))
             return await writer.write_native(lines)
         records = parsed if isinstance(parsed, list) else [parsed]
-        permitted(request, None, len(records))
+        limited("w:" + key, len(records))
         again = api_twice.reparse(body, api_twice.count_keys(records))
-        return await writer.write_native(records, _twice_in(records, again if isinstance(parsed, list) else [again]))
+        twice = _twice_in(records, again if isinstance(parsed, list) else [again])
+        # In a JSON body every record is an object: a string there is no line to parse (the engine
+        # would read it as one), so anything else is refused here, with the duplicate keys.
+        odd = {i: ("",) for i, r in enumerate(records) if not isinstance(r, dict)}
+        return await writer.write_native(records, twice | odd)
 
     def single(type_: str) -> Any:
         @post(
@@ -385,7 +407,8 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         try:
             return parse_time(value)
         except ValueError as e:
-            raise HTTPException(status_code=400, detail=f"{name}: {e}") from None
+            hint = " (a + in a URL's query reads as a space: send it as %2B)" if " " in value else ""
+            raise HTTPException(status_code=400, detail=f"{name}: {e}{hint}") from None
 
     @get(
         "/v1/customers/{customer_id:path}",
@@ -474,6 +497,8 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             position = await read(lambda engine: engine.store.journal.max_notification_id() or 0)
         except Exception as e:  # noqa: BLE001 - not ready, whatever the reason
             return Response({"status": "unavailable", "reason": type(e).__name__}, status_code=503)
+        if writer.sink is not None and not await writer.sink.ready():  # writes would fail: not ready
+            return Response({"status": "unavailable", "reason": "kafka does not answer"}, status_code=503)
         return Response({"status": "ok", "position": position})
 
     @get("/openapi.json", media_type=MediaType.JSON, include_in_schema=False)

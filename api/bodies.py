@@ -88,7 +88,10 @@ def _inflate(body: bytes, limit: int) -> bytes:
     out = inflater.decompress(body, limit + 1)
     if len(out) > limit or inflater.unconsumed_tail:
         raise TooLarge
-    return out + inflater.flush()
+    out += inflater.flush()
+    if not inflater.eof:  # the stream stops before its end: part of the body is missing
+        raise zlib.error("the gzip body is incomplete (it stops before its end)")
+    return out
 
 
 def error_body(status: int, message: str) -> dict[str, object]:

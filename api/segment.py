@@ -124,7 +124,7 @@ def _kind(type_: Any, message: dict[str, Any], kinds: frozenset[str], events: di
     if type_ in fixed:
         return fixed[type_]
     if type_ != "track":
-        raise Refused("type", f"{type_!r} is not one of: track, identify, page, screen, group, alias")
+        raise Refused("type", "is not one of: track, identify, page, screen, group, alias")
     event = message.get("event")
     if not isinstance(event, str) or not event:
         raise Refused("event", "is required for a track message")
@@ -136,7 +136,7 @@ def _kind(type_: Any, message: dict[str, Any], kinds: frozenset[str], events: di
         return EVENTS[event]
     raise Refused(
         "event",
-        f"{event!r} is no kind of this engine: send one of its kinds (e.g. order.placed), a Segment "
+        "is no kind of this engine: send one of its kinds (e.g. order.placed), a Segment "
         "e-commerce name (Order Completed...), or map it under [http.events] in config.toml",
     )
 

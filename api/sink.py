@@ -44,6 +44,14 @@ class KafkaSink:
     async def stop(self) -> None:
         await self.producer.stop()
 
+    async def ready(self) -> bool:
+        """Whether the broker answers for the topic now (its metadata within 2 seconds)."""
+        try:
+            async with asyncio.timeout(2):
+                return bool(await self.producer.partitions_for(self.topic))
+        except (KafkaError, TimeoutError):
+            return False
+
     async def send(self, records: list[tuple[str, Any]], by_id: bool) -> None:
         """Send (customer id, record) pairs; returns once all are acknowledged."""
         headers = [(KAFKA_DEDUP_HEADER, b"id")] if by_id else None

@@ -42,13 +42,19 @@ def count_keys(value: Any) -> int:
     return 0
 
 
-def first_twice(value: Any) -> str | None:
-    """The first key given twice in this decoded value (parsed by `reparse`), or None."""
+def first_twice(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """Where the first key given twice in this decoded value (parsed by `reparse`) is: the path of
+    names down to it, the key last; or None. (Positions in arrays are left out of the path.)"""
     if isinstance(value, Twice):
-        return value.twice
-    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    for child in children:
-        if (found := first_twice(child)) is not None:
+        return (*path, value.twice)
+    if isinstance(value, dict):
+        children: Any = ((path + (k,), v) for k, v in value.items())
+    elif isinstance(value, list):
+        children = ((path, v) for v in value)
+    else:
+        return None
+    for where, child in children:
+        if (found := first_twice(child, where)) is not None:
             return found
     return None
 

@@ -96,7 +96,7 @@ class Time(click.ParamType):
         try:
             return parse_time(value)
         except ValueError as e:
-            self.fail(str(e), param, ctx)
+            self.fail(f"{value!r} {e}", param, ctx)  # what the user typed is theirs to see
 
 
 TIME = Time()
@@ -519,14 +519,16 @@ def forget(customer_id: str, config_path: str | None, as_json: bool) -> None:
             raise click.ClickException(f"no customer {customer_id!r} in the store; nothing was changed") from None
         except ForgetIncomplete as e:
             raise click.ClickException(str(e)) from None
-    emit(result) if as_json else say(
-        f"{customer_id}: "
-        + (
-            "already erased; nothing was left to erase"
-            if result["already_erased"] and not result["key_deleted"]
-            else "personal data erased"
-        )
-    )
+    dropped = result["rejects_deleted"]
+    if not result["erased"]:
+        said = "no such customer in the store"
+    elif result["already_erased"] and not result["key_deleted"]:
+        said = "already erased" + ("" if dropped else "; nothing was left to erase")
+    else:
+        said = "personal data erased"
+    if dropped:
+        said += f"; {counted(dropped, 'refused record')} sent for it deleted (journey rejects)"
+    emit(result) if as_json else say(f"{customer_id}: {said}")
 
 
 @main.command()

@@ -88,10 +88,11 @@ def parse_time(text: str, earliest: datetime = EARLIEST) -> datetime:
             pass
     if m is None:
         if _DATE.fullmatch(text):
-            raise ValueError(f"{text!r} is a date without a time; write e.g. {text}T00:00:00Z")
+            raise ValueError("is a date without a time; add one, e.g. T00:00:00Z")
         if re.fullmatch(r"[+-]?\d+(\.\d*)?", text):
-            raise ValueError(f"{text!r} is a number; write an ISO 8601 time with an offset, e.g. {EXAMPLE_TIME}")
-        raise ValueError(f"{text!r} is not an ISO 8601 date-time; write e.g. {EXAMPLE_TIME}")
+            raise ValueError(f"is a number; write an ISO 8601 time with an offset, e.g. {EXAMPLE_TIME}")
+        # Values are not repeated in errors: they may be personal data (an API answers with them).
+        raise ValueError(f"is not an ISO 8601 date-time; write e.g. {EXAMPLE_TIME}")
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = m.groups()
     if zulu is None and sign is None:
         raise ValueError("needs a UTC offset (e.g. +00:00 or Z); naive times are ambiguous")

@@ -4,8 +4,11 @@ nothing a client sent is lost (`journey rejects` lists them; `journey forget` de
 A kept record is unique by where it came from (its coordinates): the digest of its bytes for HTTP
 (a client resending a refused message does not add it twice), topic/partition/offset for Kafka
 (neither does a redelivery after a crash). Kept rejects hold personal data as it was sent, so they
-live apart from the event log, like the keys: on SQLite in their own file with secure_delete and a
-rollback journal, on PostgreSQL in a table vacuumed after a forget, so a deleted one leaves no bytes.
+live apart from the event log, like the keys: on SQLite in their own file with secure_delete (a
+deleted row is overwritten in the file) and a rollback journal (no WAL keeping old pages), on
+PostgreSQL in a table vacuumed after a forget (its WAL and free space are the server's to manage).
+A record is kept under the customer id it was sent with (Segment's userId, else its anonymousId),
+which is what `forget` matches.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import orjson
 from psycopg.sql import SQL, Identifier
 
 from .config import Config
@@ -43,11 +47,12 @@ class DeadLetters(Protocol):
 
 
 class SQLiteDeadLetters:
-    def __init__(self, path: str):
+    def __init__(self, path: str, timeout: float = 30):
         from .persistence.files import private_file
 
         private_file(path)  # personal data as sent: readable by the owner only
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        # One thread at a time uses it: the callers hold the engine's writer lock.
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
         self.db.execute("PRAGMA secure_delete = ON")
         retry(lambda _: self.db.execute("PRAGMA journal_mode = DELETE"), sqlite3.OperationalError, attempts=50)
         self.db.execute(
@@ -59,12 +64,15 @@ class SQLiteDeadLetters:
 
     def keep(self, rows: Sequence[Row]) -> int:
         before = self.db.total_changes
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
             self.db.executemany(
                 f"INSERT INTO rejects ({COLUMNS}) VALUES (?,?,?,?,?,?,?) ON CONFLICT (coordinates) DO NOTHING", rows
             )
-            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
         return self.db.total_changes - before
 
     def after(self, number: int, limit: int) -> list[tuple[Any, ...]]:
@@ -140,7 +148,9 @@ def open_dead_letters(config: Config) -> DeadLetters:
         return PostgresDeadLetters(config)
     from .persistence.files import private_dir
 
-    return SQLiteDeadLetters(str(private_dir(config.data_path) / config.store.rejects_file))
+    return SQLiteDeadLetters(
+        str(private_dir(config.data_path) / config.store.rejects_file), config.store.lock_timeout_seconds
+    )
 
 
 def http_coordinates(body: bytes) -> str:
@@ -156,17 +166,38 @@ def row(
     customer_id: Any = None,
     message_id: Any = None,
 ) -> Row:
-    """A reject to keep. Ids that are not text (a malformed record may hold anything) are only in
-    the body."""
+    """A reject to keep. A number as an id is kept as text (forget can match it); ids of other
+    types (a malformed record may hold anything) are only in the body."""
     return (
         coordinates,
         received_at,
-        customer_id if isinstance(customer_id, str) else None,
-        message_id if isinstance(message_id, str) else None,
+        _id(customer_id),
+        _id(message_id),
         field,
         reason,
         body,
     )
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def sent_by(record: Any, *names: str) -> Any:
+    """The first of these fields a record was sent with (a decoded object, or a JSON line): whose
+    it is, as far as can be told from a record that was refused."""
+    if isinstance(record, bytes | str):
+        try:
+            record = orjson.loads(record)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(record, dict):
+        return None
+    return next((record[n] for n in names if record.get(n) not in (None, "")), None)
 
 
 def as_dict(kept: tuple[Any, ...]) -> dict[str, Any]:

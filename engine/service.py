@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -21,10 +22,11 @@ from .clock import Clock, EventTimeClock, SystemClock, iso
 from .config import Config, ConfigError
 from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor, retrying
-from .keys import open_keystore
+from .keys import ERASED_KEY, open_keystore
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields
-from .rejects import open_dead_letters
+from .rejects import DeadLetters, open_dead_letters
+from .rejects import Row as RejectRow
 from .reports import IngestReport, Recorded, blank
 from .store import open_store, to_us
 from .touchpoints import Rejection, Touchpoint, Validator
@@ -101,7 +103,6 @@ class Engine:
         )
         self.store = open_store(config)
         self.keys = open_keystore(config)
-        self.rejects = open_dead_letters(config)
         for spec in config.policies:
             if spec.trigger.kind is not None and self.catalog.schema(spec.trigger.kind) is None:
                 raise ConfigError(
@@ -111,8 +112,27 @@ class Engine:
         self.policies = PolicyEngine(config.policies, config.contact)
         self.ingestor = Ingestor(self.store, self.keys, self.personal, self.rules, self.policies, shard)
 
+    @functools.cached_property
+    def rejects(self) -> DeadLetters:
+        """The dead-letter table, opened when first used (most engines never need it)."""
+        return open_dead_letters(self.config)
+
+    def keep_rejects(self, rows: Sequence[RejectRow]) -> int:
+        """Keep refused records in the dead-letter table (engine.rejects). One sent for a customer
+        who was forgotten is kept without its body: their personal data must not come back."""
+        ids = {r[2] for r in rows if r[2]}
+        if ids:
+            uuids = {c: str(customer_uuid(c)) for c in ids}
+            keys = self.keys.get_many(uuids.values())
+            gone = {c for c, u in uuids.items() if keys.get(u) == ERASED_KEY}
+            rows = [
+                (*r[:5], r[5] + " (not kept: this customer was forgotten)", b"") if r[2] in gone else r for r in rows
+            ]
+        return self.rejects.keep(rows)
+
     def close(self) -> None:
-        self.rejects.close()
+        if "rejects" in self.__dict__:
+            self.rejects.close()
         self.keys.close()
         self.store.close()
 
@@ -276,10 +296,11 @@ class Engine:
         dropped = self.rejects.drop(customer_id)  # refused records sent for them
         known = self.store.customer(uuid)
         if known is None:
-            if dropped:
+            if dropped:  # refused records only: none of theirs is kept from now on either
+                self.keys.delete(str(uuid))
                 return {
                     "customer_id": customer_id,
-                    "erased": True,
+                    "erased": False,
                     "key_deleted": False,
                     "already_erased": False,
                     "rejects_deleted": dropped,

@@ -19,6 +19,8 @@ from typing import Any
 
 import faust
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import rejects
 from engine.clock import iso
@@ -106,6 +108,9 @@ def dead_letter_key(message: Any) -> bytes:
 
 
 RETRY_SECONDS = (0.5, 1, 2, 5, 10, 30)
+# A server away for a while (the store, Redis restarting or closing a connection): logged without a
+# trace, and tried again.
+AWAY: tuple[type[BaseException], ...] = (*INFRASTRUCTURE, RedisConnectionError, RedisTimeoutError)
 
 
 def dedup_by_id(message: Any) -> bool:
@@ -115,7 +120,8 @@ def dedup_by_id(message: Any) -> bool:
 
 
 async def retry_until_done(work: Any, writing: asyncio.Lock, what: str) -> Any:
-    """Run a store call off the loop, retrying while the machinery fails (as ingest_until_done)."""
+    """Run a store call off the loop, holding the writer lock, and retry (with growing pauses)
+    while the machinery fails: the batch is not acknowledged until it is done."""
     for attempt in itertools.count():
         async with writing:
             try:
@@ -194,15 +200,14 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
                     "source_offset": str(original.offset).encode(),
                 },
             )
-            customer = (original.key or b"").decode(errors="replace") or None
+            value = values[r.record - 1] or b""  # a record with no value (a tombstone) is kept empty
+            customer = rejects.sent_by(value, "customer_id") or (original.key or b"").decode(errors="replace")
             received = iso(datetime.now(UTC))
             kept.append(
-                rejects.row(
-                    f"kafka/{where.decode()}", received, values[r.record - 1], r.field, r.reason, customer, r.event_id
-                )
+                rejects.row(f"kafka/{where.decode()}", received, value, r.field, r.reason, customer, r.event_id)
             )
         if kept:  # before the batch is acknowledged: a crash here redelivers, and each is kept once
-            await retry_until_done(lambda: engine.rejects.keep(kept), writing, "keeping the rejects")
+            await retry_until_done(lambda: engine.keep_rejects(kept), writing, "keeping the rejects")
         log.info(
             "batch of %d in %.3f s (%.3f s waiting for the writer): %s",
             len(values),
@@ -214,12 +219,10 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
     @app.agent(touchpoints)
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(config.kafka.batch_size, within=config.kafka.batch_seconds):
-            # Segment messages sent by journey serve are duplicates by their id alone (api.sink).
-            segment = [e for e in events if dedup_by_id(e.message)]
-            others = [e for e in events if not dedup_by_id(e.message)]
-            for part, by_id in ((others, False), (segment, True)):
-                if part:
-                    await ingest_part(part, by_id)
+            # Segment messages sent by journey serve are duplicates by their id alone (api.sink):
+            # each run of consecutive records of one kind is ingested in turn, in arrival order.
+            for by_id, run in itertools.groupby(events, key=lambda e: dedup_by_id(e.message)):
+                await ingest_part(list(run), by_id)
 
     if relays:
 
@@ -234,7 +237,7 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
                         began = time.perf_counter()
                         if moved := await outbox.feeds():
                             log.info("relayed %d facts in %.3f s", moved, time.perf_counter() - began)
-                    except INFRASTRUCTURE as e:  # the store or a server away for a while: expected, no trace
+                    except AWAY as e:  # the store or a server away for a while: expected, no trace
                         log.error("relaying the feeds failed (%r); trying again", e)
                         await asyncio.sleep(1)
                     except Exception:  # noqa: BLE001 - positions are tracked: the next round resumes

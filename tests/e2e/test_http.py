@@ -175,9 +175,9 @@ def test_what_the_api_refuses_and_why(server):
     )
     status, answer = post(url + "/v1/batch", body)
     assert (status, answer["accepted"]) == (200, 1)
-    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == [
-        (1, "key 'userId' appears twice in one object; which one is meant is ambiguous"),
-        (2, "key 'url' appears twice in one object; which one is meant is ambiguous"),
+    assert [(r["index"], r["field"], r["reason"]) for r in answer["rejected"]] == [
+        (1, "userId", "key 'userId' appears twice in one object; which one is meant is ambiguous"),
+        (2, "properties.url", "key 'url' appears twice in one object; which one is meant is ambiguous"),
     ]
     status, answer = post(url + "/v1/batch", b'{"batch": [], "batch": [{"type": "page", "userId": "t1"}]}')
     assert status == 400 and "'batch' appears twice" in answer["message"]
@@ -191,6 +191,14 @@ def test_what_the_api_refuses_and_why(server):
     status, answer = post(url + "/v1/batch", json.dumps({"batch": leaky}).encode())
     assert [r["field"] for r in answer["rejected"]] == ["traits.phone", "properties.revenue"]
     assert not [r for r in answer["rejected"] if "49151" in r["reason"]], answer
+    huge = {"type": "identify", "userId": "c1", "messageId": "p3", "traits": {"lucky": 10**30}}  # beyond 64 bits
+    status, answer = post(url + "/v1/identify", json.dumps(huge).encode())
+    assert [(r["field"], r["reason"][:24]) for r in answer["rejected"]] == [
+        ("traits.lucky", "is an integer of 31 digi")
+    ]
+    cut = gzip.compress(json.dumps({"batch": [one]}).encode())[:20]
+    status, answer = post(url + "/v1/batch", cut, **{"Content-Encoding": "gzip"})
+    assert status == 400 and "incomplete" in answer["message"]
     # a wrong or missing key
     assert post(url + "/v1/batch", json.dumps(batch).encode(), key="wrong")[0] == 401
     status, answer = post(url + "/v1/batch", json.dumps(batch).encode(), key=None)
@@ -261,6 +269,12 @@ def test_refused_messages_are_kept_listed_and_forgotten(server, tmp_path):
     assert [k["customer_id"] for k in get(url + "/v1/rejects", PERSONAL)[1]] == ["c8"]
     data = Path(env["JOURNEY_DATA_DIR"])
     assert not [p for p in data.rglob("*") if p.is_file() and b"marker-d7" in p.read_bytes()]
+    # refused again after the forget: kept, without what was sent
+    again = json.dumps({"batch": [{**order, "messageId": "d4"}]}).encode()
+    assert post(url + "/v1/batch", again)[1]["rejected"][0]["messageId"] == "d4"
+    last = get(url + "/v1/rejects", PERSONAL)[1][-1]
+    assert (last["message_id"], last["body"]) == ("d4", "") and last["reason"].endswith("was forgotten)")
+    assert not [p for p in data.rglob("*") if p.is_file() and b"marker-d7" in p.read_bytes()]
 
 
 def test_touchpoints_in_the_engines_own_format(server):
@@ -290,6 +304,8 @@ def test_touchpoints_in_the_engines_own_format(server):
         (0, "n4", "key 'kind' appea"),
         (1, None, "a touchpoint is "),
     ]
+    status, answer = post(url + "/v1/touchpoints", b'[[{"a": 1, "a": 2}], "  ", ""]')  # odd ones, no 500
+    assert (status, answer["accepted"], [r["index"] for r in answer["rejected"]]) == (200, 0, [0, 1, 2])
     assert view(env, "cy")["touchpoints"] == 2
 
 

@@ -48,12 +48,12 @@ def without(key):
         (with_(customer_id=""), "customer_id", "blank"),
         (with_(customer_id="   "), "customer_id", "blank"),
         (with_(customer_id="ann@example.org"), "customer_id", "email"),
-        (with_(traits={"timezone": "Mars/Olympus"}), "traits.timezone", "'Mars/Olympus' is not an IANA time zone"),
+        (with_(traits={"timezone": "Mars/Olympus"}), "traits.timezone", "is not an IANA time zone"),
         (with_(traits={"timezone": "../../etc/passwd"}), "traits.timezone", "not an IANA time zone"),
         (with_(traits={"timezone": 1}), "traits.timezone", "not an IANA time zone"),
         (with_(traits={"timezone": {"tz": "UTC"}}), "traits.timezone", "not an IANA time zone"),
         (with_(kind="order.teleported"), "kind", "unknown kind 'order.teleported'"),
-        (with_(channel="pigeon"), "channel", "'pigeon' is not one of: 'web', 'mobile_app'"),
+        (with_(channel="pigeon"), "channel", "is not one of: 'web', 'mobile_app'"),
         (with_(occurred_at="2026-05-01T10:00:00"), "occurred_at", "UTC offset"),
         (with_(occurred_at=1748772000), "occurred_at", "ISO 8601"),
         (with_(occurred_at="yesterday"), "occurred_at", "not an ISO 8601 date-time"),
@@ -85,7 +85,7 @@ def without(key):
         (
             {**tp("c", "consent.changed", NOW), "properties": {"channel": "email", "purpose": "spam", "granted": True}},
             "properties.purpose",
-            "'spam' is not one of: 'promotional', 'service'",
+            "is not one of: 'promotional', 'service'",
         ),
     ],
 )
@@ -305,8 +305,8 @@ def test_every_problem_of_a_record_is_named():
     )
     for words in (
         "customer_id must not be blank",
-        "occurred_at 'x'",
-        "channel 'pigeon'",
+        "occurred_at is not an ISO 8601 date-time",
+        "channel is not one of",
         "source must not be blank",
         "unknown kind 'no.such'",
     ):
