@@ -1,7 +1,7 @@
 """The HTTP application: Segment's tracking API writing touchpoints into the engine.
 
 Each request's messages become envelopes (api.segment), the engine validates and ingests them in
-one transaction (one writer at a time: the engine is synchronous, so it works in a thread), and
+one transaction (one writer at a time, in a process of its own: api.engine_process), and
 the answer says what was accepted, what was a duplicate, and why each other message was refused.
 A 200 means committed to the store, or with the Kafka sink acknowledged by Kafka (api.sink).
 """
@@ -9,11 +9,13 @@ A 200 means committed to the store, or with the Kafka sink acknowledged by Kafka
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import json
 import logging
 import math
-from dataclasses import dataclass
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,16 +32,16 @@ from litestar.params import Parameter
 from litestar.static_files import create_static_files_router
 
 from engine import queries, rejects
+from engine.catalog import Catalog
 from engine.clock import iso, parse_time
 from engine.config import Config
-from engine.memory import settle
-from engine.reports import blank
-from engine.service import INFRASTRUCTURE, Engine
+from engine.service import INFRASTRUCTURE
 from engine.touchpoints import Rejection, Touchpoint, json_type
 
-from . import auth
+from . import auth, engine_process
 from . import twice as api_twice
 from .bodies import BoundedBodies, error_body
+from .engine_process import Outcome
 from .limits import RateLimiter
 from .segment import Refused, segment_field, touchpoint
 from .sink import KafkaSink, SinkUnavailable
@@ -73,14 +75,8 @@ class Answer(msgspec.Struct):
     rejected: list[Rejected]
 
 
-@dataclass
-class Outcome:
-    """What became of one request's records: accepted, duplicates, and the refused ones (their index
-    among the request's records, and the engine's rejection)."""
-
-    accepted: int
-    duplicates: int
-    refused: list[tuple[int, Rejection]]
+class EngineUnavailable(Exception):
+    """The engine's process stopped under a call (answered 503: nothing of the call is known)."""
 
 
 class Writer:
@@ -90,16 +86,24 @@ class Writer:
 
     def __init__(self, config: Config):
         self.config = config
-        self.engine: Engine | None = None
-        self.lock = asyncio.Lock()  # one engine call at a time: writes, and the reads between them
-        self.kinds: frozenset[str] = frozenset()
+        self.pool: ProcessPoolExecutor | None = None  # the engine's process (api.engine_process)
+        self.kinds: frozenset[str] = frozenset(Catalog(config.kinds).schemas)
         self.pending: asyncio.Queue[tuple[list[Any], bool, asyncio.Future[Outcome]]] | None = None
         self.committer: asyncio.Task[None] | None = None
         self.sink: KafkaSink | None = None  # sink "kafka"; else the store
 
+    def _spawn(self) -> ProcessPoolExecutor:
+        # spawn, not fork: this process runs an event loop and threads a fork would copy half-made
+        return ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=engine_process.open_engine,
+            initargs=(self.config,),
+        )
+
     async def start(self) -> None:
-        self.engine = Engine(self.config)
-        self.kinds = frozenset(self.engine.catalog.schemas)
+        self.pool = self._spawn()
+        await self.run(engine_process.position)  # the store opens (and says so if it cannot) now
         self.pending = asyncio.Queue()
         self.committer = asyncio.create_task(self._commit())
         if self.config.http.sink == "kafka":
@@ -109,13 +113,25 @@ class Writer:
     async def stop(self) -> None:
         if self.sink is not None:
             await self.sink.stop()
-        # Under the lock: a write or a read still inside the store finishes first (closing SQLite
-        # under a thread inside it can crash the process), and the committer starts no other.
-        async with self.lock:
-            if self.committer is not None:
-                self.committer.cancel()
-            if self.engine is not None:
-                self.engine.close()
+        if self.committer is not None:
+            self.committer.cancel()
+        if self.pool is not None:  # after whatever was asked before (one process, in order)
+            with contextlib.suppress(Exception):
+                await self.run(engine_process.close)
+            self.pool.shutdown(wait=True)
+
+    async def run(self, work: Any, *args: Any) -> Any:
+        """Call a function of api.engine_process with the engine, in its process; calls run one at
+        a time, in the order made. If the process died (killed, out of memory), a new one is started
+        for the next call, and this one fails as unavailable (503: send it again)."""
+        assert self.pool is not None, "started with the app"
+        try:
+            return await asyncio.wrap_future(self.pool.submit(engine_process.call, work, *args))
+        except BrokenProcessPool:
+            log.error("the engine's process died; starting another")
+            self.pool.shutdown(wait=False)
+            self.pool = self._spawn()
+            raise EngineUnavailable("the engine's process stopped; send it again") from None
 
     async def ingest(self, records: list[Any], by_id: bool = False) -> Outcome:
         """Ingest records (envelopes, or raw lines) with whatever else is waiting; the outcome once
@@ -133,13 +149,10 @@ class Writer:
         """Sink "kafka": each record checked as the engine will check it (what fails is answered
         and kept here), the others sent to Kafka and acknowledged before the answer. Duplicates
         are found by the worker that ingests them, so none is counted here."""
-        engine = self.engine
-        assert engine is not None and self.sink is not None
-        now = engine.clock.now()
-        numbered = [(i, r) for i, r in enumerate(records) if not blank(r)]
-        checked = await asyncio.to_thread(lambda: [engine.validate(i + 1, r, now) for i, r in numbered])
-        refused = [(i, c) for (i, _), c in zip(numbered, checked, strict=True) if isinstance(c, Rejection)]
-        valid = [(c.customer_id, r) for (_, r), c in zip(numbered, checked, strict=True) if isinstance(c, Touchpoint)]
+        assert self.sink is not None
+        checked = await self.run(engine_process.validate, records)
+        refused = [(i, c) for i, c in checked if isinstance(c, Rejection)]
+        valid = [(c.customer_id, records[i]) for i, c in checked if isinstance(c, Touchpoint)]
         if valid:
             await self.sink.send(valid, by_id)
         return Outcome(len(valid), 0, refused)
@@ -154,12 +167,7 @@ class Writer:
                 group.append(self.pending.get_nowait())
                 size += len(group[-1][0])
             try:
-                async with self.lock:
-                    outcomes = await asyncio.to_thread(self._write_group, [(part, by_id) for part, by_id, _ in group])
-                    # The collector's policy after each group, as journey ingest after each batch
-                    # (engine.memory): without it full collections rescanned the customer cache,
-                    # 13% of the server's time in a profile (py-spy, 3,000 customers).
-                    settle()
+                outcomes = await self.run(engine_process.write_group, [(part, by_id) for part, by_id, _ in group])
             except Exception as e:  # noqa: BLE001 - each request answers with it; the loop goes on
                 for *_, done in group:
                     if not done.done():
@@ -168,27 +176,6 @@ class Writer:
             for (*_, done), outcome in zip(group, outcomes, strict=True):
                 if not done.done():
                     done.set_result(outcome)
-
-    def _write_group(self, parts: list[tuple[list[Any], bool]]) -> list[Outcome]:
-        """The requests' records ingested in arrival order: one engine ingest (one transaction when
-        they fit one batch) per run of consecutive requests of one kind (Segment's, deduplicated by
-        id, or native), and what became of each request's records."""
-        assert self.engine is not None
-        outcomes: list[Outcome] = []
-        for by_id, run in itertools.groupby(parts, key=lambda part: part[1]):
-            records = [part for part, _ in run]
-            report = self.engine.ingest([r for part in records for r in part], by_id=by_id)
-            refused = {r.record: r for r in report.rejections}
-            twice = set(report.duplicate_records)
-            start = 0  # record numbers count from 1 over what is sent
-            for part in records:
-                numbers = range(start + 1, start + len(part) + 1)
-                mine = [(k, refused[n]) for k, n in enumerate(numbers) if n in refused]
-                dups = sum(1 for n in numbers if n in twice)
-                skipped = sum(1 for r in part if blank(r))
-                outcomes.append(Outcome(len(part) - skipped - len(mine) - dups, dups, mine))
-                start += len(part)
-        return outcomes
 
     async def write(
         self,
@@ -277,9 +264,7 @@ class Writer:
         """Keep the refused messages in the dead-letter table before answering: nothing a client sent
         is lost. If that fails, the request fails (503): sent again, what was accepted is a duplicate."""
         if rows:
-            assert self.engine is not None
-            async with self.lock:
-                await asyncio.to_thread(self.engine.keep_rejects, rows)
+            await self.run(engine_process.keep_rejects, rows)
 
 
 def _refused_here(i: int, record: Any, where: tuple[str, ...]) -> Rejection:
@@ -395,12 +380,6 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             return False
         raise HTTPException(status_code=401, detail="a valid read token is required (Authorization: Bearer ...)")
 
-    async def read(work: Any) -> Any:
-        """The engine's reads run in a thread, one engine call at a time (the writes' lock)."""
-        assert writer.engine is not None, "started with the app"
-        async with writer.lock:
-            return await asyncio.to_thread(work, writer.engine)
-
     def time_of(value: str | None, name: str) -> datetime | None:
         if value is None:
             return None
@@ -423,18 +402,12 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         limit: int = Parameter(default=25, ge=0, le=100_000),
         offset: int = Parameter(default=0, ge=0, le=2**63 - 1),
     ) -> dict[str, Any]:
-        sees_personal = reader(request)
+        personal = reader(request)
         customer_id = customer_id.removeprefix("/")  # an id may hold a slash (team/ann): the rest of the path
         T = time_of(as_of, "as_of")
 
-        def view(engine: Engine) -> dict[str, Any]:
-            v = queries.customer_view(engine, customer_id, T or engine.clock.now(), as_known, limit or None, offset)
-            if not sees_personal:  # what is left of the traits without the personal ones
-                v["traits"] = engine.personal.split("", {}, v["traits"])[1] or {}
-            return v
-
         try:
-            return await read(view)
+            return await writer.run(engine_process.customer, customer_id, T, as_known, limit or None, offset, personal)
         except KeyError:
             raise HTTPException(status_code=404, detail="no such customer") from None
 
@@ -442,7 +415,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     async def funnel(request: Request, as_of: str | None = None, as_known: bool = False) -> dict[str, Any]:
         reader(request)
         T = time_of(as_of, "as_of")
-        return await read(lambda engine: queries.funnel(engine, T or engine.clock.now(), as_known))
+        return await writer.run(engine_process.funnel, T, as_known)
 
     def feed(name: str, topic: str, key: str) -> Any:
         @get(
@@ -458,7 +431,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             customer: str | None = None,
         ) -> list[dict[str, Any]]:
             reader(request)
-            return await read(lambda engine: queries.feed(engine, topic, key, after, limit, customer))
+            return await writer.run(engine_process.feed, topic, key, after, limit, customer)
 
         return entries
 
@@ -475,13 +448,13 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     ) -> list[dict[str, Any]]:
         if not reader(request):
             raise HTTPException(status_code=403, detail="kept rejects hold personal data: a personal read token only")
-        return await read(lambda engine: [rejects.as_dict(k) for k in engine.rejects.after(after, limit)])
+        return await writer.run(engine_process.kept_rejects, after, limit)
 
     @get("/v1/actions/{action_id:str}/why", security=READ, summary="Why an action was issued, suppressed or deferred")
     async def why(request: Request, action_id: str) -> dict[str, Any]:
         reader(request)
         try:
-            return await read(lambda engine: engine.why(action_id))
+            return await writer.run(engine_process.why, action_id)
         except KeyError:
             raise HTTPException(status_code=404, detail="no such action") from None
 
@@ -494,7 +467,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     async def readyz() -> Response[dict[str, Any]]:
         """The store answers too."""
         try:
-            position = await read(lambda engine: engine.store.journal.max_notification_id() or 0)
+            position = await writer.run(engine_process.position)
         except Exception as e:  # noqa: BLE001 - not ready, whatever the reason
             return Response({"status": "unavailable", "reason": type(e).__name__}, status_code=503)
         if writer.sink is not None and not await writer.sink.ready():  # writes would fail: not ready
@@ -514,8 +487,8 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
         if isinstance(exc, RecursionError):  # a body nested beyond what a decoder can walk
             status, detail = 400, "the body is nested too deeply"
-        elif isinstance(exc, (*INFRASTRUCTURE, SinkUnavailable)):  # nothing of it may count as stored
-            where = "Kafka" if isinstance(exc, SinkUnavailable) else "the store"
+        elif isinstance(exc, (*INFRASTRUCTURE, SinkUnavailable, EngineUnavailable)):  # nothing may count as stored
+            where = {SinkUnavailable: "Kafka", EngineUnavailable: "the engine"}.get(type(exc), "the store")
             status, detail = 503, f"{where} cannot take this now (busy or unreachable); send it again"
             headers = {"Retry-After": "1"}  # the clients honour it; messageId makes the resend safe
             log.warning("answered 503: %s: %s", type(exc).__name__, exc)

@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def serving(tmp_path: Path, toml: str = ""):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, tmp_path / "serve.log")
-        yield url, env
+        yield url, env | {"SERVER_PID": str(proc.pid)}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -467,3 +468,27 @@ def test_rate_limits_per_key_and_cors_only_for_configured_origins(tmp_path):
         request = urllib.request.Request(url + "/healthz", headers={"Origin": "https://shop.example"})
         with urllib.request.urlopen(request, timeout=10) as r:
             assert "access-control-allow-origin" not in {k.lower() for k in r.headers}
+
+
+def engine_process(server_pid: int) -> int:
+    """The pid of the engine's process under journey serve (api.engine_process)."""
+    for line in subprocess.run(["pgrep", "-P", str(server_pid)], capture_output=True, text=True).stdout.split():
+        if b"spawn_main" in Path(f"/proc/{line}/cmdline").read_bytes():
+            return int(line)
+    raise AssertionError("no engine process")
+
+
+def test_a_killed_engine_process_is_a_503_then_replaced_and_nothing_is_lost(server):
+    """The engine runs in a process of its own: killed under a write (out of memory, say), the
+    request is answered 503, a new process takes the next one, and a resend is stored once."""
+    url, env = server
+    first = engine_process(int(env["SERVER_PID"]))
+    batch = json.dumps({"batch": [{"type": "page", "userId": "kp", "messageId": f"k{i}"} for i in range(50)]})
+    assert post(url + "/v1/batch", batch.encode())[1]["accepted"] == 50
+    os.kill(first, signal.SIGKILL)
+    more = json.dumps({"batch": [{"type": "page", "userId": "kp", "messageId": f"k{i}"} for i in range(100)]})
+    status, answer = post(url + "/v1/batch", more.encode())
+    assert (status, answer["code"]) == (503, 503) and "send it again" in answer["message"]
+    assert post(url + "/v1/batch", more.encode())[1] == {"accepted": 50, "duplicates": 50, "rejected": []}
+    assert engine_process(int(env["SERVER_PID"])) != first
+    assert get(f"{url}/v1/customers/kp")[1]["touchpoints"] == 100
