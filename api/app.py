@@ -124,13 +124,15 @@ class Writer:
         """Call a function of api.engine_process with the engine, in its process; calls run one at
         a time, in the order made. If the process died (killed, out of memory), a new one is started
         for the next call, and this one fails as unavailable (503: send it again)."""
-        assert self.pool is not None, "started with the app"
+        pool = self.pool
+        assert pool is not None, "started with the app"
         try:
-            return await asyncio.wrap_future(self.pool.submit(engine_process.call, work, *args))
+            return await asyncio.wrap_future(pool.submit(engine_process.call, work, *args))
         except BrokenProcessPool:
-            log.error("the engine's process died; starting another")
-            self.pool.shutdown(wait=False)
-            self.pool = self._spawn()
+            if self.pool is pool:  # the first of the calls it failed starts the next one
+                log.error("the engine's process died; starting another")
+                pool.shutdown(wait=False)
+                self.pool = self._spawn()
             raise EngineUnavailable("the engine's process stopped; send it again") from None
 
     async def ingest(self, records: list[Any], by_id: bool = False) -> Outcome:
