@@ -15,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec
-from .rules import CustomField, CustomKind, FieldType, LifecycleRules
+from .rules import CustomField, CustomKind, FieldType, IdentityRules, LifecycleRules
 from .settings import (
     HttpSettings,
     IngestSettings,
@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "load_config",
     "dump_toml",
+    "IdentityRules",
     "LifecycleRules",
     "CustomKind",
     "CustomField",
@@ -52,6 +53,7 @@ __all__ = [
 class Config(Section):
     data_dir: str = "./var"
     lifecycle: LifecycleRules = LifecycleRules()
+    identity: IdentityRules = IdentityRules()
     ingest: IngestSettings = IngestSettings()
     store: StoreSettings = StoreSettings()
     privacy: PrivacySettings = PrivacySettings()

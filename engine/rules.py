@@ -58,3 +58,27 @@ class CustomKind(Section):
         if "." not in v or v.strip() != v or not v or not v.isprintable() or len(v) > 100:
             raise ValueError("a kind name looks like 'area.verb', e.g. 'webinar.attended'")
         return v
+
+
+class IdentityRules(Section):
+    """Identity resolution (engine.identity): the guards and limits of the links between a
+    person's identifiers. See docs/identity.md."""
+
+    # Known customer ids one person may hold: 1 keeps two signed-in customers on a shared device apart.
+    max_customer_ids: int = Field(1, ge=1, le=100)
+    max_anonymous_ids: int = Field(100, ge=1, le=100_000)
+    max_identifiers: int = Field(1000, ge=2, le=1_000_000)  # of every kind, per person
+    # Values never taken as identifiers besides the built-in placeholders (any case), and regular
+    # expressions an identifier must not match in full (e.g. "qa-.*" for test accounts).
+    blocked_values: tuple[str, ...] = ()
+    blocked_patterns: tuple[str, ...] = ()
+    # Traits whose equal values link identifiers (e.g. ["email"]), by a keyed hash: off by default.
+    identifying_traits: tuple[str, ...] = ()
+
+    @field_validator("blocked_patterns")
+    @classmethod
+    def _compiles(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        from .identity import Guards
+
+        Guards.of(patterns=patterns)  # raises ValueError naming the pattern that does not compile
+        return patterns
