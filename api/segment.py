@@ -84,6 +84,8 @@ def touchpoint(
         "source": source if isinstance(source, str) and source else "segment",
         "properties": props,
         "traits": traits if isinstance(traits, dict) and traits else None,
+        # the browser's or app's id of the visitor: linked to the user id (docs/identity.md)
+        **({"anonymous_id": anonymous} if anonymous not in (None, "") else {}),
     }
 
 
@@ -97,6 +99,7 @@ def derived_id(message: dict[str, Any]) -> str:
 FIELDS = {
     "event_id": "messageId",
     "customer_id": "userId",
+    "anonymous_id": "anonymousId",
     "occurred_at": "timestamp",
     "kind": "event",
     "channel": "context.channel",

@@ -467,6 +467,39 @@ def actions(after: int, limit: int, customer_id: str | None, config_path: str | 
     )
 
 
+@main.group()
+def identity() -> None:
+    """Identity resolution: which identifiers make one person, and why (docs/identity.md)."""
+
+
+@identity.command("show")
+@click.argument("identifier")
+@common
+def identity_show(identifier: str, config_path: str | None, as_json: bool) -> None:
+    """The person IDENTIFIER (a customer id or an anonymous id) belongs to: its identifiers, the
+    links that joined them with their evidence, and the links refused with the reason."""
+    from .identity_view import person
+
+    if not identifier.strip():
+        raise click.BadParameter("is empty: give a customer id or an anonymous id", param_hint="IDENTIFIER")
+    config = config_of(config_path)
+    with open_engine(config) as engine:
+        p = person(engine.store.journal, config.identity, identifier)
+    if as_json:
+        emit(p)
+        return
+    say(f"{identifier}: person {p['person']}, {counted(len(p['identifiers']), 'identifier')}")
+    for i in p["identifiers"]:
+        when = f"  linked {i['first_linked'][:16]} .. {i['last_linked'][:16]}" if i["first_linked"] else ""
+        say(f"  {i['kind']:<10} {i['value']}{when}")
+    for x in p["links"]:
+        say(f"  linked   {x['a']} = {x['b']}  ({x['rule']}, evidence {x['evidence']}, {x['at'][:16]})")
+    for x in p["refused"]:
+        say(f"  refused  {x['a']} = {x['b']}  ({x['rule']}, evidence {x['evidence']}): {x['reason']}")
+    if not p["links"] and not p["refused"]:
+        say("  no links: a person of its own")
+
+
 @main.command()
 @click.option("--after", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1), help="Number to read after.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="Entries to show at most.")

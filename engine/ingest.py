@@ -20,6 +20,7 @@ from .aggregates.customer import Customer
 from .clock import iso
 from .ids import change_id, customer_uuid
 from .keys import ERASED_KEY, KeyStore
+from .persistence.journal import LinkRow
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields, seal
 from .projections.facts import currency_clash
@@ -30,6 +31,7 @@ from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
 
 MAX_ATTEMPTS = 8
+ALIAS_KIND = "customer.aliased"  # Segment's alias: its previous_id and customer_id are one person
 DUE_BATCH = 500  # due customers derived with one batch of touchpoints; more wait for run_due
 
 
@@ -206,6 +208,7 @@ class Ingestor:
             recorded_at = iso(now)
             keys = self.settle_erasures([*customers.values(), *due], recorded_at)
             ids = []
+            links: list[LinkRow] = []  # identity: what the touchpoints say of the customer's other ids
             timers: list[tuple[str, int | None]] = []  # (customer, next due time): JourneyStore.append
             for cid, made in bodies(customers, recorded_at, batch_id(self.shard), keys).items():
                 customer = customers[cid]
@@ -214,6 +217,7 @@ class Ingestor:
                 for body in made:
                     customer.record_touchpoint(body)
                     ids.append((body["event_id"], uuid, body["digest"]))
+                    links += links_of(cid, body, recorded_at)
                 result.accepted += len(made)
                 changes, actions = self.derive(customer, now, recorded_at, timers, made, since)
                 result.changes += changes
@@ -222,7 +226,7 @@ class Ingestor:
                 changes, actions = self.derive(customer, now, recorded_at, timers)
                 result.timer_changes += changes
                 result.timer_actions += actions
-            self.store.append([*customers.values(), *due], touchpoint_ids=ids, timers=timers)
+            self.store.append([*customers.values(), *due], touchpoint_ids=ids, timers=timers, links=links)
         return result
 
     def settle_erasures(self, customers: list[Customer], at: str) -> dict[str, bytes]:
@@ -262,7 +266,7 @@ class Ingestor:
             sealed = seal(key, pii, f"{customer}/{tp.event_id}")
         # Without a key (a forgotten customer: none, or its tombstone) the personal fields are
         # dropped, never stored in clear.
-        return {
+        body = {
             "event_id": tp.event_id,
             "kind": tp.kind,
             "occurred_at": tp.occurred,
@@ -276,6 +280,9 @@ class Ingestor:
             # The write that recorded it: a replay redoes the same writes in the same order.
             "batch": batch,
         }
+        if tp.anonymous_id is not None:
+            body["anonymous_id"] = tp.anonymous_id
+        return body
 
     def derive(
         self,
@@ -349,6 +356,20 @@ def shard_of_batch(batch: str | None) -> tuple[int, int] | None:
         return None
     k, n = batch.rsplit("@", 1)[1].split("/")
     return int(k), int(n)
+
+
+def links_of(customer_id: str, body: dict[str, Any], recorded_at: str) -> list[LinkRow]:
+    """The identity links a stored touchpoint is evidence of (docs/identity.md): its anonymous id,
+    and for an alias the id it was known by before. Recorded for every touchpoint; the guards
+    (engine.identity) decide which make one person."""
+    out = []
+    at, evidence = body["occurred_at"], body["event_id"]
+    if body.get("anonymous_id"):
+        out.append(("customer", customer_id, "anonymous", body["anonymous_id"], at, recorded_at, evidence, "both ids"))
+    previous = (body.get("properties") or {}).get("previous_id")
+    if body.get("kind") == ALIAS_KIND and isinstance(previous, str) and previous:
+        out.append(("customer", customer_id, "anonymous", previous, at, recorded_at, evidence, "alias"))
+    return out
 
 
 def _conflict(record: int, tp: Touchpoint, original: str) -> Rejection:

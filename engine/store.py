@@ -21,7 +21,7 @@ from .aggregates.customer import Customer
 from .config import Config
 from .persistence.codec import OrjsonTranscoder
 from .persistence.files import private_dir, sqlite_wal
-from .persistence.journal import JourneyRecorder, TimerRow, TouchpointRow
+from .persistence.journal import JourneyRecorder, LinkRow, TimerRow, TouchpointRow
 from .persistence.locks import WriterLock
 from .persistence.postgres import PostgresJourneyRecorder, ensure_schema, pg_setup_lock
 from .persistence.sqlite import SQLiteJourneyRecorder
@@ -154,6 +154,7 @@ class JourneyStore(Application[UUID]):
         customers: Iterable[Customer],
         touchpoint_ids: Sequence[TouchpointRow] = (),
         timers: Sequence[TimerRow] = (),
+        links: Sequence[LinkRow] = (),
     ) -> None:
         """Write the customers' new events and the side-table rows in one transaction, snapshot
         those whose history crossed a multiple of the snapshot interval, and cache them.
@@ -178,7 +179,7 @@ class JourneyStore(Application[UUID]):
         to_stored = self.mapper.to_stored_event
         stored = [to_stored(e) for e in events]
         with self.exclusive():
-            self.journal.write(stored, touchpoint_ids, timers)
+            self.journal.write(stored, touchpoint_ids, timers, links)
         if snap:
             self._snapshot(snap)
         if self.repository.cache is not None:

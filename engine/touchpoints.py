@@ -46,6 +46,9 @@ class Fields(BaseModel):
     source: str = Field(strict=True)
     properties: dict[str, Any] = {}
     traits: dict[str, Any] | None = None
+    # A browser's or an app's id of the visitor, when the touchpoint has one (identity resolution
+    # links it to the customer id: docs/identity.md).
+    anonymous_id: str | None = Field(None, strict=True)
 
     @field_validator("occurred_at", mode="plain")
     @classmethod
@@ -65,6 +68,11 @@ class Envelope(Fields):
         if problem:
             raise ValueError(problem)
         return v
+
+    @field_validator("anonymous_id")
+    @classmethod
+    def an_optional_id(cls, v: str | None) -> str | None:
+        return v if v is None else cls.an_id(v)
 
     @field_validator("customer_id")
     @classmethod
@@ -92,6 +100,7 @@ class Touchpoint:
     traits: dict[str, Any] | None
     digest: str
     occurred: str  # occurred_at in its stored form (engine.clock.iso)
+    anonymous_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +220,7 @@ class Validator:
         if (
             env is None
             or not (id_ok(env.event_id) and id_ok(env.source) and id_ok(env.customer_id))
+            or (env.anonymous_id is not None and not id_ok(env.anonymous_id))
             or "@" in env.customer_id
         ):  # the envelope first, then the properties: the first problem is named
             return self._reject(obj, record, event_id, raw)
@@ -248,6 +258,8 @@ class Validator:
             "properties": properties,
             "traits": env.traits,
         }
+        if env.anonymous_id is not None:  # only when there is one: older touchpoints keep their digest
+            body["anonymous_id"] = env.anonymous_id
         return Touchpoint(
             env.event_id,
             env.customer_id,
@@ -259,6 +271,7 @@ class Validator:
             env.traits,
             digest_of(body),
             stored,
+            env.anonymous_id,
         )
 
     def _check_content(self, obj: dict[str, Any]) -> tuple[int, bool]:

@@ -16,6 +16,9 @@ Row = tuple[int, str, str, bytes]
 TouchpointRow = tuple[str, str, str]
 # (customer uuid as text, due time in microseconds since the epoch, or None): a customer's next timer.
 TimerRow = tuple[str, "int | None"]
+# An identity link a touchpoint is evidence of (engine.identity): (kind, value) of each end, when it
+# happened, when it was recorded, the touchpoint's event id, the rule.
+LinkRow = tuple[str, str, str, str, str, str, str, str]
 
 
 @runtime_checkable
@@ -25,6 +28,7 @@ class JourneyRecorder(Protocol):
         events: Sequence[StoredEvent],
         touchpoint_ids: Sequence[TouchpointRow] = (),
         timers: Sequence[TimerRow] = (),
+        links: Sequence[LinkRow] = (),
     ) -> None:
         """Insert events and side-table rows in one transaction, without returning notification
         ids (nothing here uses them). A collision with another writer (a customer's version, a
@@ -51,6 +55,9 @@ class JourneyRecorder(Protocol):
         """Customers due by then, earliest first; with shard (k, n), only those of writer k of n."""
 
     def customer_count(self) -> int: ...
+
+    def links_of(self, values: Sequence[str]) -> list[LinkRow]:
+        """The identity links with an end of one of these values (of any kind)."""
 
     def get_position(self, name: str) -> int: ...
 

@@ -18,7 +18,7 @@ from psycopg.sql import SQL, Identifier
 
 from ..retry import retry
 from ..settings import PostgresSettings
-from .journal import Row, TimerRow, TouchpointRow, by_customer, by_id_version
+from .journal import LinkRow, Row, TimerRow, TouchpointRow, by_customer, by_id_version
 
 
 class PostgresJourneyRecorder(PostgresApplicationRecorder):
@@ -28,6 +28,7 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         self.t_ids = SQL("{}.journey_touchpoints").format(schema)
         self.t_timers = SQL("{}.journey_timers").format(schema)
         self.t_positions = SQL("{}.journey_positions").format(schema)
+        self.t_links = SQL("{}.journey_links").format(schema)
         self.sql_create_statements += [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (event_id text PRIMARY KEY, customer text NOT NULL, "
@@ -38,11 +39,21 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
             SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, position bigint NOT NULL)").format(
                 self.t_positions
             ),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (a_kind text NOT NULL, a_value text NOT NULL, b_kind text NOT NULL, "
+                "b_value text NOT NULL, at text NOT NULL, recorded_at text NOT NULL, evidence text NOT NULL, "
+                "rule text NOT NULL, PRIMARY KEY (evidence, rule, a_value, b_value))"
+            ).format(self.t_links),
+            SQL("CREATE INDEX IF NOT EXISTS journey_links_a ON {} (a_value)").format(self.t_links),
+            SQL("CREATE INDEX IF NOT EXISTS journey_links_b ON {} (b_value)").format(self.t_links),
         ]
         self.upsert_timer = SQL(
             "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (customer) DO UPDATE SET due_us = excluded.due_us"
         ).format(self.t_timers)
         self.insert_touchpoint = SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(self.t_ids)
+        self.insert_link = SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(
+            self.t_links
+        )
         self.insert_rows = SQL(
             "INSERT INTO {}.{} (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)"
         ).format(schema, Identifier(self.events_table_name))
@@ -52,6 +63,7 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         events: Sequence[StoredEvent],
         touchpoint_ids: Sequence[TouchpointRow] = (),
         timers: Sequence[TimerRow] = (),
+        links: Sequence[LinkRow] = (),
     ) -> None:
         """As JourneyRecorder.write. The library's insert_events sends one array of its composite
         type, which psycopg dumps in Python (a fifth of a PostgreSQL ingest), and fetches the
@@ -59,10 +71,14 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         (so positions are committed in order and a relay never passes a gap) and notification.
         A pooled connection the server dropped is replaced, as the library's insert does: the write
         is all or nothing, and if it did commit, the next attempt collides (IntegrityError)."""
-        retry(lambda _: self._write(events, touchpoint_ids, timers), InterfaceError, attempts=3)
+        retry(lambda _: self._write(events, touchpoint_ids, timers, links), InterfaceError, attempts=3)
 
     def _write(
-        self, events: Sequence[StoredEvent], touchpoint_ids: Sequence[TouchpointRow], timers: Sequence[TimerRow]
+        self,
+        events: Sequence[StoredEvent],
+        touchpoint_ids: Sequence[TouchpointRow],
+        timers: Sequence[TimerRow],
+        links: Sequence[LinkRow],
     ) -> None:
         with self.datastore.get_connection() as conn:
             with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
@@ -79,6 +95,8 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                     # Sorted first: inside the call, mypy would take the rows for psycopg's Params.
                     in_order: list[TimerRow] = sorted(timers, key=by_customer)
                     curs.executemany(self.upsert_timer, in_order)
+                if links:
+                    curs.executemany(self.insert_link, list(links))
                 pipeline.sync()  # a unique violation is raised here, as an IntegrityError
 
     @contextmanager
@@ -196,6 +214,16 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
             assert row is not None  # COUNT(*) returns a row
             return row["n"]
+
+    def links_of(self, values: Sequence[str]) -> list[LinkRow]:
+        with self._reading_tuples() as curs:
+            curs.execute(
+                SQL("SELECT * FROM {0} WHERE a_value = ANY(%s) UNION SELECT * FROM {0} WHERE b_value = ANY(%s)").format(
+                    self.t_links
+                ),
+                (list(values), list(values)),
+            )
+            return [tuple(r) for r in curs.fetchall()]
 
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as curs:

@@ -9,10 +9,14 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from .journal import Row, TimerRow, TouchpointRow, by_customer, by_id_version
+from .journal import LinkRow, Row, TimerRow, TouchpointRow, by_customer, by_id_version
 
 WAL_CHECKPOINT_PAGES = 10_000  # SQLite: checkpoint the WAL every ~40 MB (default: 1,000 pages)
-WRITER_CACHE_KIB = 65_536  # SQLite: page cache of the writing connection (default: 2 MB)
+WRITER_CACHE_KIB = 65_536
+LINK_COLUMNS = (
+    "a_kind TEXT NOT NULL, a_value TEXT NOT NULL, b_kind TEXT NOT NULL, b_value TEXT NOT NULL, "
+    "at TEXT NOT NULL, recorded_at TEXT NOT NULL, evidence TEXT NOT NULL, rule TEXT NOT NULL"
+)  # SQLite: page cache of the writing connection (default: 2 MB)
 
 
 def _id_text(originator_id: UUID | str) -> str:
@@ -28,6 +32,10 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
             "CREATE TABLE IF NOT EXISTS journey_timers (customer TEXT PRIMARY KEY, due_us INTEGER)",
             "CREATE INDEX IF NOT EXISTS journey_timers_due ON journey_timers (due_us)",
             "CREATE TABLE IF NOT EXISTS journey_positions (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS journey_links ({LINK_COLUMNS}, "
+            "PRIMARY KEY (evidence, rule, a_value, b_value))",
+            "CREATE INDEX IF NOT EXISTS journey_links_a ON journey_links (a_value)",
+            "CREATE INDEX IF NOT EXISTS journey_links_b ON journey_links (b_value)",
         ]
 
     def write(
@@ -35,6 +43,7 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
         events: Sequence[StoredEvent],
         touchpoint_ids: Sequence[TouchpointRow] = (),
         timers: Sequence[TimerRow] = (),
+        links: Sequence[LinkRow] = (),
     ) -> None:
         """As JourneyRecorder.write: one executemany per table. (The library's insert_events runs
         one statement per event, to return each notification id; it is left as it is.)"""
@@ -58,6 +67,8 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
                     "ON CONFLICT (customer) DO UPDATE SET due_us = excluded.due_us",
                     sorted(timers, key=by_customer),
                 )
+            if links:  # a touchpoint recorded again (a rebuild into a store that has it) adds none
+                c.executemany("INSERT OR IGNORE INTO journey_links VALUES (?,?,?,?,?,?,?,?)", links)
 
     def log(self, after: int, limit: int, topics: Sequence[str] = ()) -> list[Row]:
         where = f" AND topic IN ({','.join('?' * len(topics))})" if topics else ""
@@ -156,6 +167,20 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT COUNT(*) FROM journey_timers")
             return c.fetchone()[0]
+
+    def links_of(self, values: Sequence[str]) -> list[LinkRow]:
+        out: list[LinkRow] = []
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(values), 400):
+                chunk = list(values[i : i + 400])
+                marks = ",".join("?" * len(chunk))
+                c.execute(
+                    f"SELECT * FROM journey_links WHERE a_value IN ({marks}) "
+                    f"UNION SELECT * FROM journey_links WHERE b_value IN ({marks})",
+                    chunk + chunk,
+                )
+                out += [tuple(r) for r in c.fetchall()]
+        return out
 
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as c:

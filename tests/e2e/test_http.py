@@ -113,13 +113,15 @@ def test_the_segment_and_rudderstack_clients_send_touchpoints(server):
     segment.track("ann", "Order Refunded", {"order_id": "A-1", "total": 40, "currency": "EUR"})
     rudder = Rudder(KEY, host=url, sync_mode=True, on_error=lambda e, batch: errors.append(e))  # gzip by default
     rudder.track("bob", "order.placed", {"order_id": "B-1", "amount": 12.5, "currency": "USD"})
-    rudder.page("bob", name="Home", properties={"url": "https://shop.example/"})
+    rudder.page("bob", name="Home", properties={"url": "https://shop.example/"}, anonymous_id="web-9")
     assert errors == []
     ann = view(env, "ann")
     assert (ann["stage"], ann["purchases"], ann["revenue"], ann["touchpoints"]) == ("first_buyer", 1, {"EUR": 60.0}, 3)
     assert ann["traits"]["name"] == "Ann Example"  # sealed in the store, shown to the view
     bob = view(env, "bob")
     assert (bob["stage"], bob["revenue"], bob["touchpoints"]) == ("first_buyer", {"USD": 12.5}, 2)
+    out = subprocess.run([JOURNEY, "identity", "show", "web-9", "--json"], env=env, capture_output=True, text=True)
+    assert json.loads(out.stdout)["person"] == "bob", out.stderr  # anonymousId and userId: a link
 
     # ...and over HTTP: the same view as the CLI's, personal traits only for a personal token
     status, seen = get(f"{url}/v1/customers/ann")

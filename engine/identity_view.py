@@ -1,0 +1,79 @@
+"""The read side of identity resolution: a person as the store's links make it (engine.identity),
+for `journey identity show`. The links are read outward from the identifier asked for, bounded by
+the identity limits, then resolved as everywhere: the same facts give the same person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .identity import Guards, Identifier, Limits, Link, Resolution, resolve
+from .persistence.journal import JourneyRecorder, LinkRow
+from .rules import IdentityRules
+
+
+def _links(journal: JourneyRecorder, value: str, most: int) -> list[Link]:
+    """The links of the identifiers reachable from `value`, at most `most` identifiers away."""
+    rows: dict[tuple[str, ...], LinkRow] = {}
+    seen: set[str] = set()
+    frontier = {value}
+    while frontier and len(seen) < most:
+        seen |= frontier
+        found = journal.links_of(sorted(frontier))
+        frontier = set()
+        for r in found:
+            rows[(r[6], r[7], r[1], r[3])] = r
+            frontier |= {r[1], r[3]} - seen
+    return [Link(Identifier(r[0], r[1]), Identifier(r[2], r[3]), r[4], r[5], r[6], r[7]) for r in rows.values()]  # type: ignore[arg-type]
+
+
+def resolution(journal: JourneyRecorder, rules: IdentityRules, value: str) -> Resolution:
+    return resolve(
+        _links(journal, value, 2 * rules.max_identifiers),
+        limits=Limits(rules.max_customer_ids, rules.max_anonymous_ids, rules.max_identifiers),
+        guards=Guards.of(rules.blocked_values, rules.blocked_patterns),
+    )
+
+
+def person(journal: JourneyRecorder, rules: IdentityRules, value: str) -> dict[str, Any]:
+    """The person an identifier (a customer id or an anonymous id) belongs to: its identifiers with
+    when each was first and last seen in a link, the accepted links with their evidence and rule,
+    and the refused ones with the reason."""
+    r = resolution(journal, rules, value)
+    asked = next(
+        (i for i in (Identifier("customer", value), Identifier("anonymous", value)) if i in r.person_of),
+        Identifier("customer", value),
+    )
+    pid = r.person(asked)
+    members = r.members.get(pid, [asked])
+    mine = set(members)
+    seen: dict[Identifier, list[str]] = {m: [] for m in members}
+    for link in r.accepted:
+        for end in link.pair:
+            if end in mine:
+                seen[end].append(link.at)
+
+    def shown(link: Link) -> dict[str, Any]:
+        return {
+            "a": str(link.a),
+            "b": str(link.b),
+            "at": link.at,
+            "recorded_at": link.recorded_at,
+            "evidence": link.evidence,
+            "rule": link.rule,
+        }
+
+    return {
+        "identifier": value,
+        "person": pid,
+        "identifiers": [
+            {
+                "kind": m.kind,
+                "value": m.value,
+                "first_linked": min(seen[m], default=None),
+                "last_linked": max(seen[m], default=None),
+            }
+            for m in members
+        ],
+        "links": [shown(x) for x in r.accepted if x.a in mine or x.b in mine],
+        "refused": [{**shown(x.link), "reason": x.reason} for x in r.refused if x.link.a in mine or x.link.b in mine],
+    }

@@ -1,0 +1,79 @@
+"""Identity links recorded from touchpoints (docs/identity.md), on both stores: a touchpoint with an
+anonymous id, and an alias, are evidence of a link; the guards refuse a shared device and blocked
+values, with the reason; `journey identity show` tells it; a rebuild records the same links."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from engine.clock import FixedClock
+from engine.config import Config, IdentityRules
+from engine.identity_view import person
+from engine.service import Engine
+from replay.rebuild import rebuild
+
+from ..conftest import NOW
+from ..helpers import day, order, tp
+
+
+def visits(engine: Engine) -> None:
+    report = engine.ingest(
+        [
+            {**tp("g1", "page.viewed", day(0), customer="ann", url="/"), "anonymous_id": "web-1"},
+            {**order("g2", day(1), customer="ann"), "anonymous_id": "web-1"},
+            tp("g3", "customer.aliased", day(2), customer="ann", previous_id="app-7"),
+            {**tp("s1", "page.viewed", day(3), customer="bob", url="/"), "anonymous_id": "web-1"},  # shared device
+            {**tp("s2", "page.viewed", day(4), customer="cy", url="/"), "anonymous_id": "guest"},  # a placeholder
+        ]
+    )
+    assert (report.accepted, report.rejected) == (5, 0), report.rejections
+
+
+def test_links_are_recorded_with_their_evidence_and_the_guards_say_why(engine):
+    visits(engine)
+    ann = person(engine.store.journal, IdentityRules(), "web-1")
+    assert ann["person"] == "ann"
+    assert [(i["kind"], i["value"]) for i in ann["identifiers"]] == [
+        ("anonymous", "app-7"),
+        ("anonymous", "web-1"),
+        ("customer", "ann"),
+    ]
+    assert sorted((x["evidence"], x["rule"]) for x in ann["links"]) == [
+        ("g1", "both ids"),
+        ("g2", "both ids"),
+        ("g3", "alias"),
+    ]
+    assert [(x["evidence"], x["reason"][:28]) for x in ann["refused"]] == [("s1", "would join 2 known customers")]
+    bob = person(engine.store.journal, IdentityRules(), "bob")
+    assert (bob["person"], bob["links"]) == ("bob", [])
+    cy = person(engine.store.journal, IdentityRules(), "cy")
+    assert cy["refused"][0]["reason"].startswith("anonymous id is a placeholder value")
+    two = person(engine.store.journal, IdentityRules(max_customer_ids=2), "bob")
+    assert two["person"] == "ann" and {"ann", "bob"} <= {i["value"] for i in two["identifiers"]}
+
+
+def test_a_bad_anonymous_id_is_refused_with_the_field(engine):
+    report = engine.ingest([{**tp("x1", "page.viewed", day(0), url="/"), "anonymous_id": 42}])
+    assert [(r.field, r.reason) for r in report.rejections] == [("anonymous_id", "must be a string, not a number")]
+
+
+def test_identity_show_on_the_command_line_and_a_rebuild_records_the_same_links(tmp_path):
+    config = Config(data_dir=str(tmp_path / "live"))
+    with Engine(config, FixedClock(NOW)) as live:
+        visits(live)
+        with Engine(Config(data_dir=str(tmp_path / "rebuilt")), FixedClock(NOW)) as target:
+            rebuild(live, target)
+            assert person(target.store.journal, IdentityRules(), "web-1") == person(
+                live.store.journal, IdentityRules(), "web-1"
+            )
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "live")}
+    from engine.cli import main
+
+    out = CliRunner().invoke(main, ["identity", "show", "app-7", "--json"], env=env, catch_exceptions=False)
+    assert json.loads(out.output)["person"] == "ann"
+    out = CliRunner().invoke(main, ["identity", "show", "web-1"], env=env, catch_exceptions=False)
+    assert "person ann, 3 identifiers" in out.output and "refused  customer:bob = anonymous:web-1" in out.output
+    out = CliRunner().invoke(main, ["identity", "show", "nobody"], env=env, catch_exceptions=False)
+    assert "no links: a person of its own" in out.output
