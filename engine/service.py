@@ -20,6 +20,7 @@ from . import queries
 from .catalog import Catalog
 from .clock import Clock, EventTimeClock, SystemClock, iso
 from .config import Config, ConfigError
+from .identity import Guards
 from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor, retrying
 from .keys import ERASED_KEY, open_keystore
@@ -100,6 +101,7 @@ class Engine:
             config.ingest.max_touchpoint_bytes,
             config.ingest.max_depth,
             config.ingest.max_string_chars,
+            Guards.of(config.identity.blocked_values, config.identity.blocked_patterns),
         )
         self.store = open_store(config)
         self.keys = open_keystore(config)

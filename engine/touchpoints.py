@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .catalog import Catalog, Channel, Props, json_ready
+from .identity import Guards
 from .limits import (
     DuplicateKey,
     Problem,
@@ -137,8 +138,10 @@ class Validator:
         max_bytes: int,
         max_depth: int = 16,
         max_string_chars: int = 16_384,
+        guards: Guards = Guards(),
     ):
         self.catalog = catalog
+        self.guards = guards  # identity: placeholder values that are nobody's customer id
         self.future_tolerance = future_tolerance
         self.max_bytes = max_bytes
         self.max_depth = max_depth
@@ -224,6 +227,9 @@ class Validator:
             or "@" in env.customer_id
         ):  # the envelope first, then the properties: the first problem is named
             return self._reject(obj, record, event_id, raw)
+        if (why := self.guards.refusal(env.customer_id)) is not None:
+            # "guest" or "0" for every visitor would make one customer of strangers
+            return Rejection(record, "customer_id", f"{why}: send the customer's own id", event_id, raw)
         zone = (env.traits or {}).get("timezone")
         if zone is not None and not (isinstance(zone, str) and zone_ok(zone)):
             return Rejection(

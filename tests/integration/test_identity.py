@@ -77,3 +77,22 @@ def test_identity_show_on_the_command_line_and_a_rebuild_records_the_same_links(
     assert "person ann, 3 identifiers" in out.output and "refused  customer:bob = anonymous:web-1" in out.output
     out = CliRunner().invoke(main, ["identity", "show", "nobody"], env=env, catch_exceptions=False)
     assert "no links: a person of its own" in out.output
+
+
+def test_a_placeholder_customer_id_is_refused_never_one_customer_of_strangers(tmp_path):
+    config = Config(data_dir=str(tmp_path / "var"), identity=IdentityRules(blocked_patterns=("qa-.*",)))
+    with Engine(config, FixedClock(NOW)) as engine:
+        report = engine.ingest(
+            [
+                tp("b1", "page.viewed", day(0), customer="guest", url="/"),
+                tp("b2", "page.viewed", day(0), customer="Undefined", url="/"),
+                tp("b3", "page.viewed", day(0), customer="qa-17", url="/"),
+                tp("b4", "page.viewed", day(0), customer="guest-ann", url="/"),  # a real id that starts so
+            ]
+        )
+    assert report.accepted == 1
+    assert [(r.record, r.field, r.reason.split(" (")[0]) for r in report.rejections] == [
+        (1, "customer_id", "is a placeholder value shared by many"),
+        (2, "customer_id", "is a placeholder value shared by many"),
+        (3, "customer_id", "matches the blocked pattern 'qa-.*'"),
+    ]
