@@ -25,7 +25,7 @@ import swagger_ui_bundle  # type: ignore[import-untyped]
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.params import Parameter
@@ -49,6 +49,32 @@ from .sink import KafkaSink, SinkUnavailable
 log = logging.getLogger("journey.api")
 WRITE: list[SecurityRequirement] = [{"writeKey": []}]
 READ: list[SecurityRequirement] = [{"readToken": []}]
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error answer: {code, message} as Segment's clients read it, and the same again."""
+
+    code: int
+    message: str
+    status_code: int
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    said = {
+        401: "no valid write key or read token",
+        403: "a token that may not read this",
+        404: "no such customer or action",
+        413: "a body larger than the limit (after inflating)",
+        415: "a Content-Encoding other than gzip",
+        429: "over the rate limit: send it again after Retry-After seconds",
+        503: "the store, the engine or Kafka cannot take it now: send it again after Retry-After seconds",
+    }
+    return {c: ResponseSpec(data_container=ErrorBody, description=said[c]) for c in codes}
+
+
+WRITE_ERRORS = _errors(401, 413, 415, 429, 503)
+READ_ERRORS = _errors(401, 429, 503)
 ASSETS = "/docs/assets"
 SINGLE = ("track", "identify", "page", "screen", "group", "alias")
 
@@ -315,7 +341,13 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
                 headers={"Retry-After": str(math.ceil(wait))},
             )
 
-    @post("/v1/batch", status_code=200, security=WRITE, summary="Segment's batch of messages (what its clients send)")
+    @post(
+        "/v1/batch",
+        status_code=200,
+        security=WRITE,
+        responses=WRITE_ERRORS,
+        summary="Segment's batch of messages (what its clients send)",
+    )
     async def batch(request: Request, data: Batch) -> Answer:
         permitted(request, data.writeKey, len(data.batch))
         present = 1 + sum(v is not None for v in (data.sentAt, data.writeKey, data.context))
@@ -335,6 +367,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         "/v1/touchpoints",
         status_code=200,
         security=WRITE,
+        responses=WRITE_ERRORS,
         summary="Touchpoints in the engine's own format: a JSON object, an array of them, or JSON lines",
     )
     async def touchpoints(request: Request) -> Answer:
@@ -360,6 +393,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             f"/v1/{type_}",
             status_code=200,
             security=WRITE,
+            responses=WRITE_ERRORS,
             summary=f"One Segment {type_} message",
             operation_id=f"segment_{type_}",
         )
@@ -394,6 +428,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     @get(
         "/v1/customers/{customer_id:path}",
         security=READ,
+        responses=READ_ERRORS | _errors(404),
         summary="A customer's 360° view (as `journey customer --json`)",
     )
     async def customer(
@@ -413,7 +448,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         except KeyError:
             raise HTTPException(status_code=404, detail="no such customer") from None
 
-    @get("/v1/funnel", security=READ, summary="Customers per stage and health as of a time")
+    @get("/v1/funnel", security=READ, responses=READ_ERRORS, summary="Customers per stage and health as of a time")
     async def funnel(request: Request, as_of: str | None = None, as_known: bool = False) -> dict[str, Any]:
         reader(request)
         T = time_of(as_of, "as_of")
@@ -423,6 +458,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
         @get(
             f"/v1/{name}",
             security=READ,
+            responses=READ_ERRORS,
             summary=f"The {name} feed after a position (as `journey {name} --json`)",
             operation_id=name,
         )
@@ -440,6 +476,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     @get(
         "/v1/rejects",
         security=READ,
+        responses=READ_ERRORS | _errors(403),
         summary="Refused messages kept as they came, with the reason (as `journey rejects --json`); "
         "a personal read token only, since they hold what was sent",
     )
@@ -452,7 +489,12 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             raise HTTPException(status_code=403, detail="kept rejects hold personal data: a personal read token only")
         return await writer.run(engine_process.kept_rejects, after, limit)
 
-    @get("/v1/actions/{action_id:str}/why", security=READ, summary="Why an action was issued, suppressed or deferred")
+    @get(
+        "/v1/actions/{action_id:str}/why",
+        security=READ,
+        responses=READ_ERRORS | _errors(404),
+        summary="Why an action was issued, suppressed or deferred",
+    )
     async def why(request: Request, action_id: str) -> dict[str, Any]:
         reader(request)
         try:
@@ -548,6 +590,7 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             allow_origins=list(config.http.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
+            expose_headers=["Retry-After"],  # a page's script waits as long as a 429 or 503 says
             max_age=600,
         )
         if config.http.cors_origins
@@ -556,4 +599,8 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
     )
     limits = {f"/v1/{t}": config.http.max_message_bytes for t in SINGLE}
     # Litestar's own ASGI types are narrower than the generic ones BoundedBodies takes.
-    return BoundedBodies(app, lambda path: limits.get(path, config.http.max_batch_bytes))  # type: ignore[arg-type]
+    return BoundedBodies(
+        app,  # type: ignore[arg-type]
+        lambda path: limits.get(path, config.http.max_batch_bytes),
+        config.http.cors_origins,
+    )

@@ -22,35 +22,47 @@ class TooLarge(Exception):
 
 
 class BoundedBodies:
-    def __init__(self, app: ASGI, limit: Callable[[str], int]):
+    def __init__(self, app: ASGI, limit: Callable[[str], int], origins: tuple[str, ...] = ()):
         self.app, self.limit = app, limit  # limit(path): bytes a body may have there, inflated
+        self.origins = origins  # CORS: the pages that may read our answers (http.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         limit = self.limit(scope["path"])
         headers = {k.lower(): v for k, v in scope["headers"]}
+        origin = headers.get(b"origin", b"")
+        # Answered here, before the app's CORS layer: a page of an allowed origin must read them too.
+        cors = (
+            [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+            if origin and ("*" in self.origins or origin.decode(errors="replace") in self.origins)
+            else []
+        )
+
+        async def answer(status: int, message: str) -> None:
+            await _answer(send, status, message, cors)
+
         encoding = headers.get(b"content-encoding", b"").strip().lower()
         try:
             declared = int(headers.get(b"content-length", b"0") or 0)
         except ValueError:
-            return await _answer(send, 400, "Content-Length is not a number")
+            return await answer(400, "Content-Length is not a number")
         if declared > limit:
             if declared <= 4 * limit:  # read what a client is still sending, so it gets the answer and
                 await _drain(receive)  # not a broken pipe; a larger one is cut off
-            return await _answer(send, 413, f"the body is {declared:,} bytes; the limit here is {limit:,}")
+            return await answer(413, f"the body is {declared:,} bytes; the limit here is {limit:,}")
         try:
             body = await _read(receive, limit)
             if encoding == b"gzip":
                 body = _inflate(body, limit)
             elif encoding not in (b"", b"identity"):
-                return await _answer(send, 415, f"Content-Encoding {encoding.decode(errors='replace')!r}: only gzip")
+                return await answer(415, f"Content-Encoding {encoding.decode(errors='replace')!r}: only gzip")
             elif len(body) > limit:
                 raise TooLarge
         except TooLarge:
-            return await _answer(send, 413, f"the body is larger than {limit:,} bytes (inflated); send smaller batches")
+            return await answer(413, f"the body is larger than {limit:,} bytes (inflated); send smaller batches")
         except zlib.error as e:
-            return await _answer(send, 400, f"the gzip body does not inflate: {e}")
+            return await answer(400, f"the gzip body does not inflate: {e}")
         kept = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"content-encoding", b"content-length")]
         scope = {**scope, "headers": [*kept, (b"content-length", str(len(body)).encode())]}
         sent = False
@@ -100,13 +112,17 @@ def error_body(status: int, message: str) -> dict[str, object]:
     return {"code": status, "message": message, "status_code": status, "detail": message}
 
 
-async def _answer(send: Send, status: int, message: str) -> None:
+async def _answer(send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     payload = orjson.dumps(error_body(status, message))
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(extra or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": payload})

@@ -221,6 +221,8 @@ def test_what_the_api_refuses_and_why(server):
         document = json.loads(r.read())
     assert document["paths"]["/v1/batch"]["post"]["security"] == [{"writeKey": []}]
     assert document["paths"]["/v1/funnel"]["get"]["security"] == [{"readToken": []}]
+    assert {"200", "401", "413", "429", "503"} <= set(document["paths"]["/v1/batch"]["post"]["responses"])
+    assert "404" in document["paths"]["/v1/customers/{customer_id}"]["get"]["responses"]
     assert set(document["components"]["securitySchemes"]) == {"writeKey", "readToken"}
     # the docs page, with Swagger UI served from here (no CDN)
     with urllib.request.urlopen(url + "/docs") as r:
@@ -465,6 +467,14 @@ def test_rate_limits_per_key_and_cors_only_for_configured_origins(tmp_path):
                 return dict(e.headers)
 
         assert preflight("https://shop.example").get("access-control-allow-origin") == "https://shop.example"
+        # answers made before the app (here a 415) carry the header too, so the page can read them
+        request = urllib.request.Request(
+            url + "/v1/batch", b"{}", {"Origin": "https://shop.example", "Content-Encoding": "br"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 415
+        assert refused.value.headers["Access-Control-Allow-Origin"] == "https://shop.example"
         assert "access-control-allow-origin" not in {k.lower() for k in preflight("https://evil.example")}
     with serving(tmp_path / "plain") as (url, _):  # no origins configured: no CORS at all
         request = urllib.request.Request(url + "/healthz", headers={"Origin": "https://shop.example"})
