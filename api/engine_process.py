@@ -110,7 +110,7 @@ def customer(
     offset: int,
     personal: bool,
 ) -> dict[str, Any]:
-    v = queries.customer_view(engine, customer_id, T or engine.clock.now(), as_known, limit, offset)
+    v = engine.view(customer_id, T or engine.clock.now(), as_known, limit, offset)
     if not personal:  # what is left of the traits without the personal ones
         v["traits"] = engine.personal.split("", {}, v["traits"])[1] or {}
     return v

@@ -343,14 +343,13 @@ def customer(
         )
         return
     with open_engine(config_of(config_path)) as engine:
-        from . import queries
 
         try:
-            view = queries.customer_view(
-                engine, customer_id, as_of or engine.clock.now(), as_known, limit=limit or None, offset=offset
-            )
+            view = engine.view(customer_id, as_of or engine.clock.now(), as_known, limit=limit or None, offset=offset)
         except KeyError:
             raise click.ClickException(f"no customer {customer_id!r} in the store") from None
+    if not as_json and "identified_by" in view:
+        say(f"{customer_id} is an anonymous id of {view['customer_id']} (journey identity show {customer_id})")
     emit(view) if as_json else print_customer(view, offset)
 
 

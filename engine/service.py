@@ -8,7 +8,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -340,6 +340,23 @@ class Engine:
     ) -> dict[str, Any]:
         """The 360° view; its timeline newest first, `limit` entries (all by default) after `offset`."""
         return queries.customer_view(self, customer_id, as_of or self.clock.now(), limit=limit, offset=offset)
+
+    def view(
+        self, identifier: str, T: datetime, as_known: bool = False, limit: int | None = None, offset: int = 0
+    ) -> dict[str, Any]:
+        """The 360° view of the customer an identifier belongs to: a customer id, or an anonymous id
+        linked to one (docs/identity.md; `identified_by` then names it). KeyError if neither."""
+        try:
+            return queries.customer_view(self, identifier, T, as_known, limit, offset)
+        except KeyError:
+            from .identity import Identifier
+            from .identity_view import resolution
+
+            anonymous = Identifier("anonymous", identifier)
+            person = resolution(self.store.journal, self.config.identity, identifier).person_of.get(anonymous)
+            if person is None or person.startswith("anon@"):
+                raise
+            return {"identified_by": identifier, **queries.customer_view(self, person, T, as_known, limit, offset)}
 
     def funnel(self, as_of: Any = None) -> dict[str, Any]:
         return queries.funnel(self, as_of or self.clock.now())

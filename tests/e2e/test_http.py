@@ -122,6 +122,8 @@ def test_the_segment_and_rudderstack_clients_send_touchpoints(server):
     assert (bob["stage"], bob["revenue"], bob["touchpoints"]) == ("first_buyer", {"USD": 12.5}, 2)
     out = subprocess.run([JOURNEY, "identity", "show", "web-9", "--json"], env=env, capture_output=True, text=True)
     assert json.loads(out.stdout)["person"] == "bob", out.stderr  # anonymousId and userId: a link
+    status, seen = get(f"{url}/v1/customers/web-9")
+    assert (status, seen["customer_id"], seen["identified_by"]) == (200, "bob", "web-9")
 
     # ...and over HTTP: the same view as the CLI's, personal traits only for a personal token
     status, seen = get(f"{url}/v1/customers/ann")

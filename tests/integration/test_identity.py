@@ -50,6 +50,15 @@ def test_links_are_recorded_with_their_evidence_and_the_guards_say_why(engine):
     assert (bob["person"], bob["links"]) == ("bob", [])
     cy = person(engine.store.journal, IdentityRules(), "cy")
     assert cy["refused"][0]["reason"].startswith("anonymous id is a placeholder value")
+    view = engine.view("app-7", NOW)  # the 360° view by any identifier of the person
+    assert (view["identified_by"], view["customer_id"], view["purchases"]) == ("app-7", "ann", 1)
+    assert "identified_by" not in engine.view("ann", NOW)
+    for nobody in ("guest", "nobody"):  # a blocked value, an id never seen
+        try:
+            engine.view(nobody, NOW)
+            raise AssertionError(nobody)
+        except KeyError:
+            pass
     two = person(engine.store.journal, IdentityRules(max_customer_ids=2), "bob")
     assert two["person"] == "ann" and {"ann", "bob"} <= {i["value"] for i in two["identifiers"]}
 
