@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from .limits import MAX_AMOUNT
+from .limits import MAX_AMOUNT, id_problem
 from .money import Currency
 from .rules import CustomKind
 from .vocabulary import CHANNELS, Channel  # noqa: F401 - re-exported for callers of the catalog
@@ -80,6 +80,13 @@ class Aliased(Props):
     """Segment's alias: another id this customer was known by (identity resolution links them)."""
 
     previous_id: str = NonEmpty
+
+    @field_validator("previous_id")
+    @classmethod
+    def an_id(cls, v: str) -> str:
+        if (problem := id_problem(v)) is not None:  # an identifier, held to the ids' rules
+            raise ValueError(problem)
+        return v
 
 
 class Grouped(Props):

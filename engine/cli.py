@@ -343,7 +343,6 @@ def customer(
         )
         return
     with open_engine(config_of(config_path)) as engine:
-
         try:
             view = engine.view(customer_id, as_of or engine.clock.now(), as_known, limit=limit or None, offset=offset)
         except KeyError:

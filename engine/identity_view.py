@@ -11,26 +11,32 @@ from .persistence.journal import JourneyRecorder, LinkRow
 from .rules import IdentityRules
 
 
-def _links(journal: JourneyRecorder, value: str, most: int) -> list[Link]:
-    """The links of the identifiers reachable from `value`, at most `most` identifiers away."""
+def _links(journal: JourneyRecorder, value: str, guards: Guards, most: int) -> list[Link]:
+    """The links of the identifiers reachable from `value`, read outward until `most` links: never
+    through a blocked value (a placeholder every visitor shares would reach everyone)."""
     rows: dict[tuple[str, ...], LinkRow] = {}
-    seen: set[str] = set()
-    frontier = {value}
-    while frontier and len(seen) < most:
-        seen |= frontier
-        found = journal.links_of(sorted(frontier))
-        frontier = set()
+    seen = {value}
+    frontier = [value]
+    while frontier and len(rows) < most:
+        found = journal.links_of(frontier)
+        frontier = []
         for r in found:
-            rows[(r[6], r[7], r[1], r[3])] = r
-            frontier |= {r[1], r[3]} - seen
+            rows[(r[6], r[7], r[0], r[1], r[2], r[3])] = r
+            for v in (r[1], r[3]):
+                if v not in seen and guards.refusal(v) is None:
+                    seen.add(v)
+                    frontier.append(v)
     return [Link(Identifier(r[0], r[1]), Identifier(r[2], r[3]), r[4], r[5], r[6], r[7]) for r in rows.values()]  # type: ignore[arg-type]
 
 
-def resolution(journal: JourneyRecorder, rules: IdentityRules, value: str) -> Resolution:
+def resolution(journal: JourneyRecorder, rules: IdentityRules, value: str, as_known: str | None = None) -> Resolution:
+    """The persons of the links around `value` (as known at `as_known`, an ISO time, when given)."""
+    guards = Guards.of(rules.blocked_values, rules.blocked_patterns)
     return resolve(
-        _links(journal, value, 2 * rules.max_identifiers),
+        _links(journal, value, guards, 4 * rules.max_identifiers),
         limits=Limits(rules.max_customer_ids, rules.max_anonymous_ids, rules.max_identifiers),
-        guards=Guards.of(rules.blocked_values, rules.blocked_patterns),
+        guards=guards,
+        as_known=as_known,
     )
 
 

@@ -130,7 +130,7 @@ class Ingestor:
             refused.clear()  # decided again on every attempt, against the customers as read
             parts = {
                 cid: [
-                    (tp, self.personal.split(tp.kind, tp.properties, tp.traits))
+                    (tp, sealing_identifiers(tp, self.personal.split(tp.kind, tp.properties, tp.traits)))
                     for tp in self._sound(customers[cid], tps, fresh, refused)
                 ]
                 for cid, tps in by_customer.items()
@@ -153,7 +153,8 @@ class Ingestor:
                 ]
             return out
 
-        written = self.append(list(by_customer), now, bodies, due_timers)
+        evidence = {tp.event_id: links_of(cid, tp) for cid, tps in by_customer.items() for tp in tps}
+        written = self.append(list(by_customer), now, bodies, due_timers, evidence)
         written.duplicates, written.duplicate_records = result.duplicates, result.duplicate_records
         written.rejected = sorted(result.rejected + refused, key=lambda r: r.record)
         return written
@@ -182,12 +183,15 @@ class Ingestor:
         now: datetime,
         bodies: Callable[[dict[str, Customer], str, str, dict[str, bytes]], dict[str, list[dict[str, Any]]]],
         due_timers: bool = False,
+        evidence: dict[str, list[Evidence]] | None = None,
     ) -> BatchResult:
         """Record touchpoint bodies on their customers, derive, and save it all in one transaction.
 
         `bodies(customers, recorded_at, batch, keys)` makes the bodies once the customers are
         loaded: from validated touchpoints when ingesting (sealed with `keys`, the customers' keys
-        as read for this batch), as they were stored when replaying.
+        as read for this batch), as they were stored when replaying. `evidence`: the identity links
+        each touchpoint shows (by event id), recorded with those recorded (a replay copies the
+        links instead: their ids are sealed in the bodies).
         """
         result = BatchResult()
         uuids = {cid: customer_uuid(cid) for cid in customer_ids}
@@ -217,7 +221,7 @@ class Ingestor:
                 for body in made:
                     customer.record_touchpoint(body)
                     ids.append((body["event_id"], uuid, body["digest"]))
-                    links += links_of(cid, body, recorded_at)
+                    links += [(*x[:5], recorded_at, *x[5:]) for x in (evidence or {}).get(body["event_id"], ())]
                 result.accepted += len(made)
                 changes, actions = self.derive(customer, now, recorded_at, timers, made, since)
                 result.changes += changes
@@ -280,8 +284,6 @@ class Ingestor:
             # The write that recorded it: a replay redoes the same writes in the same order.
             "batch": batch,
         }
-        if tp.anonymous_id is not None:
-            body["anonymous_id"] = tp.anonymous_id
         return body
 
     def derive(
@@ -358,18 +360,36 @@ def shard_of_batch(batch: str | None) -> tuple[int, int] | None:
     return int(k), int(n)
 
 
-def links_of(customer_id: str, body: dict[str, Any], recorded_at: str) -> list[LinkRow]:
-    """The identity links a stored touchpoint is evidence of (docs/identity.md): its anonymous id,
-    and for an alias the id it was known by before. Recorded for every touchpoint; the guards
-    (engine.identity) decide which make one person."""
+# An identity link a touchpoint shows, before it is recorded: a LinkRow without its recorded_at.
+Evidence = tuple[str, str, str, str, str, str, str]
+
+
+def links_of(customer_id: str, tp: Touchpoint) -> list[Evidence]:
+    """The identity links a touchpoint is evidence of (docs/identity.md): its anonymous id, and for
+    an alias the id it was known by before (taken as an anonymous id). Recorded for every
+    touchpoint; the guards (engine.identity) decide which make one person."""
     out = []
-    at, evidence = body["occurred_at"], body["event_id"]
-    if body.get("anonymous_id"):
-        out.append(("customer", customer_id, "anonymous", body["anonymous_id"], at, recorded_at, evidence, "both ids"))
-    previous = (body.get("properties") or {}).get("previous_id")
-    if body.get("kind") == ALIAS_KIND and isinstance(previous, str) and previous:
-        out.append(("customer", customer_id, "anonymous", previous, at, recorded_at, evidence, "alias"))
+    if tp.anonymous_id:
+        out.append(("customer", customer_id, "anonymous", tp.anonymous_id, tp.occurred, tp.event_id, "both ids"))
+    previous = tp.properties.get("previous_id") if tp.kind == ALIAS_KIND else None
+    if isinstance(previous, str) and previous:
+        out.append(("customer", customer_id, "anonymous", previous, tp.occurred, tp.event_id, "alias"))
     return out
+
+
+def sealing_identifiers(
+    tp: Touchpoint, split: tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+    """The touchpoint's other identifiers (its anonymous id, an alias's previous id) go with its
+    personal fields, sealed under the customer's key: `forget` erases them with the rest."""
+    props, traits, pii = split
+    fields = list(pii.get("fields", ()))
+    if tp.anonymous_id:
+        fields.append([["anonymous_id"], tp.anonymous_id])
+    if tp.kind == ALIAS_KIND and "previous_id" in props:
+        fields.append([["properties", "previous_id"], props["previous_id"]])
+        props = {k: v for k, v in props.items() if k != "previous_id"}
+    return props, traits, ({"fields": fields} if fields else {})
 
 
 def _conflict(record: int, tp: Touchpoint, original: str) -> Rejection:

@@ -97,6 +97,8 @@ def reveal(
     parts = {"properties": _copy(properties), "traits": _copy(traits or {})}
     if "fields" in pii:
         for path, value in pii["fields"]:
+            if path[0] not in parts:  # the touchpoint's other identifiers (anonymous_id): not a trait
+                continue
             node = parts[path[0]]
             for step in path[1:-1]:
                 node = node[step] if isinstance(node, list) else node.setdefault(step, {})

@@ -296,6 +296,7 @@ class Engine:
         sealed can be opened), then the Erased event, retried against concurrent writers."""
         uuid = customer_uuid(customer_id)
         dropped = self.rejects.drop(customer_id)  # refused records sent for them
+        self.store.journal.drop_links(customer_id)  # their other identifiers, in clear in the links
         known = self.store.customer(uuid)
         if known is None:
             if dropped:  # refused records only: none of theirs is kept from now on either
@@ -353,7 +354,8 @@ class Engine:
             from .identity_view import resolution
 
             anonymous = Identifier("anonymous", identifier)
-            person = resolution(self.store.journal, self.config.identity, identifier).person_of.get(anonymous)
+            known = iso(T) if as_known else None  # the links recorded by then
+            person = resolution(self.store.journal, self.config.identity, identifier, known).person_of.get(anonymous)
             if person is None or person.startswith("anon@"):
                 raise
             return {"identified_by": identifier, **queries.customer_view(self, person, T, as_known, limit, offset)}

@@ -128,6 +128,8 @@ def rebuild(source: Engine, target: Engine, on_step: Callable[[Step], None] | No
     if not isinstance(target.clock, FixedClock):
         raise TypeError("the target engine needs a FixedClock: the replay sets the time of each step")
     journal = target.store.journal
+    # The identity links are facts kept beside the events, their ids sealed in the bodies: copied.
+    journal.write([], links=source.store.journal.all_links())
     after = journal.get_position(POSITION)
     until = source.store.journal.max_notification_id() or 0
     n = 0

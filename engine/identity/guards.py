@@ -47,7 +47,7 @@ class Guards:
         compiled = []
         for p in patterns:
             try:
-                compiled.append(re.compile(p))
+                compiled.append(re.compile(p, re.IGNORECASE))  # as the values: any case
             except re.error as e:
                 raise ValueError(f"blocked pattern {p!r} is not a regular expression: {e}") from None
         return cls(BLOCKED_VALUES | {v.strip().lower() for v in extra_values}, tuple(compiled))

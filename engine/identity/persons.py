@@ -12,15 +12,15 @@ Each link is accepted unless a guard refuses it:
   was linked to first, by event time), more anonymous ids than `max_anonymous_ids`, or more
   identifiers than `max_identifiers`.
 
-A person's id is deterministic: its known customer id (of several, the first linked); else, for an
-anonymous-only person, `anon@` and its earliest identifier's value (`@` is never in a customer id,
-so the two cannot meet).
+A person's id is deterministic: its known customer id (of several, the one linked first); else, for
+an anonymous-only person, `anon@` and the value of its identifier linked first (`@` is never in a
+customer id, so the two cannot meet). Only accepted links count for "first".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .guards import Guards
 from .links import Identifier, Link, Unlink
@@ -42,9 +42,8 @@ class Refusal:
 @dataclass
 class _Component:
     members: list[Identifier]
-    customers: list[Identifier]  # known customer ids, in the order they joined
+    customers: int  # known customer ids
     anonymous: int
-    first: tuple[str, Identifier]  # (time first seen, identifier): the anonymous-only survivor
 
 
 @dataclass
@@ -86,15 +85,17 @@ def resolve(
     }
     unique: dict[str, Link] = {}
     for x in sorted(known, key=_order):  # a link recorded twice counts once, at its earliest
-        unique.setdefault(x.id, x)
+        # ...and its ends in a fixed order, however it was written
+        unique.setdefault(x.id, replace(x, a=x.pair[0], b=x.pair[1]))
 
     parent: dict[Identifier, Identifier] = {}
     parts: dict[Identifier, _Component] = {}
+    seen: dict[Identifier, str] = {}  # when each identifier was first in an accepted link
 
     def root(x: Identifier) -> Identifier:
         if x not in parent:
             parent[x] = x
-            parts[x] = _Component([x], [x] if x.kind == "customer" else [], int(x.kind == "anonymous"), ("~", x))
+            parts[x] = _Component([x], int(x.kind == "customer"), int(x.kind == "anonymous"))
         while parent[x] != x:
             parent[x] = parent[parent[x]]  # path halving
             x = parent[x]
@@ -104,28 +105,25 @@ def resolve(
     for link in unique.values():
         reason = _blocked(link, guards) or (f"unlinked: {revoked[link.pair]}" if link.pair in revoked else None)
         if reason is None:
-            one, other = link.pair  # its ends in a fixed order: the same link however it was written
-            ra, rb = root(one), root(other)
-            for end in link.pair:  # when each identifier was first seen
-                c = parts[root(end)]
-                c.first = min(c.first, (link.at, end))
+            ra, rb = root(link.a), root(link.b)
             if ra != rb:
                 reason = _too_big(parts[ra], parts[rb], limits)
                 if reason is None:
                     a, b = parts.pop(ra), parts.pop(rb)
                     parent[rb] = ra
-                    parts[ra] = _Component(
-                        a.members + b.members,
-                        a.customers + b.customers,
-                        a.anonymous + b.anonymous,
-                        min(a.first, b.first),
-                    )
+                    parts[ra] = _Component(a.members + b.members, a.customers + b.customers, a.anonymous + b.anonymous)
         if reason is None:
             out.accepted.append(link)
+            for end in link.pair:
+                seen.setdefault(end, link.at)  # links come in time order: the first is the earliest
         else:
             out.refused.append(Refusal(link, reason))
     for c in parts.values():
-        person = person_id_of(c.customers[0] if c.customers else c.first[1])
+        # The survivor: the known customer id linked first (of several, when allowed), else the
+        # identifier linked first; ties by value.
+        customers = [m for m in c.members if m.kind == "customer"]
+        first = min(customers or c.members, key=lambda m: (seen.get(m, "~"), m.value))
+        person = person_id_of(first)
         out.members[person] = sorted(c.members)
         for m in c.members:
             out.person_of[m] = person
@@ -133,7 +131,7 @@ def resolve(
 
 
 def _blocked(link: Link, guards: Guards) -> str | None:
-    for end in (link.a, link.b):
+    for end in link.pair:
         if end.kind != "trait" and (why := guards.refusal(end.value)):
             return f"{end.kind} id {why}"
     if link.a == link.b:
@@ -142,7 +140,7 @@ def _blocked(link: Link, guards: Guards) -> str | None:
 
 
 def _too_big(a: _Component, b: _Component, limits: Limits) -> str | None:
-    customers = len(a.customers) + len(b.customers)
+    customers = a.customers + b.customers
     if customers > limits.max_customer_ids:
         return (
             f"would join {customers} known customers into one person (identity.max_customer_ids = "

@@ -59,6 +59,12 @@ class JourneyRecorder(Protocol):
     def links_of(self, values: Sequence[str]) -> list[LinkRow]:
         """The identity links with an end of one of these values (of any kind)."""
 
+    def all_links(self) -> list[LinkRow]:
+        """Every identity link (a rebuild copies them: their ids are sealed in the bodies)."""
+
+    def drop_links(self, customer_id: str) -> int:
+        """Delete the links of this customer id (erasure); returns how many."""
+
     def get_position(self, name: str) -> int: ...
 
     def set_position(self, name: str, position: int) -> None: ...

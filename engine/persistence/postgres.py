@@ -225,6 +225,22 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
             )
             return [tuple(r) for r in curs.fetchall()]
 
+    def all_links(self) -> list[LinkRow]:
+        with self._reading_tuples() as curs:
+            curs.execute(SQL("SELECT * FROM {}").format(self.t_links))
+            return [tuple(r) for r in curs.fetchall()]
+
+    def drop_links(self, customer_id: str) -> int:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "DELETE FROM {} WHERE (a_kind = 'customer' AND a_value = %s) "
+                    "OR (b_kind = 'customer' AND b_value = %s)"
+                ).format(self.t_links),
+                (customer_id, customer_id),
+            )
+            return curs.rowcount
+
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT position FROM {} WHERE name = %s").format(self.t_positions), (name,))

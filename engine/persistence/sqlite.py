@@ -182,6 +182,20 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
                 out += [tuple(r) for r in c.fetchall()]
         return out
 
+    def all_links(self) -> list[LinkRow]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM journey_links")
+            return [tuple(r) for r in c.fetchall()]
+
+    def drop_links(self, customer_id: str) -> int:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "DELETE FROM journey_links WHERE (a_kind = 'customer' AND a_value = ?) "
+                "OR (b_kind = 'customer' AND b_value = ?)",
+                (customer_id, customer_id),
+            )
+            return c.sqlite_cursor.rowcount
+
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT position FROM journey_positions WHERE name = ?", (name,))

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from engine.clock import FixedClock
 from engine.config import Config, IdentityRules
 from engine.identity_view import person
+from engine.queries import TOUCHPOINT_TOPIC, scan
 from engine.service import Engine
 from replay.rebuild import rebuild
 
@@ -83,7 +84,7 @@ def test_identity_show_on_the_command_line_and_a_rebuild_records_the_same_links(
     out = CliRunner().invoke(main, ["identity", "show", "app-7", "--json"], env=env, catch_exceptions=False)
     assert json.loads(out.output)["person"] == "ann"
     out = CliRunner().invoke(main, ["identity", "show", "web-1"], env=env, catch_exceptions=False)
-    assert "person ann, 3 identifiers" in out.output and "refused  customer:bob = anonymous:web-1" in out.output
+    assert "person ann, 3 identifiers" in out.output and "refused  anonymous:web-1 = customer:bob" in out.output
     out = CliRunner().invoke(main, ["identity", "show", "nobody"], env=env, catch_exceptions=False)
     assert "no links: a person of its own" in out.output
 
@@ -105,3 +106,20 @@ def test_a_placeholder_customer_id_is_refused_never_one_customer_of_strangers(tm
         (2, "customer_id", "is a placeholder value shared by many"),
         (3, "customer_id", "matches the blocked pattern 'qa-.*'"),
     ]
+
+
+def test_other_identifiers_are_sealed_and_forget_erases_them(engine):
+    report = engine.ingest(
+        [
+            {**tp("f1", "page.viewed", day(0), customer="fay", url="/"), "anonymous_id": "marker-anon-f"},
+            tp("f2", "customer.aliased", day(1), customer="fay", previous_id="marker-prev-f"),
+            tp("f3", "customer.aliased", day(1), customer="fay", previous_id=" padded "),
+        ]
+    )
+    assert [(r.record, r.field) for r in report.rejections] == [(3, "properties.previous_id")]
+    assert person(engine.store.journal, IdentityRules(), "marker-anon-f")["person"] == "fay"
+    stored = [b["touchpoint"] for _, _, b in scan(engine, TOUCHPOINT_TOPIC)]
+    assert "marker" not in json.dumps(stored)  # sealed under fay's key, not in the bodies in clear
+    assert engine.customer("fay")["touchpoints"] == 2
+    engine.forget("fay")
+    assert person(engine.store.journal, IdentityRules(), "marker-anon-f")["links"] == []

@@ -107,22 +107,40 @@ LINKS = st.builds(
 )
 
 
+UNLINKS = st.builds(
+    Unlink, IDS, IDS, st.sampled_from(["2026-01-01T12:00:00Z", "2026-01-02T12:00:00Z"]), st.sampled_from(["x", "y"])
+)
+
+
 def summary(r):
     return (
         r.person_of,
         r.members,
-        sorted(x.id for x in r.accepted),
-        sorted((x.link.id, x.reason) for x in r.refused),
+        sorted((x.id, str(x.a), str(x.b)) for x in r.accepted),
+        sorted((x.link.id, str(x.link.a), x.reason) for x in r.refused),
     )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(LINKS, max_size=12), st.randoms(use_true_random=False), st.integers(1, 3), st.integers(1, 4))
-def test_persons_do_not_depend_on_arrival_order_or_duplicates(links, rng, customers, anonymous):
-    limits = Limits(max_customer_ids=customers, max_anonymous_ids=anonymous)
-    shuffled = links + links[: len(links) // 2]  # some arrive twice
+@given(
+    st.lists(LINKS, max_size=12),
+    st.lists(UNLINKS, max_size=2),
+    st.randoms(use_true_random=False),
+    st.integers(1, 3),
+    st.integers(1, 4),
+    st.integers(2, 6),
+    st.sampled_from([None, "2026-01-02T00:00:00Z"]),
+)
+def test_persons_do_not_depend_on_arrival_order_or_duplicates(links, unlinks, rng, customers, anonymous, most, known):
+    limits = Limits(max_customer_ids=customers, max_anonymous_ids=anonymous, max_identifiers=most)
+    # some arrive twice, some written the other way round
+    again = [Link(x.b, x.a, x.at, x.recorded_at, x.evidence, x.rule) for x in links[: len(links) // 2]]
+    shuffled, undo = links + again, list(unlinks)
     rng.shuffle(shuffled)
-    assert summary(resolve(shuffled, limits=limits)) == summary(resolve(links, limits=limits))
+    rng.shuffle(undo)
+    assert summary(resolve(shuffled, undo, limits, as_known=known)) == summary(
+        resolve(links, unlinks, limits, as_known=known)
+    )
 
 
 @settings(max_examples=200, deadline=None)
