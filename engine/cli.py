@@ -255,16 +255,39 @@ def ingest(
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option("--until", type=TIME, help="End of the simulated history (default: today, UTC).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--anonymous",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of touchpoints that also carry the device's anonymous id (identity resolution).",
+)
+@click.option(
+    "--shared-devices",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="With --anonymous: share of customers on another customer's device.",
+)
 @common
 def simulate(
-    customers: int, seed: int, until: datetime | None, out: Path, config_path: str | None, as_json: bool
+    customers: int,
+    seed: int,
+    until: datetime | None,
+    out: Path,
+    anonymous: float,
+    shared_devices: float,
+    config_path: str | None,
+    as_json: bool,
 ) -> None:
     """Write a reproducible synthetic history as JSON lines."""
     from .demo import today, write_history
     from .simulator import simulate as generate
+    from .simulator import with_devices
 
     end = until or today()
-    n = write_history(out, generate(customers, seed, end))
+    records = generate(customers, seed, end)
+    n = write_history(out, with_devices(records, anonymous, shared_devices, seed) if anonymous else records)
     summary = {"records": n, "customers": customers, "seed": seed, "until": end.isoformat(), "out": str(out)}
     emit(summary) if as_json else say(f"wrote {n:,} touchpoints of {customers:,} customers to {out}")
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import itertools
 import random
+import zlib
 from bisect import bisect
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from heapq import heappop, heappush, heapreplace
 from itertools import accumulate
@@ -569,3 +570,17 @@ def simulate_account(customer_id: str, touchpoints: int, seed: int, until: datet
                 "properties": {"path": f"/catalog/{rng.randrange(500)}"},
             }
         yield {**base, **record}
+
+
+def with_devices(records: Iterable[dict], share: float, shared: float, seed: int) -> Iterator[dict]:
+    """The records with the anonymous ids a web or app client would send beside the customer id
+    (identity resolution, docs/identity.md): each customer browses on a device of its own, and a
+    `shared` fraction of customers on the device of another (a family tablet: the guards refuse to
+    join them); a `share` of the touchpoints carry the device's id. Deterministic from the seed."""
+    for r in records:
+        n = int(r["customer_id"].rsplit("-", 1)[1])
+        draw = zlib.crc32(f"{seed}/{r['event_id']}".encode()) / 2**32
+        if draw < share:
+            owner = n - 1 if zlib.crc32(f"{seed}/shared/{n}".encode()) / 2**32 < shared and n else n
+            r = {**r, "anonymous_id": f"dev-{seed}-{owner:06d}"}
+        yield r

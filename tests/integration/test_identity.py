@@ -123,3 +123,21 @@ def test_other_identifiers_are_sealed_and_forget_erases_them(engine):
     assert engine.customer("fay")["touchpoints"] == 2
     engine.forget("fay")
     assert person(engine.store.journal, IdentityRules(), "marker-anon-f")["links"] == []
+
+
+def test_the_simulator_sends_device_ids_and_shared_devices_are_refused(tmp_path):
+    from datetime import UTC, datetime
+
+    from engine.simulator import simulate, with_devices
+
+    records = list(with_devices(simulate(60, 3, datetime(2026, 1, 1, tzinfo=UTC)), 0.3, 0.2, 3))
+    carried = [r for r in records if "anonymous_id" in r]
+    assert 0.25 < len(carried) / len(records) < 0.35
+    with Engine(Config(data_dir=str(tmp_path / "var")), FixedClock(NOW)) as engine:
+        assert engine.ingest(records).rejected == 0
+        journal = engine.store.journal
+        devices = {r["anonymous_id"] for r in carried}
+        shown = [person(journal, IdentityRules(), d) for d in sorted(devices)]
+        shared = [p for p in shown if p["refused"]]
+        assert shared and all("shared device" in x["reason"] for p in shared for x in p["refused"])
+        assert all(p["person"].startswith("cust-") for p in shown)  # each device with one customer

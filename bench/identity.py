@@ -1,0 +1,109 @@
+"""Identity benchmark: what recording identity links costs at ingest, and the customer view by an
+anonymous id, in one run.
+
+    .venv/bin/python bench/identity.py --customers 3000 --rounds 3
+
+1. The same simulated history twice: without anonymous ids (the baseline), and with 30% of the
+   touchpoints carrying the device's anonymous id and 10% of customers on another's device
+   (`journey simulate --anonymous 0.3 --shared-devices 0.1`). Each `journey ingest`ed into an
+   empty store, alternating, `--rounds` times: touchpoints/s, and the ratio to the baseline.
+2. `Engine.view` by anonymous id (links read and resolved, then the view) beside `Engine.view`
+   by customer id, over 500 devices: p50 and p99 in ms.
+Prints a markdown table (docs/benchmarks.md keeps the figures with the machine they ran on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import median, quantiles
+
+ROOT = Path(__file__).resolve().parents[1]
+JOURNEY = str(Path(sys.executable).parent / "journey")
+
+
+def ingest(history: Path, data: Path) -> float:
+    started = time.perf_counter()
+    out = subprocess.run(
+        [JOURNEY, "ingest", str(history), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "JOURNEY_DATA_DIR": str(data)},
+    )
+    return json.loads(out.stdout)["accepted"] / (time.perf_counter() - started)
+
+
+def views(data: Path, ids: list[str]) -> list[float]:
+    from engine.config import Config
+    from engine.service import Engine
+
+    took = []
+    with Engine(Config(data_dir=str(data))) as engine:
+        now = engine.clock.now()
+        for i in ids:
+            t0 = time.perf_counter()
+            engine.view(i, now, limit=25)
+            took.append((time.perf_counter() - t0) * 1000)
+    return took
+
+
+def cuts(ms: list[float]) -> str:
+    q = quantiles(ms, n=100)
+    return f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--customers", type=int, default=3000)
+    p.add_argument("--rounds", type=int, default=3)
+    a = p.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from engine.simulator import simulate, with_devices
+
+    with tempfile.TemporaryDirectory(prefix="journey-bench-identity-") as tmp:
+        work = Path(tmp)
+        records = list(simulate(a.customers, 7, datetime.now(UTC)))
+        plain, devices = work / "plain.jsonl", work / "devices.jsonl"
+        plain.write_text("".join(json.dumps(r) + "\n" for r in records))
+        linked = list(with_devices(records, 0.3, 0.1, 7))
+        devices.write_text("".join(json.dumps(r) + "\n" for r in linked))
+        base, ident = [], []
+        for k in range(a.rounds):
+            base.append(ingest(plain, work / f"plain{k}"))
+            ident.append(ingest(devices, work / f"devices{k}"))
+        anonymous = sorted({r["anonymous_id"] for r in linked if "anonymous_id" in r})[:500]
+        customers = sorted({r["customer_id"] for r in records})[:500]
+        by_device = views(work / "devices0", anonymous)
+        by_customer = views(work / "devices0", customers)
+    ratios = [i / b for i, b in zip(ident, base, strict=True)]
+    result = {
+        "records": len(records),
+        "with_anonymous_ids": sum("anonymous_id" in r for r in linked),
+        "baseline_rates": [round(x) for x in base],
+        "identity_rates": [round(x) for x in ident],
+        "ratios": [round(x, 2) for x in ratios],
+        "view_by_anonymous_id": cuts(by_device),
+        "view_by_customer_id": cuts(by_customer),
+    }
+    print(json.dumps(result))
+    print(
+        f"| `journey ingest`, no anonymous ids (baseline) | {median(base):,.0f} touchpoints/s (median of {a.rounds}) |"
+    )
+    print(
+        f"| `journey ingest`, 30% with anonymous ids, 10% shared devices | {median(ident):,.0f} touchpoints/s: "
+        f"{min(ratios):.2f}–{max(ratios):.2f} of the baseline |"
+    )
+    print(f"| customer view by anonymous id ({len(by_device)} devices) | {cuts(by_device)} |")
+    print(f"| customer view by customer id ({len(by_customer)} customers) | {cuts(by_customer)} |")
+
+
+if __name__ == "__main__":
+    main()
