@@ -521,6 +521,30 @@ def identity_show(identifier: str, config_path: str | None, as_json: bool) -> No
         say("  no links: a person of its own")
 
 
+@identity.command("unlink")
+@click.argument("a")
+@click.argument("b")
+@click.option("--reason", required=True, help="Why they are not one person (kept with the unlink).")
+@common
+def identity_unlink(a: str, b: str, reason: str, config_path: str | None, as_json: bool) -> None:
+    """Undo the link between identifiers A and B (a shared device, a wrong alias): from now on no
+    link between them counts, and each person is derived without it. Recorded as a fact."""
+    from .clock import iso
+    from .identity_view import unlink
+
+    if not reason.strip():
+        raise click.BadParameter("is empty: say why they are not one person", param_hint="--reason")
+    with open_engine(config_of(config_path)) as engine:
+        try:
+            done = unlink(engine.store.journal, a, b, iso(engine.clock.now()), reason.strip())
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    emit(done) if as_json else say(
+        f"unlinked {done['a']} and {done['b']} ({counted(done['links_refused'], 'link')} between them no longer "
+        f"count): {done['reason']}"
+    )
+
+
 @main.command()
 @click.option("--after", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1), help="Number to read after.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="Entries to show at most.")

@@ -130,6 +130,8 @@ def rebuild(source: Engine, target: Engine, on_step: Callable[[Step], None] | No
     journal = target.store.journal
     # The identity links are facts kept beside the events, their ids sealed in the bodies: copied.
     journal.write([], links=source.store.journal.all_links())
+    for row in source.store.journal.unlinks_of(None):  # and the unlinks (each recorded once)
+        journal.record_unlink(row)
     after = journal.get_position(POSITION)
     until = source.store.journal.max_notification_id() or 0
     n = 0

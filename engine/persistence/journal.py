@@ -19,6 +19,8 @@ TimerRow = tuple[str, "int | None"]
 # An identity link a touchpoint is evidence of (engine.identity): (kind, value) of each end, when it
 # happened, when it was recorded, the touchpoint's event id, the rule.
 LinkRow = tuple[str, str, str, str, str, str, str, str]
+# An unlink (engine.identity.Unlink): (kind, value) of each end, when it was recorded, the reason.
+UnlinkRow = tuple[str, str, str, str, str, str]
 
 
 @runtime_checkable
@@ -63,7 +65,13 @@ class JourneyRecorder(Protocol):
         """Every identity link (a rebuild copies them: their ids are sealed in the bodies)."""
 
     def drop_links(self, customer_id: str) -> int:
-        """Delete the links of this customer id (erasure); returns how many."""
+        """Delete the links and unlinks of this customer id (erasure); returns how many links."""
+
+    def record_unlink(self, row: UnlinkRow) -> None:
+        """Record that two identifiers are not one person (kept for good, as a fact)."""
+
+    def unlinks_of(self, values: Sequence[str] | None) -> list[UnlinkRow]:
+        """The unlinks with an end of one of these values; all of them with `values` None."""
 
     def get_position(self, name: str) -> int: ...
 

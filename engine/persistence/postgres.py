@@ -18,7 +18,7 @@ from psycopg.sql import SQL, Identifier
 
 from ..retry import retry
 from ..settings import PostgresSettings
-from .journal import LinkRow, Row, TimerRow, TouchpointRow, by_customer, by_id_version
+from .journal import LinkRow, Row, TimerRow, TouchpointRow, UnlinkRow, by_customer, by_id_version
 
 
 class PostgresJourneyRecorder(PostgresApplicationRecorder):
@@ -29,6 +29,7 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         self.t_timers = SQL("{}.journey_timers").format(schema)
         self.t_positions = SQL("{}.journey_positions").format(schema)
         self.t_links = SQL("{}.journey_links").format(schema)
+        self.t_unlinks = SQL("{}.journey_unlinks").format(schema)
         self.sql_create_statements += [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (event_id text PRIMARY KEY, customer text NOT NULL, "
@@ -46,6 +47,11 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
             ).format(self.t_links),
             SQL("CREATE INDEX IF NOT EXISTS journey_links_a ON {} (a_value)").format(self.t_links),
             SQL("CREATE INDEX IF NOT EXISTS journey_links_b ON {} (b_value)").format(self.t_links),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (a_kind text NOT NULL, a_value text NOT NULL, b_kind text NOT NULL, "
+                "b_value text NOT NULL, recorded_at text NOT NULL, reason text NOT NULL, "
+                "PRIMARY KEY (a_kind, a_value, b_kind, b_value, recorded_at))"
+            ).format(self.t_unlinks),
         ]
         self.upsert_timer = SQL(
             "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (customer) DO UPDATE SET due_us = excluded.due_us"
@@ -231,15 +237,29 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
             return [tuple(r) for r in curs.fetchall()]
 
     def drop_links(self, customer_id: str) -> int:
+        mine = "DELETE FROM {} WHERE (a_kind = 'customer' AND a_value = %s) OR (b_kind = 'customer' AND b_value = %s)"
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL(mine).format(self.t_links), (customer_id, customer_id))
+            gone = curs.rowcount
+            curs.execute(SQL(mine).format(self.t_unlinks), (customer_id, customer_id))
+            return gone
+
+    def record_unlink(self, row: UnlinkRow) -> None:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL(
-                    "DELETE FROM {} WHERE (a_kind = 'customer' AND a_value = %s) "
-                    "OR (b_kind = 'customer' AND b_value = %s)"
-                ).format(self.t_links),
-                (customer_id, customer_id),
+                SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(self.t_unlinks), row
             )
-            return curs.rowcount
+
+    def unlinks_of(self, values: Sequence[str] | None) -> list[UnlinkRow]:
+        with self._reading_tuples() as curs:
+            if values is None:
+                curs.execute(SQL("SELECT * FROM {}").format(self.t_unlinks))
+            else:
+                curs.execute(
+                    SQL("SELECT * FROM {} WHERE a_value = ANY(%s) OR b_value = ANY(%s)").format(self.t_unlinks),
+                    (list(values), list(values)),
+                )
+            return [tuple(r) for r in curs.fetchall()]
 
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as curs:

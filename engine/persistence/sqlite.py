@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from .journal import LinkRow, Row, TimerRow, TouchpointRow, by_customer, by_id_version
+from .journal import LinkRow, Row, TimerRow, TouchpointRow, UnlinkRow, by_customer, by_id_version
 
 WAL_CHECKPOINT_PAGES = 10_000  # SQLite: checkpoint the WAL every ~40 MB (default: 1,000 pages)
 WRITER_CACHE_KIB = 65_536
@@ -36,6 +36,9 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
             "PRIMARY KEY (evidence, rule, a_value, b_value))",
             "CREATE INDEX IF NOT EXISTS journey_links_a ON journey_links (a_value)",
             "CREATE INDEX IF NOT EXISTS journey_links_b ON journey_links (b_value)",
+            "CREATE TABLE IF NOT EXISTS journey_unlinks (a_kind TEXT NOT NULL, a_value TEXT NOT NULL, "
+            "b_kind TEXT NOT NULL, b_value TEXT NOT NULL, recorded_at TEXT NOT NULL, reason TEXT NOT NULL, "
+            "PRIMARY KEY (a_kind, a_value, b_kind, b_value, recorded_at))",
         ]
 
     def write(
@@ -188,13 +191,28 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
             return [tuple(r) for r in c.fetchall()]
 
     def drop_links(self, customer_id: str) -> int:
+        mine = "(a_kind = 'customer' AND a_value = ?) OR (b_kind = 'customer' AND b_value = ?)"
         with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                "DELETE FROM journey_links WHERE (a_kind = 'customer' AND a_value = ?) "
-                "OR (b_kind = 'customer' AND b_value = ?)",
-                (customer_id, customer_id),
-            )
-            return c.sqlite_cursor.rowcount
+            c.execute(f"DELETE FROM journey_links WHERE {mine}", (customer_id, customer_id))
+            gone = c.sqlite_cursor.rowcount
+            c.execute(f"DELETE FROM journey_unlinks WHERE {mine}", (customer_id, customer_id))
+            return gone
+
+    def record_unlink(self, row: UnlinkRow) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("INSERT OR IGNORE INTO journey_unlinks VALUES (?,?,?,?,?,?)", row)
+
+    def unlinks_of(self, values: Sequence[str] | None) -> list[UnlinkRow]:
+        with self.datastore.transaction(commit=False) as c:
+            if values is None:
+                c.execute("SELECT * FROM journey_unlinks")
+            else:
+                marks = ",".join("?" * len(values))
+                c.execute(
+                    f"SELECT * FROM journey_unlinks WHERE a_value IN ({marks}) OR b_value IN ({marks})",
+                    [*values, *values],
+                )
+            return [tuple(r) for r in c.fetchall()]
 
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as c:

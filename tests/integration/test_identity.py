@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from engine.clock import FixedClock
@@ -141,3 +142,39 @@ def test_the_simulator_sends_device_ids_and_shared_devices_are_refused(tmp_path)
         shared = [p for p in shown if p["refused"]]
         assert shared and all("shared device" in x["reason"] for p in shared for x in p["refused"])
         assert all(p["person"].startswith("cust-") for p in shown)  # each device with one customer
+
+
+def test_unlink_is_a_fact_and_the_person_is_derived_again(engine):
+    from engine.identity_view import unlink
+
+    visits(engine)
+    with pytest.raises(ValueError, match="no link of their own"):
+        unlink(engine.store.journal, "app-7", "bob", "2026-02-01T00:00:00Z", "not bob's")
+    done = unlink(engine.store.journal, "web-1", "ann", "2026-02-01T00:00:00Z", "the shop's demo tablet")
+    assert (done["a"], done["b"], done["links_refused"]) == ("anonymous:web-1", "customer:ann", 2)
+    web = person(engine.store.journal, IdentityRules(), "web-1")
+    assert web["person"] == "bob"  # its link to bob, refused while it was ann's, now stands
+    assert {x["evidence"]: x["reason"] for x in web["refused"]} == {
+        "g1": "unlinked: the shop's demo tablet",
+        "g2": "unlinked: the shop's demo tablet",
+    }
+    assert person(engine.store.journal, IdentityRules(), "app-7")["person"] == "ann"  # the alias stands
+    assert engine.view("web-1", NOW)["customer_id"] == "bob"
+
+
+def test_unlink_on_the_command_line_and_a_rebuild_keeps_it(tmp_path):
+    from engine.cli import main
+
+    with Engine(Config(data_dir=str(tmp_path / "live")), FixedClock(NOW)) as live:
+        visits(live)
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "live")}
+    out = CliRunner().invoke(main, ["identity", "unlink", "ann", "web-1", "--reason", "demo tablet"], env=env)
+    assert out.exit_code == 0 and "unlinked anonymous:web-1 and customer:ann (2 links" in out.output
+    out = CliRunner().invoke(main, ["identity", "unlink", "ann", "bob", "--reason", "x"], env=env)
+    assert out.exit_code == 1 and "no link of their own" in out.output
+    out = CliRunner().invoke(main, ["identity", "unlink", "ann", "web-1", "--reason", " "], env=env)
+    assert out.exit_code == 2 and "say why" in out.output
+    with Engine(Config(data_dir=str(tmp_path / "live")), FixedClock(NOW)) as live:
+        with Engine(Config(data_dir=str(tmp_path / "rebuilt")), FixedClock(NOW)) as target:
+            rebuild(live, target)
+            assert person(target.store.journal, IdentityRules(), "web-1")["person"] == "bob"
