@@ -18,6 +18,7 @@ from eventsourcing.persistence import IntegrityError
 
 from .aggregates.customer import Customer
 from .clock import iso
+from .identity import trait_identifier
 from .ids import change_id, customer_uuid
 from .keys import ERASED_KEY, KeyStore
 from .persistence.journal import LinkRow
@@ -31,7 +32,10 @@ from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
 
 MAX_ATTEMPTS = 8
-ALIAS_KIND = "customer.aliased"  # Segment's alias: its previous_id and customer_id are one person
+ALIAS_KIND = "customer.aliased"
+# The name the identifying traits' hash secret is kept under among the personal-data keys (not a
+# customer uuid, so no customer's key and no forget ever meets it).
+IDENTITY_SECRET = "identity-trait-hash-secret"  # Segment's alias: its previous_id and customer_id are one person
 DUE_BATCH = 500  # due customers derived with one batch of touchpoints; more wait for run_due
 
 
@@ -70,6 +74,7 @@ class Ingestor:
         rules: LifecycleRules,
         policies: PolicyEngine,
         shard: tuple[int, int] | None = None,
+        identifying: tuple[str, ...] = (),
     ):
         self.store = store
         self.keys = keys
@@ -77,6 +82,24 @@ class Ingestor:
         self.rules = rules
         self.policies = policies
         self.shard = shard  # (k, n): this writer owns shard k of n of the customers (due timers)
+        self.identifying = identifying  # traits whose equal values link identifiers (identity)
+        self._secret: bytes | None = None  # their keyed hash's secret, read when first needed
+
+    def trait_links(self, customer_id: str, tp: Touchpoint) -> list[Evidence]:
+        """Links by the configured identifying traits (an e-mail address...): to the keyed hash of the
+        value, never the value; the secret is kept with the personal-data keys (engine.keys), made
+        once per store."""
+        if not self.identifying or not tp.traits:
+            return []
+        out = []
+        for name in self.identifying:
+            value = tp.traits.get(name)
+            if isinstance(value, str) and value.strip():
+                if self._secret is None:
+                    self._secret = self.keys.create_many([IDENTITY_SECRET])[IDENTITY_SECRET]
+                trait = trait_identifier(name, value, self._secret)
+                out.append(("customer", customer_id, "trait", trait.value, tp.occurred, tp.event_id, f"trait:{name}"))
+        return out
 
     def ingest(
         self, items: list[tuple[int, Touchpoint]], now: datetime, due_timers: bool = False, by_id: bool = False
@@ -153,7 +176,9 @@ class Ingestor:
                 ]
             return out
 
-        evidence = {tp.event_id: links_of(cid, tp) for cid, tps in by_customer.items() for tp in tps}
+        evidence = {
+            tp.event_id: links_of(cid, tp) + self.trait_links(cid, tp) for cid, tps in by_customer.items() for tp in tps
+        }
         written = self.append(list(by_customer), now, bodies, due_timers, evidence)
         written.duplicates, written.duplicate_records = result.duplicates, result.duplicate_records
         written.rejected = sorted(result.rejected + refused, key=lambda r: r.record)

@@ -112,7 +112,9 @@ class Engine:
                 )
         searchable(config.python_path)
         self.policies = PolicyEngine(config.policies, config.contact)
-        self.ingestor = Ingestor(self.store, self.keys, self.personal, self.rules, self.policies, shard)
+        self.ingestor = Ingestor(
+            self.store, self.keys, self.personal, self.rules, self.policies, shard, config.identity.identifying_traits
+        )
 
     @functools.cached_property
     def rejects(self) -> DeadLetters:

@@ -178,3 +178,24 @@ def test_unlink_on_the_command_line_and_a_rebuild_keeps_it(tmp_path):
         with Engine(Config(data_dir=str(tmp_path / "rebuilt")), FixedClock(NOW)) as target:
             rebuild(live, target)
             assert person(target.store.journal, IdentityRules(), "web-1")["person"] == "bob"
+
+
+def test_identifying_traits_link_by_keyed_hash_and_never_in_clear(tmp_path):
+    config = Config(data_dir=str(tmp_path / "var"), identity=IdentityRules(identifying_traits=("email",)))
+    records = [
+        tp("e1", "customer.registered", day(0), customer="ann", traits={"email": "Marker-Same@mail.test"}),
+        tp("e2", "customer.registered", day(1), customer="bob", traits={"email": "marker-same@mail.test "}),
+        tp("e3", "customer.registered", day(2), customer="cy", traits={"email": "marker-cy@mail.test"}),
+    ]
+    with Engine(config, FixedClock(NOW)) as engine:
+        assert engine.ingest(records).accepted == 3
+        ann = person(engine.store.journal, config.identity, "ann")
+        assert [i["kind"] for i in ann["identifiers"]] == ["customer", "trait"]
+        assert [x["rule"] for x in ann["links"]] == ["trait:email"]
+        assert [(x["evidence"], x["reason"][:28]) for x in ann["refused"]] == [("e2", "would join 2 known customers")]
+        assert person(engine.store.journal, config.identity, "cy")["links"][0]["b"] != ann["links"][0]["b"]
+    blob = b"".join(p.read_bytes() for p in (tmp_path / "var").rglob("*") if p.is_file())
+    assert b"marker-same" not in blob.lower()  # sealed in the touchpoints, hashed in the links
+    with Engine(Config(data_dir=str(tmp_path / "off")), FixedClock(NOW)) as engine:  # off by default
+        engine.ingest(records)
+        assert person(engine.store.journal, IdentityRules(), "ann")["links"] == []
