@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,19 +24,6 @@ from pathlib import Path
 from statistics import median, quantiles
 
 ROOT = Path(__file__).resolve().parents[1]
-JOURNEY = str(Path(sys.executable).parent / "journey")
-
-
-def ingest(history: Path, data: Path) -> float:
-    started = time.perf_counter()
-    out = subprocess.run(
-        [JOURNEY, "ingest", str(history), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "JOURNEY_DATA_DIR": str(data)},
-    )
-    return json.loads(out.stdout)["accepted"] / (time.perf_counter() - started)
 
 
 def views(data: Path, ids: list[str]) -> list[float]:
@@ -66,7 +51,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args()
     sys.path.insert(0, str(ROOT))
+    from bench.serve import baseline
     from engine.simulator import simulate, with_devices
+
+    def ingest(history: Path, data: Path) -> float:
+        return float(baseline(history, data)["rate"])  # `journey ingest` of the file, timed
 
     with tempfile.TemporaryDirectory(prefix="journey-bench-identity-") as tmp:
         work = Path(tmp)
