@@ -18,6 +18,7 @@ from rich.table import Table
 from . import parallel
 from .clock import Clock, EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
+from .limits import id_problem
 from .memory import settle
 from .money import minor_digits
 from .persistence.postgres import postgres_store_exists
@@ -501,15 +502,20 @@ def identity_show(identifier: str, config_path: str | None, as_json: bool) -> No
     links that joined them with their evidence, and the links refused with the reason."""
     from .identity_view import person
 
-    if not identifier.strip():
-        raise click.BadParameter("is empty: give a customer id or an anonymous id", param_hint="IDENTIFIER")
+    if (problem := id_problem(identifier)) is not None:
+        raise click.BadParameter(f"{problem}: give a customer id or an anonymous id", param_hint="IDENTIFIER")
     config = config_of(config_path)
     with open_engine(config) as engine:
         p = person(engine.store.journal, config.identity, identifier)
     if as_json:
         emit(p)
         return
-    say(f"{identifier}: person {p['person']}, {counted(len(p['identifiers']), 'identifier')}")
+    if p["blocked"]:
+        say(f"{identifier} {p['blocked']}")
+    if not p["known"]:
+        say(f"no links recorded for {identifier}: a person of its own")
+        return
+    say(f"{p['identifier']}: person {p['person']}, {counted(len(p['identifiers']), 'identifier')}")
     for i in p["identifiers"]:
         when = f"  linked {i['first_linked'][:16]} .. {i['last_linked'][:16]}" if i["first_linked"] else ""
         say(f"  {i['kind']:<10} {i['value']}{when}")
@@ -517,8 +523,6 @@ def identity_show(identifier: str, config_path: str | None, as_json: bool) -> No
         say(f"  linked   {x['a']} = {x['b']}  ({x['rule']}, evidence {x['evidence']}, {x['at'][:16]})")
     for x in p["refused"]:
         say(f"  refused  {x['a']} = {x['b']}  ({x['rule']}, evidence {x['evidence']}): {x['reason']}")
-    if not p["links"] and not p["refused"]:
-        say("  no links: a person of its own")
 
 
 @identity.command("unlink")
@@ -534,14 +538,19 @@ def identity_unlink(a: str, b: str, reason: str, config_path: str | None, as_jso
 
     if not reason.strip():
         raise click.BadParameter("is empty: say why they are not one person", param_hint="--reason")
+    if len(reason) > 2000:
+        raise click.BadParameter("is longer than 2,000 characters", param_hint="--reason")
+    for name, value in (("A", a), ("B", b)):
+        if (problem := id_problem(value)) is not None:
+            raise click.BadParameter(problem, param_hint=name)
     with open_engine(config_of(config_path)) as engine:
         try:
             done = unlink(engine.store.journal, a, b, iso(engine.clock.now()), reason.strip())
         except ValueError as e:
             raise click.ClickException(str(e)) from None
     emit(done) if as_json else say(
-        f"unlinked {done['a']} and {done['b']} ({counted(done['links_refused'], 'link')} between them no longer "
-        f"count): {done['reason']}"
+        f"unlinked {done['a']} and {done['b']} (no longer counted: {counted(done['links_refused'], 'link')} "
+        f"between them): {done['reason']}"
     )
 
 

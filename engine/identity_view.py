@@ -4,6 +4,7 @@ the identity limits, then resolved as everywhere: the same facts give the same p
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from .identity import Guards, Identifier, Limits, Link, Resolution, Unlink, resolve
@@ -47,22 +48,34 @@ def resolution(journal: JourneyRecorder, rules: IdentityRules, value: str, as_kn
     )
 
 
+KINDS = ("customer", "anonymous", "trait")
+
+
+def parse(value: str) -> tuple[str | None, str]:
+    """An identifier as asked for: `customer:ann`, `anonymous:web-1` or `trait:email:...` name their
+    kind; a bare value leaves it to be found (None)."""
+    kind, _, rest = value.partition(":")
+    return (kind, rest) if kind in KINDS and rest else (None, value)
+
+
 def person(journal: JourneyRecorder, rules: IdentityRules, value: str) -> dict[str, Any]:
-    """The person an identifier (a customer id or an anonymous id) belongs to: its identifiers with
-    when each was first and last seen in a link, the accepted links with their evidence and rule,
-    and the refused ones with the reason."""
-    r = resolution(journal, rules, value)
-    asked = next(
-        (i for i in (Identifier("customer", value), Identifier("anonymous", value)) if i in r.person_of),
-        Identifier("customer", value),
-    )
+    """The person an identifier (a customer id, an anonymous id, or `kind:value`) belongs to: its
+    identifiers with when each was first and last linked, the accepted links with their evidence
+    and rule, and the refused ones touching them with the reason. A bare value that is a customer
+    id in some link is taken as one (as `journey customer` does), else as an anonymous id."""
+    kind, bare = parse(value)
+    r = resolution(journal, rules, bare)
+    ends = {end for x in r.accepted for end in x.pair} | {end for x in r.refused for end in x.link.pair}
+    candidates = [Identifier(k, bare) for k in ((kind,) if kind else KINDS)]  # type: ignore[arg-type]
+    asked = next((i for i in candidates if i in ends), candidates[0])
+    known = asked in ends
     pid = r.person(asked)
     members = r.members.get(pid, [asked])
-    mine = set(members)
+    mine = set(members) | {asked}
     seen: dict[Identifier, list[str]] = {m: [] for m in members}
     for link in r.accepted:
         for end in link.pair:
-            if end in mine:
+            if end in seen:
                 seen[end].append(link.at)
 
     def shown(link: Link) -> dict[str, Any]:
@@ -75,8 +88,11 @@ def person(journal: JourneyRecorder, rules: IdentityRules, value: str) -> dict[s
             "rule": link.rule,
         }
 
+    guards = Guards.of(rules.blocked_values, rules.blocked_patterns)
     return {
-        "identifier": value,
+        "identifier": str(asked),
+        "known": known,  # whether any link names it
+        "blocked": guards.refusal(bare) if asked.kind != "trait" else None,
         "person": pid,
         "identifiers": [
             {
@@ -96,9 +112,11 @@ def unlink(journal: JourneyRecorder, a: str, b: str, at: str, reason: str) -> di
     """Record that identifiers `a` and `b` are not one person. They must have a link of their own
     (an unlink acts on a pair: two identifiers joined through a third stay joined); ValueError
     says why not. Returns what was recorded and how many links between them it refuses."""
-    direct = [r for r in journal.links_of([a]) if {r[1], r[3]} == {a, b} and a != b]
+    if a == b:
+        raise ValueError(f"{a} is given twice: name the two identifiers to part")
+    direct = [r for r in journal.links_of([a]) if {r[1], r[3]} == {a, b}]
     if not direct:
-        raise ValueError(f"{a} and {b} have no link of their own to undo (journey identity show {a})")
+        raise ValueError(f"{a} and {b} have no link of their own to undo (see: journey identity show {shlex.quote(a)})")
     ends = sorted({(r[0], r[1]) for r in direct} | {(r[2], r[3]) for r in direct})
     (ka, va), (kb, vb) = ends[0], ends[-1]
     journal.record_unlink((ka, va, kb, vb, at, reason))

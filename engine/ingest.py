@@ -18,7 +18,7 @@ from eventsourcing.persistence import IntegrityError
 
 from .aggregates.customer import Customer
 from .clock import iso
-from .identity import trait_identifier
+from .identity import Guards, trait_identifier
 from .ids import change_id, customer_uuid
 from .keys import ERASED_KEY, KeyStore
 from .persistence.journal import LinkRow
@@ -75,6 +75,7 @@ class Ingestor:
         policies: PolicyEngine,
         shard: tuple[int, int] | None = None,
         identifying: tuple[str, ...] = (),
+        guards: Guards = Guards(),
     ):
         self.store = store
         self.keys = keys
@@ -82,7 +83,9 @@ class Ingestor:
         self.rules = rules
         self.policies = policies
         self.shard = shard  # (k, n): this writer owns shard k of n of the customers (due timers)
-        self.identifying = identifying  # traits whose equal values link identifiers (identity)
+        # traits whose equal values link identifiers (identity), by their names in any case
+        self.identifying = {name.lower(): name for name in identifying}
+        self.guards = guards  # placeholder values ("none", "test") link nobody
         self._secret: bytes | None = None  # their keyed hash's secret, read when first needed
 
     def trait_links(self, customer_id: str, tp: Touchpoint) -> list[Evidence]:
@@ -92,9 +95,9 @@ class Ingestor:
         if not self.identifying or not tp.traits:
             return []
         out = []
-        for name in self.identifying:
-            value = tp.traits.get(name)
-            if isinstance(value, str) and value.strip():
+        for key, value in tp.traits.items():
+            name = self.identifying.get(key.lower())
+            if name is not None and isinstance(value, str) and value.strip() and self.guards.refusal(value) is None:
                 if self._secret is None:
                     self._secret = self.keys.create_many([IDENTITY_SECRET])[IDENTITY_SECRET]
                 trait = trait_identifier(name, value, self._secret)

@@ -113,7 +113,14 @@ class Engine:
         searchable(config.python_path)
         self.policies = PolicyEngine(config.policies, config.contact)
         self.ingestor = Ingestor(
-            self.store, self.keys, self.personal, self.rules, self.policies, shard, config.identity.identifying_traits
+            self.store,
+            self.keys,
+            self.personal,
+            self.rules,
+            self.policies,
+            shard,
+            config.identity.identifying_traits,
+            self.validator.guards,
         )
 
     @functools.cached_property

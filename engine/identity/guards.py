@@ -61,5 +61,5 @@ class Guards:
             return "is a placeholder value shared by many (identity blocked values), never an identifier"
         for pattern in self.patterns:
             if pattern.fullmatch(trimmed):
-                return f"matches the blocked pattern {pattern.pattern!r} (identity.blocked_patterns)"
+                return f"matches the blocked pattern '{pattern.pattern}' (identity.blocked_patterns)"
         return None

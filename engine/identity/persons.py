@@ -147,7 +147,7 @@ def _too_big(a: _Component, b: _Component, limits: Limits) -> str | None:
             f"{limits.max_customer_ids}): a shared device or a shared id"
         )
     if a.anonymous + b.anonymous > limits.max_anonymous_ids:
-        return f"the person would hold more than {limits.max_anonymous_ids} anonymous ids (identity.max_anonymous_ids)"
+        return f"the person would hold more anonymous ids than {limits.max_anonymous_ids} (identity.max_anonymous_ids)"
     if len(a.members) + len(b.members) > limits.max_identifiers:
         return f"the person would hold more than {limits.max_identifiers} identifiers (identity.max_identifiers)"
     return None

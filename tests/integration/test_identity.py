@@ -87,7 +87,7 @@ def test_identity_show_on_the_command_line_and_a_rebuild_records_the_same_links(
     out = CliRunner().invoke(main, ["identity", "show", "web-1"], env=env, catch_exceptions=False)
     assert "person ann, 3 identifiers" in out.output and "refused  anonymous:web-1 = customer:bob" in out.output
     out = CliRunner().invoke(main, ["identity", "show", "nobody"], env=env, catch_exceptions=False)
-    assert "no links: a person of its own" in out.output
+    assert "no links recorded for nobody: a person of its own" in out.output
 
 
 def test_a_placeholder_customer_id_is_refused_never_one_customer_of_strangers(tmp_path):
@@ -169,7 +169,7 @@ def test_unlink_on_the_command_line_and_a_rebuild_keeps_it(tmp_path):
         visits(live)
     env = {"JOURNEY_DATA_DIR": str(tmp_path / "live")}
     out = CliRunner().invoke(main, ["identity", "unlink", "ann", "web-1", "--reason", "demo tablet"], env=env)
-    assert out.exit_code == 0 and "unlinked anonymous:web-1 and customer:ann (2 links" in out.output
+    assert out.exit_code == 0 and "unlinked anonymous:web-1 and customer:ann (no longer counted: 2 links" in out.output
     out = CliRunner().invoke(main, ["identity", "unlink", "ann", "bob", "--reason", "x"], env=env)
     assert out.exit_code == 1 and "no link of their own" in out.output
     out = CliRunner().invoke(main, ["identity", "unlink", "ann", "web-1", "--reason", " "], env=env)
@@ -199,3 +199,38 @@ def test_identifying_traits_link_by_keyed_hash_and_never_in_clear(tmp_path):
     with Engine(Config(data_dir=str(tmp_path / "off")), FixedClock(NOW)) as engine:  # off by default
         engine.ingest(records)
         assert person(engine.store.journal, IdentityRules(), "ann")["links"] == []
+
+
+def test_show_finds_the_identifier_asked_for_and_its_refused_links(engine):
+    """What a newcomer trial found: an id whose links were all refused, a blocked value, and a
+    value that is a customer id and another's anonymous id were shown as customers with no links."""
+    from engine.identity_view import unlink
+
+    visits(engine)
+    engine.ingest([{**tp("h1", "page.viewed", day(5), customer="frank", url="/"), "anonymous_id": "bob"}])
+    unlink(engine.store.journal, "web-1", "ann", "2026-02-01T00:00:00Z", "demo tablet")
+    engine.forget("bob")  # the tablet's other link goes with bob
+    web = person(engine.store.journal, IdentityRules(), "web-1")
+    assert (web["identifier"], web["known"], web["person"]) == ("anonymous:web-1", True, "anon@web-1")
+    assert {x["reason"] for x in web["refused"]} == {"unlinked: demo tablet"}
+    guest = person(engine.store.journal, IdentityRules(), "guest")
+    assert guest["blocked"].startswith("is a placeholder") and guest["refused"][0]["b"] == "customer:cy"
+    frank = person(engine.store.journal, IdentityRules(), "frank")
+    assert (frank["identifier"], frank["person"]) == ("customer:frank", "frank")
+    assert person(engine.store.journal, IdentityRules(), "anonymous:frank")["known"] is False
+    with pytest.raises(ValueError, match="given twice"):
+        unlink(engine.store.journal, "ann", "ann", "2026-02-01T00:00:00Z", "x")
+
+
+def test_identifying_traits_skip_placeholders_and_match_names_in_any_case(tmp_path):
+    config = Config(data_dir=str(tmp_path / "var"), identity=IdentityRules(identifying_traits=("email",)))
+    with Engine(config, FixedClock(NOW)) as engine:
+        engine.ingest(
+            [
+                tp("n1", "customer.registered", day(0), customer="quin", traits={"email": "none"}),
+                tp("n2", "customer.registered", day(0), customer="rae", traits={"email": "none"}),
+                tp("n3", "customer.registered", day(0), customer="pat", traits={"Email": "pat@mail.test"}),
+            ]
+        )
+        assert person(engine.store.journal, config.identity, "quin")["known"] is False
+        assert [x["rule"] for x in person(engine.store.journal, config.identity, "pat")["links"]] == ["trait:email"]

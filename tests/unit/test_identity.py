@@ -50,7 +50,7 @@ def test_configured_patterns_block_and_a_bad_pattern_is_named():
     guards = Guards.of(["qa-user"], [r"qa-\d+"])
     r = resolve([link(A("a1"), C("qa-17")), link(A("a2"), C("QA-USER"))], guards=guards)
     assert [x.reason for x in r.refused] == [
-        "customer id matches the blocked pattern 'qa-\\\\d+' (identity.blocked_patterns)",
+        "customer id matches the blocked pattern 'qa-\\d+' (identity.blocked_patterns)",
         "customer id is a placeholder value shared by many (identity blocked values), never an identifier",
     ]
     with pytest.raises(ValueError, match=r"blocked pattern '\(' is not a regular expression"):
