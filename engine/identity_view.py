@@ -35,9 +35,15 @@ def _links(journal: JourneyRecorder, value: str, guards: Guards, most: int) -> t
     return links, unlinks
 
 
-def resolution(journal: JourneyRecorder, rules: IdentityRules, value: str, as_known: str | None = None) -> Resolution:
+def resolution(
+    journal: JourneyRecorder,
+    rules: IdentityRules,
+    value: str,
+    as_known: str | None = None,
+    guards: Guards | None = None,
+) -> Resolution:
     """The persons of the links around `value` (as known at `as_known`, an ISO time, when given)."""
-    guards = Guards.of(rules.blocked_values, rules.blocked_patterns)
+    guards = guards or Guards.of(rules.blocked_values, rules.blocked_patterns)
     links, unlinks = _links(journal, value, guards, 4 * rules.max_identifiers)
     return resolve(
         links,
@@ -64,7 +70,8 @@ def person(journal: JourneyRecorder, rules: IdentityRules, value: str) -> dict[s
     and rule, and the refused ones touching them with the reason. A bare value that is a customer
     id in some link is taken as one (as `journey customer` does), else as an anonymous id."""
     kind, bare = parse(value)
-    r = resolution(journal, rules, bare)
+    guards = Guards.of(rules.blocked_values, rules.blocked_patterns)
+    r = resolution(journal, rules, bare, guards=guards)
     ends = {end for x in r.accepted for end in x.pair} | {end for x in r.refused for end in x.link.pair}
     candidates = [Identifier(k, bare) for k in ((kind,) if kind else KINDS)]  # type: ignore[arg-type]
     asked = next((i for i in candidates if i in ends), candidates[0])
@@ -88,7 +95,6 @@ def person(journal: JourneyRecorder, rules: IdentityRules, value: str) -> dict[s
             "rule": link.rule,
         }
 
-    guards = Guards.of(rules.blocked_values, rules.blocked_patterns)
     return {
         "identifier": str(asked),
         "known": known,  # whether any link names it

@@ -180,7 +180,10 @@ class Ingestor:
             return out
 
         evidence = {
-            tp.event_id: links_of(cid, tp) + self.trait_links(cid, tp) for cid, tps in by_customer.items() for tp in tps
+            tp.event_id: found
+            for cid, tps in by_customer.items()
+            for tp in tps
+            if (found := links_of(cid, tp) + self.trait_links(cid, tp))
         }
         written = self.append(list(by_customer), now, bodies, due_timers, evidence)
         written.duplicates, written.duplicate_records = result.duplicates, result.duplicate_records
@@ -411,6 +414,8 @@ def sealing_identifiers(
     """The touchpoint's other identifiers (its anonymous id, an alias's previous id) go with its
     personal fields, sealed under the customer's key: `forget` erases them with the rest."""
     props, traits, pii = split
+    if not tp.anonymous_id and tp.kind != ALIAS_KIND:  # the common case: nothing more to seal
+        return split
     fields = list(pii.get("fields", ()))
     if tp.anonymous_id:
         fields.append([["anonymous_id"], tp.anonymous_id])

@@ -134,26 +134,17 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
     outcomes = go.Figure(
         [go.Bar(x=names, y=[pol[p][s] for p in names], name=s) for s in ("issued", "suppressed", "deferred")]
     )
-    outcomes.add_trace(
-        go.Scatter(
-            x=names,
-            y=[pol[p]["followed"]["issued"]["purchased"] for p in names],
-            name="purchased within 30 days (issued)",
-            yaxis="y2",
-            mode="markers",
-            marker={"size": 12, "symbol": "diamond"},
+    for status, symbol in (("issued", "diamond"), ("suppressed", "x")):
+        outcomes.add_trace(
+            go.Scatter(
+                x=names,
+                y=[pol[p]["followed"][status]["purchased"] for p in names],
+                name=f"purchased within 30 days ({status})",
+                yaxis="y2",
+                mode="markers",
+                marker={"size": 12, "symbol": symbol},
+            )
         )
-    )
-    outcomes.add_trace(
-        go.Scatter(
-            x=names,
-            y=[pol[p]["followed"]["suppressed"]["purchased"] for p in names],
-            name="purchased within 30 days (suppressed)",
-            yaxis="y2",
-            mode="markers",
-            marker={"size": 12, "symbol": "x"},
-        )
-    )
     outcomes.update_layout(
         barmode="stack",
         yaxis_title="decisions",

@@ -75,8 +75,13 @@ def server(tmp_path):
         yield url, env
 
 
+def basic(key: str = KEY) -> dict[str, str]:
+    """The write key as Segment's clients send it: the HTTP Basic user name, no password."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
 def post(url: str, body: bytes, key: str | None = KEY, **headers: str) -> tuple[int, dict]:
-    auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()} if key else {}
+    auth = basic(key) if key else {}
     request = urllib.request.Request(url, body, {"Content-Type": "application/json", **auth, **headers})
     try:
         with urllib.request.urlopen(request, timeout=30) as r:
@@ -396,40 +401,21 @@ def test_a_store_that_cannot_take_more_is_a_503_and_nothing_is_lost(pg_config, t
     from engine.persistence.postgres import pg_connect
 
     pg = pg_config.store.postgres
-    (tmp_path / "config.toml").write_text(
+    toml = (
         f'[store]\nbackend = "postgres"\nlock_timeout_seconds = 1\n[store.postgres]\nschema = "{pg.schema_}"\n'
         f'host = "{pg.host}"\nport = {pg.port}\nuser = "{pg.user}"\ndbname = "{pg.dbname}"\n'
     )
-    port = free_port()
-    env = {**os.environ, "JOURNEY_WRITE_KEYS": KEY, "JOURNEY_READ_TOKENS": TOKEN}
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [JOURNEY, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc, tmp_path / "serve.log")
+    with serving(tmp_path, toml) as (url, _):
         msg = {"type": "track", "userId": "bp", "event": "page.viewed", "messageId": "bp-1"}
         body = json.dumps({"batch": [msg]}).encode()
         with pg_connect(pg) as conn, conn.transaction():
             conn.execute(f'LOCK TABLE "{pg.schema_}".journey_events IN EXCLUSIVE MODE')  # another writer, busy
-            request = urllib.request.Request(
-                url + "/v1/batch",
-                body,
-                {
-                    "Content-Type": "application/json",
-                    "Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
-                },
-            )
+            request = urllib.request.Request(url + "/v1/batch", body, {"Content-Type": "application/json", **basic()})
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(request, timeout=30)
             assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
         assert post(url + "/v1/batch", body)[1] == {"accepted": 1, "duplicates": 0, "rejected": []}
         assert get(f"{url}/v1/customers/bp")[1]["touchpoints"] == 1
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 def test_rate_limits_per_key_and_cors_only_for_configured_origins(tmp_path):
@@ -441,7 +427,7 @@ def test_rate_limits_per_key_and_cors_only_for_configured_origins(tmp_path):
         request = urllib.request.Request(
             url + "/v1/page",
             json.dumps({**page, "messageId": "q9"}).encode(),
-            {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()},
+            basic(),
         )
         with pytest.raises(urllib.error.HTTPError) as over:
             urllib.request.urlopen(request, timeout=10)

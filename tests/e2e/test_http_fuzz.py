@@ -4,16 +4,14 @@ matches the schema it documents."""
 
 from __future__ import annotations
 
-import base64
-
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from .test_http import KEY, TOKEN, server  # noqa: F401 - the server fixture
+from .test_http import TOKEN, basic, server  # noqa: F401 - the server fixture
 
-WRITE = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
+WRITE = basic()
 READ = {"Authorization": f"Bearer {TOKEN}"}
 
 

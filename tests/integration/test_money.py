@@ -18,6 +18,7 @@ from replay.export import frames
 
 from ..conftest import NOW
 from ..helpers import order, tp
+from ..support.vip import VIP_CARE
 
 ago = lambda d: NOW - timedelta(days=d)  # noqa: E731
 
@@ -57,16 +58,7 @@ def test_a_policy_condition_sees_revenue_net_of_refunds(tmp_path, clock):
     config = Config.model_validate(
         {
             "data_dir": str(tmp_path),
-            "policies": [
-                {
-                    "name": "vip_care",
-                    "trigger": {"on": "touchpoint", "kind": "order.placed"},
-                    "action": "vip_call",
-                    "channel": "phone",
-                    "purpose": "service",
-                    "python": "tests.support.vip:big_spender",
-                }
-            ],
+            "policies": [VIP_CARE],
         }
     )
     with Engine(config, clock) as engine:

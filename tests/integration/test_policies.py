@@ -19,6 +19,7 @@ from engine.service import Engine
 
 from ..conftest import NOW
 from ..helpers import order, tp
+from ..support.vip import VIP_CARE
 
 ago = lambda d: NOW - timedelta(days=d)  # noqa: E731
 
@@ -392,17 +393,7 @@ def test_date_absence_and_stage_left_triggers(tmp_path, clock):
 
 
 def test_custom_python_condition_is_the_hook_for_value_based_policies(tmp_path, clock):
-    config = custom(
-        tmp_path,
-        {
-            "name": "vip_care",
-            "trigger": {"on": "touchpoint", "kind": "order.placed"},
-            "action": "vip_call",
-            "channel": "phone",
-            "purpose": "service",
-            "python": "tests.support.vip:big_spender",
-        },
-    )
+    config = custom(tmp_path, VIP_CARE)
     with Engine(config, clock) as engine:
         engine.ingest([order("o1", ago(3), amount=100)])
         engine.ingest([order("o2", ago(2), amount=450)])

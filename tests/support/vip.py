@@ -1,5 +1,15 @@
 """A custom Python condition, as docs/policies.md shows: VIP care for big spenders."""
 
+# The policy that uses it, as a config file would declare it.
+VIP_CARE = {
+    "name": "vip_care",
+    "trigger": {"on": "touchpoint", "kind": "order.placed"},
+    "action": "vip_call",
+    "channel": "phone",
+    "purpose": "service",
+    "python": "tests.support.vip:big_spender",
+}
+
 
 def big_spender(ctx) -> bool:
     return ctx.revenue.get("EUR", 0) >= 500
