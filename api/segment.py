@@ -46,14 +46,9 @@ def touchpoint(
         raise Refused("", "a message is a JSON object")
     kind_of = message.get("type")
     user, anonymous = message.get("userId"), message.get("anonymousId")
-    if user in (None, ""):
-        if anonymous not in (None, ""):
-            raise Refused(
-                "userId",
-                "a message with only an anonymousId cannot be kept yet: identity resolution, which will link "
-                "it to its customer, is not there yet; send userId",
-            )
-        raise Refused("userId", "is required")
+    if user in (None, "") and (anonymous in (None, "") or kind_of == "alias"):
+        # A visitor's message may have an anonymousId alone (docs/identity.md); an alias names the user.
+        raise Refused("userId", "is required" if kind_of == "alias" else "is required, or an anonymousId")
     props: Any = message.get("properties") or {}
     traits: Any = message.get("traits")
     if traits is not None and not isinstance(traits, dict):
@@ -77,7 +72,7 @@ def touchpoint(
         # Segment makes a messageId when a client sends none; ours is the message's own digest, so
         # that the same message sent again is still a duplicate
         "event_id": mid if mid is not None else derived_id(message),
-        "customer_id": user,
+        **({"customer_id": user} if user not in (None, "") else {}),
         "kind": kind,
         "occurred_at": occurred_at(message, received_at, message.get("sentAt") or sent_at),
         "channel": channel,

@@ -270,6 +270,14 @@ def ingest(
     type=click.FloatRange(0, 1),
     help="With --anonymous: share of customers on another customer's device.",
 )
+@click.option(
+    "--guests",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="With --anonymous: share of customers who also browse and buy as guests (the device's id alone), "
+    "whose guest history counts for them once they sign in on it.",
+)
 @common
 def simulate(
     customers: int,
@@ -278,6 +286,7 @@ def simulate(
     out: Path,
     anonymous: float,
     shared_devices: float,
+    guests: float,
     config_path: str | None,
     as_json: bool,
 ) -> None:
@@ -288,7 +297,7 @@ def simulate(
 
     end = until or today()
     records = generate(customers, seed, end)
-    n = write_history(out, with_devices(records, anonymous, shared_devices, seed) if anonymous else records)
+    n = write_history(out, with_devices(records, anonymous, shared_devices, seed, guests) if anonymous else records)
     summary = {"records": n, "customers": customers, "seed": seed, "until": end.isoformat(), "out": str(out)}
     emit(summary) if as_json else say(f"wrote {n:,} touchpoints of {customers:,} customers to {out}")
 
@@ -318,6 +327,9 @@ def print_funnel(f: dict[str, Any]) -> None:
     for health in HEALTHS:
         n = f["health"][health]
         table.add_row(f"health: {health}", f"{n:,}", f"{n / max(f['customers'], 1):.1%}")
+    if f.get("anonymous_visitors"):
+        table.add_section()
+        table.add_row("anonymous visitors (no customer id linked)", f"{f['anonymous_visitors']:,}", "")
     console.print(table)
 
 
@@ -533,9 +545,6 @@ def identity_show(identifier: str, config_path: str | None, as_json: bool) -> No
 def identity_unlink(a: str, b: str, reason: str, config_path: str | None, as_json: bool) -> None:
     """Undo the link between identifiers A and B (a shared device, a wrong alias): from now on no
     link between them counts, and each person is derived without it. Recorded as a fact."""
-    from .clock import iso
-    from .identity_view import unlink
-
     if not reason.strip():
         raise click.BadParameter("is empty: say why they are not one person", param_hint="--reason")
     if len(reason) > 2000:
@@ -545,12 +554,12 @@ def identity_unlink(a: str, b: str, reason: str, config_path: str | None, as_jso
             raise click.BadParameter(problem, param_hint=name)
     with open_engine(config_of(config_path)) as engine:
         try:
-            done = unlink(engine.store.journal, a, b, iso(engine.clock.now()), reason.strip())
+            done = engine.unlink(a, b, reason.strip())
         except ValueError as e:
             raise click.ClickException(str(e)) from None
     emit(done) if as_json else say(
         f"unlinked {done['a']} and {done['b']} (no longer counted: {counted(done['links_refused'], 'link')} "
-        f"between them): {done['reason']}"
+        f"between them): {done['reason']}; {counted(done['changes'], 'lifecycle correction')} recorded"
     )
 
 

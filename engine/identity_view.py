@@ -7,32 +7,10 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from .identity import Guards, Identifier, Limits, Link, Resolution, Unlink, resolve
-from .persistence.journal import JourneyRecorder, LinkRow
+from .identity import Guards, Identifier, Link, Resolution, resolve
+from .persistence.journal import JourneyRecorder
+from .regroup import limits_of, links_around
 from .rules import IdentityRules
-
-
-def _links(journal: JourneyRecorder, value: str, guards: Guards, most: int) -> tuple[list[Link], list[Unlink]]:
-    """The links of the identifiers reachable from `value`, read outward until `most` links: never
-    through a blocked value (a placeholder every visitor shares would reach everyone)."""
-    rows: dict[tuple[str, ...], LinkRow] = {}
-    seen = {value}
-    frontier = [value]
-    while frontier and len(rows) < most:
-        found = journal.links_of(frontier)
-        frontier = []
-        for r in found:
-            rows[(r[6], r[7], r[0], r[1], r[2], r[3])] = r
-            for v in (r[1], r[3]):
-                if v not in seen and guards.refusal(v) is None:
-                    seen.add(v)
-                    frontier.append(v)
-    links = [Link(Identifier(r[0], r[1]), Identifier(r[2], r[3]), r[4], r[5], r[6], r[7]) for r in rows.values()]  # type: ignore[arg-type]
-    unlinks = [
-        Unlink(Identifier(u[0], u[1]), Identifier(u[2], u[3]), u[4], u[5])  # type: ignore[arg-type]
-        for u in journal.unlinks_of(sorted(seen))
-    ]
-    return links, unlinks
 
 
 def resolution(
@@ -44,14 +22,8 @@ def resolution(
 ) -> Resolution:
     """The persons of the links around `value` (as known at `as_known`, an ISO time, when given)."""
     guards = guards or Guards.of(rules.blocked_values, rules.blocked_patterns)
-    links, unlinks = _links(journal, value, guards, 4 * rules.max_identifiers)
-    return resolve(
-        links,
-        unlinks,
-        limits=Limits(rules.max_customer_ids, rules.max_anonymous_ids, rules.max_identifiers),
-        guards=guards,
-        as_known=as_known,
-    )
+    links, unlinks = links_around(journal, [value], guards, 4 * rules.max_identifiers)
+    return resolve(links, unlinks, limits_of(rules), guards, as_known=as_known)
 
 
 KINDS = ("customer", "anonymous", "trait")

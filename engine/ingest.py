@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
+from types import EllipsisType
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -26,6 +28,7 @@ from .policies.decide import PolicyEngine
 from .privacy import PersonalFields, seal
 from .projections.facts import currency_clash
 from .projections.lifecycle import Transition, advance
+from .regroup import Regrouper
 from .retry import at_once, retry
 from .rules import LifecycleRules
 from .store import JourneyStore, to_us
@@ -73,11 +76,13 @@ class Ingestor:
         personal: PersonalFields,
         rules: LifecycleRules,
         policies: PolicyEngine,
+        regrouper: Regrouper,
         shard: tuple[int, int] | None = None,
         identifying: tuple[str, ...] = (),
         guards: Guards = Guards(),
     ):
         self.store = store
+        self.regrouper = regrouper  # identity: whose histories count for whom
         self.keys = keys
         self.personal = personal
         self.rules = rules
@@ -183,9 +188,10 @@ class Ingestor:
             tp.event_id: found
             for cid, tps in by_customer.items()
             for tp in tps
-            if (found := links_of(cid, tp) + self.trait_links(cid, tp))
+            if "@" not in cid and (found := links_of(cid, tp) + self.trait_links(cid, tp))
         }
-        written = self.append(list(by_customer), now, bodies, due_timers, evidence)
+        visitors = sorted({tp.anonymous_id for _, tp in fresh.values() if tp.anonymous_id and "@" in tp.customer_id})
+        written = self.append(list(by_customer), now, bodies, due_timers, evidence, visitors)
         written.duplicates, written.duplicate_records = result.duplicates, result.duplicate_records
         written.rejected = sorted(result.rejected + refused, key=lambda r: r.record)
         return written
@@ -215,14 +221,15 @@ class Ingestor:
         bodies: Callable[[dict[str, Customer], str, str, dict[str, bytes]], dict[str, list[dict[str, Any]]]],
         due_timers: bool = False,
         evidence: dict[str, list[Evidence]] | None = None,
+        visitors: Sequence[str] = (),
     ) -> BatchResult:
         """Record touchpoint bodies on their customers, derive, and save it all in one transaction.
 
         `bodies(customers, recorded_at, batch, keys)` makes the bodies once the customers are
         loaded: from validated touchpoints when ingesting (sealed with `keys`, the customers' keys
         as read for this batch), as they were stored when replaying. `evidence`: the identity links
-        each touchpoint shows (by event id), recorded with those recorded (a replay copies the
-        links instead: their ids are sealed in the bodies).
+        each touchpoint shows (by event id), recorded with those recorded; `visitors`: the
+        anonymous ids of the anonymous touchpoints (their bodies hold them sealed).
         """
         result = BatchResult()
         uuids = {cid: customer_uuid(cid) for cid in customer_ids}
@@ -239,30 +246,64 @@ class Ingestor:
                     if u not in batch
                 ).values()
             ]
-        with self.store.writing([*customers.values(), *due]):
+        loaded: list[Customer] = []  # the customers the identity step reads besides
+        with self.store.writing(chain(customers.values(), due, loaded)):  # evicted as they are by then
             recorded_at = iso(now)
             keys = self.settle_erasures([*customers.values(), *due], recorded_at)
             ids = []
             links: list[LinkRow] = []  # identity: what the touchpoints say of the customer's other ids
             timers: list[tuple[str, int | None]] = []  # (customer, next due time): JourneyStore.append
-            for cid, made in bodies(customers, recorded_at, batch_id(self.shard), keys).items():
+            made = bodies(customers, recorded_at, batch_id(self.shard), keys)
+            # The feed is exact up to here, before this batch (recording moves it).
+            since = {cid: customers[cid].evaluated_until for cid in made}
+            for cid, bodies_ in made.items():
                 customer = customers[cid]
-                since = customer.evaluated_until  # the feed is exact up to here, before this batch
                 uuid = customer.key
-                for body in made:
+                for body in bodies_:
                     customer.record_touchpoint(body)
                     ids.append((body["event_id"], uuid, body["digest"]))
                     links += [(*x[:5], recorded_at, *x[5:]) for x in (evidence or {}).get(body["event_id"], ())]
-                result.accepted += len(made)
-                changes, actions = self.derive(customer, now, recorded_at, timers, made, since)
+                result.accepted += len(bodies_)
+            persons = self.regrouper.regroup(customers, made, links, recorded_at, loaded, visitors)
+            for cid, bodies_ in made.items():
+                customer = customers[cid]
+                if customer.anonymous:
+                    continue  # counts for the customer it is linked to (persons), if any
+                person = persons.pop(cid, None)
+                more, late = (person.bodies, person.cause) if person else ([], None)
+                changes, actions = self.derive(customer, now, recorded_at, timers, [*bodies_, *more], since[cid], late)
+                result.changes += changes
+                result.actions += actions
+            for person in persons.values():  # customers whose members' touchpoints came in
+                changes, actions = self.derive(
+                    person.customer, now, recorded_at, timers, person.bodies, person.since, person.cause
+                )
                 result.changes += changes
                 result.actions += actions
             for customer in due:
+                if customer.customer_id in persons:
+                    continue  # derived above, with its members
                 changes, actions = self.derive(customer, now, recorded_at, timers)
                 result.timer_changes += changes
                 result.timer_actions += actions
-            self.store.append([*customers.values(), *due], touchpoint_ids=ids, timers=timers, links=links)
+            # In this order in the log, which a rebuild reads back as one write (replay.rebuild.steps).
+            self.store.append([*customers.values(), *loaded, *due], touchpoint_ids=ids, timers=timers, links=links)
         return result
+
+    def regroup(self, values: list[str], now: datetime) -> tuple[int, int]:
+        """Bring the persons around these identifiers to what the links and unlinks recorded by now
+        say (after an unlink), in one write; returns the changes and decisions recorded."""
+        loaded: list[Customer] = []
+        with self.store.writing(loaded):
+            recorded_at = iso(now)
+            persons = self.regrouper.regroup({}, {}, [], recorded_at, loaded, values)
+            timers: list[tuple[str, int | None]] = []
+            changes = actions = 0
+            for p in persons.values():
+                c, a = self.derive(p.customer, now, recorded_at, timers, p.bodies, p.since, p.cause)
+                changes, actions = changes + c, actions + a
+            self.store.append(loaded, timers=timers)
+        return changes, actions
 
     def settle_erasures(self, customers: list[Customer], at: str) -> dict[str, bytes]:
         """Finish a forget that destroyed a customer's key but did not get to record the Erased
@@ -324,16 +365,18 @@ class Ingestor:
         recorded_at: str,
         timers: list[tuple[str, int | None]],
         touchpoints: Sequence[dict[str, Any]] = (),
-        since: str | None = None,
+        since: str | None | EllipsisType = ...,
+        late: str | None = None,
     ) -> tuple[int, int]:
         """Record the lifecycle changes and retention decisions known now, and set the
         customer's next due time; returns how many of each were recorded. `since` is when
-        the customer was last evaluated, if touchpoints were just recorded (they move it)."""
+        the customer was last evaluated, if something was just recorded (it moves it); `late`
+        names the cause of corrections when it is not a late touchpoint (a link, an unlink)."""
         facts = customer.facts
-        last = since if touchpoints else customer.evaluated_until
+        last = customer.evaluated_until if since is ... else since
         until = datetime.fromisoformat(last) if last else None
         transitions, status, customer.memo = advance(
-            facts, (customer.stage, customer.health), until, now, self.rules, customer.memo
+            facts, (customer.stage, customer.health), until, now, self.rules, customer.memo, late
         )
         changes = []
         for tr in transitions:

@@ -19,6 +19,7 @@ from eventsourcing.utils import get_topic
 
 from .aggregates.customer import Customer
 from .clock import iso
+from .identity import ANONYMOUS
 from .ids import customer_uuid
 from .keys import KeyStore
 from .privacy import ERASED, PersonalFields, reveal, unseal
@@ -45,6 +46,9 @@ CHANGE_TOPIC = get_topic(Customer.LifecycleChanged)
 ACTION_TOPIC = get_topic(Customer.ActionDecided)
 ERASED_TOPIC = get_topic(Customer.Erased)
 REGISTERED_TOPIC = get_topic(Customer.Registered)
+JOINED_TOPIC = get_topic(Customer.Joined)
+BORROWED_TOPIC = get_topic(Customer.Borrowed)
+PARTED_TOPIC = get_topic(Customer.Parted)
 PAGE = 5000
 
 
@@ -101,24 +105,62 @@ def facts_page(engine: Sources, after: int, limit: int) -> list[tuple[int, str, 
     ]
 
 
+def membership(engine: Sources, as_known: str | None = None) -> dict[str, str]:
+    """Whose person each member identifier's touchpoints count for (engine.regroup): the member's
+    aggregate id -> its customer's, as text in the log's form (rows); those recorded by `as_known`
+    when given."""
+    out: dict[UUID, str] = {}
+    for _, customer, topic, state in rows(engine, 0, None, (JOINED_TOPIC, PARTED_TOPIC)):
+        body = orjson.loads(state)
+        if as_known is not None and body["recorded_at"] > as_known:
+            continue
+        member = UUID(body["member"])
+        if topic == JOINED_TOPIC:
+            out[member] = customer
+        elif out.get(member) == customer:  # parted from this customer (it may have joined another)
+            del out[member]
+    # Each store writes ids as text in its own form: the member's in both.
+    return {form: c for m, c in out.items() for form in (str(m), m.hex)}
+
+
 def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, Any]:
+    """Customers per stage and health as of T (each with its linked anonymous ids' touchpoints), and
+    the anonymous visitors linked to no customer, counted apart: nothing is derived for them."""
     t = iso(T)
     folds = Folds()
+    persons = membership(engine, t if as_known else None)
+    visitors: set[str] = set()
     with gc_paused():
-        for _, customer, _, state in rows(engine, 0, None, (TOUCHPOINT_TOPIC,)):
-            tp = orjson.loads(state)["touchpoint"]
+        for _, customer, topic, state in rows(engine, 0, None, (TOUCHPOINT_TOPIC, REGISTERED_TOPIC)):
+            body = orjson.loads(state)
+            if topic == REGISTERED_TOPIC:
+                if ANONYMOUS in body["customer_id"]:
+                    visitors.add(customer)
+                continue
+            tp = body["touchpoint"]
             if visible(tp["occurred_at"], tp["recorded_at"], t, as_known):
-                folds.add(customer, tp)
+                folds.add(persons.get(customer, customer), tp)
         facts = folds.done()
         stages = dict.fromkeys(STAGES, 0)
         health = dict.fromkeys(HEALTHS, 0)
-        for f in facts.values():
+        anonymous = 0
+        for customer, f in facts.items():
+            if customer in visitors:
+                anonymous += 1
+                continue
             status = evaluate(f, T, engine.rules)
             assert status.stage is not None  # every customer folded has a touchpoint by T
             stages[status.stage] += 1
             if status.health:
                 health[status.health] += 1
-    return {"as_of": iso(T), "as_known": as_known, "customers": len(facts), "stages": stages, "health": health}
+    return {
+        "as_of": iso(T),
+        "as_known": as_known,
+        "customers": len(facts) - anonymous,
+        "stages": stages,
+        "health": health,
+        "anonymous_visitors": anonymous,
+    }
 
 
 def feed(
@@ -168,19 +210,24 @@ def _customer_view(
 ) -> dict[str, Any]:
     uuid = customer_uuid(customer_id)
     # The stored bodies as they are: no event objects, which cost more than the view itself.
-    events = [(topic, orjson.loads(state)) for topic, state in engine.store.journal.history(uuid)]
+    events = _bodies(engine, uuid)
     if not events:
         raise KeyError(customer_id)
-    key = engine.keys.get_many([str(uuid)]).get(str(uuid))
     t = iso(T)
+    # The person's other identifiers' touchpoints count too (engine.regroup): those of the members
+    # it has now, or as known at T, those it had then.
+    members = [UUID(m) for m in _members(events, t if as_known else None)]
+    keys = engine.keys.get_many([str(u) for u in [uuid, *members]])
+    sources = [(uuid, events), *((m, _bodies(engine, m)) for m in members)]
     touchpoints = sorted(
         (
-            body["touchpoint"]
-            for topic, body in events
+            (str(source), body["touchpoint"])
+            for source, stored in sources
+            for topic, body in stored
             if topic == TOUCHPOINT_TOPIC
             and visible(body["touchpoint"]["occurred_at"], body["touchpoint"]["recorded_at"], t, as_known)
         ),
-        key=lambda tp: (tp["occurred_at"], tp["event_id"]),
+        key=lambda x: (x[1]["occurred_at"], x[1]["event_id"]),
     )
     erased = any(topic == ERASED_TOPIC for topic, _ in events)
     facts = Facts()
@@ -190,12 +237,17 @@ def _customer_view(
     invoices: dict[str, list[str | None]] = {}
     channels: Counter[str] = Counter()
     if touchpoints:  # in time order: the first is where the customer begins
-        facts.saw(touchpoints[0]["event_id"], datetime.fromisoformat(touchpoints[0]["occurred_at"]))
-    for tp in touchpoints:
+        first = touchpoints[0][1]
+        facts.saw(first["event_id"], datetime.fromisoformat(first["occurred_at"]))
+    own = str(uuid)
+    for source, tp in touchpoints:
         if tp["kind"] in LIFECYCLE_KINDS:  # the others only move the first touchpoint: seen above
             facts.add(tp["event_id"], tp["kind"], datetime.fromisoformat(tp["occurred_at"]), tp["properties"])
+        channels[tp["channel"]] += 1
+        if source != own:
+            continue  # traits and contact rules are the customer's own: a shared device's visitor may be another
         if tp["sealed"]:
-            pii = unseal(key, tp["sealed"], f"{uuid}/{tp['event_id']}")
+            pii = unseal(keys.get(source), tp["sealed"], f"{source}/{tp['event_id']}")
             if pii is None:
                 traits.update(tp["traits"] or {})
                 traits["personal_data"] = ERASED
@@ -204,7 +256,6 @@ def _customer_view(
                 traits.update(revealed)
         else:
             traits.update(tp["traits"] or {})
-        channels[tp["channel"]] += 1
         contact.fold(consent, complaints, invoices, tp)
     changed = [
         {
@@ -233,8 +284,9 @@ def _customer_view(
             "channel": tp["channel"],
             "source": tp["source"],
             "recorded_at": tp["recorded_at"],
+            **({} if source == own else {"identifier": "anonymous"}),
         }
-        for tp in (touchpoints if wanted is None else touchpoints[max(0, len(touchpoints) - wanted) :])
+        for source, tp in (touchpoints if wanted is None else touchpoints[max(0, len(touchpoints) - wanted) :])
     ]
     items += changed if wanted is None else sorted(changed, key=lambda c: c["at"])[max(0, len(changed) - wanted) :]
     items.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))  # touchpoints first at one time
@@ -275,6 +327,22 @@ def _customer_view(
             for tr in history
         ],
     }
+
+
+def _members(events: list[tuple[str, Any]], as_known: str | None) -> list[str]:
+    """The member keys (engine.regroup) a customer's events give it: now, or as known at a time."""
+    members: dict[str, None] = {}
+    for topic, body in events:
+        if topic in (JOINED_TOPIC, PARTED_TOPIC) and (as_known is None or body["recorded_at"] <= as_known):
+            if topic == JOINED_TOPIC:
+                members[body["member"]] = None
+            else:
+                members.pop(body["member"], None)
+    return list(members)
+
+
+def _bodies(engine: Sources, customer: UUID) -> list[tuple[str, Any]]:
+    return [(topic, orjson.loads(state)) for topic, state in engine.store.journal.history(customer)]
 
 
 def summary(customer: Customer, T: datetime, rules: Any) -> dict[str, Any]:

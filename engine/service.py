@@ -20,12 +20,13 @@ from . import queries
 from .catalog import Catalog
 from .clock import Clock, EventTimeClock, SystemClock, iso
 from .config import Config, ConfigError
-from .identity import Guards
+from .identity import Guards, Identifier, anonymous_home
 from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor, retrying
 from .keys import ERASED_KEY, open_keystore
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields
+from .regroup import Regrouper
 from .rejects import DeadLetters, open_dead_letters
 from .rejects import Row as RejectRow
 from .reports import IngestReport, Recorded, blank
@@ -118,6 +119,7 @@ class Engine:
             self.personal,
             self.rules,
             self.policies,
+            Regrouper(self.store, config.identity, self.validator.guards),
             shard,
             config.identity.identifying_traits,
             self.validator.guards,
@@ -300,24 +302,44 @@ class Engine:
         return retrying(self.store, write)
 
     def forget(self, customer_id: str) -> dict[str, Any]:
-        """Erase a customer's personal data: first the key (its tombstone stops any writer from
-        making a new one, so from then on every personal field of theirs is dropped and nothing
-        sealed can be opened), then the Erased event, retried against concurrent writers."""
-        uuid = customer_uuid(customer_id)
-        dropped = self.rejects.drop(customer_id)  # refused records sent for them
-        self.store.journal.drop_links(customer_id)  # their other identifiers, in clear in the links
+        """Erase a person's personal data: the customer's and that of every anonymous id linked to
+        it (docs/identity.md). For each, first the key (its tombstone stops any writer from making
+        a new one, so from then on every personal field of theirs is dropped and nothing sealed
+        can be opened), then the Erased event, retried against concurrent writers; the links,
+        which hold the other identifiers in clear, go with them. An anonymous id given alone is
+        erased as a visitor."""
+        if "@" not in customer_id and self.store.customer(customer_uuid(customer_id)) is None:
+            visitor = anonymous_home(customer_id)
+            if self.store.customer(customer_uuid(visitor)) is not None:
+                return {**self.forget(visitor), "customer_id": customer_id}
+        res = self.ingestor.regrouper.resolution([customer_id], None)
+        person = res.person_of.get(Identifier("customer", customer_id))
+        others = sorted(m.value for m in res.members.get(person or "", ()) if m.kind == "anonymous")
+        result = self._forget(customer_id)
+        for anonymous in others:
+            self._forget(anonymous_home(anonymous), anonymous)
+        result["anonymous_ids_erased"] = len(others)
+        return result
+
+    def _forget(self, name: str, sent_as: str | None = None) -> dict[str, Any]:
+        """Erase one aggregate's personal data (`name`: a customer id, or an anonymous id's home
+        with `sent_as` the id), its links and the refused records sent for it."""
+        sent = sent_as or name
+        uuid = customer_uuid(name)
+        dropped = self.rejects.drop(sent)  # refused records sent for them
+        self.store.journal.drop_links(sent)  # their other identifiers, in clear in the links
         known = self.store.customer(uuid)
         if known is None:
-            if dropped:  # refused records only: none of theirs is kept from now on either
+            if dropped or sent_as:  # refused records only: none of theirs is kept from now on either
                 self.keys.delete(str(uuid))
                 return {
-                    "customer_id": customer_id,
+                    "customer_id": name,
                     "erased": False,
                     "key_deleted": False,
                     "already_erased": False,
                     "rejects_deleted": dropped,
                 }
-            raise KeyError(customer_id)
+            raise KeyError(name)
         already = known.erased
         deleted = self.keys.delete(str(uuid))
 
@@ -332,16 +354,28 @@ class Engine:
             retrying(self.store, write)
         except INFRASTRUCTURE as e:
             raise ForgetIncomplete(
-                f"{customer_id}: the key is destroyed (no personal data of theirs can be read or stored "
+                f"{name}: the key is destroyed (no personal data of theirs can be read or stored "
                 f"again), but recording the erasure failed ({_error(e)}); run forget again"
             ) from e
         return {
-            "customer_id": customer_id,
+            "customer_id": name,
             "erased": True,
             "key_deleted": deleted,
             "already_erased": already,
             "rejects_deleted": dropped,
         }
+
+    def unlink(self, a: str, b: str, reason: str) -> dict[str, Any]:
+        """Record that identifiers `a` and `b` are not one person (engine.identity_view.unlink says
+        what it needs), then derive the persons around them again in one write: a customer parts
+        with the anonymous history the link had joined, and the corrections name the reason."""
+        from .identity_view import unlink
+
+        now = self.clock.now()
+        done = unlink(self.store.journal, a, b, iso(now), reason)
+        values = [x.split(":", 1)[1] for x in (done["a"], done["b"])]
+        changes, actions = retrying(self.store, lambda: self.ingestor.regroup(values, now))
+        return {**done, "changes": changes, "actions": actions}
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -354,19 +388,15 @@ class Engine:
     def view(
         self, identifier: str, T: datetime, as_known: bool = False, limit: int | None = None, offset: int = 0
     ) -> dict[str, Any]:
-        """The 360° view of the customer an identifier belongs to: a customer id, or an anonymous id
-        linked to one (docs/identity.md; `identified_by` then names it). KeyError if neither."""
+        """The 360° view of the person an identifier belongs to: a customer id, or an anonymous id
+        (docs/identity.md; `identified_by` then names it): the customer it is linked to, else the
+        anonymous visitor's own (engine.identity.anonymous_home). KeyError if no touchpoint names it."""
         try:
             return queries.customer_view(self, identifier, T, as_known, limit, offset)
         except KeyError:
-            from .identity import Identifier
-            from .identity_view import resolution
-
-            anonymous = Identifier("anonymous", identifier)
             known = iso(T) if as_known else None  # the links recorded by then
-            person = resolution(self.store.journal, self.config.identity, identifier, known).person_of.get(anonymous)
-            if person is None or person.startswith("anon@"):
-                raise
+            resolved = self.ingestor.regrouper.resolution([identifier], known)
+            person = resolved.person_of.get(Identifier("anonymous", identifier)) or anonymous_home(identifier)
             return {"identified_by": identifier, **queries.customer_view(self, person, T, as_known, limit, offset)}
 
     def funnel(self, as_of: Any = None) -> dict[str, Any]:

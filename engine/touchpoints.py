@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .catalog import Catalog, Channel, Props, json_ready
-from .identity import Guards
+from .identity import Guards, anonymous_home
 from .limits import (
     DuplicateKey,
     Problem,
@@ -40,7 +40,8 @@ class Fields(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: str = Field(strict=True)
-    customer_id: str = Field(strict=True)
+    # A touchpoint needs a customer id, an anonymous id, or both (Envelope says so when neither).
+    customer_id: str | None = Field(None, strict=True)
     kind: str = Field(min_length=1, strict=True)
     occurred_at: datetime
     channel: Channel
@@ -62,7 +63,7 @@ class Fields(BaseModel):
 
 
 class Envelope(Fields):
-    @field_validator("event_id", "customer_id", "source")
+    @field_validator("event_id", "source")
     @classmethod
     def an_id(cls, v: str) -> str:
         problem = id_problem(v)
@@ -77,7 +78,10 @@ class Envelope(Fields):
 
     @field_validator("customer_id")
     @classmethod
-    def pseudonymous(cls, v: str) -> str:
+    def pseudonymous(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        cls.an_id(v)
         # The id ends up in aggregate ids and feeds, which are never encrypted.
         if "@" in v:
             raise ValueError(
@@ -92,6 +96,8 @@ class Touchpoint:
     """A validated touchpoint, times in UTC; `digest` identifies its content for idempotency."""
 
     event_id: str
+    # Whose touchpoint it is: the customer id, or for an anonymous visitor its home, `anon@` and a
+    # hash of the anonymous id (engine.identity.anonymous_home: `@` is never in a customer id).
     customer_id: str
     kind: str
     occurred_at: datetime
@@ -222,14 +228,24 @@ class Validator:
             env = None
         if (
             env is None
-            or not (id_ok(env.event_id) and id_ok(env.source) and id_ok(env.customer_id))
+            or not (id_ok(env.event_id) and id_ok(env.source))
+            or (env.customer_id is not None and not (id_ok(env.customer_id) and "@" not in env.customer_id))
             or (env.anonymous_id is not None and not id_ok(env.anonymous_id))
-            or "@" in env.customer_id
+            or (env.customer_id is None and env.anonymous_id is None)
         ):  # the envelope first, then the properties: the first problem is named
             return self._reject(obj, record, event_id, raw)
-        if (why := self.guards.refusal(env.customer_id)) is not None:
-            # "guest" or "0" for every visitor would make one customer of strangers
-            return Rejection(record, "customer_id", f"{why}: send the customer's own id", event_id, raw)
+        home = env.customer_id
+        if home is not None and (why := self.guards.refusal(home)) is not None:
+            # "guest" or "0" for every visitor would make one customer of strangers: with an
+            # anonymous id the touchpoint is the visitor's, else it is nobody's
+            if env.anonymous_id is None:
+                return Rejection(record, "customer_id", f"{why}: send the customer's own id", event_id, raw)
+            home = None
+        if home is None:
+            assert env.anonymous_id is not None  # checked above
+            if (why := self.guards.refusal(env.anonymous_id)) is not None:
+                return Rejection(record, "anonymous_id", f"{why}: send the visitor's own id", event_id, raw)
+            home = anonymous_home(env.anonymous_id)
         zone = (env.traits or {}).get("timezone")
         if zone is not None and not (isinstance(zone, str) and zone_ok(zone)):
             return Rejection(
@@ -268,7 +284,7 @@ class Validator:
             body["anonymous_id"] = env.anonymous_id
         return Touchpoint(
             env.event_id,
-            env.customer_id,
+            home,
             env.kind,
             occurred,
             env.channel,
@@ -301,6 +317,8 @@ class Validator:
             Envelope.model_validate(obj)
         except ValidationError as e:
             found += _problems(e)
+        if obj.get("customer_id") is None and obj.get("anonymous_id") is None:
+            found.insert(0, ("customer_id", "is required: a touchpoint needs a customer_id, an anonymous_id, or both"))
         kind, props = obj.get("kind"), obj.get("properties", {})
         if isinstance(kind, str) and not any(where == "kind" for where, _ in found):
             schema = self.catalog.schema(kind)

@@ -20,9 +20,19 @@ from uuid import UUID
 import orjson
 
 from engine.clock import iso
+from engine.identity import ANONYMOUS
 from engine.projections.asof import known as was_known
 from engine.projections.facts import Facts, Folds
-from engine.queries import ACTION_TOPIC, CHANGE_TOPIC, ERASED_TOPIC, REGISTERED_TOPIC, TOUCHPOINT_TOPIC, gc_paused, rows
+from engine.queries import (
+    ACTION_TOPIC,
+    CHANGE_TOPIC,
+    ERASED_TOPIC,
+    REGISTERED_TOPIC,
+    TOUCHPOINT_TOPIC,
+    gc_paused,
+    membership,
+    rows,
+)
 from engine.service import Engine
 
 
@@ -31,6 +41,7 @@ class History:
     names: dict[UUID, str] = field(default_factory=dict)
     facts: dict[UUID, Facts] = field(default_factory=dict)
     erased: set[UUID] = field(default_factory=set)
+    visitors: int = 0  # anonymous visitors linked to no customer: not among the customers
     changes: list[dict[str, Any]] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
@@ -57,6 +68,8 @@ def load(
     names: dict[str, str] = {}
     folds = Folds()
     erased: set[str] = set()
+    # A linked anonymous id's touchpoints count for its customer (engine.regroup), as known then.
+    persons = membership(engine, known)
     uuids: dict[str, UUID] = {}
     uuid_of = lambda text: uuids.get(text) or uuids.setdefault(text, UUID(text))  # noqa: E731
     loads = orjson.loads
@@ -71,7 +84,7 @@ def load(
                 tp = loads(state)["touchpoint"]
                 if not was_known(tp["recorded_at"], known):
                     continue
-                folds.add(customer, tp)
+                folds.add(persons.get(customer, customer), tp)
                 if touchpoints:
                     touchpoints(uuid_of(customer), tp)
             elif topic == REGISTERED_TOPIC:
@@ -88,7 +101,10 @@ def load(
                         h.actions.append(action)
             elif topic == ERASED_TOPIC:
                 erased.add(customer)
-        h.facts = {uuid_of(k): f for k, f in folds.done().items()}
+        visitors = {k for k, name in names.items() if ANONYMOUS in name}
+        everyone = folds.done()
+        h.facts = {uuid_of(k): f for k, f in everyone.items() if k not in visitors}
+        h.visitors = len(everyone) - len(h.facts)
         del folds  # each text-keyed map goes once converted
         h.names = {uuid_of(k): v for k, v in names.items()}
         del names

@@ -72,6 +72,11 @@ class Customer(Aggregate):
         self.actions: dict[str, str] = {}  # action_id -> latest status
         self.contacts: list[list[str]] = []  # [at, channel, purpose] of issued actions
         self.deferred: dict[str, dict[str, Any]] = {}  # action_id -> the deferred decision
+        # The person's other identifiers with a history of their own (anonymous ids: docs/identity.md),
+        # by their aggregate's key: the link that joined each, and a copy of what its touchpoints
+        # show (`history`: lifecycle entries, first and last seen), which this customer's
+        # derivation counts as its own.
+        self.members: dict[str, dict[str, Any]] = {}
 
     class TouchpointRecorded(Aggregate.Event):
         touchpoint: dict[str, Any]
@@ -90,6 +95,37 @@ class Customer(Aggregate):
 
         def apply(self, customer: Customer) -> None:
             customer._decided(self.action)
+
+    class Joined(Aggregate.Event):
+        """Another identifier's history became this person's (a link was accepted)."""
+
+        member: str
+        link: dict[str, Any]
+        history: dict[str, Any]
+        recorded_at: str
+
+        def apply(self, customer: Customer) -> None:
+            customer._joined(self.member, self.link, self.history, self.recorded_at)
+
+    class Borrowed(Aggregate.Event):
+        """A member's new touchpoints, as they count for this person."""
+
+        member: str
+        history: dict[str, Any]
+        recorded_at: str
+
+        def apply(self, customer: Customer) -> None:
+            customer._borrowed(self.member, self.history, self.recorded_at)
+
+    class Parted(Aggregate.Event):
+        """A member's history is no longer this person's (an unlink, or a link found earlier)."""
+
+        member: str
+        reason: str
+        recorded_at: str
+
+        def apply(self, customer: Customer) -> None:
+            customer._parted(self.member, self.recorded_at)
 
     class Erased(Aggregate.Event):
         erased_at: str
@@ -114,6 +150,15 @@ class Customer(Aggregate):
     def record_action(self, action: dict[str, Any]) -> None:
         self.trigger_event(self.ActionDecided, action=action)
 
+    def join(self, member: str, link: dict[str, Any], history: dict[str, Any], recorded_at: str) -> None:
+        self.trigger_event(self.Joined, member=member, link=link, history=history, recorded_at=recorded_at)
+
+    def borrow(self, member: str, history: dict[str, Any], recorded_at: str) -> None:
+        self.trigger_event(self.Borrowed, member=member, history=history, recorded_at=recorded_at)
+
+    def part(self, member: str, reason: str, recorded_at: str) -> None:
+        self.trigger_event(self.Parted, member=member, reason=reason, recorded_at=recorded_at)
+
     def erase(self, erased_at: str) -> None:
         self.trigger_event(self.Erased, erased_at=erased_at)
 
@@ -122,10 +167,9 @@ class Customer(Aggregate):
     def _touched(self, touchpoint: dict[str, Any]) -> None:
         self.touchpoints += 1
         at, eid = touchpoint["occurred_at"], touchpoint["event_id"]
-        kind = touchpoint["kind"]
-        if kind in LIFECYCLE_KINDS:
-            props = touchpoint["properties"]
-            self.lifecycle.append([at, eid, kind, {k: props[k] for k in FOLDED[kind] if k in props}])
+        entry = lifecycle_entry(touchpoint)
+        if entry is not None:
+            self.lifecycle.append(entry)
         if self.first_seen is None or [at, eid] < self.first_seen:
             self.first_seen = [at, eid]
         if self.last_activity is None or [at, eid] > self.last_activity:
@@ -156,6 +200,36 @@ class Customer(Aggregate):
         if status == "issued":
             self.contacts.append([action["at"], action["channel"], action["purpose"]])
 
+    def _joined(self, member: str, link: dict[str, Any], history: dict[str, Any], at: str) -> None:
+        self.members[member] = {"link": link, "joined_at": at, "history": _empty_history()}
+        self._borrowed(member, history, at)
+
+    def _borrowed(self, member: str, history: dict[str, Any], at: str) -> None:
+        """Add a member's touchpoints (lifecycle entries, first and last seen) to this person's."""
+        mine = self.members[member]["history"]
+        facts = self.__dict__.get("_facts")
+        for entry in history["lifecycle"]:
+            mine["lifecycle"].append(entry)
+            if facts is not None:
+                e_at, eid, kind, props = entry
+                facts.add(eid, kind, datetime.fromisoformat(e_at), props)
+        first, last = history["first_seen"], history["last_activity"]
+        if first is not None and (mine["first_seen"] is None or first < mine["first_seen"]):
+            mine["first_seen"] = first
+            if facts is not None:
+                facts.saw(first[1], datetime.fromisoformat(first[0]))
+        if last is not None and (mine["last_activity"] is None or last > mine["last_activity"]):
+            mine["last_activity"] = last
+        mine["touchpoints"] += history["touchpoints"]
+        self._evaluated(at)
+
+    def _parted(self, member: str, at: str) -> None:
+        self.members.pop(member, None)
+        # The facts cannot be unfolded: they are folded again from what remains when next asked for.
+        self.__dict__.pop("_facts", None)
+        self.__dict__.pop("_memo", None)
+        self._evaluated(at)
+
     def _evaluated(self, at: str) -> None:
         if self.evaluated_until is None or at > self.evaluated_until:
             self.evaluated_until = at
@@ -175,13 +249,49 @@ class Customer(Aggregate):
         facts = self.__dict__.get("_facts")
         if facts is None:
             facts = Facts()
-            if self.first_seen is not None:
-                at, eid = self.first_seen
-                facts.saw(eid, datetime.fromisoformat(at))
-            for at, eid, kind, props in self.lifecycle:
-                facts.add(eid, kind, datetime.fromisoformat(at), props)
+            for first, lifecycle in [
+                (self.first_seen, self.lifecycle),
+                *((m["history"]["first_seen"], m["history"]["lifecycle"]) for m in self.members.values()),
+            ]:
+                if first is not None:
+                    facts.saw(first[1], datetime.fromisoformat(first[0]))
+                for at, eid, kind, props in lifecycle:
+                    facts.add(eid, kind, datetime.fromisoformat(at), props)
             self.__dict__["_facts"] = facts
         return facts
+
+    @property
+    def activity(self) -> list[str] | None:
+        """The person's last touchpoint [occurred_at, event_id]: its own or a member's."""
+        return max(
+            (x for x in [self.last_activity, *(m["history"]["last_activity"] for m in self.members.values())] if x),
+            default=None,
+        )
+
+    @property
+    def anonymous(self) -> bool:
+        """An anonymous visitor's identifier (`anon@<id>`): its touchpoints are kept, and count for
+        the customer it is linked to; alone, nothing is derived or decided for it."""
+        return "@" in self.customer_id
+
+    def history(self) -> dict[str, Any]:
+        """What this identifier's touchpoints show, as a member's history (Joined)."""
+        return {
+            "lifecycle": list(self.lifecycle),
+            "first_seen": self.first_seen,
+            "last_activity": self.last_activity,
+            "touchpoints": self.touchpoints,
+        }
+
+    def history_of(self, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+        """What these touchpoints, just recorded on this identifier, add to a member's history
+        (Borrowed)."""
+        return {
+            "lifecycle": [e for body in bodies if (e := lifecycle_entry(body)) is not None],
+            "first_seen": self.first_seen,
+            "last_activity": self.last_activity,
+            "touchpoints": len(bodies),
+        }
 
     @property
     def key(self) -> str:
@@ -220,6 +330,7 @@ class Customer(Aggregate):
             + len(self.complaints)
             + len(self.invoices)
             + sum(len(h) for h in self.consent.values())
+            + sum(len(m["history"]["lifecycle"]) for m in self.members.values())
         )
 
     @property
@@ -233,6 +344,19 @@ class Customer(Aggregate):
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and _recorded(self) == _recorded(other)
+
+
+def lifecycle_entry(touchpoint: dict[str, Any]) -> list[Any] | None:
+    """A touchpoint as the lifecycle keeps it: [occurred_at, event_id, kind, the folded properties]."""
+    kind = touchpoint["kind"]
+    if kind not in LIFECYCLE_KINDS:
+        return None
+    props = touchpoint["properties"]
+    return [touchpoint["occurred_at"], touchpoint["event_id"], kind, {k: props[k] for k in FOLDED[kind] if k in props}]
+
+
+def _empty_history() -> dict[str, Any]:
+    return {"lifecycle": [], "first_seen": None, "last_activity": None, "touchpoints": 0}
 
 
 def _recorded(customer: Customer) -> dict[str, Any]:

@@ -4,9 +4,10 @@ persons). No store and no configuration file here: the caller passes the facts a
 
 from .guards import BLOCKED_VALUES, Guards
 from .links import Identifier, Link, Unlink, trait_identifier
-from .persons import Limits, Refusal, Resolution, resolve
+from .persons import ANONYMOUS, Limits, Refusal, Resolution, anonymous_home, resolve
 
 __all__ = [
+    "ANONYMOUS",
     "BLOCKED_VALUES",
     "Guards",
     "Identifier",
@@ -15,6 +16,7 @@ __all__ = [
     "Refusal",
     "Resolution",
     "Unlink",
+    "anonymous_home",
     "resolve",
     "trait_identifier",
 ]

@@ -13,12 +13,13 @@ Each link is accepted unless a guard refuses it:
   identifiers than `max_identifiers`.
 
 A person's id is deterministic: its known customer id (of several, the one linked first); else, for
-an anonymous-only person, `anon@` and the value of its identifier linked first (`@` is never in a
-customer id, so the two cannot meet). Only accepted links count for "first".
+an anonymous-only person, `anon@` and a hash of its identifier linked first (anonymous_home). Only
+accepted links count for "first".
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -61,8 +62,19 @@ class Resolution:
         return self.person_of.get(identifier) or person_id_of(identifier)
 
 
+ANONYMOUS = "anon@"
+
+
+def anonymous_home(anonymous_id: str) -> str:
+    """The person id of an anonymous visitor known by no customer id, and the name under which its
+    touchpoints are kept: `anon@` and a hash of the id (`@` is never in a customer id, so the two
+    cannot meet). A hash, as the aggregate ids are: an anonymous id is personal data (a device's),
+    kept sealed in the touchpoints and erased by forget, never in clear in the log."""
+    return ANONYMOUS + hashlib.sha256(anonymous_id.encode()).hexdigest()[:32]
+
+
 def person_id_of(identifier: Identifier) -> str:
-    return identifier.value if identifier.kind == "customer" else f"anon@{identifier.value}"
+    return identifier.value if identifier.kind == "customer" else anonymous_home(identifier.value)
 
 
 def _order(link: Link) -> tuple[str, str, str, str]:

@@ -81,9 +81,9 @@ def timers(spec: PolicySpec, customer: Any, status: Status, now: datetime) -> li
                 ),
             )
         ]
-    if t.on == "absence" and t.absence == "activity" and customer.last_activity:
+    if t.on == "absence" and t.absence == "activity" and customer.activity:
         assert t.days is not None  # Trigger.complete: an absence has its days
-        at, eid = customer.last_activity
+        at, eid = customer.activity
         return [
             (
                 datetime.fromisoformat(at) + timedelta(days=t.days),

@@ -516,12 +516,14 @@ def live_transitions(
     now: datetime,
     rules: LifecycleRules,
     sweep: Sweep | None = None,
+    late: str | None = None,
 ) -> tuple[list[Transition], Status]:
     """The changes to record now, given what the feed has recorded up to `evaluated_until`.
 
-    First a correction where late touchpoints changed the status as of evaluated_until
-    (effective at the corrected transition's time), then every transition in
-    (evaluated_until, now] in order of effective time. The sweep, if given, ends at now.
+    First a correction where late touchpoints (or `late`, another cause: a link between two
+    identifiers) changed the status as of evaluated_until (effective at the corrected transition's
+    time), then every transition in (evaluated_until, now] in order of effective time. The sweep,
+    if given, ends at now.
     """
     sweep = sweep or Sweep(facts, rules)
     if evaluated_until is None:
@@ -537,7 +539,9 @@ def live_transitions(
         at = last[-1].effective_at if last else evaluated_until
         causes = last[-1].causes if last else ()
         why = last[-1].reason if last else "the history was corrected"
-        out.append(Transition(dim, was, status.get(dim), at, causes, f"late touchpoint, history corrected: {why}"))
+        out.append(
+            Transition(dim, was, status.get(dim), at, causes, f"{late or 'late touchpoint'}, history corrected: {why}")
+        )
     more, status = timeline(facts, rules, evaluated_until, now, status, sweep)
     return out + more, status
 
@@ -564,6 +568,7 @@ def advance(
     now: datetime,
     rules: LifecycleRules,
     memo: Memo | None,
+    late: str | None = None,
 ) -> tuple[list[Transition], Status, Memo]:
     """`live_transitions`, and the memo for the next call. Most touchpoints change no lifecycle
     fact and arrive before anything is due: then the memo answers, and nothing is walked."""
@@ -585,5 +590,5 @@ def advance(
         if kept is not None and facts.listener is not None and facts.listener() is kept
         else Sweep(facts, rules, attach=True)
     )
-    transitions, status = live_transitions(facts, recorded, evaluated_until, now, rules, sweep)
+    transitions, status = live_transitions(facts, recorded, evaluated_until, now, rules, sweep, late)
     return transitions, status, Memo(facts.version, rules, now, status, *ahead(sweep, now, status), sweep)

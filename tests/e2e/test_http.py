@@ -163,18 +163,19 @@ def test_what_the_api_refuses_and_why(server):
     batch = {
         "batch": [
             one,
-            {**one, "messageId": "x2", "userId": None, "anonymousId": "a1"},
+            {**one, "messageId": "x2", "userId": None},
             {**one, "messageId": "x3", "event": "Signed Up"},
             {**one, "messageId": "x1"},
+            {**one, "messageId": "x4", "userId": None, "anonymousId": "a1"},  # a guest: kept as a1's
         ]
     }
     status, answer = post(url + "/v1/batch", json.dumps(batch).encode())
-    assert status == 200 and (answer["accepted"], answer["duplicates"]) == (1, 1)
+    assert status == 200 and (answer["accepted"], answer["duplicates"]) == (2, 1)
     assert [(r["index"], r["messageId"], r["field"]) for r in answer["rejected"]] == [
         (1, "x2", "userId"),
         (2, "x3", "event"),
     ]
-    assert "identity resolution" in answer["rejected"][0]["reason"]
+    assert answer["rejected"][0]["reason"] == "is required, or an anonymousId"
     assert "[http.events]" in answer["rejected"][1]["reason"]
     # a key given twice in one object is ambiguous: that message is refused, the others kept
     body = (

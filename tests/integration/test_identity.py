@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from engine.clock import FixedClock
 from engine.config import Config, IdentityRules
+from engine.identity import anonymous_home
 from engine.identity_view import person
 from engine.queries import TOUCHPOINT_TOPIC, scan
 from engine.service import Engine
@@ -211,7 +212,7 @@ def test_show_finds_the_identifier_asked_for_and_its_refused_links(engine):
     unlink(engine.store.journal, "web-1", "ann", "2026-02-01T00:00:00Z", "demo tablet")
     engine.forget("bob")  # the tablet's other link goes with bob
     web = person(engine.store.journal, IdentityRules(), "web-1")
-    assert (web["identifier"], web["known"], web["person"]) == ("anonymous:web-1", True, "anon@web-1")
+    assert (web["identifier"], web["known"], web["person"]) == ("anonymous:web-1", True, anonymous_home("web-1"))
     assert {x["reason"] for x in web["refused"]} == {"unlinked: demo tablet"}
     guest = person(engine.store.journal, IdentityRules(), "guest")
     assert guest["blocked"].startswith("is a placeholder") and guest["refused"][0]["b"] == "customer:cy"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.identity import Guards, Identifier, Limits, Link, Unlink, resolve, trait_identifier
+from engine.identity import Guards, Identifier, Limits, Link, Unlink, anonymous_home, resolve, trait_identifier
 
 C = lambda v: Identifier("customer", v)  # noqa: E731
 A = lambda v: Identifier("anonymous", v)  # noqa: E731
@@ -21,7 +21,7 @@ def test_a_guest_checkout_then_a_login_is_one_person_under_the_customer_id():
     r = resolve([link(A("anon-1"), C("ann"), evidence="login-1")])
     assert r.person(A("anon-1")) == r.person(C("ann")) == "ann"
     assert r.members["ann"] == [A("anon-1"), C("ann")]  # sorted: kind, then value
-    assert r.person(A("anon-9")) == "anon@anon-9"  # never linked: a person of its own
+    assert r.person(A("anon-9")) == anonymous_home("anon-9")  # never linked: a person of its own
 
 
 def test_a_shared_device_never_joins_two_known_customers_and_stays_with_the_first():
@@ -70,7 +70,7 @@ def test_unlink_restores_both_persons_and_refuses_the_pair_from_then_on_as_known
     again = link(A("tab"), C("ann"), at="2026-03-01T00:00:00Z", evidence="t2")
     undo = Unlink(C("ann"), A("tab"), "2026-02-01T00:00:00Z", "shared tablet in the shop")
     r = resolve([first, again], [undo])
-    assert r.person(A("tab")) == "anon@tab" and not r.accepted
+    assert r.person(A("tab")) == anonymous_home("tab") and not r.accepted
     assert {x.reason for x in r.refused} == {"unlinked: shared tablet in the shop"}
     before = resolve([first, again], [undo], as_known="2026-01-15T00:00:00Z")  # as known then
     assert before.person(A("tab")) == "ann"
@@ -83,7 +83,7 @@ def test_an_anonymous_only_person_is_named_by_its_earliest_identifier():
             link(A("web-1"), A("web-2"), at="2026-01-02T00:00:00Z", evidence="y"),
         ]
     )
-    assert {r.person(A(v)) for v in ("web-1", "web-2", "app-1")} == {"anon@web-1"}
+    assert {r.person(A(v)) for v in ("web-1", "web-2", "app-1")} == {anonymous_home("web-1")}
 
 
 def test_identifying_traits_link_by_a_keyed_hash_never_in_clear():
