@@ -277,7 +277,7 @@ class Writer:
         for i, r in refused:
             record = records[i]
             sent = record if isinstance(record, bytes) else orjson.dumps(record)
-            user = rejects.sent_by(record, "customer_id")
+            user = rejects.sent_by(record, "customer_id", "anonymous_id")  # whose, for forget
             kept.append(
                 rejects.row(rejects.http_coordinates(sent), received, sent, r.field, r.reason, user, r.event_id)
             )

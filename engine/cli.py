@@ -540,7 +540,11 @@ def identity_show(identifier: str, config_path: str | None, as_json: bool) -> No
 @identity.command("unlink")
 @click.argument("a")
 @click.argument("b")
-@click.option("--reason", required=True, help="Why they are not one person (kept with the unlink).")
+@click.option(
+    "--reason",
+    required=True,
+    help="Why they are not one person (kept with the unlink, and in the log: no personal data).",
+)
 @common
 def identity_unlink(a: str, b: str, reason: str, config_path: str | None, as_json: bool) -> None:
     """Undo the link between identifiers A and B (a shared device, a wrong alias): from now on no

@@ -28,18 +28,32 @@ from .store import JourneyStore
 
 
 def links_around(
-    journal: JourneyRecorder, values: Iterable[str], guards: Guards, most: int, extra: Sequence[LinkRow] = ()
+    journal: JourneyRecorder,
+    values: Iterable[str],
+    guards: Guards,
+    most: int,
+    extra: Sequence[LinkRow] = (),
+    earliest: bool = False,
+    as_known: str | None = None,
 ) -> tuple[list[Link], list[Unlink]]:
     """The links of the identifiers reachable from `values` (with `extra`, links not yet written),
-    read outward until `most` links: never through a blocked value (a placeholder every visitor
-    shares would reach everyone). The unlinks of every identifier reached come with them."""
+    read outward until `most` identifiers are reached: never through a blocked value (a
+    placeholder every visitor shares would reach everyone). The unlinks of every identifier
+    reached come with them.
+
+    With `earliest`, only the first link of each pair (in the resolver's order), which alone
+    decides the persons: a later link of two identifiers finds them joined already, or refused
+    for good (the guards look at the pair, or at components, which only grow along the order).
+    A device seen at every sign-in has a link per visit: this keeps one. With `as_known`, only the
+    links recorded by then (before choosing the first)."""
     rows: dict[tuple[str, ...], LinkRow] = {}
     pending = {(r[6], r[7], r[0], r[1], r[2], r[3]): r for r in extra}
     seen = set(values)
     frontier = sorted(seen)
-    while frontier and len(rows) < most:
+    while frontier and len(seen) < most:
         found = journal.links_of(frontier)
-        found += [r for r in pending.values() if r[1] in frontier or r[3] in frontier]
+        asked = set(frontier)
+        found += [r for r in pending.values() if r[1] in asked or r[3] in asked]
         frontier = []
         for r in found:
             rows[(r[6], r[7], r[0], r[1], r[2], r[3])] = r
@@ -47,7 +61,21 @@ def links_around(
                 if v not in seen and guards.refusal(v) is None:
                     seen.add(v)
                     frontier.append(v)
-    links = [Link(Identifier(r[0], r[1]), Identifier(r[2], r[3]), r[4], r[5], r[6], r[7]) for r in rows.values()]  # type: ignore[arg-type]
+    kept = [r for r in rows.values() if as_known is None or r[5] <= as_known]
+    if earliest:
+        first: dict[tuple[str, ...], LinkRow] = {}
+        for r in kept:
+            pair = _pair(r)
+            seen_first = first.get(pair)
+            if seen_first is None or (r[4], r[5], r[6], r[7]) < (
+                seen_first[4],
+                seen_first[5],
+                seen_first[6],
+                seen_first[7],
+            ):
+                first[pair] = r
+        kept = list(first.values())
+    links = [Link(Identifier(r[0], r[1]), Identifier(r[2], r[3]), r[4], r[5], r[6], r[7]) for r in kept]  # type: ignore[arg-type]
     unlinks = [
         Unlink(Identifier(u[0], u[1]), Identifier(u[2], u[3]), u[4], u[5])  # type: ignore[arg-type]
         for u in journal.unlinks_of(sorted(seen))
@@ -90,7 +118,9 @@ class Regrouper:
 
     def resolution(self, values: Iterable[str], at: str | None, extra: Sequence[LinkRow] = ()) -> Resolution:
         """The persons of the links around these identifiers' values, as known at `at` (all: None)."""
-        links, unlinks = links_around(self.store.journal, values, self.guards, 4 * self.rules.max_identifiers, extra)
+        links, unlinks = links_around(
+            self.store.journal, values, self.guards, 4 * self.rules.max_identifiers, extra, earliest=True, as_known=at
+        )
         return resolve(links, unlinks, self.limits, self.guards, as_known=at)
 
     def regroup(
@@ -108,12 +138,16 @@ class Regrouper:
         around (the anonymous ids of the write's anonymous touchpoints, an unlink's ends). Every
         customer loaded here is added to `loaded` (saved with the write, evicted if it fails).
         Returns the customers whose person changed, by customer id."""
-        around = {v for r in links for v in (r[1], r[3])} | set(values)
+        news = self._news(links)
+        self._claim(homes, news, at, loaded)
+        # Never from a blocked value either: its links are refused, and it may name everyone.
+        around = {v for v in {v for r in news for v in (r[1], r[3])} | set(values) if self.guards.refusal(v) is None}
         if not around:
             return {}
         res = self.resolution(around, at, links)
         links_seen = [*res.accepted, *(r.link for r in res.refused)]
         wanted = sorted({end.value for x in links_seen for end in x.pair if end.kind == "customer"})
+        anonymous = {member_key(end.value): end for x in links_seen for end in x.pair if end.kind == "anonymous"}
         customers = self._load(homes, wanted, loaded)
         out: dict[str, Regrouped] = {}
 
@@ -130,15 +164,17 @@ class Regrouper:
         new = sorted({m.value for cid, c in customers.items() for k, m in desired[cid].items() if k not in c.members})
         visitors = self._load(homes, [anonymous_home(v) for v in new], loaded)
         for cid, c in customers.items():
+            if c.erased:
+                continue  # forgotten: its links are gone, and its person stays as it was
             for key in sorted(set(c.members) - set(desired[cid])):
-                reason = self._parting(res, cid, c.members[key])
+                reason = self._parting(res, cid, c.members[key], anonymous.get(key))
                 touched(c).causes.append(reason)
                 c.part(key, reason, at)
             for key, m in sorted(desired[cid].items()):
                 visitor = visitors.get(anonymous_home(m.value))
                 if key not in c.members:
-                    if visitor is None:
-                        continue  # no touchpoint of its own yet: nothing to join until it has one
+                    if visitor is None or not visitor.touchpoints or visitor.erased:
+                        continue  # no touchpoint of its own yet, or forgotten: nothing to join
                     link = _joining(res, m)
                     r = touched(c)
                     r.causes.append(f"anonymous history joined by touchpoint {link['evidence']} ({link['rule']})")
@@ -150,6 +186,46 @@ class Regrouper:
                     touched(c).bodies += bodies
                     c.borrow(key, visitor.history_of(bodies), at)
         return out
+
+    def _news(self, links: Sequence[LinkRow]) -> list[LinkRow]:
+        """The links of a write that can change a person: those of a pair not linked before them in
+        the resolver's order (engine.identity.persons). A device seen at every sign-in shows its
+        link again and again: after the first, the pair is joined (or refused) for good, and the
+        graph around it need not be read again."""
+        if not links:
+            return []
+        # A link with a blocked end is refused for good: never new.
+        links = [r for r in links if not _blocked(self.guards, r[0], r[1]) and not _blocked(self.guards, r[2], r[3])]
+        if not links:
+            return []
+        # The pairs' links so far, read by their end that has the fewest links (not the customer).
+        ends = sorted({r[3] if r[0] == "customer" else r[1] for r in links})
+        first: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for r in [*self.store.journal.links_of(ends), *links]:
+            pair, order = _pair(r), (r[4], r[5], r[6], r[7])
+            if pair not in first or order < first[pair]:
+                first[pair] = order
+        return [r for r in links if first[_pair(r)] == (r[4], r[5], r[6], r[7])]
+
+    def _claim(self, homes: dict[str, Customer], news: list[LinkRow], at: str, loaded: list[Customer]) -> None:
+        """Write an event on the anonymous end of each new link (made if it has no touchpoint yet), in
+        this write: a writer that records the visitor's touchpoints meanwhile, reading the links
+        before this one, then collides on the visitor's version and decides again, seeing the link;
+        else both could miss the other, and the visitor's history would wait for its next write."""
+        ends = {
+            anonymous_home(v): e
+            for r in news
+            for k, v, e in ((r[0], r[1], r[6]), (r[2], r[3], r[6]))
+            if k == "anonymous"
+        }
+        names = sorted(n for n in ends if n not in homes)  # a home of this write is written anyway
+        found = self._load(homes, names, loaded)
+        for name in names:
+            visitor = found.get(name)
+            if visitor is None:
+                visitor = Customer(name)
+                loaded.append(visitor)
+            visitor.claim(ends[name], at)
 
     def _load(self, homes: dict[str, Customer], names: list[str], loaded: list[Customer]) -> dict[str, Customer]:
         """These aggregates that exist: those of this write's homes, the rest from the store."""
@@ -163,13 +239,23 @@ class Regrouper:
         return out
 
     @staticmethod
-    def _parting(res: Resolution, customer: str, member: dict[str, Any]) -> str:
-        """Why a member leaves: the refusal of the link that joined it, as the links now say."""
+    def _parting(res: Resolution, customer: str, member: dict[str, Any], anonymous: Identifier | None) -> str:
+        """Why a member leaves: the refusal of its link to the customer, as the links now say."""
         evidence = member["link"]["evidence"]
+        pair = {Identifier("customer", customer), anonymous}
         for r in res.refused:
-            if r.link.evidence == evidence and customer in (r.link.a.value, r.link.b.value):
-                return f"anonymous history parted, link by touchpoint {evidence} refused: {r.reason}"
+            if set(r.link.pair) == pair:
+                return f"anonymous history parted, link by touchpoint {r.link.evidence} refused: {r.reason}"
         return f"anonymous history parted: the link by touchpoint {evidence} no longer stands"
+
+
+def _blocked(guards: Guards, kind: str, value: str) -> bool:
+    """A blocked value as an end of a link (engine.identity.persons: trait hashes are never blocked)."""
+    return kind != "trait" and guards.refusal(value) is not None
+
+
+def _pair(r: LinkRow) -> tuple[str, ...]:
+    return (r[0], r[1], r[2], r[3]) if (r[0], r[1]) <= (r[2], r[3]) else (r[2], r[3], r[0], r[1])
 
 
 def _joining(res: Resolution, member: Identifier) -> dict[str, Any]:

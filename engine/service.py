@@ -311,23 +311,26 @@ class Engine:
         if "@" not in customer_id and self.store.customer(customer_uuid(customer_id)) is None:
             visitor = anonymous_home(customer_id)
             if self.store.customer(customer_uuid(visitor)) is not None:
-                return {**self.forget(visitor), "customer_id": customer_id}
+                return {**self._forget(visitor, customer_id, "anonymous"), "customer_id": customer_id}
         res = self.ingestor.regrouper.resolution([customer_id], None)
         person = res.person_of.get(Identifier("customer", customer_id))
         others = sorted(m.value for m in res.members.get(person or "", ()) if m.kind == "anonymous")
-        result = self._forget(customer_id)
+        # The anonymous ids first: their links name them, and a forget that fails part-way is
+        # finished by running it again only while the customer's links still lead to them.
         for anonymous in others:
-            self._forget(anonymous_home(anonymous), anonymous)
+            self._forget(anonymous_home(anonymous), anonymous, "anonymous")
+        result = self._forget(customer_id)
         result["anonymous_ids_erased"] = len(others)
         return result
 
-    def _forget(self, name: str, sent_as: str | None = None) -> dict[str, Any]:
+    def _forget(self, name: str, sent_as: str | None = None, kind: str = "customer") -> dict[str, Any]:
         """Erase one aggregate's personal data (`name`: a customer id, or an anonymous id's home
-        with `sent_as` the id), its links and the refused records sent for it."""
+        with `sent_as` the id), its links (every one naming it: other customers' refused ones too)
+        and the refused records sent for it."""
         sent = sent_as or name
         uuid = customer_uuid(name)
         dropped = self.rejects.drop(sent)  # refused records sent for them
-        self.store.journal.drop_links(sent)  # their other identifiers, in clear in the links
+        self.store.journal.drop_links(sent, kind)  # their other identifiers, in clear in the links
         known = self.store.customer(uuid)
         if known is None:
             if dropped or sent_as:  # refused records only: none of theirs is kept from now on either

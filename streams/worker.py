@@ -201,7 +201,9 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
                 },
             )
             value = values[r.record - 1] or b""  # a record with no value (a tombstone) is kept empty
-            customer = rejects.sent_by(value, "customer_id") or (original.key or b"").decode(errors="replace")
+            customer = rejects.sent_by(value, "customer_id", "anonymous_id") or (original.key or b"").decode(
+                errors="replace"
+            )
             received = iso(datetime.now(UTC))
             kept.append(
                 rejects.row(f"kafka/{where.decode()}", received, value, r.field, r.reason, customer, r.event_id)

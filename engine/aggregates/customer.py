@@ -127,6 +127,17 @@ class Customer(Aggregate):
         def apply(self, customer: Customer) -> None:
             customer._parted(self.member, self.recorded_at)
 
+    class Claimed(Aggregate.Event):
+        """A link naming this (anonymous) identifier was recorded: written with the link, so that a
+        writer recording the visitor's touchpoints at the same moment, unaware of the link, collides
+        with it and decides again (engine.regroup)."""
+
+        evidence: str
+        recorded_at: str
+
+        def apply(self, customer: Customer) -> None:
+            pass
+
     class Erased(Aggregate.Event):
         erased_at: str
 
@@ -158,6 +169,9 @@ class Customer(Aggregate):
 
     def part(self, member: str, reason: str, recorded_at: str) -> None:
         self.trigger_event(self.Parted, member=member, reason=reason, recorded_at=recorded_at)
+
+    def claim(self, evidence: str, recorded_at: str) -> None:
+        self.trigger_event(self.Claimed, evidence=evidence, recorded_at=recorded_at)
 
     def erase(self, erased_at: str) -> None:
         self.trigger_event(self.Erased, erased_at=erased_at)

@@ -64,8 +64,8 @@ class JourneyRecorder(Protocol):
     def all_links(self) -> list[LinkRow]:
         """Every identity link (a rebuild copies them: their ids are sealed in the bodies)."""
 
-    def drop_links(self, customer_id: str) -> int:
-        """Delete the links and unlinks of this customer id (erasure); returns how many links."""
+    def drop_links(self, value: str, kind: str = "customer") -> int:
+        """Delete the links and unlinks with this identifier at an end (erasure); returns how many links."""
 
     def record_unlink(self, row: UnlinkRow) -> None:
         """Record that two identifiers are not one person (kept for good, as a fact)."""

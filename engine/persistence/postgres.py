@@ -236,12 +236,12 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
             curs.execute(SQL("SELECT * FROM {}").format(self.t_links))
             return [tuple(r) for r in curs.fetchall()]
 
-    def drop_links(self, customer_id: str) -> int:
-        mine = "DELETE FROM {} WHERE (a_kind = 'customer' AND a_value = %s) OR (b_kind = 'customer' AND b_value = %s)"
+    def drop_links(self, value: str, kind: str = "customer") -> int:
+        mine = "DELETE FROM {} WHERE (a_kind = %s AND a_value = %s) OR (b_kind = %s AND b_value = %s)"
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(SQL(mine).format(self.t_links), (customer_id, customer_id))
+            curs.execute(SQL(mine).format(self.t_links), (kind, value, kind, value))
             gone = curs.rowcount
-            curs.execute(SQL(mine).format(self.t_unlinks), (customer_id, customer_id))
+            curs.execute(SQL(mine).format(self.t_unlinks), (kind, value, kind, value))
             return gone
 
     def record_unlink(self, row: UnlinkRow) -> None:

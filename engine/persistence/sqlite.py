@@ -190,12 +190,12 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
             c.execute("SELECT * FROM journey_links")
             return [tuple(r) for r in c.fetchall()]
 
-    def drop_links(self, customer_id: str) -> int:
-        mine = "(a_kind = 'customer' AND a_value = ?) OR (b_kind = 'customer' AND b_value = ?)"
+    def drop_links(self, value: str, kind: str = "customer") -> int:
+        mine = "(a_kind = ? AND a_value = ?) OR (b_kind = ? AND b_value = ?)"
         with self.datastore.transaction(commit=True) as c:
-            c.execute(f"DELETE FROM journey_links WHERE {mine}", (customer_id, customer_id))
+            c.execute(f"DELETE FROM journey_links WHERE {mine}", (kind, value, kind, value))
             gone = c.sqlite_cursor.rowcount
-            c.execute(f"DELETE FROM journey_unlinks WHERE {mine}", (customer_id, customer_id))
+            c.execute(f"DELETE FROM journey_unlinks WHERE {mine}", (kind, value, kind, value))
             return gone
 
     def record_unlink(self, row: UnlinkRow) -> None:

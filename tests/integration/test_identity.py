@@ -210,10 +210,12 @@ def test_show_finds_the_identifier_asked_for_and_its_refused_links(engine):
     visits(engine)
     engine.ingest([{**tp("h1", "page.viewed", day(5), customer="frank", url="/"), "anonymous_id": "bob"}])
     unlink(engine.store.journal, "web-1", "ann", "2026-02-01T00:00:00Z", "demo tablet")
-    engine.forget("bob")  # the tablet's other link goes with bob
     web = person(engine.store.journal, IdentityRules(), "web-1")
-    assert (web["identifier"], web["known"], web["person"]) == ("anonymous:web-1", True, anonymous_home("web-1"))
+    assert (web["identifier"], web["known"], web["person"]) == ("anonymous:web-1", True, "bob")
     assert {x["reason"] for x in web["refused"]} == {"unlinked: demo tablet"}
+    assert engine.forget("bob")["anonymous_ids_erased"] == 1  # the tablet was bob's: erased with him
+    web = person(engine.store.journal, IdentityRules(), "anonymous:web-1")
+    assert (web["known"], web["person"]) == (False, anonymous_home("web-1"))
     guest = person(engine.store.journal, IdentityRules(), "guest")
     assert guest["blocked"].startswith("is a placeholder") and guest["refused"][0]["b"] == "customer:cy"
     frank = person(engine.store.journal, IdentityRules(), "frank")

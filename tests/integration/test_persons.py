@@ -254,3 +254,72 @@ def test_persons_and_their_stages_do_not_depend_on_the_arrival_order(tmp_path_fa
         for c, (stage, health, _) in oracle(records, NOW).items():  # the feed got there too
             customer = engine.store.customer(customer_uuid(c))
             assert customer is not None and (customer.stage, customer.health) == (stage, health)
+
+
+# -- what a review found ----------------------------------------------------------------------------
+
+
+def test_two_writers_racing_a_link_and_a_visitors_touchpoint_lose_nothing(tmp_path, monkeypatch):
+    """Writer B decides ann's sign-in on web-1 while writer A, unaware of the link, records web-1's
+    second guest order: B's link claims the visitor, so the two collide and B decides again."""
+    data = str(tmp_path / "var")
+    a, b = Engine(Config(data_dir=data), FixedClock(NOW)), Engine(Config(data_dir=data), FixedClock(NOW))
+    try:
+        a.ingest([anon(order("g1", day(0)), "web-1")])
+        regrouper = b.ingestor.regrouper
+        load = regrouper._load
+        raced = []
+
+        def racing(homes, names, loaded):
+            out = load(homes, names, loaded)
+            if not raced and anonymous_home("web-1") in names:
+                raced.append(a.ingest([anon(order("g2", day(1)), "web-1")]).accepted)
+            return out
+
+        monkeypatch.setattr(regrouper, "_load", racing)
+        b.ingest([anon(tp("l1", "page.viewed", day(2), customer="ann"), "web-1", customer=True)])
+        assert raced == [1]
+    finally:
+        a.close()
+        b.close()
+    with Engine(Config(data_dir=data), FixedClock(NOW)) as engine:
+        ann = engine.store.customer(customer_uuid("ann"))
+        assert ann is not None and ann.stage == "repeat"  # both guest orders, in the feed's state too
+        assert engine.view("ann", NOW)["purchases"] == 2
+
+
+def test_a_customer_with_many_visits_on_a_device_still_has_its_whole_graph_read(tmp_path):
+    """One link row per signed-in visit: the walk counts identifiers, not rows, so a late link
+    earlier in time still moves the visitor, and it counts for one customer only."""
+    from engine.config import IdentityRules
+
+    config = Config(data_dir=str(tmp_path / "var"), identity=IdentityRules(max_identifiers=3))
+    with Engine(config, FixedClock(NOW)) as engine:
+        engine.ingest([anon(order("g1", day(0)), "app-7")])
+        engine.ingest([anon(tp("a1", "page.viewed", day(5), customer="ann"), "app-7", customer=True)])
+        engine.ingest(
+            [anon(tp(f"w{i}", "page.viewed", day(6), customer="ann"), "web-1", customer=True) for i in range(40)]
+        )
+        engine.ingest([anon(tp("b1", "page.viewed", day(1), customer="bob"), "app-7", customer=True)])  # earlier
+        engine.ingest([anon(tp("w-last", "page.viewed", day(7), customer="ann"), "web-1", customer=True)])
+        assert (engine.view("ann", NOW)["purchases"], engine.view("bob", NOW)["purchases"]) == (0, 1)
+
+
+def test_forget_erases_the_device_for_everyone_and_it_never_counts_for_another(engine):
+    engine.ingest([anon(order("g1", day(0)), "tablet")])
+    engine.ingest([anon(tp("a1", "page.viewed", day(1), customer="ann"), "tablet", customer=True)])
+    engine.ingest([anon(tp("b1", "page.viewed", day(2), customer="bob"), "tablet", customer=True)])  # refused
+    assert engine.forget("ann")["anonymous_ids_erased"] == 1
+    assert engine.store.journal.links_of(["tablet"]) == []  # bob's refused link named it in clear
+    engine.ingest([anon(tp("b2", "page.viewed", day(4), customer="bob"), "tablet", customer=True)])
+    assert engine.view("bob", NOW)["purchases"] == 0  # ann's guest order stays hers, erased
+    assert engine.view("ann", NOW)["purchases"] == 1
+
+
+def test_forget_of_an_anonymous_id_alone_erases_the_visitor_and_its_links(engine):
+    engine.ingest([anon(tp("v1", "page.viewed", day(0), traits={"email": "v@example.com"}), "web-5")])
+    engine.ingest([anon(tp("l1", "page.viewed", day(1), customer="ann"), "web-5", customer=True)])
+    done = engine.forget("web-5")
+    assert (done["customer_id"], done["erased"]) == ("web-5", True)
+    assert engine.store.journal.links_of(["web-5"]) == []
+    assert "email" not in engine.view(anonymous_home("web-5"), NOW)["traits"]
