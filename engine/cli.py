@@ -682,6 +682,11 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         f"ingested: {i['accepted']:,} accepted, {i['duplicates']:,} duplicates, {i['rejected']:,} rejected; "
         f"{i['changes']:,} lifecycle changes, {i['actions']:,} decisions"
     )
+    who = summary["identity"]
+    say(
+        f"identity: {who['customers_with_guest_history']:,} customers' guest history joined theirs when they "
+        f"signed in; {who['anonymous_visitors']:,} visitors still anonymous (docs/identity.md)"
+    )
     say()
     print_funnel(summary["funnel"])
     table = Table(title="Lifecycle changes recorded")

@@ -15,7 +15,7 @@ from . import queries
 from .clock import EventTimeClock, SystemClock
 from .config import Config
 from .service import Engine
-from .simulator import simulate
+from .simulator import simulate, with_devices
 
 
 def today() -> datetime:
@@ -40,7 +40,9 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         update={"data_dir": str(data), "store": config.store.model_copy(update={"backend": "sqlite"})}
     )
     history = data / "history.jsonl"
-    write_history(history, simulate(customers, seed, today()))
+    # A third of the touchpoints come from a browser or an app with its anonymous id; a tenth of
+    # the customers also browse and buy as guests, whose history joins theirs when they sign in.
+    write_history(history, with_devices(simulate(customers, seed, today()), 0.3, 0.1, seed, guests=0.1))
     # History is replayed as it unfolded: the clock follows event time, timers fire on the way.
     with Engine(config, EventTimeClock()) as engine:
         report = ingest(engine, history)
@@ -71,6 +73,7 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
             None,
         ) or next((engine.why(a["action_id"]) for a in latest.values() if a["status"] == "suppressed"), None)
         funnel = engine.funnel()
+        merged = {str(customer) for _, customer, _ in queries.scan(engine, queries.JOINED_TOPIC)}
     return {
         "data_dir": str(data),
         "history": str(history),
@@ -78,6 +81,8 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         "seed": seed,
         "ingest": report.summary(),
         "funnel": funnel,
+        # identity resolution (docs/identity.md): customers whose guest history joined theirs
+        "identity": {"customers_with_guest_history": len(merged), "anonymous_visitors": funnel["anonymous_visitors"]},
         "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in changes.most_common()],
         "actions": {
             "by_policy": {

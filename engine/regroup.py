@@ -26,6 +26,8 @@ from .persistence.journal import JourneyRecorder, LinkRow
 from .rules import IdentityRules
 from .store import JourneyStore
 
+FIRSTS = 200_000  # pairs whose earliest link a writer remembers
+
 
 def links_around(
     journal: JourneyRecorder,
@@ -115,6 +117,7 @@ class Regrouper:
         self.rules = rules
         self.guards = guards
         self.limits = limits_of(rules)
+        self._firsts: dict[tuple[str, ...], tuple[str, ...]] = {}  # pair -> its earliest link seen (_news)
 
     def resolution(self, values: Iterable[str], at: str | None, extra: Sequence[LinkRow] = ()) -> Resolution:
         """The persons of the links around these identifiers' values, as known at `at` (all: None)."""
@@ -198,14 +201,36 @@ class Regrouper:
         links = [r for r in links if not _blocked(self.guards, r[0], r[1]) and not _blocked(self.guards, r[2], r[3])]
         if not links:
             return []
-        # The pairs' links so far, read by their end that has the fewest links (not the customer).
-        ends = sorted({r[3] if r[0] == "customer" else r[1] for r in links})
-        first: dict[tuple[str, ...], tuple[str, ...]] = {}
-        for r in [*self.store.journal.links_of(ends), *links]:
-            pair, order = _pair(r), (r[4], r[5], r[6], r[7])
-            if pair not in first or order < first[pair]:
-                first[pair] = order
-        return [r for r in links if first[_pair(r)] == (r[4], r[5], r[6], r[7])]
+        # A pair seen before (by this writer) with a link no later than this one: nothing to read. Safe
+        # with other writers too: a link they record can only be earlier, which does not make this
+        # one first. (A forget drops a pair's links: its identifiers are frozen from then on.)
+        order = lambda r: (r[4], r[5], r[6], r[7])  # noqa: E731 - the resolver's order, as stored
+        unsure = [r for r in links if (seen := self._firsts.get(_pair(r))) is None or order(r) < seen]
+        if unsure:
+            # The pairs' links so far, read by their end that has the fewest links (not the customer).
+            ends = sorted({r[3] if r[0] == "customer" else r[1] for r in unsure})
+            for r in self.store.journal.links_of(ends):
+                self._first(r)
+        firsts: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for r in links:  # the write's own, the first of each pair among them too
+            pair = _pair(r)
+            if pair not in firsts or order(r) < firsts[pair]:
+                firsts[pair] = order(r)
+        # (The write's own links are remembered once read back from the store: this write may fail.)
+        return [
+            r
+            for r in links
+            if firsts[_pair(r)] == order(r) and ((known := self._firsts.get(_pair(r))) is None or order(r) < known)
+        ]
+
+    def _first(self, r: LinkRow) -> None:
+        """Remember the earliest link seen of a pair (bounded: forgotten all at once when full)."""
+        pair, order = _pair(r), (r[4], r[5], r[6], r[7])
+        seen = self._firsts.get(pair)
+        if seen is None or order < seen:
+            if len(self._firsts) >= FIRSTS:
+                self._firsts.clear()
+            self._firsts[pair] = order
 
     def _claim(self, homes: dict[str, Customer], news: list[LinkRow], at: str, loaded: list[Customer]) -> None:
         """Write an event on the anonymous end of each new link (made if it has no touchpoint yet), in
