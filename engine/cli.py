@@ -261,7 +261,7 @@ def ingest(
     default=0.0,
     show_default=True,
     type=click.FloatRange(0, 1),
-    help="Share of touchpoints that also carry the device's anonymous id (identity resolution).",
+    help="Share of the web and app touchpoints that also carry the device's anonymous id (identity resolution).",
 )
 @click.option(
     "--shared-devices",
@@ -275,8 +275,8 @@ def ingest(
     default=0.0,
     show_default=True,
     type=click.FloatRange(0, 1),
-    help="With --anonymous: share of customers who also browse and buy as guests (the device's id alone), "
-    "whose guest history counts for them once they sign in on it.",
+    help="With --anonymous: share of customers who also browse and buy signed out half of the time (the "
+    "device's id alone), whose guest history counts for them once they sign in on it.",
 )
 @common
 def simulate(
@@ -384,7 +384,10 @@ def customer(
         except KeyError:
             raise click.ClickException(f"no customer {customer_id!r} in the store") from None
     if not as_json and "identified_by" in view:
-        say(f"{customer_id} is an anonymous id of {view['customer_id']} (journey identity show {customer_id})")
+        if "@" in view["customer_id"]:  # engine.identity.anonymous_home: linked to no customer
+            say(f"{customer_id} is an anonymous visitor linked to no customer yet: nothing is derived or sent for it")
+        else:
+            say(f"{customer_id} is an anonymous id of {view['customer_id']} (journey identity show {customer_id})")
     emit(view) if as_json else print_customer(view, offset)
 
 

@@ -40,9 +40,9 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         update={"data_dir": str(data), "store": config.store.model_copy(update={"backend": "sqlite"})}
     )
     history = data / "history.jsonl"
-    # A third of the touchpoints come from a browser or an app with its anonymous id; a tenth of
-    # the customers also browse and buy as guests, whose history joins theirs when they sign in.
-    write_history(history, with_devices(simulate(customers, seed, today()), 0.3, 0.1, seed, guests=0.1))
+    # Most web and app touchpoints come with the browser's or the app's anonymous id; a tenth of the
+    # customers also browse and buy as guests, whose history joins theirs when they sign in.
+    write_history(history, with_devices(simulate(customers, seed, today()), 0.6, 0.1, seed, guests=0.1))
     # History is replayed as it unfolded: the clock follows event time, timers fire on the way.
     with Engine(config, EventTimeClock()) as engine:
         report = ingest(engine, history)

@@ -572,22 +572,30 @@ def simulate_account(customer_id: str, touchpoints: int, seed: int, until: datet
         yield {**base, **record}
 
 
+CLIENT_CHANNELS = ("web", "mobile_app")  # where a browser's or an app's anonymous id comes from
+GUEST_KINDS = ("page.viewed", "product.viewed", "order.placed")  # what a visitor does signed out
+
+
 def with_devices(
     records: Iterable[dict], share: float, shared: float, seed: int, guests: float = 0.0
 ) -> Iterator[dict]:
     """The records with the anonymous ids a web or app client would send beside the customer id
     (identity resolution, docs/identity.md): each customer browses on a device of its own, and a
     `shared` fraction of customers on the device of another (a family tablet: the guards refuse to
-    join them); a `share` of the touchpoints carry the device's id. A `guests` fraction of customers
-    send half of those without their customer id (signed out: the visitor's alone), the other half
-    signed in, which links the two. Deterministic from the seed."""
+    join them); a `share` of the web and app touchpoints carry the device's id (the others come
+    from servers: e-mails, stores, phones). A `guests` fraction of customers browse and buy signed
+    out half of the time: those page views, product views and orders carry the device's id alone
+    (the visitor's), the rest signed in, which links the two. Deterministic from the seed."""
     for r in records:
+        if r.get("channel") not in CLIENT_CHANNELS:
+            yield r
+            continue
         n = int(r["customer_id"].rsplit("-", 1)[1])
         draw = zlib.crc32(f"{seed}/{r['event_id']}".encode()) / 2**32
         if draw < share:
             owner = n - 1 if zlib.crc32(f"{seed}/shared/{n}".encode()) / 2**32 < shared and n else n
             r = {**r, "anonymous_id": f"dev-{seed}-{owner:06d}"}
             guest = zlib.crc32(f"{seed}/guest/{n}".encode()) / 2**32 < guests
-            if guest and draw < share / 2:
+            if guest and r["kind"] in GUEST_KINDS and draw < share / 2:
                 r = {k: v for k, v in r.items() if k != "customer_id"}
         yield r
