@@ -18,6 +18,7 @@ from rich.table import Table
 from . import parallel
 from .clock import Clock, EventTimeClock, SystemClock, parse_time
 from .config import Config, ConfigError, load_config
+from .identity import is_visitor
 from .limits import id_problem
 from .memory import settle
 from .money import minor_digits
@@ -384,7 +385,7 @@ def customer(
         except KeyError:
             raise click.ClickException(f"no customer {customer_id!r} in the store") from None
     if not as_json and "identified_by" in view:
-        if "@" in view["customer_id"]:  # engine.identity.anonymous_home: linked to no customer
+        if is_visitor(view["customer_id"]):  # linked to no customer
             say(f"{customer_id} is an anonymous visitor linked to no customer yet: nothing is derived or sent for it")
         else:
             say(f"{customer_id} is an anonymous id of {view['customer_id']} (journey identity show {customer_id})")

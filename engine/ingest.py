@@ -20,7 +20,7 @@ from eventsourcing.persistence import IntegrityError
 
 from .aggregates.customer import Customer
 from .clock import iso
-from .identity import Guards, trait_identifier
+from .identity import Guards, is_visitor, trait_identifier
 from .ids import change_id, customer_uuid
 from .keys import ERASED_KEY, KeyStore
 from .persistence.journal import LinkRow
@@ -188,9 +188,11 @@ class Ingestor:
             tp.event_id: found
             for cid, tps in by_customer.items()
             for tp in tps
-            if "@" not in cid and (found := links_of(cid, tp) + self.trait_links(cid, tp))
+            if not is_visitor(cid) and (found := links_of(cid, tp) + self.trait_links(cid, tp))
         }
-        visitors = sorted({tp.anonymous_id for _, tp in fresh.values() if tp.anonymous_id and "@" in tp.customer_id})
+        visitors = sorted(
+            {tp.anonymous_id for _, tp in fresh.values() if tp.anonymous_id and is_visitor(tp.customer_id)}
+        )
         written = self.append(list(by_customer), now, bodies, due_timers, evidence, visitors)
         written.duplicates, written.duplicate_records = result.duplicates, result.duplicate_records
         written.rejected = sorted(result.rejected + refused, key=lambda r: r.record)

@@ -19,7 +19,7 @@ from eventsourcing.utils import get_topic
 
 from .aggregates.customer import Customer
 from .clock import iso
-from .identity import ANONYMOUS
+from .identity import is_visitor
 from .ids import customer_uuid
 from .keys import KeyStore
 from .privacy import ERASED, PersonalFields, reveal, unseal
@@ -134,7 +134,7 @@ def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, An
         for _, customer, topic, state in rows(engine, 0, None, (TOUCHPOINT_TOPIC, REGISTERED_TOPIC)):
             body = orjson.loads(state)
             if topic == REGISTERED_TOPIC:
-                if ANONYMOUS in body["customer_id"]:
+                if is_visitor(body["customer_id"]):
                     visitors.add(customer)
                 continue
             tp = body["touchpoint"]

@@ -1,12 +1,13 @@
 """The writer's side of identity resolution: which identifiers' histories count for which customer.
 
 Touchpoints stay on the identifier that sent them: a customer id's on its customer, an anonymous
-visitor's on its home `anon@<hash of the id>` (engine.identity.anonymous_home). When the links (engine.identity) make an
-anonymous id part of a customer's person, the customer records `Joined` with a copy of what the
-visitor's touchpoints show, then `Borrowed` for each later batch of them, and `Parted` when the link
-goes (an unlink, or an earlier link found later that gives the id to another customer). The
-customer's lifecycle, policies and views then work on the person's whole history, and a merge is
-late-arriving history: corrected like any other, with the link named as the reason.
+visitor's on its home `anon@<hash of the id>` (engine.identity.anonymous_home). When the links
+(engine.identity) make an anonymous id part of a customer's person, the customer records `Joined`
+with a copy of what the visitor's touchpoints show, then `Borrowed` for each later batch of them,
+and `Parted` when the link goes (an unlink, or an earlier link found later that gives the id to
+another customer). The customer's lifecycle, policies and views then work on the person's whole
+history, and a merge is late-arriving history: corrected like any other, with the link named as
+the reason.
 
 After each batch, the persons around its identifiers are resolved again from every link recorded by
 then (engine.identity.resolve, order-independent), and each customer's recorded members are brought
@@ -68,13 +69,7 @@ def links_around(
         first: dict[tuple[str, ...], LinkRow] = {}
         for r in kept:
             pair = _pair(r)
-            seen_first = first.get(pair)
-            if seen_first is None or (r[4], r[5], r[6], r[7]) < (
-                seen_first[4],
-                seen_first[5],
-                seen_first[6],
-                seen_first[7],
-            ):
+            if pair not in first or _order(r) < _order(first[pair]):
                 first[pair] = r
         kept = list(first.values())
     links = [Link(Identifier(r[0], r[1]), Identifier(r[2], r[3]), r[4], r[5], r[6], r[7]) for r in kept]  # type: ignore[arg-type]
@@ -202,9 +197,9 @@ class Regrouper:
         if not links:
             return []
         # A pair seen before (by this writer) with a link no later than this one: nothing to read. Safe
-        # with other writers too: a link they record can only be earlier, which does not make this
-        # one first. (A forget drops a pair's links: its identifiers are frozen from then on.)
-        order = lambda r: (r[4], r[5], r[6], r[7])  # noqa: E731 - the resolver's order, as stored
+        # with other writers too: a stored link no later than this one proves this one is not the
+        # first, whatever they add. (A forget drops a pair's links: its identifiers are frozen then.)
+        order = _order
         unsure = [r for r in links if (seen := self._firsts.get(_pair(r))) is None or order(r) < seen]
         if unsure:
             # The pairs' links so far, read by their end that has the fewest links (not the customer).
@@ -225,7 +220,7 @@ class Regrouper:
 
     def _first(self, r: LinkRow) -> None:
         """Remember the earliest link seen of a pair (bounded: forgotten all at once when full)."""
-        pair, order = _pair(r), (r[4], r[5], r[6], r[7])
+        pair, order = _pair(r), _order(r)
         seen = self._firsts.get(pair)
         if seen is None or order < seen:
             if len(self._firsts) >= FIRSTS:
@@ -277,6 +272,12 @@ class Regrouper:
 def _blocked(guards: Guards, kind: str, value: str) -> bool:
     """A blocked value as an end of a link (engine.identity.persons: trait hashes are never blocked)."""
     return kind != "trait" and guards.refusal(value) is not None
+
+
+def _order(r: LinkRow) -> tuple[str, ...]:
+    """A stored link's place in the resolver's order (engine.identity.persons): its time, when it was
+    recorded, its evidence, its rule."""
+    return (r[4], r[5], r[6], r[7])
 
 
 def _pair(r: LinkRow) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from . import queries
 from .catalog import Catalog
 from .clock import Clock, EventTimeClock, SystemClock, iso
 from .config import Config, ConfigError
-from .identity import Guards, Identifier, anonymous_home
+from .identity import Guards, Identifier, anonymous_home, is_visitor
 from .ids import customer_uuid
 from .ingest import BatchResult, Ingestor, retrying
 from .keys import ERASED_KEY, open_keystore
@@ -308,7 +308,7 @@ class Engine:
         can be opened), then the Erased event, retried against concurrent writers; the links,
         which hold the other identifiers in clear, go with them. An anonymous id given alone is
         erased as a visitor."""
-        if "@" not in customer_id and self.store.customer(customer_uuid(customer_id)) is None:
+        if not is_visitor(customer_id) and self.store.customer(customer_uuid(customer_id)) is None:
             visitor = anonymous_home(customer_id)
             if self.store.customer(customer_uuid(visitor)) is not None:
                 return {**self._forget(visitor, customer_id, "anonymous"), "customer_id": customer_id}

@@ -20,7 +20,7 @@ from uuid import UUID
 import orjson
 
 from engine.clock import iso
-from engine.identity import ANONYMOUS
+from engine.identity import is_visitor
 from engine.projections.asof import known as was_known
 from engine.projections.facts import Facts, Folds
 from engine.queries import (
@@ -101,7 +101,7 @@ def load(
                         h.actions.append(action)
             elif topic == ERASED_TOPIC:
                 erased.add(customer)
-        visitors = {k for k, name in names.items() if ANONYMOUS in name}
+        visitors = {k for k, name in names.items() if is_visitor(name)}
         everyone = folds.done()
         h.facts = {uuid_of(k): f for k, f in everyone.items() if k not in visitors}
         h.visitors = len(everyone) - len(h.facts)

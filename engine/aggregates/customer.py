@@ -19,6 +19,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.domain import Snapshot as AggregateSnapshot
 
+from ..identity import is_visitor
 from ..ids import customer_uuid
 from ..projections import contact
 from ..projections.facts import LIFECYCLE_KINDS, Facts
@@ -286,7 +287,7 @@ class Customer(Aggregate):
     def anonymous(self) -> bool:
         """An anonymous visitor's identifier (`anon@<id>`): its touchpoints are kept, and count for
         the customer it is linked to; alone, nothing is derived or decided for it."""
-        return "@" in self.customer_id
+        return is_visitor(self.customer_id)
 
     def history(self) -> dict[str, Any]:
         """What this identifier's touchpoints show, as a member's history (Joined)."""

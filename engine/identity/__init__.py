@@ -4,7 +4,7 @@ persons). No store and no configuration file here: the caller passes the facts a
 
 from .guards import BLOCKED_VALUES, Guards
 from .links import Identifier, Link, Unlink, trait_identifier
-from .persons import ANONYMOUS, Limits, Refusal, Resolution, anonymous_home, resolve
+from .persons import ANONYMOUS, Limits, Refusal, Resolution, anonymous_home, is_visitor, resolve
 
 __all__ = [
     "ANONYMOUS",
@@ -17,6 +17,7 @@ __all__ = [
     "Resolution",
     "Unlink",
     "anonymous_home",
+    "is_visitor",
     "resolve",
     "trait_identifier",
 ]

@@ -73,6 +73,11 @@ def anonymous_home(anonymous_id: str) -> str:
     return ANONYMOUS + hashlib.sha256(anonymous_id.encode()).hexdigest()[:32]
 
 
+def is_visitor(name: str) -> bool:
+    """Whether an aggregate's name (a customer id, or an anonymous id's home) is a visitor's."""
+    return name.startswith(ANONYMOUS)
+
+
 def person_id_of(identifier: Identifier) -> str:
     return identifier.value if identifier.kind == "customer" else anonymous_home(identifier.value)
 
