@@ -44,7 +44,8 @@ class Outbox:
         self.engine, self.topo = engine, topo
         # The engine's writers share its customer cache: one write at a time.
         self.writing = writing or asyncio.Lock()
-        self.redis = Redis.from_url(config.redis.url)
+        # Named, so that an operator (or a test) can tell the workers' connections in CLIENT LIST.
+        self.redis = Redis.from_url(config.redis.url, client_name=REDIS_CLIENT_NAME)
         self.kafka = KafkaRelay(engine, config.kafka.bootstrap_servers, topo)
         self.started = False
         self.wake = asyncio.Event()  # set after each ingested batch: the feeds have news
@@ -72,6 +73,7 @@ class Outbox:
         await self.redis.aclose()
 
 
+REDIS_CLIENT_NAME = "journey-worker"
 READ_MODEL_STEP = 2000  # events of the log per read-model step
 IDLE = 0.1  # seconds the leader waits for news before looking anyway
 
@@ -252,8 +254,18 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
 
         @app.timer(IDLE, on_leader=True)
         async def read_model() -> None:
-            while await outbox.read_model():  # until caught up, then wait for the next tick
-                pass
+            # An exception out of a faust timer crashes the whole worker: Redis or the store away
+            # for a moment (a dropped connection) is expected, and the next tick resumes from the
+            # position kept in Redis.
+            try:
+                while await outbox.read_model():  # until caught up, then wait for the next tick
+                    pass
+            except AWAY as e:
+                log.error("updating the read model failed (%r); trying again", e)
+                await asyncio.sleep(1)
+            except Exception:  # noqa: BLE001 - as above: the worker keeps ingesting
+                log.exception("updating the read model failed; trying again")
+                await asyncio.sleep(1)
 
     @app.on_before_shutdown.connect
     async def _closed(*_: Any, **__: Any) -> None:

@@ -341,3 +341,37 @@ async def test_a_worker_whose_store_fails_retries_and_loses_nothing(stream_confi
     text = (tmp_path / "worker.log").read_text()
     assert "ingesting a batch of" in text and "trying again" in text
     assert "Traceback" not in text, text[-3000:]
+
+
+async def test_a_worker_whose_redis_connections_drop_keeps_going(stream_config, tmp_path):
+    """A connection Redis closes (a restart, a proxy, a timeout) is expected: the read model and the
+    feeds try again, and the worker never crashes (before, a drop inside the read model's timer
+    took the whole worker down)."""
+    from streams.worker import REDIS_CLIENT_NAME
+
+    topo, cfg = await prepare(stream_config, tmp_path)
+    worker = start_worker(cfg, f"g{uuid.uuid4().hex[:8]}", tmp_path / "worker.log")
+    redis = Redis.from_url(stream_config.redis.url)
+    try:
+        customers = [f"rd{i}" for i in range(40)]
+        records = [
+            order(f"rd-{i}-{k}", now_minus(days=30 - k), customer=c) for i, c in enumerate(customers) for k in range(3)
+        ]
+        await produce(stream_config.kafka.bootstrap_servers, topo.touchpoints, records[:60])
+        await wait_until(lambda: redis.hgetall(topo.key("customer", customers[0])), 90, "the read model")
+        for _ in range(40):  # drop the worker's connections (only those) again and again
+            for client in await redis.client_list():
+                if client.get("name") == REDIS_CLIENT_NAME:
+                    await redis.client_kill_filter(_id=client["id"])
+            await asyncio.sleep(0.1)
+        await produce(stream_config.kafka.bootstrap_servers, topo.touchpoints, records[60:])
+        rows = await wait_until(
+            lambda: redis.hgetall(topo.key("customer", customers[-1])), 90, "the read model after the drops"
+        )
+        assert rows[b"purchases"] == b"3"
+        assert worker.poll() is None, "the worker stopped"
+    finally:
+        stop(worker)
+        await redis.aclose()
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log and "crash" not in log, log[-3000:]
