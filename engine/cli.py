@@ -691,6 +691,13 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         f"identity: {who['customers_with_guest_history']:,} customers' guest history joined theirs when they "
         f"signed in; {who['anonymous_visitors']:,} visitors still anonymous (docs/identity.md)"
     )
+    v = summary["value"]
+    say(
+        f"value: net revenue {money({v['base_currency']: v['net_revenue']})} from {v['buyers']:,} buyers; the top "
+        f"{v['top_share']:.0%} bring {v['top_share_of_revenue'] or 0:.1%} of it; RFM: "
+        + ", ".join(f"{name} {n:,}" for name, n in v["rfm_segments"].items())
+        + " (journey value summary)"
+    )
     say()
     print_funnel(summary["funnel"])
     table = Table(title="Lifecycle changes recorded")
@@ -716,6 +723,93 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
     me = str(Path(sys.argv[0]).absolute()) if Path(sys.argv[0]).name == "journey" else "journey"
     data = Path(summary["data_dir"]).resolve()
     say(f"explore: JOURNEY_DATA_DIR={data} {me} customer {summary['customer']['customer_id']}")
+
+
+@main.group()
+def value() -> None:
+    """Customer value: net revenue in one currency, the top customers' share, RFM (docs/value.md)."""
+
+
+@value.command("summary")
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
+@click.option("--as-known", is_flag=True, help="Only what had been recorded by then.")
+@common
+def value_summary(as_of: datetime | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
+    """Customers, net revenue in the base currency, the share the top customers bring, RFM segments."""
+    from .value_view import summary
+
+    with open_engine(config_of(config_path)) as engine:
+        s = summary(engine, as_of or engine.clock.now(), as_known)
+    if as_json:
+        emit(s)
+        return
+    base = s["base_currency"]
+    say(f"as of {s['as_of'][:19]}Z: {s['customers']:,} customers, {s['buyers']:,} with a purchase")
+    say(
+        f"  net revenue {money({base: s['net_revenue']})}"
+        + (f" (and, with no rate to {base}: {money(s['unconverted'])})" if s["unconverted"] else "")
+    )
+    if s["top_share_of_revenue"] is not None:
+        say(
+            f"  the top {s['top_share']:.0%} of buyers bring {s['top_share_of_revenue']:.1%} of it "
+            f"(net revenue in {base}, ranked by it)"
+        )
+    table = Table(title="RFM segments (customers with a purchase)")
+    table.add_column("segment")
+    table.add_column("customers", justify="right")
+    table.add_column("share", justify="right")
+    for name, n in s["rfm_segments"].items():
+        table.add_row(cell(name), f"{n:,}", f"{n / max(s['buyers'], 1):.1%}")
+    console.print(table)
+
+
+@value.command("rfm")
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
+@click.option("--as-known", is_flag=True, help="Only what had been recorded by then.")
+@click.option("--segment", help='Only the customers of this RFM segment (e.g. "At Risk").')
+@click.option("--limit", default=25, show_default=True, type=click.IntRange(0), help="Customers to show (0: all).")
+@common
+def value_rfm(
+    as_of: datetime | None,
+    as_known: bool,
+    segment: str | None,
+    limit: int,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Customers with a purchase, by net revenue: RFM scores and segment, purchases, value."""
+    from .value_view import customers
+
+    config = config_of(config_path)
+    known = [s.name for s in config.value.rfm_segments]
+    if segment is not None and segment not in known:
+        raise click.BadParameter(
+            f"{segment!r} is not a segment; the segments: {listed(known, 20)}", param_hint="--segment"
+        )
+    with open_engine(config) as engine:
+        rows = customers(engine, as_of or engine.clock.now(), segment, as_known)
+    shown = rows if limit == 0 else rows[:limit]
+    if as_json:
+        emit(shown)
+        return
+    base = config.value.base_currency
+    table = Table(
+        title=f"{len(rows):,} customers" + (f" in {segment}" if segment else "") + f", by net revenue ({base})"
+    )
+    for col in ("customer", "segment", "RFM", "days since", "purchases", "net revenue"):
+        table.add_column(col, justify="right" if col in ("days since", "purchases", "net revenue") else "left")
+    for r in shown:
+        table.add_row(
+            cell(r["customer_id"]),
+            cell(r["segment"]),
+            r["rfm"],
+            f"{r['recency_days']:,.0f}",
+            f"{r['purchases']:,}",
+            money({base: r["net_revenue"]}),
+        )
+    console.print(table)
+    if len(shown) < len(rows):
+        say(f"... and {len(rows) - len(shown):,} more (--limit 0 for all)")
 
 
 if __name__ == "__main__":

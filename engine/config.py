@@ -15,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec
-from .rules import CustomField, CustomKind, FieldType, IdentityRules, LifecycleRules
+from .rules import CustomField, CustomKind, FieldType, IdentityRules, LifecycleRules, RfmSegment, ValueRules
 from .settings import (
     HttpSettings,
     IngestSettings,
@@ -35,6 +35,8 @@ __all__ = [
     "dump_toml",
     "IdentityRules",
     "LifecycleRules",
+    "RfmSegment",
+    "ValueRules",
     "CustomKind",
     "CustomField",
     "FieldType",
@@ -54,6 +56,7 @@ class Config(Section):
     data_dir: str = "./var"
     lifecycle: LifecycleRules = LifecycleRules()
     identity: IdentityRules = IdentityRules()
+    value: ValueRules = ValueRules()
     ingest: IngestSettings = IngestSettings()
     store: StoreSettings = StoreSettings()
     privacy: PrivacySettings = PrivacySettings()

@@ -16,6 +16,7 @@ from .clock import EventTimeClock, SystemClock
 from .config import Config
 from .service import Engine
 from .simulator import simulate, with_devices
+from .value_view import summary as value_summary
 
 
 def today() -> datetime:
@@ -74,6 +75,7 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         ) or next((engine.why(a["action_id"]) for a in latest.values() if a["status"] == "suppressed"), None)
         funnel = engine.funnel()
         merged = {str(customer) for _, customer, _ in queries.scan(engine, queries.JOINED_TOPIC)}
+        value = value_summary(engine, engine.clock.now())
     return {
         "data_dir": str(data),
         "history": str(history),
@@ -83,6 +85,7 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         "funnel": funnel,
         # identity resolution (docs/identity.md): customers whose guest history joined theirs
         "identity": {"customers_with_guest_history": len(merged), "anonymous_visitors": funnel["anonymous_visitors"]},
+        "value": value,
         "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in changes.most_common()],
         "actions": {
             "by_policy": {

@@ -123,31 +123,36 @@ def membership(engine: Sources, as_known: str | None = None) -> dict[str, str]:
     return {form: c for m, c in out.items() for form in (str(m), m.hex)}
 
 
-def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, Any]:
-    """Customers per stage and health as of T (each with its linked anonymous ids' touchpoints), and
-    the anonymous visitors linked to no customer, counted apart: nothing is derived for them."""
+def persons_facts(engine: Sources, T: datetime, as_known: bool = False) -> tuple[dict[str, Facts], int]:
+    """Each customer's lifecycle facts as of T, by customer id, with the touchpoints of the anonymous
+    ids linked to it (as known at T, with `as_known`), and how many anonymous visitors are linked
+    to no customer (counted apart: nothing is derived for them)."""
     t = iso(T)
     folds = Folds()
     persons = membership(engine, t if as_known else None)
-    visitors: set[str] = set()
+    names: dict[str, str] = {}
     with gc_paused():
         for _, customer, topic, state in rows(engine, 0, None, (TOUCHPOINT_TOPIC, REGISTERED_TOPIC)):
             body = orjson.loads(state)
             if topic == REGISTERED_TOPIC:
-                if is_visitor(body["customer_id"]):
-                    visitors.add(customer)
+                names[customer] = body["customer_id"]
                 continue
             tp = body["touchpoint"]
             if visible(tp["occurred_at"], tp["recorded_at"], t, as_known):
                 folds.add(persons.get(customer, customer), tp)
         facts = folds.done()
-        stages = dict.fromkeys(STAGES, 0)
-        health = dict.fromkeys(HEALTHS, 0)
-        anonymous = 0
-        for customer, f in facts.items():
-            if customer in visitors:
-                anonymous += 1
-                continue
+    customers = {names[c]: f for c, f in facts.items() if not is_visitor(names[c])}
+    return customers, len(facts) - len(customers)
+
+
+def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, Any]:
+    """Customers per stage and health as of T (each with its linked anonymous ids' touchpoints), and
+    the anonymous visitors linked to no customer, counted apart."""
+    facts, visitors = persons_facts(engine, T, as_known)
+    stages = dict.fromkeys(STAGES, 0)
+    health = dict.fromkeys(HEALTHS, 0)
+    with gc_paused():
+        for f in facts.values():
             status = evaluate(f, T, engine.rules)
             assert status.stage is not None  # every customer folded has a touchpoint by T
             stages[status.stage] += 1
@@ -156,10 +161,10 @@ def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, An
     return {
         "as_of": iso(T),
         "as_known": as_known,
-        "customers": len(facts) - anonymous,
+        "customers": len(facts),
         "stages": stages,
         "health": health,
-        "anonymous_visitors": anonymous,
+        "anonymous_visitors": visitors,
     }
 
 

@@ -60,6 +60,93 @@ class CustomKind(Section):
         return v
 
 
+class RfmSegment(Section):
+    """A named RFM segment: the scores (1-5) it covers, each as [lowest, highest]."""
+
+    name: str = Field(min_length=1, max_length=100)
+    r: tuple[int, int] = (1, 5)
+    f: tuple[int, int] = (1, 5)
+    m: tuple[int, int] = (1, 5)
+
+    @field_validator("r", "f", "m")
+    @classmethod
+    def _scores(cls, v: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = v
+        if not 1 <= lo <= hi <= 5:
+            raise ValueError(f"[{lo}, {hi}] is no range of scores: give [lowest, highest] within 1..5")
+        return v
+
+    def covers(self, r: int, f: int, m: int) -> bool:
+        return self.r[0] <= r <= self.r[1] and self.f[0] <= f <= self.f[1] and self.m[0] <= m <= self.m[1]
+
+
+# The usual RFM segments on the recency-frequency grid (monetary splits the lapsed frequent buyers),
+# covering every score; the first that covers a customer's scores names it (Loyal: the rest of the
+# frequent, recent ones after Champions).
+DEFAULT_RFM_SEGMENTS = tuple(
+    RfmSegment(name=n, r=r, f=f, m=m)
+    for n, r, f, m in (
+        ("Champions", (4, 5), (4, 5), (1, 5)),
+        ("Loyal", (3, 5), (3, 5), (1, 5)),
+        ("Potential Loyalist", (4, 5), (2, 2), (1, 5)),
+        ("New", (5, 5), (1, 1), (1, 5)),
+        ("Promising", (4, 4), (1, 1), (1, 5)),
+        ("Need Attention", (3, 3), (2, 2), (1, 5)),
+        ("About to Sleep", (3, 3), (1, 1), (1, 5)),
+        ("At Risk", (1, 2), (3, 5), (1, 3)),
+        ("Can't Lose Them", (1, 2), (3, 5), (4, 5)),
+        ("Hibernating", (1, 2), (2, 2), (1, 5)),
+        ("Lost", (1, 2), (1, 1), (1, 5)),
+    )
+)
+
+
+# Euros per unit, late 2026, rounded: illustrative only (the demo's currencies), never a source.
+ILLUSTRATIVE_RATES = {"GBP": 1.15, "USD": 0.86, "CHF": 1.07, "SEK": 0.091}
+
+
+class ValueRules(Section):
+    """Customer value (engine.value, docs/value.md): the currency value is counted in, the rates
+    that convert the others to it, and the RFM segments."""
+
+    base_currency: str = "EUR"
+    # Units of the base currency one unit of each other currency is worth (a fixed table); an
+    # amount in a currency with no rate still counts as a purchase, and is named apart, never added.
+    # Unset: ILLUSTRATIVE_RATES when the base is EUR (the demo's currencies), else none.
+    rates: dict[str, float] | None = None
+    # The Pareto figure: the share of net revenue from this top share of persons with a purchase.
+    top_share: float = Field(0.2, gt=0, lt=1)
+    rfm_segments: tuple[RfmSegment, ...] = DEFAULT_RFM_SEGMENTS  # first matching segment wins
+
+    @property
+    def table(self) -> dict[str, float]:
+        """The rates in force (see `rates`)."""
+        if self.rates is not None:
+            return self.rates
+        return ILLUSTRATIVE_RATES if self.base_currency == "EUR" else {}
+
+    @field_validator("base_currency")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        from .money import currency_problem
+
+        if (problem := currency_problem(v)) is not None:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        from .money import currency_problem
+
+        for code, rate in (v or {}).items():
+            if (problem := currency_problem(code)) is not None:
+                raise ValueError(problem)
+            if not rate > 0 or rate != rate or rate == float("inf"):
+                raise ValueError(f"the rate of {code} is {rate}: a rate is a positive number")
+        return v
+
+
 class IdentityRules(Section):
     """Identity resolution (engine.identity): the guards and limits of the links between a
     person's identifiers. See docs/identity.md."""

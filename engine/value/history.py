@@ -1,0 +1,57 @@
+"""A person's historical value as of T, in the base currency.
+
+Net revenue is the one definition of engine.projections.lifecycle.revenue (orders placed by T,
+neither cancelled nor fully refunded by T, less the refunds made on them by T), per currency, then
+converted at the configured rates. An amount in a currency with no rate still counts as a purchase;
+it is named apart (`unconverted`), never added to the base amount."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..money import minor_digits
+from ..projections.facts import Facts
+from ..projections.lifecycle import purchases, revenue
+from ..rules import ValueRules
+
+DAY = 86400
+
+
+def to_base(amounts: dict[str, float], rules: ValueRules) -> tuple[float, dict[str, float]]:
+    """Amounts per currency as one amount in the base currency, and those with no rate apart."""
+    base, unconverted = 0.0, {}
+    for currency, amount in sorted(amounts.items()):
+        rate = 1.0 if currency == rules.base_currency else rules.table.get(currency)
+        if rate is None:
+            unconverted[currency] = amount
+        else:
+            base += amount * rate
+    return round(base, minor_digits(rules.base_currency)), unconverted
+
+
+@dataclass(frozen=True)
+class Historical:
+    net_revenue: float  # in the base currency
+    unconverted: dict[str, float] = field(default_factory=dict)  # currencies with no rate
+    purchases: int = 0
+    average_order_value: float | None = None  # net revenue (base) per purchase
+    first_purchase: datetime | None = None
+    last_purchase: datetime | None = None
+    tenure_days: float | None = None  # from the first touchpoint to T
+
+
+def historical(facts: Facts, T: datetime, rules: ValueRules) -> Historical:
+    bought = purchases(facts, T)
+    net, unconverted = to_base(revenue(facts, T), rules)
+    return Historical(
+        net_revenue=net,
+        unconverted=unconverted,
+        purchases=len(bought),
+        average_order_value=round(net / len(bought), minor_digits(rules.base_currency)) if bought else None,
+        first_purchase=bought[0].at if bought else None,
+        last_purchase=max(o.at for o in bought) if bought else None,
+        tenure_days=(T - facts.first_seen).total_seconds() / DAY
+        if facts.first_seen and facts.first_seen <= T
+        else None,
+    )
