@@ -418,6 +418,14 @@ def print_customer(v: dict[str, Any], offset: int = 0) -> None:
         f"  purchases {v['purchases']}, revenue {money(v['revenue'])}, first {(v['first_purchase'] or '-')[:10]}, "
         f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {plain(v['preferred_channel'])}"
     )
+    if v.get("value") and v["purchases"]:
+        x = v["value"]
+        base = x["base_currency"]
+        other = f" (and, with no rate to {base}: {money(x['unconverted'])})" if x["unconverted"] else ""
+        say(
+            f"  value   net revenue {money({base: x['net_revenue']})}{other}, average order "
+            f"{money({base: x['average_order_value'] or 0})}; a customer for {x['tenure_days'] or 0:,.0f} days"
+        )
     say(f"  open complaints {listed(v['open_complaints'])}; overdue invoices {listed(v['overdue_invoices'])}")
     consent = ", ".join(f"{k} {'granted' if c['granted'] else 'withdrawn'}" for k, c in v["consent"].items())
     say(f"  consent {consent or 'none recorded'}")

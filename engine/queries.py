@@ -27,8 +27,9 @@ from .projections import contact
 from .projections.asof import visible
 from .projections.facts import LIFECYCLE_KINDS, Facts, Folds
 from .projections.lifecycle import HEALTHS, STAGES, evaluate, revenue, timeline
-from .rules import LifecycleRules
+from .rules import LifecycleRules, ValueRules
 from .store import JourneyStore
+from .value import Historical, historical
 
 
 class Sources(Protocol):
@@ -38,6 +39,7 @@ class Sources(Protocol):
     store: JourneyStore
     keys: KeyStore
     rules: LifecycleRules
+    value_rules: ValueRules
     personal: PersonalFields
 
 
@@ -311,6 +313,7 @@ def _customer_view(
         "health_reason": status.health_reason or None,
         "purchases": status.count,
         "revenue": revenue(facts, T),
+        "value": _value(historical(facts, T, engine.value_rules), engine.value_rules),
         "first_purchase": iso(status.first.at) if status.first else None,
         "last_purchase": iso(status.last.at) if status.last else None,
         **_contact(consent, complaints, invoices, t),
@@ -331,6 +334,17 @@ def _customer_view(
             }
             for tr in history
         ],
+    }
+
+
+def _value(v: Historical, rules: ValueRules) -> dict[str, Any]:
+    """The value block of a view (engine.value, docs/value.md): in the base currency."""
+    return {
+        "base_currency": rules.base_currency,
+        "net_revenue": v.net_revenue,
+        "unconverted": v.unconverted,
+        "average_order_value": v.average_order_value,
+        "tenure_days": None if v.tenure_days is None else round(v.tenure_days, 1),
     }
 
 

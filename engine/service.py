@@ -94,6 +94,7 @@ class Engine:
         self.shard = shard
         self.clock: Clock = clock or SystemClock()
         self.rules = config.lifecycle
+        self.value_rules = config.value
         self.catalog = Catalog(config.kinds)
         self.personal = PersonalFields(self.catalog, config.privacy.pii_fields, config.privacy.free_text_fields)
         self.validator = Validator(

@@ -40,6 +40,15 @@ def test_value_per_person_in_the_base_currency(engine):
     rows = {r["customer_id"]: r for r in customers(engine, NOW)}
     assert rows["ann"]["purchases"] == 3 and rows["cy"]["net_revenue"] == 0.0
     assert sum(s["rfm_segments"].values()) == 3
+    view = engine.view("web-1", NOW)["value"]  # the 360° view's value block: ann's, through her device
+    assert view == {
+        "base_currency": "EUR",
+        "net_revenue": round(100 + 60 * 0.86 + 40, 2),
+        "unconverted": {},
+        "average_order_value": round((100 + 60 * 0.86 + 40) / 3, 2),
+        "tenure_days": (NOW - day(0)).total_seconds() / 86400,
+    }
+    assert engine.view("cy", NOW)["value"]["unconverted"] == {"JPY": 20.0}
     early = summary(engine, day(6), as_known=False)
     assert (early["buyers"], early["net_revenue"]) == (2, 100 + 20)  # ann's first order, bob's net of the refund
 
