@@ -252,32 +252,23 @@ def ingest(
         say(f"  ... and {report.rejected - 10:,} more" + ("" if rejects else " (use --rejects FILE)"))
 
 
+def share(name: str, default: float, help: str) -> Any:
+    """An option that is a share, 0 to 1 (journey simulate's identity options: docs/identity.md)."""
+    return click.option(name, default=default, show_default=True, type=click.FloatRange(0, 1), help=help)
+
+
 @main.command()
 @click.option("--customers", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option("--until", type=TIME, help="End of the simulated history (default: today, UTC).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--anonymous",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of the web and app touchpoints that also carry the device's anonymous id (identity resolution).",
-)
-@click.option(
-    "--shared-devices",
-    default=0.1,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="With --anonymous: share of customers on another customer's device.",
-)
-@click.option(
+@share("--anonymous", 0.0, "Share of the web and app touchpoints that also carry the device's anonymous id.")
+@share("--shared-devices", 0.1, "With --anonymous: share of customers on another customer's device.")
+@share(
     "--guests",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="With --anonymous: share of customers who also browse and buy signed out half of the time (the "
-    "device's id alone), whose guest history counts for them once they sign in on it.",
+    0.0,
+    "With --anonymous: share of customers who also browse and buy signed out half of the time (the device's id "
+    "alone), whose guest history counts for them once they sign in on it.",
 )
 @common
 def simulate(

@@ -66,12 +66,7 @@ def links_around(
                     frontier.append(v)
     kept = [r for r in rows.values() if as_known is None or r[5] <= as_known]
     if earliest:
-        first: dict[tuple[str, ...], LinkRow] = {}
-        for r in kept:
-            pair = _pair(r)
-            if pair not in first or _order(r) < _order(first[pair]):
-                first[pair] = r
-        kept = list(first.values())
+        kept = list(_earliest(kept).values())
     links = [Link(Identifier(r[0], r[1]), Identifier(r[2], r[3]), r[4], r[5], r[6], r[7]) for r in kept]  # type: ignore[arg-type]
     unlinks = [
         Unlink(Identifier(u[0], u[1]), Identifier(u[2], u[3]), u[4], u[5])  # type: ignore[arg-type]
@@ -137,7 +132,8 @@ class Regrouper:
         customer loaded here is added to `loaded` (saved with the write, evicted if it fails).
         Returns the customers whose person changed, by customer id."""
         news = self._news(links)
-        self._claim(homes, news, at, loaded)
+        # The visitors claimed here are read once: the joins below find them with this write's homes.
+        homes = {**homes, **self._claim(homes, news, at, loaded)}
         # Never from a blocked value either: its links are refused, and it may name everyone.
         around = {v for v in {v for r in news for v in (r[1], r[3])} | set(values) if self.guards.refusal(v) is None}
         if not around:
@@ -199,23 +195,16 @@ class Regrouper:
         # A pair seen before (by this writer) with a link no later than this one: nothing to read. Safe
         # with other writers too: a stored link no later than this one proves this one is not the
         # first, whatever they add. (A forget drops a pair's links: its identifiers are frozen then.)
-        order = _order
-        unsure = [r for r in links if (seen := self._firsts.get(_pair(r))) is None or order(r) < seen]
+        unsure = [r for r in links if (seen := self._firsts.get(_pair(r))) is None or _order(r) < seen]
         if unsure:
             # The pairs' links so far, read by their end that has the fewest links (not the customer).
             ends = sorted({r[3] if r[0] == "customer" else r[1] for r in unsure})
             for r in self.store.journal.links_of(ends):
                 self._first(r)
-        firsts: dict[tuple[str, ...], tuple[str, ...]] = {}
-        for r in links:  # the write's own, the first of each pair among them too
-            pair = _pair(r)
-            if pair not in firsts or order(r) < firsts[pair]:
-                firsts[pair] = order(r)
-        # (The write's own links are remembered once read back from the store: this write may fail.)
+        # The write's own, the first of each pair among them too (they are remembered once read back
+        # from the store: this write may fail).
         return [
-            r
-            for r in links
-            if firsts[_pair(r)] == order(r) and ((known := self._firsts.get(_pair(r))) is None or order(r) < known)
+            r for pair, r in _earliest(links).items() if (known := self._firsts.get(pair)) is None or _order(r) < known
         ]
 
     def _first(self, r: LinkRow) -> None:
@@ -227,7 +216,9 @@ class Regrouper:
                 self._firsts.clear()
             self._firsts[pair] = order
 
-    def _claim(self, homes: dict[str, Customer], news: list[LinkRow], at: str, loaded: list[Customer]) -> None:
+    def _claim(
+        self, homes: dict[str, Customer], news: list[LinkRow], at: str, loaded: list[Customer]
+    ) -> dict[str, Customer]:
         """Write an event on the anonymous end of each new link (made if it has no touchpoint yet), in
         this write: a writer that records the visitor's touchpoints meanwhile, reading the links
         before this one, then collides on the visitor's version and decides again, seeing the link;
@@ -243,9 +234,10 @@ class Regrouper:
         for name in names:
             visitor = found.get(name)
             if visitor is None:
-                visitor = Customer(name)
+                visitor = found[name] = Customer(name)
                 loaded.append(visitor)
             visitor.claim(ends[name], at)
+        return found
 
     def _load(self, homes: dict[str, Customer], names: list[str], loaded: list[Customer]) -> dict[str, Customer]:
         """These aggregates that exist: those of this write's homes, the rest from the store."""
@@ -278,6 +270,16 @@ def _order(r: LinkRow) -> tuple[str, ...]:
     """A stored link's place in the resolver's order (engine.identity.persons): its time, when it was
     recorded, its evidence, its rule."""
     return (r[4], r[5], r[6], r[7])
+
+
+def _earliest(rows: Iterable[LinkRow]) -> dict[tuple[str, ...], LinkRow]:
+    """The first link of each pair among these, in the resolver's order."""
+    first: dict[tuple[str, ...], LinkRow] = {}
+    for r in rows:
+        pair = _pair(r)
+        if pair not in first or _order(r) < _order(first[pair]):
+            first[pair] = r
+    return first
 
 
 def _pair(r: LinkRow) -> tuple[str, ...]:

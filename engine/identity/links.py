@@ -48,7 +48,7 @@ class Link:
 
     @property
     def pair(self) -> tuple[Identifier, Identifier]:
-        return (self.a, self.b) if self.a <= self.b else (self.b, self.a)
+        return ordered(self.a, self.b)
 
     @property
     def id(self) -> str:
@@ -69,4 +69,9 @@ class Unlink:
 
     @property
     def pair(self) -> tuple[Identifier, Identifier]:
-        return (self.a, self.b) if self.a <= self.b else (self.b, self.a)
+        return ordered(self.a, self.b)
+
+
+def ordered(a: Identifier, b: Identifier) -> tuple[Identifier, Identifier]:
+    """Two identifiers in a fixed order, however a fact names them: a pair is the same both ways."""
+    return (a, b) if a <= b else (b, a)

@@ -301,7 +301,8 @@ def test_a_customer_with_many_visits_on_a_device_still_has_its_whole_graph_read(
             [anon(tp(f"w{i}", "page.viewed", day(6), customer="ann"), "web-1", customer=True) for i in range(40)]
         )
         engine.ingest([anon(tp("b1", "page.viewed", day(1), customer="bob"), "app-7", customer=True)])  # earlier
-        engine.ingest([anon(tp("w-last", "page.viewed", day(7), customer="ann"), "web-1", customer=True)])
+        # a new device of ann's: its walk crosses her many web-1 links, then must reach bob's link
+        engine.ingest([anon(tp("w-last", "page.viewed", day(7), customer="ann"), "web-2", customer=True)])
         assert (engine.view("ann", NOW)["purchases"], engine.view("bob", NOW)["purchases"]) == (0, 1)
 
 
