@@ -14,6 +14,7 @@ import functools
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,7 @@ class Outbox:
         self.kafka = KafkaRelay(engine, config.kafka.bootstrap_servers, topo)
         self.started = False
         self.wake = asyncio.Event()  # set after each ingested batch: the feeds have news
+        self.stopping = False
 
     async def feeds(self) -> int:
         """Run the due timers, then relay both feeds until caught up; returns what moved."""
@@ -68,7 +70,25 @@ class Outbox:
     async def tick(self) -> int:
         return await self.feeds() + await self.read_model()
 
+    async def attempt(self, what: str, step: Callable[[], Awaitable[int]]) -> int:
+        """One of the leader's duties; if it fails, 0 after a pause, and the next round resumes (the
+        positions are kept). The store or a server away for a while (a dropped connection) is
+        expected: logged without a trace. While the worker stops, its producer closes under the
+        duty: nothing to say."""
+        try:
+            return await step()
+        except AWAY as e:
+            if not self.stopping:
+                log.error("%s failed (%r); trying again", what, e)
+        except Exception:  # noqa: BLE001 - see above
+            if not self.stopping:
+                log.exception("%s failed; trying again", what)
+        if not self.stopping:
+            await asyncio.sleep(1)
+        return 0
+
     async def stop(self) -> None:
+        self.stopping = True
         await self.kafka.stop()
         await self.redis.aclose()
 
@@ -237,16 +257,9 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
             while True:
                 outbox.wake.clear()
                 if app.is_leader():
-                    try:
-                        began = time.perf_counter()
-                        if moved := await outbox.feeds():
-                            log.info("relayed %d facts in %.3f s", moved, time.perf_counter() - began)
-                    except AWAY as e:  # the store or a server away for a while: expected, no trace
-                        log.error("relaying the feeds failed (%r); trying again", e)
-                        await asyncio.sleep(1)
-                    except Exception:  # noqa: BLE001 - positions are tracked: the next round resumes
-                        log.exception("relaying the feeds failed; trying again")
-                        await asyncio.sleep(1)
+                    began = time.perf_counter()
+                    if moved := await outbox.attempt("relaying the feeds", outbox.feeds):
+                        log.info("relayed %d facts in %.3f s", moved, time.perf_counter() - began)
                 try:
                     await asyncio.wait_for(outbox.wake.wait(), IDLE)
                 except TimeoutError:
@@ -254,18 +267,9 @@ def build_app(config: Config, engine: Engine, app_id: str = "journey", relays: b
 
         @app.timer(IDLE, on_leader=True)
         async def read_model() -> None:
-            # An exception out of a faust timer crashes the whole worker: Redis or the store away
-            # for a moment (a dropped connection) is expected, and the next tick resumes from the
-            # position kept in Redis.
-            try:
-                while await outbox.read_model():  # until caught up, then wait for the next tick
-                    pass
-            except AWAY as e:
-                log.error("updating the read model failed (%r); trying again", e)
-                await asyncio.sleep(1)
-            except Exception:  # noqa: BLE001 - as above: the worker keeps ingesting
-                log.exception("updating the read model failed; trying again")
-                await asyncio.sleep(1)
+            # (An exception out of a faust timer would crash the whole worker: attempt keeps it in.)
+            while await outbox.attempt("updating the read model", outbox.read_model):
+                pass  # until caught up, then wait for the next tick
 
     @app.on_before_shutdown.connect
     async def _closed(*_: Any, **__: Any) -> None:
