@@ -400,6 +400,15 @@ def money(amounts: dict[str, float]) -> str:
     return ", ".join(f"{v:,.{minor_digits(c)}f} {c}" for c, v in amounts.items()) or "none"
 
 
+def predicted_line(p: dict[str, Any], base: str) -> str:
+    """A person's predictions in words (the value model's, docs/value.md)."""
+    clv = "no spend model" if p["clv"] is None else f"CLV {money({base: p['clv']})} over {p['clv_months']} months"
+    return (
+        f"P(alive) {p['p_alive']:.0%}, {p['expected_transactions']:.2f} purchase days expected in "
+        f"{p['expected_weeks']:g} weeks, {clv}; value segment {p['value_segment']} (model {p['model_id']})"
+    )
+
+
 def print_customer(v: dict[str, Any], offset: int = 0) -> None:
     say((v["customer_id"], "bold"), f" as of {v['as_of'][:19]}Z")
     say("  stage   ", (plain(v["stage"]), "bold"), f" — {v['stage_reason']}")
@@ -417,6 +426,8 @@ def print_customer(v: dict[str, Any], offset: int = 0) -> None:
             f"  value   net revenue {money({base: x['net_revenue']})}{other}, average order "
             f"{money({base: x['average_order_value'] or 0})}; a customer for {x['tenure_days'] or 0:,.0f} days"
         )
+        if p := x.get("predicted"):
+            say(f"          {predicted_line(p, base)}")
     say(f"  open complaints {listed(v['open_complaints'])}; overdue invoices {listed(v['overdue_invoices'])}")
     consent = ", ".join(f"{k} {'granted' if c['granted'] else 'withdrawn'}" for k, c in v["consent"].items())
     say(f"  consent {consent or 'none recorded'}")
@@ -760,6 +771,20 @@ def value_summary(as_of: datetime | None, as_known: bool, config_path: str | Non
     for name, n in s["rfm_segments"].items():
         table.add_row(cell(name), f"{n:,}", f"{n / max(s['buyers'], 1):.1%}")
     console.print(table)
+    model = s["model"]
+    if model is None:
+        say("  no value model yet: journey value fit --calibration-end DATE predicts P(alive) and CLV")
+        return
+    say(
+        f"  value model {model['model_id']} (fitted to {model['customers']:,} customers' purchases by "
+        f"{model['calibration_end']}): expected CLV over {model['horizon']['clv_months']} months "
+        f"{money({base: s['expected_clv'] or 0})}"
+    )
+    say(
+        "  value segments by CLV: "
+        + ", ".join(f"{name} {n:,}" for name, n in s["value_segments"].items())
+        + " (journey value customers --segment NAME)"
+    )
 
 
 @value.command("rfm")
@@ -795,7 +820,8 @@ def value_rfm(
     table = Table(
         title=f"{len(rows):,} customers" + (f" in {segment}" if segment else "") + f", by net revenue ({base})"
     )
-    for col in ("customer", "segment", "RFM", "days since", "purchases", "net revenue"):
+    table.add_column("customer", no_wrap=True)
+    for col in ("segment", "RFM", "days since", "purchases", "net revenue"):
         table.add_column(col, justify="right" if col in ("days since", "purchases", "net revenue") else "left")
     for r in shown:
         table.add_row(
@@ -809,6 +835,162 @@ def value_rfm(
     console.print(table)
     if len(shown) < len(rows):
         say(f"... and {len(rows) - len(shown):,} more (--limit 0 for all)")
+
+
+@value.command("fit")
+@click.option(
+    "--calibration-end",
+    "calibration_end",
+    type=TIME,
+    required=True,
+    help="Fit to the purchases made by this date (its end, UTC).",
+)
+@click.option(
+    "--holdout-end",
+    "holdout_end",
+    type=TIME,
+    help="Also compare the predicted repeat purchase days after the calibration end with those made by then.",
+)
+@click.option("--dry-run", is_flag=True, help="Fit and report, but do not record the model (the one in force stays).")
+@common
+def value_fit(
+    calibration_end: datetime, holdout_end: datetime | None, dry_run: bool, config_path: str | None, as_json: bool
+) -> None:
+    """Fit the value model (BG/NBD and Gamma-Gamma) and make it the model in force."""
+    from .value_view import fit
+
+    if holdout_end is not None and holdout_end <= calibration_end:
+        raise click.BadParameter("the holdout must end after the calibration end", param_hint="--holdout-end")
+    with open_engine(config_of(config_path)) as engine:
+        try:
+            with err.status("reading the purchases and fitting the value model"):
+                out = fit(engine, calibration_end, holdout_end, record=not dry_run)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    if as_json:
+        emit(out)
+        return
+    f, g = out["bgnbd"], out["gamma_gamma"]
+    say(
+        (out["model_id"], "bold"),
+        f": fitted to {out['customers']:,} customers' purchases by {out['calibration_end']}"
+        + ("" if out["recorded"] else " (dry run: not recorded)"),
+    )
+    say(
+        f"  BG/NBD       r {f['r']:.4f}, alpha {f['alpha']:.4f}, a {f['a']:.4f}, b {f['b']:.4f}; "
+        f"log-likelihood {f['log_likelihood']:,.2f}"
+    )
+    if g is None:
+        say("  Gamma-Gamma  not fitted: nobody has a repeat purchase of positive value (no CLV)")
+    else:
+        say(f"  Gamma-Gamma  p {g['p']:.4f}, q {g['q']:.4f}, gamma {g['gamma']:.4f} ({out['spenders']:,} customers)")
+    base = out["base_currency"]
+    say(
+        "  value segments by CLV: "
+        + ", ".join(f"{s['name']} from {money({base: s['min_clv']})}" for s in out["value_segments"])
+        + f", then {out['rest_segment']}"
+    )
+    if h := out.get("holdout"):
+        say(
+            f"  holdout ({h['weeks']:g} weeks): {h['predicted']:,.1f} repeat purchase days predicted, "
+            f"{h['actual']:,} made"
+        )
+        table = Table(title="repeat purchase days per customer in the holdout, by those in calibration")
+        for col in ("in calibration", "customers", "actual", "predicted"):
+            table.add_column(col, justify="right")
+        for row in h["by_frequency"]:
+            table.add_row(
+                row["frequency"],
+                f"{row['customers']:,}",
+                "-" if row["actual"] is None else f"{row['actual']:.3f}",
+                "-" if row["predicted"] is None else f"{row['predicted']:.3f}",
+            )
+        console.print(table)
+
+
+@value.command("customers")
+@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
+@click.option("--as-known", is_flag=True, help="Only what had been recorded by then (and the model in force then).")
+@click.option("--segment", help="Only the customers of this value segment (e.g. top).")
+@click.option("--limit", default=25, show_default=True, type=click.IntRange(0), help="Customers to show (0: all).")
+@common
+def value_customers(
+    as_of: datetime | None,
+    as_known: bool,
+    segment: str | None,
+    limit: int,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Customers with a purchase by CLV, with P(alive), churn risk, expected purchases and RFM."""
+    from .value_view import customers
+
+    config = config_of(config_path)
+    with open_engine(config) as engine:
+        try:
+            rows = customers(engine, as_of or engine.clock.now(), None, as_known, value_segment=segment)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    rows.sort(key=lambda r: (-(r["predicted"]["clv"] or 0), r["customer_id"]))
+    shown = rows if limit == 0 else rows[:limit]
+    if as_json:
+        emit(shown)
+        return
+    base = config.value.base_currency
+    title = (
+        f"{len(rows):,} customers"
+        + (f" in {segment}" if segment else "")
+        + f", by CLV (net revenue and CLV in {base}; "
+        "alive: P(alive))"
+    )
+    table = Table(title=title)
+    table.add_column("customer", no_wrap=True)
+    for col in ("segment", "CLV", "alive", "expected", "RFM segment", "revenue"):
+        left = col in ("segment", "RFM segment")
+        table.add_column(col, justify="left" if left else "right", no_wrap=not left)
+    for r in shown:
+        p = r["predicted"]
+        table.add_row(
+            cell(r["customer_id"]),
+            cell(p["value_segment"]),
+            "-" if p["clv"] is None else f"{p['clv']:,.2f}",
+            f"{p['p_alive']:.0%}",
+            f"{p['expected_transactions']:.2f}",
+            cell(r["segment"]),
+            f"{r['net_revenue']:,.2f}",
+        )
+    console.print(table)
+    if len(shown) < len(rows):
+        say(f"... and {len(rows) - len(shown):,} more (--limit 0 for all)")
+    if shown:
+        p = shown[0]["predicted"]
+        say(
+            f"CLV over {p['clv_months']} months; expected: purchase days in the next {p['expected_weeks']:g} "
+            f"weeks; model {p['model_id']}"
+        )
+
+
+@value.command("models")
+@common
+def value_models(config_path: str | None, as_json: bool) -> None:
+    """The value models recorded, oldest first: the last is in force."""
+    from .value_view import models
+
+    with open_engine(config_of(config_path)) as engine:
+        rows = models(engine)
+    if as_json:
+        emit(rows)
+        return
+    if not rows:
+        say("no value model yet: journey value fit --calibration-end DATE")
+    for i, m in enumerate(rows):
+        f = m["bgnbd"]
+        say(
+            (m["model_id"], "bold"),
+            f" recorded {m['recorded_at'][:19]}Z: {m['customers']:,} customers by {m['calibration_end']}; "
+            f"r {f['r']:.3f}, alpha {f['alpha']:.3f}, a {f['a']:.3f}, b {f['b']:.3f}"
+            + (" (in force)" if i == len(rows) - 1 else ""),
+        )
 
 
 if __name__ == "__main__":

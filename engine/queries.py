@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 import orjson
@@ -29,7 +29,10 @@ from .projections.facts import LIFECYCLE_KINDS, Facts, Folds
 from .projections.lifecycle import HEALTHS, STAGES, evaluate, revenue, timeline
 from .rules import LifecycleRules, ValueRules
 from .store import JourneyStore
-from .value import Historical, historical
+from .value import historical
+
+if TYPE_CHECKING:
+    from .value.model import Model, Prediction
 
 
 class Sources(Protocol):
@@ -313,7 +316,7 @@ def _customer_view(
         "health_reason": status.health_reason or None,
         "purchases": status.count,
         "revenue": revenue(facts, T),
-        "value": _value(historical(facts, T, engine.value_rules), engine.value_rules),
+        "value": _value(engine, facts, T, t if as_known else None),
         "first_purchase": iso(status.first.at) if status.first else None,
         "last_purchase": iso(status.last.at) if status.last else None,
         **_contact(consent, complaints, invoices, t),
@@ -337,14 +340,53 @@ def _customer_view(
     }
 
 
-def _value(v: Historical, rules: ValueRules) -> dict[str, Any]:
-    """The value block of a view (engine.value, docs/value.md): in the base currency."""
+def _value(engine: Sources, facts: Facts, T: datetime, known: str | None) -> dict[str, Any]:
+    """The value block of a view (engine.value, docs/value.md): in the base currency, with the
+    predictions of the value model recorded by now (or by `known`), if there is one."""
+    rules = engine.value_rules
+    v = historical(facts, T, rules)
     return {
         "base_currency": rules.base_currency,
         "net_revenue": v.net_revenue,
         "unconverted": v.unconverted,
         "average_order_value": v.average_order_value,
         "tenure_days": None if v.tenure_days is None else round(v.tenure_days, 1),
+        "predicted": predicted(engine, facts, T, known),
+    }
+
+
+def value_model(engine: Sources, known: str | None = None) -> Model | None:
+    """The value model in force: the last one recorded (by `known`, when given); None before any."""
+    from .value.model import Model
+
+    rows = [r for r in engine.store.journal.models() if known is None or r[1] <= known]
+    return Model.from_dict(orjson.loads(rows[-1][2])) if rows else None
+
+
+def predicted(engine: Sources, facts: Facts, T: datetime, known: str | None) -> dict[str, Any] | None:
+    """One person's predictions as of T with the model in force; None without a model or a purchase."""
+    model = value_model(engine, known)
+    if model is None:
+        return None
+    from .value.model import predict, row_at
+
+    row = row_at(facts, T, engine.value_rules)
+    return None if row is None else prediction_fields(model, predict(model, {"": row})[""])
+
+
+def prediction_fields(model: Model, p: Prediction) -> dict[str, Any]:
+    """A prediction as readers see it (views, lists, exports): rounded, with the model that made it."""
+    h = model.horizon
+    return {
+        "model_id": model.model_id,
+        "p_alive": round(p.p_alive, 4),
+        "churn_risk": round(p.churn_risk, 4),
+        "expected_transactions": round(p.expected_transactions, 4),
+        "expected_weeks": h.expected_weeks,
+        "expected_spend": None if p.expected_spend is None else round(p.expected_spend, 2),
+        "clv": None if p.clv is None else round(p.clv, 2),
+        "clv_months": h.clv_months,
+        "value_segment": p.value_segment,
     }
 
 

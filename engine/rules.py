@@ -10,7 +10,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .limits import MAX_SPAN_DAYS
 from .vocabulary import Section
@@ -101,6 +101,16 @@ DEFAULT_RFM_SEGMENTS = tuple(
 )
 
 
+class ValueSegment(Section):
+    """A value segment: the next `share` of the persons with a purchase, ranked by CLV."""
+
+    name: str = Field(min_length=1, max_length=100)
+    share: float = Field(gt=0, le=1)
+
+
+DEFAULT_VALUE_SEGMENTS = (ValueSegment(name="top", share=0.2), ValueSegment(name="middle", share=0.3))
+
+
 # Euros per unit, late 2026, rounded: illustrative only (the demo's currencies), never a source.
 ILLUSTRATIVE_RATES = {"GBP": 1.15, "USD": 0.86, "CHF": 1.07, "SEK": 0.091}
 
@@ -117,6 +127,14 @@ class ValueRules(Section):
     # The Pareto figure: the share of net revenue from this top share of persons with a purchase.
     top_share: float = Field(0.2, gt=0, lt=1)
     rfm_segments: tuple[RfmSegment, ...] = DEFAULT_RFM_SEGMENTS  # first matching segment wins
+    # Predictions with the fitted model (engine.value.model): expected transactions over the next
+    # `expected_weeks`; CLV over `clv_months`, each month's expected spend discounted at the annual
+    # rate; value segments by CLV, best first (the persons left over are `rest_segment`).
+    expected_weeks: float = Field(13.0, gt=0, le=520)
+    clv_months: int = Field(12, ge=1, le=120)
+    annual_discount_rate: float = Field(0.10, ge=0, le=1)
+    value_segments: tuple[ValueSegment, ...] = DEFAULT_VALUE_SEGMENTS
+    rest_segment: str = Field("rest", min_length=1, max_length=100)
 
     @property
     def table(self) -> dict[str, float]:
@@ -133,6 +151,22 @@ class ValueRules(Section):
         if (problem := currency_problem(v)) is not None:
             raise ValueError(problem)
         return v
+
+    @field_validator("value_segments")
+    @classmethod
+    def _segments(cls, v: tuple[ValueSegment, ...]) -> tuple[ValueSegment, ...]:
+        names = [s.name for s in v]
+        if len(set(names)) < len(names):
+            raise ValueError(f"value segment names repeat: {names}")
+        if sum(s.share for s in v) > 1 + 1e-9:
+            raise ValueError(f"the value segments' shares add up to {sum(s.share for s in v):g}: at most 1")
+        return v
+
+    @model_validator(mode="after")
+    def _rest(self) -> ValueRules:
+        if self.rest_segment in {s.name for s in self.value_segments}:
+            raise ValueError(f"rest_segment {self.rest_segment!r} is also the name of a value segment")
+        return self
 
     @field_validator("rates")
     @classmethod

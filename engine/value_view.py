@@ -1,24 +1,40 @@
-"""The read side of customer value (engine.value, docs/value.md): each customer's historical value
-and RFM as of T, over the store's history (with the anonymous ids linked to them), for `journey
-value` and whoever asks."""
+"""The read side of customer value (engine.value, docs/value.md): each customer's historical value,
+RFM and predictions as of T, over the store's history (with the anonymous ids linked to them), and
+the fitting and recording of the value model, for `journey value` and whoever asks."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .clock import iso
-from .queries import persons_facts
+from .queries import persons_facts, prediction_fields, value_model
 from .rules import ValueRules
 from .service import Engine
-from .value import Historical, Rfm, historical, pareto_share, score_rfm
+from .value import Historical, Rfm, historical, pareto_share, score_rfm, transactions
 from .value.history import DAY
 from .value.rfm import OTHER
 
+if TYPE_CHECKING:
+    from .value.model import Model, Prediction
 
-def values(engine: Engine, T: datetime, as_known: bool = False) -> tuple[dict[str, Historical], dict[str, Rfm]]:
-    """Each customer's historical value as of T, and the RFM of those with a purchase."""
+
+@dataclass(frozen=True)
+class Values:
+    """Each customer's value as of T: historical, RFM (with a purchase), and the predictions of
+    the model in force (with a purchase, when a model has been fitted)."""
+
+    historical: dict[str, Historical]
+    rfm: dict[str, Rfm]
+    model: Model | None
+    predicted: dict[str, Prediction]
+
+
+def values(engine: Engine, T: datetime, as_known: bool = False) -> Values:
     rules = engine.config.value
     facts, _ = persons_facts(engine, T, as_known)
     value = {c: historical(f, T, rules) for c, f in facts.items()}
@@ -27,56 +43,124 @@ def values(engine: Engine, T: datetime, as_known: bool = False) -> tuple[dict[st
         for c, v in value.items()
         if v.purchases and v.last_purchase is not None
     }
-    return value, score_rfm(rows, rules.rfm_segments)
+    model = value_model(engine, iso(T) if as_known else None)
+    predicted = {}
+    if model is not None:
+        from .value.model import predict, row_at
+
+        model_rows = {c: r for c, f in facts.items() if (r := row_at(f, T, rules)) is not None}
+        predicted = predict(model, model_rows)
+    return Values(value, score_rfm(rows, rules.rfm_segments), model, predicted)
 
 
 def summary(engine: Engine, T: datetime, as_known: bool = False) -> dict[str, Any]:
     """Customers, net revenue in the base currency (and what could not be converted), the Pareto
-    share, and the customers per RFM segment, as of T."""
+    share, the customers per RFM segment and, with a fitted model, per value segment, as of T."""
     rules: ValueRules = engine.config.value
-    value, rfm = values(engine, T, as_known)
-    buyers = [v for v in value.values() if v.purchases]
+    v = values(engine, T, as_known)
+    buyers = [x for x in v.historical.values() if x.purchases]
     unconverted: Counter[str] = Counter()
-    for v in buyers:
-        unconverted.update(v.unconverted)
-    segments = Counter(x.segment for x in rfm.values())
+    for x in buyers:
+        unconverted.update(x.unconverted)
+    segments = Counter(x.segment for x in v.rfm.values())
     names = [s.name for s in rules.rfm_segments] + ([OTHER] if segments[OTHER] else [])
-    share = pareto_share([v.net_revenue for v in buyers], rules.top_share)
-    return {
+    share = pareto_share([x.net_revenue for x in buyers], rules.top_share)
+    out = {
         "as_of": iso(T),
         "as_known": as_known,
         "base_currency": rules.base_currency,
-        "customers": len(value),
+        "customers": len(v.historical),
         "buyers": len(buyers),
-        "net_revenue": round(sum(v.net_revenue for v in buyers), 2),
+        "net_revenue": round(sum(x.net_revenue for x in buyers), 2),
         "unconverted": {c: round(a, 2) for c, a in sorted(unconverted.items())},
         "top_share": rules.top_share,
         "top_share_of_revenue": None if share is None else round(share, 4),
         "rfm_segments": {name: segments[name] for name in dict.fromkeys(names)},
+        "model": None,
+        "value_segments": None,
     }
+    if v.model is not None:
+        by_segment = Counter(p.value_segment for p in v.predicted.values())
+        names = [n for n, _ in v.model.segments] + [v.model.rest_segment]
+        out["model"] = v.model.as_dict()
+        out["value_segments"] = {n: by_segment[n] for n in names}
+        clvs = [p.clv for p in v.predicted.values() if p.clv is not None]
+        out["expected_clv"] = round(sum(clvs), 2) if clvs else None
+    return out
 
 
-def customers(engine: Engine, T: datetime, segment: str | None = None, as_known: bool = False) -> list[dict[str, Any]]:
-    """The customers with a purchase, best first (by net revenue), with their value and RFM."""
-    value, rfm = values(engine, T, as_known)
+def customers(
+    engine: Engine, T: datetime, segment: str | None = None, as_known: bool = False, value_segment: str | None = None
+) -> list[dict[str, Any]]:
+    """The customers with a purchase, best first (by net revenue), with their value, RFM and
+    predictions; only those of an RFM `segment` or a `value_segment` when given (ValueError for a
+    value segment the model in force does not have, or without a model)."""
+    v = values(engine, T, as_known)
+    if value_segment is not None:
+        if v.model is None:
+            raise ValueError("no value model yet: fit one with journey value fit --calibration-end DATE")
+        names = [n for n, _ in v.model.segments] + [v.model.rest_segment]
+        if value_segment not in names:
+            raise ValueError(f"{value_segment!r} is not a value segment; the segments: {', '.join(names)}")
     out = []
-    for c, x in rfm.items():
+    for c, x in v.rfm.items():
         if segment is not None and x.segment != segment:
             continue
-        v = value[c]
+        if value_segment is not None and v.predicted[c].value_segment != value_segment:
+            continue
+        h = v.historical[c]
+        p = v.predicted.get(c)
         out.append(
             {
                 "customer_id": c,
                 "segment": x.segment,
                 "rfm": x.code,
                 "recency_days": round(x.recency_days, 1),
-                "purchases": v.purchases,
-                "net_revenue": v.net_revenue,
-                "unconverted": v.unconverted,
-                "average_order_value": v.average_order_value,
-                "first_purchase": iso(v.first_purchase) if v.first_purchase else None,
-                "last_purchase": iso(v.last_purchase) if v.last_purchase else None,
-                "tenure_days": None if v.tenure_days is None else round(v.tenure_days, 1),
+                "purchases": h.purchases,
+                "net_revenue": h.net_revenue,
+                "unconverted": h.unconverted,
+                "average_order_value": h.average_order_value,
+                "first_purchase": iso(h.first_purchase) if h.first_purchase else None,
+                "last_purchase": iso(h.last_purchase) if h.last_purchase else None,
+                "tenure_days": None if h.tenure_days is None else round(h.tenure_days, 1),
+                "predicted": None if p is None or v.model is None else prediction_fields(v.model, p),
             }
         )
-    return sorted(out, key=lambda r: (-value[r["customer_id"]].net_revenue, r["customer_id"]))
+    return sorted(out, key=lambda r: (-v.historical[r["customer_id"]].net_revenue, r["customer_id"]))
+
+
+def fit(
+    engine: Engine, calibration_end: datetime, holdout_end: datetime | None = None, record: bool = True
+) -> dict[str, Any]:
+    """Fit the value model to every person's purchases by the calibration end (as known now) and,
+    unless told not to, record it: from then on it is the model in force. With a holdout end, the
+    repeat transactions it predicts after the calibration end against those that happened."""
+    from .value.model import fit as fit_model
+    from .value.model import holdout, summarise
+
+    if holdout_end is not None and holdout_end <= calibration_end:
+        raise ValueError("the holdout ends before the calibration period does")
+    rules = engine.config.value
+    facts, _ = persons_facts(engine, holdout_end or calibration_end)
+    end = calibration_end.date()
+    rows, actual = {}, {}
+    for c, f in facts.items():
+        if (row := summarise(transactions(f, calibration_end, rules), end)) is None:
+            continue
+        rows[c] = row
+        if holdout_end is not None:
+            actual[c] = sum(1 for day, _ in transactions(f, holdout_end, rules) if end < day <= holdout_end.date())
+    model = fit_model(rows, end, rules)
+    body = model.as_dict()
+    recorded_at = iso(engine.clock.now())
+    if record:
+        engine.store.journal.record_model((model.model_id, recorded_at, orjson.dumps(body).decode()))
+    out = body | {"recorded": record, "recorded_at": recorded_at if record else None}
+    if holdout_end is not None:
+        out["holdout"] = holdout(model, rows, actual, (holdout_end.date() - end).days / 7)
+    return out
+
+
+def models(engine: Engine) -> list[dict[str, Any]]:
+    """Every recorded value model, oldest first, with when it was recorded (the last is in force)."""
+    return [orjson.loads(body) | {"recorded_at": at} for _, at, body in engine.store.journal.models()]

@@ -182,6 +182,8 @@ def rebuild(source: Engine, target: Engine, on_step: Callable[[Step], None] | No
                 visitors[anonymous_home(value)] = value
     for row in source.store.journal.unlinks_of(None):  # the unlinks, each recorded once, by their time
         journal.record_unlink(row)
+    for model in source.store.journal.models():  # the fitted value models: scores and decisions name them
+        journal.record_model(model)
     after = journal.get_position(POSITION)
     until = source.store.journal.max_notification_id() or 0
     n = 0

@@ -21,6 +21,8 @@ TimerRow = tuple[str, "int | None"]
 LinkRow = tuple[str, str, str, str, str, str, str, str]
 # An unlink (engine.identity.Unlink): (kind, value) of each end, when it was recorded, the reason.
 UnlinkRow = tuple[str, str, str, str, str, str]
+# A fitted value model (engine.value.model): its id, when it was recorded, its body as JSON.
+ModelRow = tuple[str, str, str]
 
 
 @runtime_checkable
@@ -72,6 +74,13 @@ class JourneyRecorder(Protocol):
 
     def unlinks_of(self, values: Sequence[str] | None) -> list[UnlinkRow]:
         """The unlinks with an end of one of these values; all of them with `values` None."""
+
+    def record_model(self, row: ModelRow) -> None:
+        """Record a fitted value model (kept for good: scores and decisions name it); the same
+        model recorded again is in force again from then."""
+
+    def models(self) -> list[ModelRow]:
+        """Every recording of a value model, in the order they were recorded (the last is in force)."""
 
     def get_position(self, name: str) -> int: ...
 

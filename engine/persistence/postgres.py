@@ -18,7 +18,7 @@ from psycopg.sql import SQL, Identifier
 
 from ..retry import retry
 from ..settings import PostgresSettings
-from .journal import LinkRow, Row, TimerRow, TouchpointRow, UnlinkRow, by_customer, by_id_version
+from .journal import LinkRow, ModelRow, Row, TimerRow, TouchpointRow, UnlinkRow, by_customer, by_id_version
 
 
 class PostgresJourneyRecorder(PostgresApplicationRecorder):
@@ -30,6 +30,7 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
         self.t_positions = SQL("{}.journey_positions").format(schema)
         self.t_links = SQL("{}.journey_links").format(schema)
         self.t_unlinks = SQL("{}.journey_unlinks").format(schema)
+        self.t_models = SQL("{}.journey_models").format(schema)
         self.sql_create_statements += [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (event_id text PRIMARY KEY, customer text NOT NULL, "
@@ -52,6 +53,11 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                 "b_value text NOT NULL, recorded_at text NOT NULL, reason text NOT NULL, "
                 "PRIMARY KEY (a_kind, a_value, b_kind, b_value, recorded_at))"
             ).format(self.t_unlinks),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} "
+                "(model_id text NOT NULL, recorded_at text NOT NULL, body text NOT NULL, "
+                "PRIMARY KEY (recorded_at, model_id))"
+            ).format(self.t_models),
         ]
         self.upsert_timer = SQL(
             "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (customer) DO UPDATE SET due_us = excluded.due_us"
@@ -259,6 +265,15 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
                     SQL("SELECT * FROM {} WHERE a_value = ANY(%s) OR b_value = ANY(%s)").format(self.t_unlinks),
                     (list(values), list(values)),
                 )
+            return [tuple(r) for r in curs.fetchall()]
+
+    def record_model(self, row: ModelRow) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("INSERT INTO {} VALUES (%s, %s, %s) ON CONFLICT DO NOTHING").format(self.t_models), row)
+
+    def models(self) -> list[ModelRow]:
+        with self._reading_tuples() as curs:
+            curs.execute(SQL("SELECT * FROM {} ORDER BY recorded_at, model_id").format(self.t_models))
             return [tuple(r) for r in curs.fetchall()]
 
     def get_position(self, name: str) -> int:

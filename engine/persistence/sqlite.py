@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from .journal import LinkRow, Row, TimerRow, TouchpointRow, UnlinkRow, by_customer, by_id_version
+from .journal import LinkRow, ModelRow, Row, TimerRow, TouchpointRow, UnlinkRow, by_customer, by_id_version
 
 WAL_CHECKPOINT_PAGES = 10_000  # SQLite: checkpoint the WAL every ~40 MB (default: 1,000 pages)
 WRITER_CACHE_KIB = 65_536
@@ -39,6 +39,9 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
             "CREATE TABLE IF NOT EXISTS journey_unlinks (a_kind TEXT NOT NULL, a_value TEXT NOT NULL, "
             "b_kind TEXT NOT NULL, b_value TEXT NOT NULL, recorded_at TEXT NOT NULL, reason TEXT NOT NULL, "
             "PRIMARY KEY (a_kind, a_value, b_kind, b_value, recorded_at))",
+            "CREATE TABLE IF NOT EXISTS journey_models "
+            "(model_id TEXT NOT NULL, recorded_at TEXT NOT NULL, body TEXT NOT NULL, "
+            "PRIMARY KEY (recorded_at, model_id))",
         ]
 
     def write(
@@ -212,6 +215,15 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
                     f"SELECT * FROM journey_unlinks WHERE a_value IN ({marks}) OR b_value IN ({marks})",
                     [*values, *values],
                 )
+            return [tuple(r) for r in c.fetchall()]
+
+    def record_model(self, row: ModelRow) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("INSERT OR IGNORE INTO journey_models VALUES (?,?,?)", row)
+
+    def models(self) -> list[ModelRow]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT * FROM journey_models ORDER BY recorded_at, model_id")
             return [tuple(r) for r in c.fetchall()]
 
     def get_position(self, name: str) -> int:

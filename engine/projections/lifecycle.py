@@ -380,15 +380,24 @@ def purchases(facts: Facts, T: datetime) -> list[Order]:
     return [facts.orders[oid] for _, _, oid in Sweep(facts, _ANY_RULES).to(T).bought]
 
 
+def net_purchases(facts: Facts, T: datetime) -> list[tuple[Order, float]]:
+    """The purchases as of T, oldest first, each with its net amount in its own currency: the
+    order's amount less the refunds made on it by T."""
+    out = []
+    for _, _, oid in Sweep(facts, _ANY_RULES).to(T).bought:
+        order = facts.orders[oid]
+        refunded = sum(r[2] for r in facts.refunds.get(oid, ()) if r[0] <= T)
+        out.append((order, order.amount - refunded))
+    return out
+
+
 def revenue(facts: Facts, T: datetime) -> dict[str, float]:
     """Net revenue as of T, per currency (amounts in two currencies are never added up): the
     amounts of the purchases (orders placed by T, neither cancelled nor fully refunded by T)
     less the refunds made on them by T. The one definition of revenue, for every reader."""
     out: dict[str, float] = {}
-    for _, _, oid in Sweep(facts, _ANY_RULES).to(T).bought:
-        order = facts.orders[oid]
-        refunded = sum(r[2] for r in facts.refunds.get(oid, ()) if r[0] <= T)
-        out[order.currency] = out.get(order.currency, 0.0) + order.amount - refunded
+    for order, net in net_purchases(facts, T):
+        out[order.currency] = out.get(order.currency, 0.0) + net
     return {currency: round(out[currency], minor_digits(currency)) for currency in sorted(out)}
 
 

@@ -8,25 +8,30 @@ it is named apart (`unconverted`), never added to the base amount."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from ..money import minor_digits
 from ..projections.facts import Facts
-from ..projections.lifecycle import purchases, revenue
+from ..projections.lifecycle import net_purchases, purchases, revenue
 from ..rules import ValueRules
 
 DAY = 86400
+
+
+def rate(currency: str, rules: ValueRules) -> float | None:
+    """Units of the base currency one unit of this currency is worth; None without a rate."""
+    return 1.0 if currency == rules.base_currency else rules.table.get(currency)
 
 
 def to_base(amounts: dict[str, float], rules: ValueRules) -> tuple[float, dict[str, float]]:
     """Amounts per currency as one amount in the base currency, and those with no rate apart."""
     base, unconverted = 0.0, {}
     for currency, amount in sorted(amounts.items()):
-        rate = 1.0 if currency == rules.base_currency else rules.table.get(currency)
-        if rate is None:
+        per = rate(currency, rules)
+        if per is None:
             unconverted[currency] = amount
         else:
-            base += amount * rate
+            base += amount * per
     return round(base, minor_digits(rules.base_currency)), unconverted
 
 
@@ -55,3 +60,14 @@ def historical(facts: Facts, T: datetime, rules: ValueRules) -> Historical:
         if facts.first_seen and facts.first_seen <= T
         else None,
     )
+
+
+def transactions(facts: Facts, T: datetime, rules: ValueRules) -> list[tuple[date, float]]:
+    """A person's purchases as of T as the value model's transactions (engine.value.model): one
+    per calendar day (UTC), their net amounts in the base currency summed, oldest first. An amount
+    with no rate counts 0 (the purchase still counts)."""
+    days: dict[date, float] = {}
+    for order, net in net_purchases(facts, T):
+        day = order.at.date()
+        days[day] = days.get(day, 0.0) + net * (rate(order.currency, rules) or 0.0)
+    return sorted(days.items())

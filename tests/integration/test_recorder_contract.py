@@ -159,3 +159,13 @@ def test_write_is_one_transaction_with_the_side_tables(recorder):
     recorder.write([event(b, 1)], timers=[(str(a), None), (str(b), 5)])  # a timer moves, one is cleared
     assert recorder.due_customers(100, 5) == [str(b)] and recorder.customer_count() == 2
     assert [topic for topic, _ in recorder.history(a)] == ["t", "t"]
+
+
+def test_value_models_are_kept_in_the_order_recorded(recorder):
+    assert recorder.models() == []
+    a1 = ("vm-a", "2026-01-01T00:00:00.000000+00:00", '{"n": 1}')
+    b = ("vm-b", "2026-01-02T00:00:00.000000+00:00", '{"n": 2}')
+    a3 = ("vm-a", "2026-01-03T00:00:00.000000+00:00", '{"n": 1}')  # a model recorded again: in force again
+    for row in (b, a1, a3, b):  # the same recording twice (a rebuild's copy) is kept once
+        recorder.record_model(row)
+    assert recorder.models() == [a1, b, a3]

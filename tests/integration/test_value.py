@@ -47,6 +47,7 @@ def test_value_per_person_in_the_base_currency(engine):
         "unconverted": {},
         "average_order_value": round((100 + 60 * 0.86 + 40) / 3, 2),
         "tenure_days": (NOW - day(0)).total_seconds() / 86400,
+        "predicted": None,  # no value model fitted yet
     }
     assert engine.view("cy", NOW)["value"]["unconverted"] == {"JPY": 20.0}
     early = summary(engine, day(6), as_known=False)
@@ -71,3 +72,86 @@ def test_journey_value_on_the_command_line(tmp_path):
     assert [r["customer_id"] for r in json.loads(out.output)] == ["ann", "bob", "cy"]  # by net revenue
     out = CliRunner().invoke(main, ["value", "rfm", "--segment", "vip"], env=env)
     assert out.exit_code == 2 and "the segments: Champions" in out.output
+
+
+def test_a_fitted_model_is_a_fact_that_views_name_and_a_rebuild_keeps(engine, tmp_path):
+    from engine.clock import FixedClock
+    from engine.config import Config
+    from engine.service import Engine
+    from engine.value_view import fit, models
+    from replay.rebuild import rebuild
+
+    shop(engine)
+    engine.ingest([order("a3", day(80), customer="ann", amount=50.0), order("b3", day(90), customer="bob")])
+    dry = fit(engine, day(60), record=False)
+    assert (dry["recorded"], models(engine)) == (False, [])
+    assert engine.view("ann", NOW)["value"]["predicted"] is None
+    first = fit(engine, day(60))
+    assert first["model_id"] == dry["model_id"] and first["customers"] == 3  # ann (with her guest order), bob, cy
+    engine.clock.advance(days=1)
+    second = fit(engine, day(100))
+    assert [m["model_id"] for m in models(engine)] == [first["model_id"], second["model_id"]]
+    p = engine.view("web-1", NOW)["value"]["predicted"]  # ann's, through her device: the model in force
+    assert p["model_id"] == second["model_id"] and 0 < p["p_alive"] <= 1 and p["value_segment"] in ("top", "middle")
+    assert engine.view("ann", NOW, as_known=True)["value"]["predicted"]["model_id"] == first["model_id"]
+    assert engine.view("dee", NOW)["value"]["predicted"] is None  # no purchase: nothing to predict
+    s = summary(engine, NOW)
+    assert s["model"]["model_id"] == second["model_id"] and sum(s["value_segments"].values()) == 3
+    # The cut-offs are the model's: at its calibration end the top fifth (rounded up) of 3 is one person.
+    rows = {r["customer_id"]: r for r in customers(engine, day(100), value_segment="top")}
+    assert list(rows) == ["ann"] and rows["ann"]["predicted"]["clv"] > 0
+    later = summary(engine, NOW)["value_segments"]  # a year on, ann's CLV has fallen below the top: fit again
+    assert later["top"] == 0
+    with Engine(Config(data_dir=str(tmp_path / "rebuilt")), FixedClock(NOW)) as target:
+        rebuild(engine, target)
+        assert models(target) == models(engine)
+        assert target.view("ann", NOW)["value"] == engine.view("ann", NOW)["value"]
+
+
+def test_journey_value_fit_on_the_cdnow_sample(tmp_path):
+    """The whole path on real data: CDNOW ingested as orders, `journey value fit` with a holdout."""
+    from collections import defaultdict
+    from datetime import UTC, date, datetime
+
+    from engine.cli import main
+    from engine.clock import FixedClock
+    from engine.config import Config
+    from engine.service import Engine
+
+    from .test_cdnow import rows as cdnow_rows
+    from .test_cdnow import touchpoints as cdnow_touchpoints
+
+    config = tmp_path / "usd.toml"
+    config.write_text('[value]\nbase_currency = "USD"\n')
+    with Engine(Config(data_dir=str(tmp_path / "var")), FixedClock(datetime(1998, 7, 1, tzinfo=UTC))) as engine:
+        assert engine.ingest(cdnow_touchpoints()).rejected == 0
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
+    args = ["value", "fit", "--calibration-end", "1997-09-30", "--holdout-end", "1998-06-30", "--config", str(config)]
+    out = CliRunner().invoke(main, [*args, "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    fitted = json.loads(out.output)
+    f, g = fitted["bgnbd"], fitted["gamma_gamma"]
+    assert fitted["customers"] == 2357 and abs(f["log_likelihood"] - -9582.4) <= 0.5
+    for got, want in ((f["r"], 0.243), (f["alpha"], 4.414), (f["a"], 0.793), (f["b"], 2.426)):
+        assert abs(got - want) <= 0.005 * want
+    for got, want in ((g["p"], 6.25), (g["q"], 3.74), (g["gamma"], 15.44)):
+        assert abs(got - want) <= 0.01 * want
+    # The holdout's actual repeat purchase days, counted here from the raw file.
+    days = defaultdict(set)
+    for _, customer, at, _, _ in cdnow_rows():
+        days[customer].add(at.date())
+    made = sum(1 for ds in days.values() for d in ds if date(1997, 9, 30) < d <= date(1998, 6, 30))
+    h = fitted["holdout"]
+    assert h["actual"] == made and sum(r["customers"] for r in h["by_frequency"]) == 2357
+    assert abs(h["predicted"] - made) < 0.2 * made  # the paper's model under-predicts CDNOW a little
+    text = CliRunner().invoke(main, args, env=env).output
+    assert "r 0.2426, alpha 4.4136, a 0.7929, b 2.4259" in text and "7+" in text
+    out = CliRunner().invoke(main, ["value", "customers", "--as-of", "1997-09-30", "--json", "--limit", "0"], env=env)
+    listed = json.loads(out.output)
+    assert len(listed) == 2357 and listed[0]["predicted"]["model_id"] == fitted["model_id"]
+    clvs = [r["predicted"]["clv"] for r in listed]
+    assert clvs == sorted(clvs, reverse=True)  # best first
+    out = CliRunner().invoke(main, ["value", "customers", "--segment", "vip"], env=env)
+    assert out.exit_code == 1 and "the segments: top, middle, rest" in out.output
+    out = CliRunner().invoke(main, ["value", "fit", "--calibration-end", "1990-01-01"], env=env)
+    assert out.exit_code == 1 and "nobody had a purchase by 1990-01-01" in out.output

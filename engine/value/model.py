@@ -1,0 +1,278 @@
+"""The predictive value model: BG/NBD for how often a person will buy and Gamma-Gamma for what they
+will spend, fitted to the persons' transactions up to a calibration end, and the predictions per
+person as of T (P(alive), expected transactions, expected spend, CLV, value segment).
+
+Conventions (the paper's): a transaction is a person's purchases on one calendar day (UTC), their
+net amounts in the base currency summed (an amount with no rate counts 0 here, the purchase still
+counts); time in weeks (days / 7); x = repeat transactions (after the first), t_x = weeks from the
+first to the last transaction, T = weeks from the first transaction to the end of the period.
+A fitted model is a fact (engine.value_view keeps it in the store): its id is a hash of the data
+it was fitted to and of its parameters, so a score names the model that made it."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..projections.facts import Facts
+from ..rules import ValueRules, ValueSegment
+from . import bgnbd, gamma_gamma
+from .bgnbd import BgNbd
+from .gamma_gamma import GammaGamma
+from .history import transactions
+
+MONTH_WEEKS = 365.25 / 12 / 7
+FREQUENCIES = 8  # the holdout table's rows: 0, 1, ..., 6 repeat transactions, then "7+"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A person's transactions summarised at the end of a period (weeks)."""
+
+    x: int  # repeat transactions
+    t_x: float  # first to last transaction
+    T: float  # first transaction to the end of the period
+    m: float  # average value of the repeat transactions (0 without one)
+
+
+def summarise(days: Sequence[tuple[date, float]], end: date) -> Row | None:
+    """The row of a person's transactions on or before `end`; None without one."""
+    kept = [(d, a) for d, a in days if d <= end]
+    if not kept:
+        return None
+    first, last = kept[0][0], kept[-1][0]
+    x = len(kept) - 1
+    m = sum(a for _, a in kept[1:]) / x if x else 0.0
+    return Row(x, (last - first).days / 7, (end - first).days / 7, m)
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """What a prediction looks ahead to, fixed with the model (from [value] when it was fitted)."""
+
+    expected_weeks: float  # expected transactions over these next weeks
+    clv_months: int  # CLV over these months, each discounted at the annual rate (compounded monthly)
+    annual_discount_rate: float
+
+    @classmethod
+    def of(cls, rules: ValueRules) -> Horizon:
+        return cls(rules.expected_weeks, rules.clv_months, rules.annual_discount_rate)
+
+
+@dataclass(frozen=True)
+class Model:
+    model_id: str
+    calibration_end: date
+    base_currency: str
+    persons: int  # fitted to (a transaction by the calibration end)
+    spenders: int  # the Gamma-Gamma's persons (a repeat transaction of positive value)
+    data_digest: str  # of the rows it was fitted to
+    bgnbd: BgNbd
+    gamma_gamma: GammaGamma | None  # None when nobody had a repeat transaction
+    horizon: Horizon
+    # The value segments, best first, each with the lowest CLV in it among the persons fitted to
+    # (at the calibration end); a person as of T is in the first whose lowest CLV theirs reaches.
+    segments: tuple[tuple[str, float], ...]
+    rest_segment: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "calibration_end": self.calibration_end.isoformat(),
+            "base_currency": self.base_currency,
+            "customers": self.persons,
+            "spenders": self.spenders,
+            "data_digest": self.data_digest,
+            "bgnbd": self.bgnbd.as_dict(),
+            "gamma_gamma": None if self.gamma_gamma is None else self.gamma_gamma.as_dict(),
+            "horizon": asdict(self.horizon),
+            "value_segments": [{"name": n, "min_clv": c} for n, c in self.segments],
+            "rest_segment": self.rest_segment,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Model:
+        gg = d["gamma_gamma"]
+        return cls(
+            model_id=d["model_id"],
+            calibration_end=date.fromisoformat(d["calibration_end"]),
+            base_currency=d["base_currency"],
+            persons=d["customers"],
+            spenders=d["spenders"],
+            data_digest=d["data_digest"],
+            bgnbd=BgNbd(**d["bgnbd"]),
+            gamma_gamma=None if gg is None else GammaGamma(**gg),
+            horizon=Horizon(**d["horizon"]),
+            segments=tuple((s["name"], s["min_clv"]) for s in d["value_segments"]),
+            rest_segment=d["rest_segment"],
+        )
+
+    def segment_of(self, clv: float | None) -> str:
+        if clv is None:
+            return self.rest_segment
+        return next((name for name, lowest in self.segments if clv >= lowest), self.rest_segment)
+
+
+def _columns(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.array([r.x for r in rows], dtype=np.float64),
+        np.array([r.t_x for r in rows], dtype=np.float64),
+        np.array([r.T for r in rows], dtype=np.float64),
+        np.array([r.m for r in rows], dtype=np.float64),
+    )
+
+
+def _digest(rows: Mapping[str, Row]) -> str:
+    h = hashlib.sha256()
+    for person in sorted(rows):
+        r = rows[person]
+        h.update(f"{person}\t{r.x}\t{r.t_x:.6f}\t{r.T:.6f}\t{r.m:.6f}\n".encode())
+    return h.hexdigest()
+
+
+def fit(rows: Mapping[str, Row], calibration_end: date, rules: ValueRules) -> Model:
+    """Fit both models to the persons' rows at the calibration end, and fix the value segments'
+    CLV cut-offs among these persons."""
+    if not rows:
+        raise ValueError(f"nobody had a purchase by {calibration_end}: there is nothing to fit the model to")
+    # In the persons' order: sums in another order would differ in the last bits, and so the id.
+    x, t_x, T, m = _columns([rows[p] for p in sorted(rows)])
+    # Persons with the same row weigh as one row: a large fit evaluates each distinct row once.
+    distinct, weights = np.unique(np.stack([x, t_x, T]), axis=1, return_counts=True)
+    frequency = bgnbd.fit(distinct[0], distinct[1], distinct[2], weights=weights)
+    spenders = int(gamma_gamma.usable(x, m).sum())
+    spend = gamma_gamma.fit(x, m) if spenders else None
+    horizon = Horizon.of(rules)
+    draft = Model(
+        "",
+        calibration_end,
+        rules.base_currency,
+        len(rows),
+        spenders,
+        _digest(rows),
+        frequency,
+        spend,
+        horizon,
+        (),
+        rules.rest_segment,
+    )
+    clv = {p: pr.clv for p, pr in predict(draft, rows).items()}
+    ranked = value_segments(clv, rules.value_segments, rules.rest_segment)
+    cutoffs = tuple(
+        (s.name, min((v for p, v in clv.items() if ranked[p] == s.name and v is not None), default=math.inf))
+        for s in rules.value_segments
+    )
+    body = replace(draft, segments=cutoffs).as_dict()
+    model_id = "vm-" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    return replace(draft, model_id=model_id, segments=cutoffs)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    p_alive: float
+    expected_transactions: float  # in the model's next `expected_weeks`
+    expected_spend: float | None  # per transaction, base currency (None without a spend model)
+    clv: float | None  # discounted, over the model's `clv_months`, base currency
+    value_segment: str
+
+    @property
+    def churn_risk(self) -> float:
+        return 1.0 - self.p_alive
+
+
+def predict(model: Model, rows: Mapping[str, Row]) -> dict[str, Prediction]:
+    """Each person's predictions from their row at T (the period ending at T): P(alive), expected
+    transactions and spend, CLV, and the value segment the model's cut-offs give that CLV."""
+    people = list(rows)
+    if not people:
+        return {}
+    x, t_x, T, m = _columns([rows[p] for p in people])
+    f, h = model.bgnbd, model.horizon
+    alive = bgnbd.p_alive(f, x, t_x, T)
+    soon = bgnbd.expected(f, h.expected_weeks, x, t_x, T)
+    spend = value = np.full_like(x, np.nan)
+    if model.gamma_gamma is not None:
+        spend = gamma_gamma.expected_spend(model.gamma_gamma, x, m)
+        value = spend * discounted_transactions(f, x, t_x, T, h.clv_months, h.annual_discount_rate)
+    out = {}
+    for i, p in enumerate(people):
+        s = float(spend[i]) if math.isfinite(spend[i]) else None
+        v = float(value[i]) if math.isfinite(value[i]) else None
+        out[p] = Prediction(float(alive[i]), float(soon[i]), s, v, model.segment_of(v))
+    return out
+
+
+def discounted_transactions(
+    f: BgNbd, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, months: int, annual_rate: float
+) -> np.ndarray:
+    """Expected transactions of each month of the horizon, each discounted to T at the annual rate
+    (compounded monthly): times the expected spend, the CLV."""
+    monthly = (1 + annual_rate) ** (1 / 12) - 1
+    total = np.zeros_like(x)
+    before = np.zeros_like(x)
+    for i in range(1, months + 1):
+        by = bgnbd.expected(f, i * MONTH_WEEKS, x, t_x, T)
+        total += (by - before) / (1 + monthly) ** i
+        before = by
+    return total
+
+
+def value_segments(clv: Mapping[str, float | None], segments: Sequence[ValueSegment], rest: str) -> dict[str, str]:
+    """Segments by CLV, best first: a person is in the first segment whose cumulative share of the
+    persons, rounded up, is more than the number of persons with a strictly higher CLV. Equal
+    CLVs share a segment; a person without a CLV is in `rest`."""
+    ranked = sorted(v for v in clv.values() if v is not None)
+    n = len(ranked)
+    bounds, total = [], 0.0
+    for s in segments:
+        total += s.share
+        bounds.append((math.ceil(round(n * total, 9)), s.name))
+    out = {}
+    for person, v in clv.items():
+        if v is None:
+            out[person] = rest
+            continue
+        higher = n - bisect_right(ranked, v)
+        out[person] = next((name for bound, name in bounds if higher < bound), rest)
+    return out
+
+
+def holdout(model: Model, rows: Mapping[str, Row], actual: Mapping[str, int], weeks: float) -> dict[str, Any]:
+    """Predicted against actual repeat transactions in the `weeks` after the calibration end, over
+    the calibration's persons: in total and by their repeat transactions in calibration (0..6, 7+),
+    as in the paper's figure of conditional expectations."""
+    people = sorted(rows)
+    x, t_x, T, _ = _columns([rows[p] for p in people])
+    predicted = bgnbd.expected(model.bgnbd, weeks, x, t_x, T)
+    got = np.array([actual.get(p, 0) for p in people], dtype=np.float64)
+    table = []
+    for k in range(FREQUENCIES):
+        sel = x >= k if k == FREQUENCIES - 1 else x == k
+        n = int(sel.sum())
+        table.append(
+            {
+                "frequency": f"{k}+" if k == FREQUENCIES - 1 else str(k),
+                "customers": n,
+                "actual": round(float(got[sel].mean()), 4) if n else None,
+                "predicted": round(float(predicted[sel].mean()), 4) if n else None,
+            }
+        )
+    return {
+        "weeks": round(weeks, 4),
+        "actual": int(got.sum()),
+        "predicted": round(float(predicted.sum()), 2),
+        "by_frequency": table,
+    }
+
+
+def row_at(facts: Facts, T: datetime, rules: ValueRules) -> Row | None:
+    """A person's row for the model as of T: their transactions as of T, the period ending on T's day."""
+    return summarise(transactions(facts, T, rules), T.date())
