@@ -708,6 +708,14 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         + ", ".join(f"{name} {n:,}" for name, n in v["rfm_segments"].items())
         + " (journey value summary)"
     )
+    if v["value_segments"]:
+        model, base = v["model"], v["base_currency"]
+        say(
+            f"  value model {model['model_id']} fitted to {model['customers']:,} buyers: expected CLV over "
+            f"{model['horizon']['clv_months']} months {money({base: v['expected_clv'] or 0})}; value segments "
+            + ", ".join(f"{name} {n:,}" for name, n in v["value_segments"].items())
+            + " (journey value customers)"
+        )
     say()
     print_funnel(summary["funnel"])
     table = Table(title="Lifecycle changes recorded")
@@ -837,6 +845,9 @@ def value_rfm(
         say(f"... and {len(rows) - len(shown):,} more (--limit 0 for all)")
 
 
+FEW_TO_FIT = 200  # below this many customers, `journey value fit` says its estimates are rough
+
+
 @value.command("fit")
 @click.option(
     "--calibration-end",
@@ -884,6 +895,8 @@ def value_fit(
         say("  Gamma-Gamma  not fitted: nobody has a repeat purchase of positive value (no CLV)")
     else:
         say(f"  Gamma-Gamma  p {g['p']:.4f}, q {g['q']:.4f}, gamma {g['gamma']:.4f} ({out['spenders']:,} customers)")
+    if out["customers"] < FEW_TO_FIT:
+        say(f"  (only {out['customers']:,} customers: estimates from so few are rough; prefer thousands)")
     base = out["base_currency"]
     say(
         "  value segments by CLV: "

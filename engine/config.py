@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 import orjson
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
 from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec
 from .rules import CustomField, CustomKind, FieldType, IdentityRules, LifecycleRules, RfmSegment, ValueRules
@@ -25,6 +25,7 @@ from .settings import (
     RedisSettings,
     StoreSettings,
 )
+from .value.rfm import OTHER
 from .vocabulary import Section
 
 # Everything a config file holds, importable from here.
@@ -74,6 +75,27 @@ class Config(Section):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @model_validator(mode="after")
+    def _value_names(self) -> Config:
+        """A policy's value conditions name segments [value] has (a typo would never hold)."""
+        v = self.value
+        value_names = [s.name for s in v.value_segments] + [v.rest_segment]
+        rfm_names = [s.name for s in v.rfm_segments] + [OTHER]
+        for spec in self.policies:
+            c = spec.conditions
+            for field, names, known in (
+                ("value_segment", c.value_segment, value_names),
+                ("not_value_segment", c.not_value_segment, value_names),
+                ("rfm_segment", c.rfm_segment, rfm_names),
+            ):
+                unknown = [n for n in names or () if n not in known]
+                if unknown:
+                    raise ValueError(
+                        f"policy {spec.name}: {field} {', '.join(map(repr, unknown))} is no segment of [value]; "
+                        f"the segments: {', '.join(known)}"
+                    )
+        return self
 
 
 class ConfigError(Exception):

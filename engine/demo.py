@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from .clock import EventTimeClock, SystemClock
 from .config import Config
 from .service import Engine
 from .simulator import simulate, with_devices
+from .value_view import fit as fit_value_model
 from .value_view import summary as value_summary
 
 
@@ -31,6 +32,23 @@ def write_history(out: Path, records: Iterator[dict]) -> int:
     return n
 
 
+VALUE_MODEL_DAYS = 120  # the value model is fitted this long before the end of the history
+
+
+def split_history(history: Path, at: datetime) -> tuple[Path, Path]:
+    """The history's records in two files: those recorded before `at` (the delivery order of the
+    file, which follows event time but for late deliveries), and the rest."""
+    early, late = history.with_name("history-early.jsonl"), history.with_name("history-late.jsonl")
+    cut = at.isoformat()
+    with history.open("rb") as f, early.open("wb") as a, late.open("wb") as b:
+        out = a
+        for line in f:
+            if out is a and orjson.loads(line)["occurred_at"] >= cut:
+                out = b  # from the first record at or after `at`, everything (late ones too) comes second
+            out.write(line)
+    return early, late
+
+
 def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine, Path], Any]) -> dict[str, Any]:
     """`ingest(engine, path)` loads the history (the CLI passes one with a progress bar)."""
     data = config.data_path / "demo"
@@ -44,9 +62,14 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
     # Most web and app touchpoints come with the browser's or the app's anonymous id; a tenth of the
     # customers also browse and buy as guests, whose history joins theirs when they sign in.
     write_history(history, with_devices(simulate(customers, seed, today()), 0.6, 0.1, seed, guests=0.1))
+    # The last months of it come second, so that the value model, fitted in between as a nightly
+    # job would, is in force for them: its top customers at risk get a call, not a coupon.
+    early, late = split_history(history, today() - timedelta(days=VALUE_MODEL_DAYS))
     # History is replayed as it unfolded: the clock follows event time, timers fire on the way.
     with Engine(config, EventTimeClock()) as engine:
-        report = ingest(engine, history)
+        report = ingest(engine, early)
+        fit_value_model(engine, engine.clock.now())
+        report.merge(ingest(engine, late))
         engine.clock = SystemClock()
         report.add_timers(engine.run_due())
         changes = Counter(
@@ -63,6 +86,8 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         for a in latest.values():
             policies.setdefault(a["policy"], Counter())[a["status"]] += 1
             blocked.update(c["check"] for c in a["checks"] if c["blocked"])
+        # The value model fitted to everything so far, as a nightly job would (docs/value.md).
+        model = fit_value_model(engine, engine.clock.now())
         sample = pick_customer(engine)
         view = engine.customer(sample, limit=15)
         explained = next(
@@ -86,6 +111,7 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         # identity resolution (docs/identity.md): customers whose guest history joined theirs
         "identity": {"customers_with_guest_history": len(merged), "anonymous_visitors": funnel["anonymous_visitors"]},
         "value": value,
+        "value_model": model,
         "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in changes.most_common()],
         "actions": {
             "by_policy": {

@@ -30,6 +30,7 @@ from .projections.lifecycle import HEALTHS, STAGES, evaluate, revenue, timeline
 from .rules import LifecycleRules, ValueRules
 from .store import JourneyStore
 from .value import historical
+from .value_store import RecordedModels
 
 if TYPE_CHECKING:
     from .value.model import Model, Prediction
@@ -43,6 +44,7 @@ class Sources(Protocol):
     keys: KeyStore
     rules: LifecycleRules
     value_rules: ValueRules
+    value_models: RecordedModels
     personal: PersonalFields
 
 
@@ -355,17 +357,9 @@ def _value(engine: Sources, facts: Facts, T: datetime, known: str | None) -> dic
     }
 
 
-def value_model(engine: Sources, known: str | None = None) -> Model | None:
-    """The value model in force: the last one recorded (by `known`, when given); None before any."""
-    from .value.model import Model
-
-    rows = [r for r in engine.store.journal.models() if known is None or r[1] <= known]
-    return Model.from_dict(orjson.loads(rows[-1][2])) if rows else None
-
-
 def predicted(engine: Sources, facts: Facts, T: datetime, known: str | None) -> dict[str, Any] | None:
     """One person's predictions as of T with the model in force; None without a model or a purchase."""
-    model = value_model(engine, known)
+    model = engine.value_models.in_force(known)
     if model is None:
         return None
     from .value.model import predict, row_at

@@ -32,6 +32,7 @@ from .rejects import Row as RejectRow
 from .reports import IngestReport, Recorded, blank
 from .store import open_store, to_us
 from .touchpoints import Rejection, Touchpoint, Validator
+from .value_store import RecordedModels
 
 log = logging.getLogger("journey.engine")
 # Errors of the machinery, not of a record (a lost connection, a full disk, writers that kept
@@ -113,7 +114,8 @@ class Engine:
                     f"policy {spec.name}: trigger kind {spec.trigger.kind!r} is not a known touchpoint kind"
                 )
         searchable(config.python_path)
-        self.policies = PolicyEngine(config.policies, config.contact)
+        self.value_models = RecordedModels(self.store.journal)
+        self.policies = PolicyEngine(config.policies, config.contact, config.value, self.value_models.in_force)
         self.ingestor = Ingestor(
             self.store,
             self.keys,

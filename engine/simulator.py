@@ -25,6 +25,8 @@ from heapq import heappop, heappush, heapreplace
 from itertools import accumulate
 from typing import Any
 
+from .rules import ILLUSTRATIVE_RATES
+
 DAY = 86400.0
 HISTORY_DAYS = 3 * 365
 LATE, TWICE = 0.03, 0.02  # shares of records delivered late / delivered twice
@@ -346,7 +348,9 @@ class _Customer:
             emit(t, "store.visited", ch, "pos", {"city": self.city})
         elif rng.random() < 0.6:
             emit(t, "product.viewed", ch, SOURCE[ch], {"sku": f"sku-{rng.randint(1, 500):04d}"})
-        oid, amount, ot = f"ord-{i:06d}-{k}", round(rng.lognormvariate(3.8, 0.7), 2), t + rng.uniform(120, 3600)
+        # A basket of about 45 euros, priced in the customer's currency (a Swede pays in kronor).
+        price = rng.lognormvariate(3.8, 0.7) / ILLUSTRATIVE_RATES.get(cur, 1.0)
+        oid, amount, ot = f"ord-{i:06d}-{k}", round(price, 2), t + rng.uniform(120, 3600)
         emit(ot, "order.placed", ch, SOURCE[ch], {"order_id": oid, "amount": amount, "currency": cur})
         r = rng.random() * (0.08 if void else 1)
         if r < 0.03:

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .clock import iso
-from .queries import persons_facts, prediction_fields, value_model
+from .queries import persons_facts, prediction_fields
 from .rules import ValueRules
 from .service import Engine
-from .value import Historical, Rfm, historical, pareto_share, score_rfm, transactions
-from .value.history import DAY
+from .value import Historical, Rfm, historical, pareto_share, rfm_of, score_rfm, transactions
 from .value.rfm import OTHER
 
 if TYPE_CHECKING:
@@ -38,12 +37,8 @@ def values(engine: Engine, T: datetime, as_known: bool = False) -> Values:
     rules = engine.config.value
     facts, _ = persons_facts(engine, T, as_known)
     value = {c: historical(f, T, rules) for c, f in facts.items()}
-    rows = {
-        c: ((T - v.last_purchase).total_seconds() / DAY, v.purchases, v.net_revenue)
-        for c, v in value.items()
-        if v.purchases and v.last_purchase is not None
-    }
-    model = value_model(engine, iso(T) if as_known else None)
+    rows = {c: row for c, v in value.items() if (row := rfm_of(v, T)) is not None}
+    model = engine.value_models.in_force(iso(T) if as_known else None)
     predicted = {}
     if model is not None:
         from .value.model import predict, row_at
@@ -143,14 +138,16 @@ def fit(
     rules = engine.config.value
     facts, _ = persons_facts(engine, holdout_end or calibration_end)
     end = calibration_end.date()
-    rows, actual = {}, {}
+    rows, actual, rfm = {}, {}, {}
     for c, f in facts.items():
         if (row := summarise(transactions(f, calibration_end, rules), end)) is None:
             continue
         rows[c] = row
+        if (rfm_row := rfm_of(historical(f, calibration_end, rules), calibration_end)) is not None:
+            rfm[c] = rfm_row
         if holdout_end is not None:
             actual[c] = sum(1 for day, _ in transactions(f, holdout_end, rules) if end < day <= holdout_end.date())
-    model = fit_model(rows, end, rules)
+    model = fit_model(rows, end, rules, rfm)
     body = model.as_dict()
     recorded_at = iso(engine.clock.now())
     if record:

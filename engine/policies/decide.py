@@ -13,15 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid5
 
 from ..clock import iso
 from ..ids import NAMESPACE
 from ..projections.lifecycle import Status, revenue
+from ..rules import ValueRules
+from ..value.rfm import OTHER
 from .checks import run_checks
 from .model import ContactRules, PolicySpec
 from .triggers import Firing, on_facts, timers
+
+if TYPE_CHECKING:
+    from ..value.model import Model
 
 TIMED = ("absence", "stage_held", "date")  # triggers that fire on a due time, not on a fact
 
@@ -50,8 +55,25 @@ def action_id(policy: str, customer: Any, trigger_id: str, version: str) -> str:
     return str(uuid5(NAMESPACE, f"action:{policy}:{customer}:{trigger_id}:{version}"))
 
 
+@dataclass(frozen=True)
+class Valued:
+    """A person's value as a policy condition sees it: from the model in force then."""
+
+    model_id: str
+    p_alive: float
+    clv: float | None
+    value_segment: str
+    rfm_segment: str | None
+
+
 class PolicyEngine:
-    def __init__(self, specs: tuple[PolicySpec, ...], rules: ContactRules):
+    def __init__(
+        self,
+        specs: tuple[PolicySpec, ...],
+        rules: ContactRules,
+        value_rules: ValueRules | None = None,
+        models: Callable[[str | None], Model | None] = lambda _known: None,
+    ):
         self.specs = tuple(s for s in specs if s.enabled)
         # Most derivations have no change and a touchpoint no policy listens to: ask only the
         # policies whose trigger can fire.
@@ -59,6 +81,8 @@ class PolicyEngine:
         self.kinds = frozenset(s.trigger.kind for s in self.on_facts if s.trigger.on == "touchpoint")
         self.timed = tuple(s for s in self.specs if s.trigger.on in TIMED)
         self.rules = rules
+        self.value_rules = value_rules or ValueRules()
+        self.models = models  # the value model in force as known at a stored time (engine.value_store)
         self.custom: dict[str, Callable[[PolicyContext], Any]] = {
             s.name: _resolve(s.python) for s in self.specs if s.python
         }
@@ -88,7 +112,7 @@ class PolicyEngine:
             aid = action_id(firing.spec.name, customer.id, firing.trigger_id, self.rules.version)
             if aid in customer.actions or any(d["action_id"] == aid for d in decided):
                 continue  # decided before: a redelivery, a restart or a replay changes nothing
-            conditions = self._conditions(firing, customer, status, now)
+            conditions = self._conditions(firing, customer, status, now, at)
             if all(c["ok"] for c in conditions):
                 decided.append(self._decide(customer, firing, conditions, now, at, aid))
                 customer.record_action(decided[-1])  # so caps see this decision at once
@@ -116,12 +140,14 @@ class PolicyEngine:
             customer.record_action(decided[-1])
         return decided, min(upcoming, default=None)
 
-    def _conditions(self, firing: Firing, customer: Any, status: Status, now: datetime) -> list[dict[str, Any]]:
+    def _conditions(
+        self, firing: Firing, customer: Any, status: Status, now: datetime, at: str
+    ) -> list[dict[str, Any]]:
         spec, c = firing.spec, firing.spec.conditions
         out = []
 
-        def cond(name: str, expected: Any, value: Any, ok: bool) -> None:
-            out.append({"condition": name, "expected": expected, "value": value, "ok": ok})
+        def cond(name: str, expected: Any, value: Any, ok: bool, **more: Any) -> None:
+            out.append({"condition": name, "expected": expected, "value": value, "ok": ok, **more})
 
         # Every recorded change fires, even one undone later in the same batch: a live engine fed
         # one touchpoint at a time would have fired it too, and batching must not change decisions.
@@ -134,11 +160,57 @@ class PolicyEngine:
             cond("min_purchases", c.min_purchases, n, n >= c.min_purchases)
         if c.max_purchases is not None:
             cond("max_purchases", c.max_purchases, n, n <= c.max_purchases)
+        if c.on_value:
+            v = self._valued(customer, now, at)
+            # The trail names the model that scored, and the scores it gave.
+            model = {
+                "model_id": v.model_id if v else None,
+                "clv": None if v is None or v.clv is None else round(v.clv, 2),
+                "currency": self.value_rules.base_currency,
+                "p_alive": None if v is None else round(v.p_alive, 4),
+            }
+            if c.value_segment is not None:
+                seg = v.value_segment if v else None
+                cond("value_segment", list(c.value_segment), seg, seg in c.value_segment, **model)
+            if c.not_value_segment is not None:
+                seg = v.value_segment if v else None
+                cond("not_value_segment", list(c.not_value_segment), seg, seg not in c.not_value_segment, **model)
+            if c.rfm_segment is not None:
+                rfm = v.rfm_segment if v else None
+                cond("rfm_segment", list(c.rfm_segment), rfm, rfm in c.rfm_segment, **model)
+            if c.p_alive_below is not None:
+                alive = round(v.p_alive, 4) if v else None
+                ok = alive is not None and alive < c.p_alive_below
+                cond("p_alive_below", c.p_alive_below, alive, ok, **model)
+            if c.clv_at_least is not None:
+                clv = round(v.clv, 2) if v and v.clv is not None else None
+                cond("clv_at_least", c.clv_at_least, clv, clv is not None and clv >= c.clv_at_least, **model)
         if spec.name in self.custom:
             ctx = PolicyContext(customer.customer_id, status.stage, status.health, n, now, firing, customer.facts)
             verdict = self.custom[spec.name](ctx)
             cond(spec.python or spec.name, True, bool(verdict), bool(verdict))
         return out
+
+    def _valued(self, customer: Any, now: datetime, at: str) -> Valued | None:
+        """The person's value now with the model in force as known at `at`; None without a model
+        or a purchase (the person's facts: their own and their anonymous ids' touchpoints)."""
+        model = self.models(at)
+        if model is None:
+            return None
+        from ..value.history import historical, rfm_of
+        from ..value.model import predict, row_at
+
+        rules = self.value_rules
+        row = row_at(customer.facts, now, rules)
+        if row is None:
+            return None
+        p = predict(model, {"": row})[""]
+        rfm = rfm_of(historical(customer.facts, now, rules), now)
+        scores = None if rfm is None else model.rfm_scores(*rfm)
+        segment = None
+        if scores is not None:
+            segment = next((s.name for s in rules.rfm_segments if s.covers(*scores)), OTHER)
+        return Valued(model.model_id, p.p_alive, p.clv, p.value_segment, segment)
 
     def _decide(
         self, customer: Any, firing: Firing, conditions: list[dict], now: datetime, at: str, aid: str

@@ -20,6 +20,7 @@ def explain(history: list[dict[str, Any]]) -> str:
             "Conditions: "
             + "; ".join(
                 f"{c['condition']} = {c['value']} (needs {c['expected']}): {'met' if c['ok'] else 'not met'}"
+                + (_scored(c) if "model_id" in c else "")
                 for c in first["conditions"]
             )
             + "."
@@ -44,3 +45,11 @@ def explain(history: list[dict[str, Any]]) -> str:
             + "."
         )
     return "\n".join(lines)
+
+
+def _scored(c: dict[str, Any]) -> str:
+    """What a value condition's scores were, and which model gave them."""
+    if c["model_id"] is None:
+        return " (no value model in force, or no purchase to score)"
+    clv = "no CLV" if c["clv"] is None else f"CLV {c['clv']:,.2f} {c['currency']}"
+    return f" ({clv}, P(alive) {c['p_alive']:.0%}, value model {c['model_id']})"

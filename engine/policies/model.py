@@ -7,7 +7,7 @@ by the contact rules (engine/policies/checks.py), the same for every policy.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -56,6 +56,27 @@ class Conditions(Section):
     health: tuple[str, ...] | None = None
     min_purchases: int | None = None
     max_purchases: int | None = None
+    # Customer value (docs/value.md), with the value model in force when the decision is taken;
+    # without a model, or for a person without a purchase, none of them holds but not_value_segment.
+    value_segment: tuple[str, ...] | None = None  # the person's value segment is one of these
+    not_value_segment: tuple[str, ...] | None = None  # ... is none of these
+    rfm_segment: tuple[str, ...] | None = None  # RFM scored among the persons the model was fitted to
+    p_alive_below: float | None = Field(None, gt=0, le=1)
+    clv_at_least: float | None = Field(None, ge=0)  # in the base currency
+
+    @property
+    def on_value(self) -> bool:
+        """Whether checking these needs the person's value."""
+        return any(
+            v is not None
+            for v in (
+                self.value_segment,
+                self.not_value_segment,
+                self.rfm_segment,
+                self.p_alive_below,
+                self.clv_at_least,
+            )
+        )
 
 
 class PolicySpec(Section):
@@ -99,9 +120,17 @@ class ContactRules(Section):
         return v
 
 
-def _p(name: str, on: dict, action: str, channel: Channel, purpose: Purpose, priority: int) -> PolicySpec:
+def _p(
+    name: str, on: dict, action: str, channel: Channel, purpose: Purpose, priority: int, **conditions: Any
+) -> PolicySpec:
     return PolicySpec(
-        name=name, trigger=Trigger(**on), action=action, channel=channel, purpose=purpose, priority=priority
+        name=name,
+        trigger=Trigger(**on),
+        conditions=Conditions(**conditions),
+        action=action,
+        channel=channel,
+        purpose=purpose,
+        priority=priority,
     )
 
 
@@ -147,6 +176,18 @@ DEFAULT_POLICIES: tuple[PolicySpec, ...] = (
         "service",
         100,
     ),
+    # A top customer (by CLV, with the value model in force) drifting away gets a personal call
+    # from service, not a coupon; the others get the retention offer. Without a fitted model
+    # nobody is top, and every customer at risk gets the offer, as before value existed.
+    _p(
+        "top_customer_call",
+        {"on": "health_changed", "health": "at_risk"},
+        "personal_service_call",
+        "phone",
+        "service",
+        90,
+        value_segment=("top",),
+    ),
     _p(
         "churn_risk_outreach",
         {"on": "health_changed", "health": "at_risk"},
@@ -154,6 +195,7 @@ DEFAULT_POLICIES: tuple[PolicySpec, ...] = (
         "email",
         "promotional",
         80,
+        not_value_segment=("top",),
     ),
     _p("win_back", {"on": "health_changed", "health": "lapsed"}, "win_back_offer", "email", "promotional", 30),
 )

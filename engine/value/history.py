@@ -71,3 +71,11 @@ def transactions(facts: Facts, T: datetime, rules: ValueRules) -> list[tuple[dat
         day = order.at.date()
         days[day] = days.get(day, 0.0) + net * (rate(order.currency, rules) or 0.0)
     return sorted(days.items())
+
+
+def rfm_of(v: Historical, T: datetime) -> tuple[float, int, float] | None:
+    """A person's RFM values as of T (engine.value.rfm): days since the last purchase, purchases,
+    net revenue in the base currency; None without a purchase."""
+    if not v.purchases or v.last_purchase is None:
+        return None
+    return (T - v.last_purchase).total_seconds() / DAY, v.purchases, v.net_revenue

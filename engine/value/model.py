@@ -28,6 +28,7 @@ from . import bgnbd, gamma_gamma
 from .bgnbd import BgNbd
 from .gamma_gamma import GammaGamma
 from .history import transactions
+from .rfm import score_against, thresholds
 
 MONTH_WEEKS = 365.25 / 12 / 7
 FREQUENCIES = 8  # the holdout table's rows: 0, 1, ..., 6 repeat transactions, then "7+"
@@ -82,6 +83,9 @@ class Model:
     # (at the calibration end); a person as of T is in the first whose lowest CLV theirs reaches.
     segments: tuple[tuple[str, float], ...]
     rest_segment: str
+    # RFM cut points of the persons fitted to, at the calibration end (engine.value.rfm.thresholds):
+    # for scores 2..5, days since the last purchase (fewer is better), purchases, net revenue.
+    rfm_cuts: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((), (), ())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +100,7 @@ class Model:
             "horizon": asdict(self.horizon),
             "value_segments": [{"name": n, "min_clv": c} for n, c in self.segments],
             "rest_segment": self.rest_segment,
+            "rfm_cuts": dict(zip(("recency_days", "frequency", "monetary"), (list(c) for c in self.rfm_cuts))),
         }
 
     @classmethod
@@ -113,12 +118,25 @@ class Model:
             horizon=Horizon(**d["horizon"]),
             segments=tuple((s["name"], s["min_clv"]) for s in d["value_segments"]),
             rest_segment=d["rest_segment"],
+            rfm_cuts=(
+                tuple(d["rfm_cuts"]["recency_days"]),
+                tuple(d["rfm_cuts"]["frequency"]),
+                tuple(d["rfm_cuts"]["monetary"]),
+            ),
         )
 
     def segment_of(self, clv: float | None) -> str:
         if clv is None:
             return self.rest_segment
         return next((name for name, lowest in self.segments if clv >= lowest), self.rest_segment)
+
+    def rfm_scores(self, recency_days: float, purchases: int, monetary: float) -> tuple[int, int, int] | None:
+        """A person's RFM scores among the persons the model was fitted to (their quintiles at the
+        calibration end): the same scores `score_rfm` gives there, for anyone at any time."""
+        r, f, m = self.rfm_cuts
+        if not r:
+            return None
+        return (1 + sum(1 for c in r if recency_days < c), score_against(purchases, f), score_against(monetary, m))
 
 
 def _columns(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -138,9 +156,15 @@ def _digest(rows: Mapping[str, Row]) -> str:
     return h.hexdigest()
 
 
-def fit(rows: Mapping[str, Row], calibration_end: date, rules: ValueRules) -> Model:
+def fit(
+    rows: Mapping[str, Row],
+    calibration_end: date,
+    rules: ValueRules,
+    rfm: Mapping[str, tuple[float, int, float]] | None = None,
+) -> Model:
     """Fit both models to the persons' rows at the calibration end, and fix the value segments'
-    CLV cut-offs among these persons."""
+    CLV cut-offs among these persons, and their RFM cut points from `rfm` (recency in days,
+    purchases, net revenue in the base currency, as of the calibration end)."""
     if not rows:
         raise ValueError(f"nobody had a purchase by {calibration_end}: there is nothing to fit the model to")
     # In the persons' order: sums in another order would differ in the last bits, and so the id.
@@ -170,9 +194,14 @@ def fit(rows: Mapping[str, Row], calibration_end: date, rules: ValueRules) -> Mo
         (s.name, min((v for p, v in clv.items() if ranked[p] == s.name and v is not None), default=math.inf))
         for s in rules.value_segments
     )
-    body = replace(draft, segments=cutoffs).as_dict()
-    model_id = "vm-" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-    return replace(draft, model_id=model_id, segments=cutoffs)
+    cuts: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((), (), ())
+    if rfm:
+        values = list(rfm.values())
+        recency = tuple(-c for c in thresholds([-v[0] for v in values]))  # fewer days is better
+        cuts = (recency, thresholds([v[1] for v in values]), thresholds([v[2] for v in values]))
+    done = replace(draft, segments=cutoffs, rfm_cuts=cuts)
+    model_id = "vm-" + hashlib.sha256(orjson.dumps(done.as_dict(), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    return replace(done, model_id=model_id)
 
 
 @dataclass(frozen=True)

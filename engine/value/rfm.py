@@ -43,6 +43,23 @@ def _scores(values: Sequence[float]) -> list[int]:
     return [1 + (5 * bisect_left(ordered, v)) // n for v in values]
 
 
+def thresholds(values: Sequence[float]) -> tuple[float, float, float, float]:
+    """The population's cut points for scores 2..5 (higher values better): a value scores
+    1 + (the cut points it is above). For any value of the population this is its score by
+    _scores; for a value outside it, the score it would have had among them. Kept with a value
+    model, so one person's RFM against a fixed population needs nobody else's data."""
+    ordered = sorted(values)
+    n = len(ordered)
+    # score >= s  <=>  5k/n >= s-1  <=>  k >= ceil((s-1)n/5), k the values strictly below:
+    # the value must be above the ceil((s-1)n/5)-th smallest.
+    cut = [ordered[math.ceil(round((s - 1) * n / 5, 9)) - 1] for s in range(2, 6)]
+    return cut[0], cut[1], cut[2], cut[3]
+
+
+def score_against(value: float, cuts: Sequence[float]) -> int:
+    return 1 + sum(1 for c in cuts if value > c)
+
+
 def score_rfm(rows: dict[str, tuple[float, int, float]], segments: Sequence[RfmSegment]) -> dict[str, Rfm]:
     """RFM of each person from (recency in days, purchases, monetary in the base currency)."""
     people = sorted(rows)

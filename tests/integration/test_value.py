@@ -4,6 +4,7 @@ any time; on both stores."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from click.testing import CliRunner
 
@@ -93,7 +94,10 @@ def test_a_fitted_model_is_a_fact_that_views_name_and_a_rebuild_keeps(engine, tm
     assert [m["model_id"] for m in models(engine)] == [first["model_id"], second["model_id"]]
     p = engine.view("web-1", NOW)["value"]["predicted"]  # ann's, through her device: the model in force
     assert p["model_id"] == second["model_id"] and 0 < p["p_alive"] <= 1 and p["value_segment"] in ("top", "middle")
-    assert engine.view("ann", NOW, as_known=True)["value"]["predicted"]["model_id"] == first["model_id"]
+    # as known an hour after the first fit (recorded at NOW): the first model; at NOW itself, none yet
+    soon = NOW + timedelta(hours=1)
+    assert engine.view("ann", soon, as_known=True)["value"]["predicted"]["model_id"] == first["model_id"]
+    assert engine.view("ann", NOW, as_known=True)["value"]["predicted"] is None
     assert engine.view("dee", NOW)["value"]["predicted"] is None  # no purchase: nothing to predict
     s = summary(engine, NOW)
     assert s["model"]["model_id"] == second["model_id"] and sum(s["value_segments"].values()) == 3

@@ -195,3 +195,20 @@ def test_summarise_follows_the_papers_conventions():
 def test_a_fit_needs_someone():
     with pytest.raises(ValueError, match="nothing to fit"):
         fit({}, CALIBRATION_END, ValueRules())
+
+
+def test_rfm_against_the_models_cut_points_equals_rfm_among_the_persons_fitted_to():
+    from engine.rules import DEFAULT_RFM_SEGMENTS
+    from engine.value import score_rfm
+
+    days = cdnow_days()
+    rfm = {}
+    for c, d in days.items():
+        kept = [(day, amount) for day, amount in d if day <= CALIBRATION_END]
+        rfm[c] = ((CALIBRATION_END - kept[-1][0]).days + 0.5, len(kept), round(sum(a for _, a in kept), 2))
+    model = fit(cdnow_rows(), CALIBRATION_END, ValueRules(base_currency="USD"), rfm)
+    ranked = score_rfm(rfm, DEFAULT_RFM_SEGMENTS)
+    assert all(model.rfm_scores(*rfm[c]) == (x.r, x.f, x.m) for c, x in ranked.items())
+    assert Model.from_dict(model.as_dict()) == model
+    # someone new, outside the population: scored as if among them
+    assert model.rfm_scores(0.0, 1000, 1e9) == (5, 5, 5) and model.rfm_scores(1e6, 1, 0.0) == (1, 1, 1)
