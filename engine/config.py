@@ -85,6 +85,7 @@ class Config(Section):
         for spec in self.policies:
             c = spec.conditions
             for field, names, known in (
+                ("trigger segment", (spec.trigger.segment,) if spec.trigger.segment else (), value_names),
                 ("value_segment", c.value_segment, value_names),
                 ("not_value_segment", c.not_value_segment, value_names),
                 ("rfm_segment", c.rfm_segment, rfm_names),

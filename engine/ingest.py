@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from types import EllipsisType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
@@ -33,8 +33,14 @@ from .retry import at_once, retry
 from .rules import LifecycleRules
 from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
+from .vocabulary import VALUE_SEGMENT
+
+if TYPE_CHECKING:
+    from .value.model import Model
 
 MAX_ATTEMPTS = 8
+# What a person's value reads: a derivation with one of these among its touchpoints scores it.
+PURCHASE_KINDS = frozenset({"order.placed", "order.cancelled", "order.refunded"})
 ALIAS_KIND = "customer.aliased"
 # The name the identifying traits' hash secret is kept under among the personal-data keys (not a
 # customer uuid, so no customer's key and no forget ever meets it).
@@ -92,6 +98,7 @@ class Ingestor:
         self.identifying = {name.lower(): name for name in identifying}
         self.guards = guards  # placeholder values ("none", "test") link nobody
         self._secret: bytes | None = None  # their keyed hash's secret, read when first needed
+        self._model_at: tuple[str, Model | None] | None = None  # the value model in force at a write's time
 
     def trait_links(self, customer_id: str, tp: Touchpoint) -> list[Evidence]:
         """Links by the configured identifying traits (an e-mail address...): to the keyed hash of the
@@ -384,6 +391,9 @@ class Ingestor:
         for tr in transitions:
             changes.append(self.change(customer, tr, recorded_at))
             customer.record_change(changes[-1])
+        if (moved := self.value_change(customer, now, recorded_at, touchpoints, changes)) is not None:
+            changes.append(moved)
+            customer.record_change(moved)
         actions, policy_due = self.policies.decide(customer, status, changes, list(touchpoints), now, recorded_at)
         due = min((d for d in (customer.memo.due, policy_due) if d), default=None)
         due_us = to_us(due) if due else None
@@ -391,6 +401,47 @@ class Ingestor:
             timers.append((customer.key, due_us))
             customer.due_written = due_us
         return len(changes), len(actions)
+
+    def value_change(
+        self,
+        customer: Customer,
+        now: datetime,
+        recorded_at: str,
+        touchpoints: Sequence[dict[str, Any]],
+        changes: list[dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """The person's value segment change now, if it moved (docs/value.md): with the value model
+        in force, scored when what it reads may have moved — a purchase, cancellation or refund
+        among the touchpoints, a lifecycle change, or a derivation without touchpoints (due
+        timers, a merge). A rule of the recorded facts alone, so a replay scores at the same
+        derivations; CLV falls with time, so a silent customer moves at their next timer."""
+        if touchpoints and not changes and not any(tp["kind"] in PURCHASE_KINDS for tp in touchpoints):
+            return None
+        if self._model_at is None or self._model_at[0] != recorded_at:
+            self._model_at = (recorded_at, self.policies.models(recorded_at))  # one read per write
+        model = self._model_at[1]
+        if model is None or customer.erased:
+            return None
+        from .value.person import segment_reason, valued  # numpy and scipy: loaded once a model exists
+
+        v = valued(customer.facts, now, model, self.policies.value_rules)
+        to = v.value_segment if v else None
+        if to == customer.value_segment:
+            return None
+        effective = iso(now)
+        return {
+            "change_id": change_id(customer.id, customer.changes + 1, VALUE_SEGMENT, to, effective),
+            "customer_id": customer.customer_id,
+            "dimension": VALUE_SEGMENT,
+            "from": customer.value_segment,
+            "to": to,
+            "effective_at": effective,
+            "recorded_at": recorded_at,
+            "rules_version": self.rules.rules_version,
+            "model_id": model.model_id,
+            "causes": [model.model_id],
+            "reason": segment_reason(v, model),
+        }
 
     def change(self, customer: Customer, tr: Transition, recorded_at: str) -> dict[str, Any]:
         effective = iso(tr.effective_at)

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict
 
 STAGES = ("prospect", "first_buyer", "repeat", "loyal", "advocate")
 HEALTHS = ("active", "at_risk", "lapsed")
+# The change feed's third dimension beside stage and health: the person's value segment by CLV,
+# with the value model in force (docs/value.md).
+VALUE_SEGMENT = "value_segment"
 # Spelled out once, as the type; the tuple is read from it.
 Channel = Literal["web", "mobile_app", "email", "sms", "phone", "in_store", "mail", "fax", "social", "chat", "partner"]
 CHANNELS: tuple[str, ...] = get_args(Channel)

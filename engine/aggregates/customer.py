@@ -42,6 +42,10 @@ FOLDED = {
 
 
 class Customer(Aggregate):
+    # The person's value segment, as last recorded (engine.ingest.Ingestor.value_change); a class
+    # default, so a snapshot taken before value segments existed loads with none.
+    value_segment: str | None = None
+
     @staticmethod
     def create_id(customer_id: str) -> UUID:
         return customer_uuid(customer_id)
@@ -197,11 +201,14 @@ class Customer(Aggregate):
         self._evaluated(touchpoint["recorded_at"])
 
     def _changed(self, change: dict[str, Any]) -> None:
-        if change["dimension"] == "stage":
+        dimension = change["dimension"]
+        if dimension == "stage":
             self.stage = change["to"]
             self.stage_since = [change["effective_at"], change["change_id"]]
-        else:
+        elif dimension == "health":
             self.health = change["to"]
+        else:  # VALUE_SEGMENT
+            self.value_segment = change["to"]
         self.changes += 1
         self._evaluated(change["recorded_at"])
 

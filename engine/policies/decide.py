@@ -20,13 +20,13 @@ from ..clock import iso
 from ..ids import NAMESPACE
 from ..projections.lifecycle import Status, revenue
 from ..rules import ValueRules
-from ..value.rfm import OTHER
 from .checks import run_checks
 from .model import ContactRules, PolicySpec
 from .triggers import Firing, on_facts, timers
 
 if TYPE_CHECKING:
     from ..value.model import Model
+    from ..value.person import Valued
 
 TIMED = ("absence", "stage_held", "date")  # triggers that fire on a due time, not on a fact
 
@@ -53,17 +53,6 @@ class PolicyContext:
 @lru_cache(maxsize=1 << 16)  # timers fire again at every derivation until something changes
 def action_id(policy: str, customer: Any, trigger_id: str, version: str) -> str:
     return str(uuid5(NAMESPACE, f"action:{policy}:{customer}:{trigger_id}:{version}"))
-
-
-@dataclass(frozen=True)
-class Valued:
-    """A person's value as a policy condition sees it: from the model in force then."""
-
-    model_id: str
-    p_alive: float
-    clv: float | None
-    value_segment: str
-    rfm_segment: str | None
 
 
 class PolicyEngine:
@@ -161,7 +150,7 @@ class PolicyEngine:
         if c.max_purchases is not None:
             cond("max_purchases", c.max_purchases, n, n <= c.max_purchases)
         if c.on_value:
-            v = self._valued(customer, now, at)
+            v = self.valued(customer, now, at)
             # The trail names the model that scored, and the scores it gave.
             model = {
                 "model_id": v.model_id if v else None,
@@ -191,26 +180,15 @@ class PolicyEngine:
             cond(spec.python or spec.name, True, bool(verdict), bool(verdict))
         return out
 
-    def _valued(self, customer: Any, now: datetime, at: str) -> Valued | None:
+    def valued(self, customer: Any, now: datetime, at: str) -> Valued | None:
         """The person's value now with the model in force as known at `at`; None without a model
         or a purchase (the person's facts: their own and their anonymous ids' touchpoints)."""
         model = self.models(at)
         if model is None:
             return None
-        from ..value.history import historical, rfm_of
-        from ..value.model import predict, row_at
+        from ..value.person import valued
 
-        rules = self.value_rules
-        row = row_at(customer.facts, now, rules)
-        if row is None:
-            return None
-        p = predict(model, {"": row})[""]
-        rfm = rfm_of(historical(customer.facts, now, rules), now)
-        scores = None if rfm is None else model.rfm_scores(*rfm)
-        segment = None
-        if scores is not None:
-            segment = next((s.name for s in rules.rfm_segments if s.covers(*scores)), OTHER)
-        return Valued(model.model_id, p.p_alive, p.clv, p.value_segment, segment)
+        return valued(customer.facts, now, model, self.value_rules)
 
     def _decide(
         self, customer: Any, firing: Firing, conditions: list[dict], now: datetime, at: str, aid: str

@@ -13,7 +13,17 @@ from pydantic import Field, field_validator, model_validator
 
 from ..vocabulary import HEALTHS, STAGES, Channel, Section
 
-TriggerType = Literal["stage_entered", "stage_left", "stage_held", "health_changed", "touchpoint", "absence", "date"]
+TriggerType = Literal[
+    "stage_entered",
+    "stage_left",
+    "stage_held",
+    "health_changed",
+    "value_segment_entered",
+    "value_segment_left",
+    "touchpoint",
+    "absence",
+    "date",
+]
 Purpose = Literal["promotional", "service"]
 
 
@@ -21,6 +31,7 @@ class Trigger(Section):
     on: TriggerType
     stage: str | None = None  # stage_entered, stage_left, stage_held
     health: str | None = None  # health_changed
+    segment: str | None = None  # value_segment_entered, value_segment_left (a segment of [value])
     kind: str | None = None  # touchpoint
     absence: Literal["second_purchase", "activity"] | None = None
     date: Literal["first_purchase_anniversary"] | None = None
@@ -35,6 +46,8 @@ class Trigger(Section):
             "stage_left": ("stage",),
             "stage_held": ("stage", "days"),
             "health_changed": ("health",),
+            "value_segment_entered": ("segment",),
+            "value_segment_left": ("segment",),
             "touchpoint": ("kind",),
             "absence": ("absence", "days"),
             "date": ("date",),

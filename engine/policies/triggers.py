@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..projections.lifecycle import Status
+from ..vocabulary import VALUE_SEGMENT
 from .model import PolicySpec
 
 
@@ -32,13 +33,16 @@ def on_facts(
         t = spec.trigger
         for c in changes:
             stage, health = c["dimension"] == "stage", c["dimension"] == "health"
+            value = c["dimension"] == VALUE_SEGMENT
             if (
                 (t.on == "stage_entered" and stage and c["to"] == t.stage)
                 or (t.on == "stage_left" and stage and c["from"] == t.stage)
                 or (t.on == "health_changed" and health and c["to"] == t.health)
+                or (t.on == "value_segment_entered" and value and c["to"] == t.segment)
+                or (t.on == "value_segment_left" and value and c["from"] == t.segment)
             ):
                 # A first-time trigger has one id per customer and stage, so it is decided once.
-                trigger_id = f"first:{t.stage}" if t.first_time else c["change_id"]
+                trigger_id = f"first:{t.stage or t.segment}" if t.first_time else c["change_id"]
                 out.append(
                     Firing(
                         spec,

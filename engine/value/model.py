@@ -217,41 +217,50 @@ class Prediction:
         return 1.0 - self.p_alive
 
 
+CHUNK = 50_000  # persons scored at once: a (persons x months) array per step stays a few MB
+
+
 def predict(model: Model, rows: Mapping[str, Row]) -> dict[str, Prediction]:
     """Each person's predictions from their row at T (the period ending at T): P(alive), expected
     transactions and spend, CLV, and the value segment the model's cut-offs give that CLV."""
     people = list(rows)
-    if not people:
-        return {}
-    x, t_x, T, m = _columns([rows[p] for p in people])
-    f, h = model.bgnbd, model.horizon
-    alive = bgnbd.p_alive(f, x, t_x, T)
-    soon = bgnbd.expected(f, h.expected_weeks, x, t_x, T)
-    spend = value = np.full_like(x, np.nan)
-    if model.gamma_gamma is not None:
-        spend = gamma_gamma.expected_spend(model.gamma_gamma, x, m)
-        value = spend * discounted_transactions(f, x, t_x, T, h.clv_months, h.annual_discount_rate)
     out = {}
-    for i, p in enumerate(people):
-        s = float(spend[i]) if math.isfinite(spend[i]) else None
-        v = float(value[i]) if math.isfinite(value[i]) else None
-        out[p] = Prediction(float(alive[i]), float(soon[i]), s, v, model.segment_of(v))
+    for start in range(0, len(people), CHUNK):
+        chunk = people[start : start + CHUNK]
+        alive, soon, spend, value = _scores(model, *_columns([rows[p] for p in chunk]))
+        for i, p in enumerate(chunk):
+            s = float(spend[i]) if math.isfinite(spend[i]) else None
+            v = float(value[i]) if math.isfinite(value[i]) else None
+            out[p] = Prediction(float(alive[i]), float(soon[i]), s, v, model.segment_of(v))
     return out
 
 
-def discounted_transactions(
-    f: BgNbd, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, months: int, annual_rate: float
-) -> np.ndarray:
-    """Expected transactions of each month of the horizon, each discounted to T at the annual rate
-    (compounded monthly): times the expected spend, the CLV."""
+def _scores(
+    model: Model, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, m: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """P(alive), expected transactions over `expected_weeks`, expected spend and CLV (NaN without
+    a spend model), per person. The expected transactions by the end of each month of the CLV
+    horizon come from one call over a (persons x horizons) grid: a person scored alone costs
+    about what one horizon does."""
+    f, h = model.bgnbd, model.horizon
+    alive = bgnbd.p_alive(f, x, t_x, T)
+    weeks = np.array([[h.expected_weeks, *(i * MONTH_WEEKS for i in range(1, h.clv_months + 1))]])
+    by = bgnbd.expected(f, weeks, x[:, None], t_x[:, None], T[:, None])
+    spend = value = np.full_like(x, np.nan)
+    if model.gamma_gamma is not None:
+        spend = gamma_gamma.expected_spend(model.gamma_gamma, x, m)
+        value = spend * discounted(by[:, 1:], h.annual_discount_rate)
+    return alive, by[:, 0], spend, value
+
+
+def discounted(by_month: np.ndarray, annual_rate: float) -> np.ndarray:
+    """Per person, the expected transactions of each month (from those expected by each month's
+    end, one column per month), each discounted to T at the annual rate compounded monthly:
+    times the expected spend, the CLV."""
     monthly = (1 + annual_rate) ** (1 / 12) - 1
-    total = np.zeros_like(x)
-    before = np.zeros_like(x)
-    for i in range(1, months + 1):
-        by = bgnbd.expected(f, i * MONTH_WEEKS, x, t_x, T)
-        total += (by - before) / (1 + monthly) ** i
-        before = by
-    return total
+    each = np.diff(by_month, axis=1, prepend=0.0)
+    factors = (1 + monthly) ** -np.arange(1, by_month.shape[1] + 1)
+    return each @ factors
 
 
 def value_segments(clv: Mapping[str, float | None], segments: Sequence[ValueSegment], rest: str) -> dict[str, str]:

@@ -4,6 +4,8 @@ set's top-customer call, and config errors that name the segment."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from click.testing import CliRunner
 
@@ -113,3 +115,53 @@ def test_value_conditions_name_segments_the_config_has(tmp_path):
     cfg.write_text(cfg.read_text().replace('value_segment = ["vip"]', 'rfm_segment = ["Champs"]'))
     with pytest.raises(ConfigError, match="rfm_segment 'Champs'"):
         load_config(cfg)
+
+
+WELCOME_TOP = {
+    "name": "top_welcome",
+    "trigger": {"on": "value_segment_entered", "segment": "top"},
+    "action": "top_tier_welcome",
+    "channel": "email",
+    "purpose": "service",
+    "priority": 5,
+}
+FAREWELL_TOP = {**WELCOME_TOP, "name": "top_farewell", "trigger": {"on": "value_segment_left", "segment": "top"}}
+
+
+def value_changes(engine, customer: str) -> list[dict]:
+    return [c for c in engine.changes(limit=10_000, customer_id=customer) if c["dimension"] == "value_segment"]
+
+
+def test_value_segment_changes_are_recorded_and_trigger_policies(tmp_path):
+    clock = FixedClock(day(130))
+    config = Config.model_validate({"data_dir": str(tmp_path / "live"), "policies": [WELCOME_TOP, FAREWELL_TOP]})
+    with Engine(config, clock) as engine:
+        shop(engine)
+        assert value_changes(engine, "c0") == []  # no model: no value segment
+        fitted = fit(engine, day(130))
+        clock.advance(hours=1)
+        # A purchase scores the person at once: c0 enters top.
+        engine.ingest([order("n0", clock.now(), customer="c0", amount=200.0)])
+        engine.ingest([order("n9", clock.now(), customer="c9", amount=20.0)])
+        [entered] = value_changes(engine, "c0")
+        assert (entered["from"], entered["to"], entered["model_id"]) == (None, "top", fitted["model_id"])
+        assert entered["reason"].startswith("CLV ") and "top from" in entered["reason"]
+        assert [c["from"] for c in value_changes(engine, "c9")] == [None]
+        welcome = [a for a in engine.actions(limit=100, customer_id="c0") if a["policy"] == "top_welcome"]
+        assert [a["trigger"]["id"] for a in welcome] == [entered["change_id"]]
+        assert engine.ingest([tp("pv", "page.viewed", clock.now(), customer="c0")]).accepted == 1
+        assert len(value_changes(engine, "c0")) == 1  # a page view changes nothing the value reads
+        # Silence: CLV falls with time; c0's timers (at risk, lapsed) score them again, and they leave top.
+        clock.at = day(130) + timedelta(days=400)
+        engine.run_due()
+        left = value_changes(engine, "c0")[-1]
+        assert left["from"] == "top" and left["to"] != "top"
+        farewell = [a for a in engine.actions(limit=100, customer_id="c0") if a["policy"] == "top_farewell"]
+        assert [a["trigger"]["id"] for a in farewell] == [left["change_id"]]
+        # The value changes are on the change feed, and a rebuild records the same.
+        with Engine(
+            Config.model_validate({"data_dir": str(tmp_path / "rebuilt"), "policies": [WELCOME_TOP, FAREWELL_TOP]}),
+            FixedClock(NOW),
+        ) as target:
+            rebuild(engine, target)
+            assert facts_of(target) == facts_of(engine)

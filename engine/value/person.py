@@ -1,0 +1,54 @@
+"""One person's value with a given model, as of a time: what a policy condition and the value
+segment dimension read (engine.policies.decide, engine.ingest). Pure: the caller passes the
+person's facts and the model in force."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..projections.facts import Facts
+from ..rules import ValueRules
+from .history import historical, rfm_of
+from .model import Model, predict, row_at
+from .rfm import OTHER
+
+
+@dataclass(frozen=True)
+class Valued:
+    model_id: str
+    p_alive: float
+    clv: float | None
+    value_segment: str
+    rfm_segment: str | None
+
+
+def valued(facts: Facts, now: datetime, model: Model, rules: ValueRules) -> Valued | None:
+    """The person's predictions and segments now; None without a purchase by now. RFM is scored
+    against the model's cut points, its segment named by [value] rfm_segments."""
+    row = row_at(facts, now, rules)
+    if row is None:
+        return None
+    p = predict(model, {"": row})[""]
+    rfm = rfm_of(historical(facts, now, rules), now)
+    scores = None if rfm is None else model.rfm_scores(*rfm)
+    segment = None
+    if scores is not None:
+        segment = next((s.name for s in rules.rfm_segments if s.covers(*scores)), OTHER)
+    return Valued(model.model_id, p.p_alive, p.clv, p.value_segment, segment)
+
+
+def segment_reason(v: Valued | None, model: Model) -> str:
+    """Why a person is in their value segment, in words: their CLV against the model's cut-offs."""
+    base = model.base_currency
+    if v is None:
+        return f"no purchase to value (model {model.model_id})"
+    if v.clv is None:
+        return f"no CLV without a spend model: {v.value_segment} (model {model.model_id})"
+    cuts = dict(model.segments)
+    if v.value_segment in cuts:
+        where = f"{v.value_segment} from {cuts[v.value_segment]:,.2f} {base}"
+    else:
+        lowest = min(cuts.values(), default=0.0)
+        where = f"{v.value_segment}, below {lowest:,.2f} {base}"
+    return f"CLV {v.clv:,.2f} {base}: {where} (model {model.model_id})"
