@@ -424,7 +424,7 @@ class Ingestor:
             return None
         from .value.person import segment_reason, valued  # numpy and scipy: loaded once a model exists
 
-        v = valued(customer.facts, now, model, self.policies.value_rules)
+        v = valued(customer.facts, now, model, self.policies.value_rules, with_rfm=False)
         to = v.value_segment if v else None
         if to == customer.value_segment:
             return None

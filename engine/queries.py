@@ -400,9 +400,10 @@ def _bodies(engine: Sources, customer: UUID) -> list[tuple[str, Any]]:
     return [(topic, orjson.loads(state)) for topic, state in engine.store.journal.history(customer)]
 
 
-def summary(customer: Customer, T: datetime, rules: Any) -> dict[str, Any]:
+def summary(customer: Customer, T: datetime, rules: LifecycleRules, value_rules: ValueRules) -> dict[str, Any]:
     """What a service needs at a touchpoint, now, from the customer's recorded state (the same
-    values customer_view gives, without reading the whole history): stage, health, money, flags."""
+    values customer_view gives, without reading the whole history): stage, health, money, the
+    value segment last recorded on the change feed, flags."""
     status = evaluate(customer.facts, T, rules)
     return {
         "customer_id": customer.customer_id,
@@ -410,6 +411,9 @@ def summary(customer: Customer, T: datetime, rules: Any) -> dict[str, Any]:
         "health": status.health,
         "purchases": status.count,
         "revenue": revenue(customer.facts, T),
+        "base_currency": value_rules.base_currency,
+        "net_revenue": historical(customer.facts, T, value_rules).net_revenue,
+        "value_segment": customer.value_segment,
         "last_purchase": iso(status.last.at) if status.last else None,
         **_contact(customer.consent, customer.complaints, customer.invoices, iso(T)),
         "erased": customer.erased,

@@ -7,11 +7,11 @@ where a replay would use it; fit when few writes run, as a nightly job does.)"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .persistence.journal import JourneyRecorder
+from .persistence.journal import JourneyRecorder, ModelRow
 
 if TYPE_CHECKING:
     from .value.model import Model
@@ -21,6 +21,7 @@ class RecordedModels:
     def __init__(self, journal: JourneyRecorder):
         self.journal = journal
         self._parsed: dict[tuple[str, str], Model] = {}  # (recorded_at, model_id) -> the model
+        self._rows: list[ModelRow] = []
 
     def in_force(self, known: str | None = None) -> Model | None:
         """The last model recorded (before `known`, a stored time, when given); None before any.
@@ -29,7 +30,9 @@ class RecordedModels:
         policy asks only when a value condition is checked."""
         from .value.model import Model
 
-        rows = self.journal.models()
+        if self.journal.model_count() != len(self._rows):  # a count is cheap; rows are read when new
+            self._rows = self.journal.models()
+        rows = self._rows
         if known is not None:
             rows = [r for r in rows if r[1] < known]
         if not rows:
@@ -38,3 +41,11 @@ class RecordedModels:
         if (at, model_id) not in self._parsed:
             self._parsed[at, model_id] = Model.from_dict(orjson.loads(body))
         return self._parsed[at, model_id]
+
+    def holdout(self, model: Model) -> dict[str, Any] | None:
+        """The holdout comparison recorded with a model (`journey value fit --holdout-end`), if any."""
+        for model_id, _, body in reversed(self.journal.models()):
+            if model_id == model.model_id:
+                holdout: dict[str, Any] | None = orjson.loads(body).get("holdout")
+                return holdout
+        return None

@@ -5,7 +5,6 @@ the fitting and recording of the value model, for `journey value` and whoever as
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,37 +14,19 @@ from .clock import iso
 from .queries import persons_facts, prediction_fields
 from .rules import ValueRules
 from .service import Engine
-from .value import Historical, Rfm, historical, pareto_share, rfm_of, score_rfm, transactions
+from .value import historical, pareto_share, rfm_of, transactions
 from .value.rfm import OTHER
 
 if TYPE_CHECKING:
-    from .value.model import Model, Prediction
-
-
-@dataclass(frozen=True)
-class Values:
-    """Each customer's value as of T: historical, RFM (with a purchase), and the predictions of
-    the model in force (with a purchase, when a model has been fitted)."""
-
-    historical: dict[str, Historical]
-    rfm: dict[str, Rfm]
-    model: Model | None
-    predicted: dict[str, Prediction]
+    from .value.person import Values
 
 
 def values(engine: Engine, T: datetime, as_known: bool = False) -> Values:
-    rules = engine.config.value
-    facts, _ = persons_facts(engine, T, as_known)
-    value = {c: historical(f, T, rules) for c, f in facts.items()}
-    rows = {c: row for c, v in value.items() if (row := rfm_of(v, T)) is not None}
-    model = engine.value_models.in_force(iso(T) if as_known else None)
-    predicted = {}
-    if model is not None:
-        from .value.model import predict, row_at
+    """Each customer's value as of T, with the model in force (now, or as known at T)."""
+    from .value.person import valuate
 
-        model_rows = {c: r for c, f in facts.items() if (r := row_at(f, T, rules)) is not None}
-        predicted = predict(model, model_rows)
-    return Values(value, score_rfm(rows, rules.rfm_segments), model, predicted)
+    facts, _ = persons_facts(engine, T, as_known)
+    return valuate(facts, T, engine.config.value, engine.value_models.in_force(iso(T) if as_known else None))
 
 
 def summary(engine: Engine, T: datetime, as_known: bool = False) -> dict[str, Any]:
@@ -149,13 +130,12 @@ def fit(
             actual[c] = sum(1 for day, _ in transactions(f, holdout_end, rules) if end < day <= holdout_end.date())
     model = fit_model(rows, end, rules, rfm)
     body = model.as_dict()
+    if holdout_end is not None:  # kept with the model (not part of its id): the report draws it
+        body["holdout"] = holdout(model, rows, actual, (holdout_end.date() - end).days / 7)
     recorded_at = iso(engine.clock.now())
     if record:
         engine.store.journal.record_model((model.model_id, recorded_at, orjson.dumps(body).decode()))
-    out = body | {"recorded": record, "recorded_at": recorded_at if record else None}
-    if holdout_end is not None:
-        out["holdout"] = holdout(model, rows, actual, (holdout_end.date() - end).days / 7)
-    return out
+    return body | {"recorded": record, "recorded_at": recorded_at if record else None}
 
 
 def models(engine: Engine) -> list[dict[str, Any]]:

@@ -15,10 +15,27 @@ import pandas as pd
 from engine.clock import iso
 from engine.projections.lifecycle import evaluate, revenue
 from engine.service import Engine
+from engine.value.person import valuate
 
 from .history import History, load
 
 TABLES = ("touchpoints", "changes", "actions", "snapshot")
+# The snapshot's value columns (docs/value.md): historical in the base currency, RFM as of the
+# snapshot among its customers, and the predictions of the model in force (none without one).
+VALUE_COLUMNS = [
+    "base_currency",
+    "net_revenue_base",
+    "average_order_value",
+    "tenure_days",
+    "rfm",
+    "rfm_segment",
+    "p_alive",
+    "churn_risk",
+    "expected_transactions",
+    "clv",
+    "value_segment",
+    "model_id",
+]
 
 
 def frames(
@@ -67,7 +84,7 @@ def frames(
         ("occurred_at", "recorded_at"),
     )
     changes = _frame(
-        [{**c, "causes": orjson.dumps(c["causes"]).decode()} for c in h.changes],
+        [{"model_id": None, **c, "causes": orjson.dumps(c["causes"]).decode()} for c in h.changes],
         [
             "change_id",
             "customer_id",
@@ -77,6 +94,7 @@ def frames(
             "effective_at",
             "recorded_at",
             "rules_version",
+            "model_id",  # the value model of a value_segment change
             "causes",
             "reason",
         ],
@@ -109,28 +127,47 @@ def frames(
         ("at", "release_at"),
     )
     snapshot = []
+    rules = engine.value_rules
+    known = iso(as_of) if as_known else None
+    value = valuate({h.names[u]: f for u, f in h.facts.items()}, as_of, rules, engine.value_models.in_force(known))
     for uuid, facts in h.facts.items():
         s = evaluate(facts, as_of, engine.rules)
         if s.stage is None:
             continue
+        name = h.names[uuid]
+        v, rfm, p = value.historical[name], value.rfm.get(name), value.predicted.get(name)
         snapshot.append(
             {
-                "customer_id": h.names[uuid],
+                "customer_id": name,
                 "stage": s.stage,
                 "health": s.health,
                 "purchases": s.count,
                 **{f"revenue_{c}": v for c, v in revenue(facts, as_of).items()},
+                "base_currency": rules.base_currency,
+                "net_revenue_base": v.net_revenue,  # what has no rate to it is in revenue_XXX only
+                "average_order_value": v.average_order_value,
+                "tenure_days": v.tenure_days,
+                "rfm": rfm.code if rfm else None,
+                "rfm_segment": rfm.segment if rfm else None,
+                "p_alive": p.p_alive if p else None,
+                "churn_risk": p.churn_risk if p else None,
+                "expected_transactions": p.expected_transactions if p else None,
+                "clv": p.clv if p else None,
+                "value_segment": p.value_segment if p else None,
+                "model_id": value.model.model_id if p and value.model else None,
                 "first_purchase": iso(s.first.at) if s.first else None,
                 "last_purchase": iso(s.last.at) if s.last else None,
                 "erased": uuid in h.erased,
                 "as_of": iso(as_of),
             }
         )
-    # Net revenue in a column per currency (revenue_EUR, ...): amounts in two currencies are never added.
+    # Net revenue in a column per currency (revenue_EUR, ...): amounts in two currencies are never
+    # added; net_revenue_base converts those with a rate to the base currency (docs/value.md).
     money = sorted({k for row in snapshot for k in row if k.startswith("revenue_")})
     snap = _frame(
         snapshot,
-        ["customer_id", "stage", "health", "purchases", *money, "first_purchase", "last_purchase", "erased", "as_of"],
+        ["customer_id", "stage", "health", "purchases", *money, *VALUE_COLUMNS, "first_purchase", "last_purchase"]
+        + ["erased", "as_of"],
         ("first_purchase", "last_purchase", "as_of"),
     )
     snap[money] = snap[money].fillna(0.0)

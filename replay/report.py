@@ -18,6 +18,8 @@ from plotly.offline import get_plotlyjs
 from engine.clock import iso
 from engine.projections.lifecycle import HEALTHS, STAGES
 from engine.service import Engine
+from engine.value import pareto_share
+from engine.value.person import valuate
 
 from .history import History, load
 from .journeys import Journeys, period_ends
@@ -60,6 +62,40 @@ def build(
         "time_to_loyal": j.time_to_stage("loyal"),
         "time_to_repeat": j.time_to_stage("repeat"),
         "policies": j.policy_outcomes(30),
+        "value": value_data(engine, h, as_of),
+    }
+
+
+def value_data(engine: Engine, h: History, as_of: datetime) -> dict[str, Any]:
+    """Customer value as of T (docs/value.md): the Pareto curve of net revenue, the RFM grid, and
+    with the value model in force the CLVs by value segment and its holdout comparison, if it had one."""
+    rules = engine.value_rules
+    model = engine.value_models.in_force()
+    v = valuate({h.names[u]: f for u, f in h.facts.items()}, as_of, rules, model)
+    revenues = sorted((x.net_revenue for x in v.historical.values() if x.purchases), reverse=True)
+    total = sum(revenues) or 1.0
+    step = max(1, len(revenues) // 200)  # at most ~200 points: the curve's shape, not every buyer
+    cumulative, points = 0.0, [(0.0, 0.0)]
+    for i, r in enumerate(revenues, start=1):
+        cumulative += r
+        if i % step == 0 or i == len(revenues):
+            points.append((i / len(revenues), cumulative / total))
+    grid = [[0] * 5 for _ in range(5)]  # [frequency score - 1][recency score - 1]
+    for x in v.rfm.values():
+        grid[x.f - 1][x.r - 1] += 1
+    clv: dict[str, list[float]] = {}
+    for p in v.predicted.values():
+        if p.clv is not None:
+            clv.setdefault(p.value_segment, []).append(round(p.clv, 2))
+    return {
+        "base_currency": rules.base_currency,
+        "top_share": rules.top_share,
+        "top_share_of_revenue": pareto_share(revenues, rules.top_share),
+        "pareto": points,
+        "rfm_grid": grid,
+        "model_id": model.model_id if model else None,
+        "clv": clv,
+        "holdout": engine.value_models.holdout(model) if model else None,
     }
 
 
@@ -157,7 +193,73 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
         ("Retention by acquisition cohort", "share of each month's new buyers who purchased again", cohorts),
         ("Time to stage", "days from the first purchase to becoming repeat and loyal", ttl),
         ("Policy outcomes", "decisions by status; markers: share who purchased within 30 days", outcomes),
+        *value_figures(data["value"]),
     ]
+
+
+def value_figures(v: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
+    """The value charts: always the Pareto curve and the RFM grid; the CLV distribution with a
+    value model, and its holdout comparison when it was fitted with one."""
+    base = v["base_currency"]
+    xs, ys = zip(*v["pareto"], strict=True)
+    pareto = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", name="net revenue", line={"color": "#4e79a7"}))
+    pareto.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="all equal", line={"dash": "dot", "color": "#bbb"})
+    )
+    share = v["top_share_of_revenue"]
+    if share is not None:
+        pareto.add_trace(
+            go.Scatter(
+                x=[v["top_share"]],
+                y=[share],
+                mode="markers+text",
+                text=[f"top {v['top_share']:.0%}: {share:.0%}"],
+                textposition="bottom right",
+                name="the Pareto figure",
+                marker={"size": 10, "color": "#e15759"},
+            )
+        )
+    pareto.update_layout(
+        xaxis={"title": "share of buyers, by net revenue", "tickformat": ".0%"},
+        yaxis={"title": f"share of net revenue ({base})", "tickformat": ".0%"},
+    )
+    scores = ["1", "2", "3", "4", "5"]
+    rfm = go.Figure(
+        go.Heatmap(z=v["rfm_grid"], x=scores, y=scores, colorscale="Blues", text=v["rfm_grid"], texttemplate="%{text}")
+    )
+    rfm.update_layout(xaxis_title="recency score (5: bought most recently)", yaxis_title="frequency score")
+    out = [
+        (
+            "Pareto curve",
+            f"the share of net revenue ({base}) from the best buyers; the marker is the top share's",
+            pareto,
+        ),
+        ("RFM grid", "buyers by recency and frequency score (quintiles, 5 best)", rfm),
+    ]
+    if v["clv"]:
+        clv = go.Figure(
+            [go.Histogram(x=values, name=segment, opacity=0.7, nbinsx=40) for segment, values in v["clv"].items()]
+        )
+        clv.update_layout(barmode="overlay", xaxis_title=f"CLV ({base})", yaxis_title="customers")
+        out.append(("CLV distribution", f"predicted CLV by value segment (model {v['model_id']})", clv))
+    if v["holdout"]:
+        rows = v["holdout"]["by_frequency"]
+        x = [r["frequency"] for r in rows]
+        holdout = go.Figure(
+            [
+                go.Bar(x=x, y=[r["actual"] for r in rows], name="actual"),
+                go.Bar(x=x, y=[r["predicted"] for r in rows], name="predicted"),
+            ]
+        )
+        holdout.update_layout(
+            barmode="group", xaxis_title="repeat purchase days in calibration", yaxis_title="per customer"
+        )
+        caption = (
+            f"repeat purchase days per customer in the {v['holdout']['weeks']:.1f} weeks after the calibration end, "
+            f"made and predicted, by those in calibration (model {v['model_id']})"
+        )
+        out.append(("Holdout: predicted vs actual", caption, holdout))
+    return out
 
 
 def render(data: dict[str, Any]) -> str:
@@ -196,6 +298,6 @@ def write_report(
         "out": str(out),
         "as_of": data["as_of"],
         "customers": data["customers"],
-        "charts": 6,
+        "charts": len(figures(data)),
         "bytes": out.stat().st_size,
     }

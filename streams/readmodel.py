@@ -30,7 +30,7 @@ def summaries(engine: Engine, customers: set[UUID]) -> list[tuple[str, dict[str,
     now = engine.clock.now()
     out = []
     for customer in engine.store.customers(customers, cached=False).values():
-        v = queries.summary(customer, now, engine.rules)
+        v = queries.summary(customer, now, engine.rules, engine.value_rules)
         out.append(
             (
                 v["customer_id"],
@@ -40,6 +40,9 @@ def summaries(engine: Engine, customers: set[UUID]) -> list[tuple[str, dict[str,
                     "health": v["health"] or "",
                     "purchases": str(v["purchases"]),
                     "revenue": orjson.dumps(v["revenue"]).decode(),
+                    "base_currency": v["base_currency"],
+                    "net_revenue": str(v["net_revenue"]),  # in the base currency (docs/value.md)
+                    "value_segment": v["value_segment"] or "",
                     "last_purchase": v["last_purchase"] or "",
                     "open_complaint": "1" if v["open_complaints"] else "0",
                     "overdue_invoice": "1" if v["overdue_invoices"] else "0",
@@ -132,4 +135,7 @@ async def lookup(redis: Redis, topo: Topology, customer_id: str) -> dict[str, An
         "stage": row["stage"] or None,
         "health": row["health"] or None,
         "last_purchase": row["last_purchase"] or None,
+        # rows written before value existed have none of it until rewritten
+        "net_revenue": float(row["net_revenue"]) if row.get("net_revenue") else None,
+        "value_segment": row.get("value_segment") or None,
     }

@@ -82,6 +82,10 @@ class JourneyRecorder(Protocol):
     def models(self) -> list[ModelRow]:
         """Every recording of a value model, in the order they were recorded (the last is in force)."""
 
+    def model_count(self) -> int:
+        """How many recordings of value models there are (they are never deleted: a cache of
+        `models` is fresh while this is unchanged)."""
+
     def get_position(self, name: str) -> int: ...
 
     def set_position(self, name: str, position: int) -> None: ...

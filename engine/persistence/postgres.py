@@ -276,6 +276,13 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder):
             curs.execute(SQL("SELECT * FROM {} ORDER BY recorded_at, model_id").format(self.t_models))
             return [tuple(r) for r in curs.fetchall()]
 
+    def model_count(self) -> int:
+        with self._reading_tuples() as curs:
+            curs.execute(SQL("SELECT count(*) FROM {}").format(self.t_models))
+            row = curs.fetchone()
+            assert row is not None  # a count has a row
+            return int(row[0])
+
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT position FROM {} WHERE name = %s").format(self.t_positions), (name,))

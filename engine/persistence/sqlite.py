@@ -226,6 +226,11 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder):
             c.execute("SELECT * FROM journey_models ORDER BY recorded_at, model_id")
             return [tuple(r) for r in c.fetchall()]
 
+    def model_count(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT count(*) FROM journey_models")
+            return int(c.fetchone()[0])
+
     def get_position(self, name: str) -> int:
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT position FROM journey_positions WHERE name = ?", (name,))

@@ -150,7 +150,7 @@ class PolicyEngine:
         if c.max_purchases is not None:
             cond("max_purchases", c.max_purchases, n, n <= c.max_purchases)
         if c.on_value:
-            v = self.valued(customer, now, at)
+            v = self.valued(customer, now, at, with_rfm=c.rfm_segment is not None)
             # The trail names the model that scored, and the scores it gave.
             model = {
                 "model_id": v.model_id if v else None,
@@ -180,7 +180,7 @@ class PolicyEngine:
             cond(spec.python or spec.name, True, bool(verdict), bool(verdict))
         return out
 
-    def valued(self, customer: Any, now: datetime, at: str) -> Valued | None:
+    def valued(self, customer: Any, now: datetime, at: str, with_rfm: bool = True) -> Valued | None:
         """The person's value now with the model in force as known at `at`; None without a model
         or a purchase (the person's facts: their own and their anonymous ids' touchpoints)."""
         model = self.models(at)
@@ -188,7 +188,7 @@ class PolicyEngine:
             return None
         from ..value.person import valued
 
-        return valued(customer.facts, now, model, self.value_rules)
+        return valued(customer.facts, now, model, self.value_rules, with_rfm)
 
     def _decide(
         self, customer: Any, firing: Firing, conditions: list[dict], now: datetime, at: str, aid: str

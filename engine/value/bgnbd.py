@@ -94,6 +94,9 @@ def expected(m: BgNbd, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike)
     """Expected repeat transactions in the next t weeks after T, given the history (equation 10)."""
     x, t_x, T, t = _arrays(x, t_x, T, t)
     r, alpha, a, b = m.r, m.alpha, m.a, m.b
+    # At a = 1 both factors below are 0/0; the expectation is continuous there, so step aside
+    # (a fit to data without one repeat purchase leaves a where it started, at 1).
+    a = a if abs(a - 1) > 1e-7 else 1 + 1e-7
     head = (a + b + x - 1) / (a - 1)
     tail = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t))) * hyp2f1(
         r + x, b + x, a + b + x - 1, t / (alpha + T + t)
@@ -105,4 +108,5 @@ def expected_new(m: BgNbd, t: ArrayLike) -> Array:
     """Expected transactions in t weeks of a person just arrived (equation 7): the population's curve."""
     (t,) = _arrays(t)
     r, alpha, a, b = m.r, m.alpha, m.a, m.b
+    a = a if abs(a - 1) > 1e-7 else 1 + 1e-7  # as in expected
     return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))

@@ -188,7 +188,7 @@ def fit(
         (),
         rules.rest_segment,
     )
-    clv = {p: pr.clv for p, pr in predict(draft, rows).items()}
+    clv = {p: pr.clv for p, pr in predict(draft, {p: rows[p] for p in sorted(rows)}).items()}
     ranked = value_segments(clv, rules.value_segments, rules.rest_segment)
     cutoffs = tuple(
         (s.name, min((v for p, v in clv.items() if ranked[p] == s.name and v is not None), default=math.inf))
@@ -259,8 +259,13 @@ def discounted(by_month: np.ndarray, annual_rate: float) -> np.ndarray:
     times the expected spend, the CLV."""
     monthly = (1 + annual_rate) ** (1 / 12) - 1
     each = np.diff(by_month, axis=1, prepend=0.0)
-    factors = (1 + monthly) ** -np.arange(1, by_month.shape[1] + 1)
-    return each @ factors
+    # Column by column, not a matrix product: BLAS may sum a row differently by where it sits in
+    # memory, and a person's CLV must have the same bits alone (a decision) and among many (the
+    # fit's cut-offs, a list).
+    total = np.zeros(by_month.shape[0])
+    for i in range(by_month.shape[1]):
+        total += each[:, i] / (1 + monthly) ** (i + 1)
+    return total
 
 
 def value_segments(clv: Mapping[str, float | None], segments: Sequence[ValueSegment], rest: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +17,7 @@ from engine.clock import EventTimeClock, SystemClock
 from engine.config import Config
 from engine.service import Engine
 from engine.simulator import simulate
+from engine.value_view import fit
 
 from ..conftest import NOW
 
@@ -48,6 +50,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
         engine.ingest(simulate(150, 4, NOW))
         engine.clock = SystemClock()
         engine.run_due()
+        fit(engine, NOW - timedelta(days=120), NOW)  # a value model with a holdout: all four value charts
     out = tmp_path / "report.html"
     result = CliRunner().invoke(
         main,
@@ -56,7 +59,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["charts"] == 6
+    assert json.loads(result.output)["charts"] == 10  # 6 of journeys, 4 of value
     page = out.read_text()
     assert "<script src=" not in page  # self-contained: nothing to fetch
     dom = subprocess.run(
@@ -67,7 +70,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     ).stdout
     status = re.search(r'<div id="report-status" data-errors="(\d*)" data-charts="(\d*)"', dom)
     assert status, dom[-2000:]
-    assert status.groups() == ("0", "6")
+    assert status.groups() == ("0", "10")
     shot = tmp_path / "report.png"
     subprocess.run(
         [

@@ -44,7 +44,7 @@ def test_every_reader_gives_the_same_net_revenue_per_currency(engine):
     want = {"EUR": 60.0, "USD": 30.0}
     assert engine.customer("c1", NOW)["revenue"] == want  # the 360 view
     customer = engine.store.customers([customer_uuid("c1")], cached=False)[customer_uuid("c1")]
-    assert summary(customer, NOW, engine.rules)["revenue"] == want  # the Redis read model's rows
+    assert summary(customer, NOW, engine.rules, engine.value_rules)["revenue"] == want  # the Redis read model's rows
     assert PolicyContext("c1", None, None, 1, NOW, None, customer.facts).revenue == want  # policy conditions
     snap = frames(engine, NOW)["snapshot"].set_index("customer_id")  # the Parquet export
     assert (snap.loc["c1", "revenue_EUR"], snap.loc["c1", "revenue_USD"]) == (60.0, 30.0)
@@ -142,9 +142,10 @@ def test_the_360_view_and_the_read_models_summary_agree_on_money_and_contact_sta
         customer = found[customer_uuid(cid)]
         for days in (700, 300, 90, 0):
             T = NOW - timedelta(days=days)
-            view, row = engine.customer(cid, T), summary(customer, T, engine.rules)
+            view, row = engine.customer(cid, T), summary(customer, T, engine.rules, engine.value_rules)
             keys = ("revenue", "purchases", "stage", "health", "consent", "open_complaints", "overdue_invoices")
             assert {k: view[k] for k in keys} == {k: row[k] for k in keys}, (cid, T)
+            assert view["value"]["net_revenue"] == row["net_revenue"], (cid, T)
             compared += bool(view["consent"] or view["open_complaints"] or view["overdue_invoices"])
     assert compared > 10  # the histories have contact state to compare
 

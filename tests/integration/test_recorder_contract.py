@@ -162,10 +162,10 @@ def test_write_is_one_transaction_with_the_side_tables(recorder):
 
 
 def test_value_models_are_kept_in_the_order_recorded(recorder):
-    assert recorder.models() == []
+    assert recorder.models() == [] and recorder.model_count() == 0
     a1 = ("vm-a", "2026-01-01T00:00:00.000000+00:00", '{"n": 1}')
     b = ("vm-b", "2026-01-02T00:00:00.000000+00:00", '{"n": 2}')
     a3 = ("vm-a", "2026-01-03T00:00:00.000000+00:00", '{"n": 1}')  # a model recorded again: in force again
     for row in (b, a1, a3, b):  # the same recording twice (a rebuild's copy) is kept once
         recorder.record_model(row)
-    assert recorder.models() == [a1, b, a3]
+    assert recorder.models() == [a1, b, a3] and recorder.model_count() == 3

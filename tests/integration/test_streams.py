@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from engine.clock import FixedClock
 from engine.queries import facts_page
 from engine.service import Engine
+from engine.value_view import fit
 from streams import readmodel
 from streams.relay import KafkaRelay, relay_redis
 from streams.subscribe import KafkaSubscriber, RedisSubscriber
@@ -142,9 +143,16 @@ async def test_read_model_equals_the_store_and_rebuilds_to_the_same(stream_confi
             assert row["open_complaint"] is bool(view["open_complaints"])
             assert row["overdue_invoice"] is bool(view["overdue_invoices"])
             assert (row["consent"], row["erased"]) == (view["consent"], view["erased"])
+            assert (row["net_revenue"], row["value_segment"]) == (view["value"]["net_revenue"], None)  # no model
+        fit(engine, NOW)  # a value model: the next purchase records c0's value segment
+        engine.clock.advance(seconds=1)
         engine.ingest([order("late", ago(2), customer="c0")])
         await readmodel.catch_up(engine, redis, topo)
-        assert (await readmodel.lookup(redis, topo, "c0"))["purchases"] == 1
+        c0 = await readmodel.lookup(redis, topo, "c0")
+        assert (
+            c0["purchases"] == 1
+            and c0["value_segment"] == engine.view("c0", engine.clock.now())["value"]["predicted"]["value_segment"]
+        )
         await redis.hset(topo.key("customer", "c1"), "stage", "corrupted")
         assert await readmodel.rebuild(engine, redis, topo) == 8
         rebuilt = {f"c{c}": await readmodel.lookup(redis, topo, f"c{c}") for c in range(8)}

@@ -212,3 +212,13 @@ def test_rfm_against_the_models_cut_points_equals_rfm_among_the_persons_fitted_t
     assert Model.from_dict(model.as_dict()) == model
     # someone new, outside the population: scored as if among them
     assert model.rfm_scores(0.0, 1000, 1e9) == (5, 5, 5) and model.rfm_scores(1e6, 1, 0.0) == (1, 1, 1)
+
+
+def test_a_person_scores_the_same_alone_and_among_many():
+    """A decision scores one person; a fit's cut-offs and a list score many: the same bits, or a
+    person on a cut-off could fall either side of it."""
+    rows = cdnow_rows()
+    model = fit(rows, CALIBRATION_END, ValueRules(base_currency="USD"))
+    many = predict(model, rows)
+    assert all(predict(model, {p: rows[p]})[p] == many[p] for p in list(rows)[::7])
+    assert predict(model, dict(reversed(rows.items()))) == many
