@@ -121,6 +121,9 @@ def load_config(path: str | Path | None = None) -> Config:
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     from_env = _apply_env(raw)
+    rates_file = raw.get("value", {}).get("rates_file") if isinstance(raw.get("value"), dict) else None
+    if isinstance(rates_file, str) and path is not None:  # relative to the config file, as its reader expects
+        raw["value"]["rates_file"] = str(Path(path).parent / rates_file)
     try:
         return Config.model_validate(raw)
     except ValidationError as e:

@@ -6,11 +6,13 @@ and policies live in engine.policies.model); the infrastructure settings are eng
 
 from __future__ import annotations
 
-from datetime import timedelta
+from bisect import bisect_right
+from datetime import date, timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from .limits import MAX_SPAN_DAYS
 from .vocabulary import Section
@@ -124,6 +126,11 @@ class ValueRules(Section):
     # amount in a currency with no rate still counts as a purchase, and is named apart, never added.
     # Unset: ILLUSTRATIVE_RATES when the base is EUR (the demo's currencies), else none.
     rates: dict[str, float] | None = None
+    # Or dated rates: a CSV file of `date,currency,rate` rows (a header first), each rate in force
+    # from its date (UTC) until the next of its currency; a purchase is converted at the rate of
+    # its day, and one before its currency's first date has no rate. Relative to the config file.
+    rates_file: str | None = None
+    _dated: dict[str, tuple[list[date], list[float]]] = PrivateAttr(default_factory=dict)
     # The Pareto figure: the share of net revenue from this top share of persons with a purchase.
     top_share: float = Field(0.2, gt=0, lt=1)
     rfm_segments: tuple[RfmSegment, ...] = DEFAULT_RFM_SEGMENTS  # first matching segment wins
@@ -138,10 +145,30 @@ class ValueRules(Section):
 
     @property
     def table(self) -> dict[str, float]:
-        """The rates in force (see `rates`)."""
+        """The fixed rates (see `rates`); none with a rates file."""
         if self.rates is not None:
             return self.rates
+        if self.rates_file is not None:
+            return {}
         return ILLUSTRATIVE_RATES if self.base_currency == "EUR" else {}
+
+    def rate(self, currency: str, on: date) -> float | None:
+        """Units of the base currency one unit of `currency` is worth on that day; None without a rate."""
+        if currency == self.base_currency:
+            return 1.0
+        dated = self._dated.get(currency)
+        if dated is not None:
+            i = bisect_right(dated[0], on) - 1
+            return dated[1][i] if i >= 0 else None
+        return self.table.get(currency)
+
+    @model_validator(mode="after")
+    def _read_rates(self) -> ValueRules:
+        if self.rates_file is not None:
+            if self.rates is not None:
+                raise ValueError("give [value] rates (a fixed table) or rates_file (dated rates), not both")
+            self._dated = read_rates(Path(self.rates_file), self.base_currency)
+        return self
 
     @field_validator("base_currency")
     @classmethod
@@ -179,6 +206,46 @@ class ValueRules(Section):
             if not rate > 0 or rate != rate or rate == float("inf"):
                 raise ValueError(f"the rate of {code} is {rate}: a rate is a positive number")
         return v
+
+
+def read_rates(path: Path, base: str) -> dict[str, tuple[list[date], list[float]]]:
+    """A dated rates file: currency -> (dates, rates), by date. A ValueError names the file, the
+    line and what is wrong with it."""
+    from .money import currency_problem
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise ValueError(f"rates_file {path}: {e.strerror or e}") from None
+    rows: dict[str, dict[date, float]] = {}
+    lines = text.splitlines()
+    if not lines or [c.strip().lower() for c in lines[0].split(",")] != ["date", "currency", "rate"]:
+        raise ValueError(f"rates_file {path}: the first line must be the header date,currency,rate")
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = [c.strip() for c in line.split(",")]
+        where = f"rates_file {path}, line {n}"
+        if len(cells) != 3:
+            raise ValueError(f"{where}: {line!r} is not date,currency,rate")
+        try:
+            day = date.fromisoformat(cells[0])
+        except ValueError:
+            raise ValueError(f"{where}: {cells[0]!r} is not a date (YYYY-MM-DD)") from None
+        if (problem := currency_problem(cells[1])) is not None:
+            raise ValueError(f"{where}: {problem}")
+        if cells[1] == base:
+            raise ValueError(f"{where}: {base} is the base currency (its rate is 1)")
+        try:
+            rate = float(cells[2])
+        except ValueError:
+            rate = float("nan")
+        if not (rate > 0 and rate != float("inf")):
+            raise ValueError(f"{where}: the rate {cells[2]!r} is not a positive number")
+        if day in rows.setdefault(cells[1], {}):
+            raise ValueError(f"{where}: {cells[1]} has a rate for {day} already")
+        rows[cells[1]][day] = rate
+    return {c: ([d for d in sorted(r)], [r[d] for d in sorted(r)]) for c, r in rows.items()}
 
 
 class IdentityRules(Section):

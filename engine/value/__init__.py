@@ -4,7 +4,7 @@ Gamma-Gamma: P(alive), expected transactions, CLV, value segments, in engine.val
 numpy and scipy are loaded for only when asked). No store here: the caller passes the facts
 (engine.projections.facts), the rules (engine.rules.ValueRules) and the model."""
 
-from .history import Historical, historical, rfm_of, to_base, transactions
+from .history import Historical, historical, rfm_of, transactions
 from .rfm import Rfm, pareto_share, score_rfm
 
 __all__ = [
@@ -14,6 +14,5 @@ __all__ = [
     "pareto_share",
     "rfm_of",
     "score_rfm",
-    "to_base",
     "transactions",
 ]

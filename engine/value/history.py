@@ -1,9 +1,10 @@
 """A person's historical value as of T, in the base currency.
 
-Net revenue is the one definition of engine.projections.lifecycle.revenue (orders placed by T,
-neither cancelled nor fully refunded by T, less the refunds made on them by T), per currency, then
-converted at the configured rates. An amount in a currency with no rate still counts as a purchase;
-it is named apart (`unconverted`), never added to the base amount."""
+Net revenue is the one definition of engine.projections.lifecycle (net_purchases: orders placed by
+T, neither cancelled nor fully refunded by T, less the refunds made on them by T), each purchase
+converted at the rate of its day (a fixed table, or dated rates: ValueRules.rate). An amount in a
+currency with no rate then still counts as a purchase; it is named apart (`unconverted`), never
+added to the base amount."""
 
 from __future__ import annotations
 
@@ -12,27 +13,10 @@ from datetime import date, datetime
 
 from ..money import minor_digits
 from ..projections.facts import Facts
-from ..projections.lifecycle import net_purchases, purchases, revenue
+from ..projections.lifecycle import net_purchases
 from ..rules import ValueRules
 
 DAY = 86400
-
-
-def rate(currency: str, rules: ValueRules) -> float | None:
-    """Units of the base currency one unit of this currency is worth; None without a rate."""
-    return 1.0 if currency == rules.base_currency else rules.table.get(currency)
-
-
-def to_base(amounts: dict[str, float], rules: ValueRules) -> tuple[float, dict[str, float]]:
-    """Amounts per currency as one amount in the base currency, and those with no rate apart."""
-    base, unconverted = 0.0, {}
-    for currency, amount in sorted(amounts.items()):
-        per = rate(currency, rules)
-        if per is None:
-            unconverted[currency] = amount
-        else:
-            base += amount * per
-    return round(base, minor_digits(rules.base_currency)), unconverted
 
 
 @dataclass(frozen=True)
@@ -47,15 +31,23 @@ class Historical:
 
 
 def historical(facts: Facts, T: datetime, rules: ValueRules) -> Historical:
-    bought = purchases(facts, T)
-    net, unconverted = to_base(revenue(facts, T), rules)
+    base = minor_digits(rules.base_currency)
+    bought = net_purchases(facts, T)
+    net, unconverted = 0.0, dict[str, float]()
+    for order, amount in bought:  # each at the rate of its day (engine.rules.ValueRules.rate)
+        rate = rules.rate(order.currency, order.at.date())
+        if rate is None:
+            unconverted[order.currency] = unconverted.get(order.currency, 0.0) + amount
+        else:
+            net += amount * rate
+    net = round(net, base)
     return Historical(
         net_revenue=net,
-        unconverted=unconverted,
+        unconverted={c: round(a, minor_digits(c)) for c, a in sorted(unconverted.items())},
         purchases=len(bought),
-        average_order_value=round(net / len(bought), minor_digits(rules.base_currency)) if bought else None,
-        first_purchase=bought[0].at if bought else None,
-        last_purchase=max(o.at for o in bought) if bought else None,
+        average_order_value=round(net / len(bought), base) if bought else None,
+        first_purchase=bought[0][0].at if bought else None,
+        last_purchase=max(o.at for o, _ in bought) if bought else None,
         tenure_days=(T - facts.first_seen).total_seconds() / DAY
         if facts.first_seen and facts.first_seen <= T
         else None,
@@ -69,7 +61,7 @@ def transactions(facts: Facts, T: datetime, rules: ValueRules) -> list[tuple[dat
     days: dict[date, float] = {}
     for order, net in net_purchases(facts, T):
         day = order.at.date()
-        days[day] = days.get(day, 0.0) + net * (rate(order.currency, rules) or 0.0)
+        days[day] = days.get(day, 0.0) + net * (rules.rate(order.currency, day) or 0.0)
     return sorted(days.items())
 
 

@@ -226,3 +226,44 @@ def test_value_does_not_depend_on_arrival_order_or_duplicates():
         assert valued_store(sorted(records, key=lambda r: r["occurred_at"]), batch) == valued_store(delivered, batch)
 
     check()
+
+
+def test_dated_rates_convert_each_purchase_at_the_rate_of_its_day(tmp_path):
+    import pytest
+
+    from engine.config import ConfigError, load_config
+    from engine.value import historical, transactions
+
+    from ..unit.test_value import T0, bought
+
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date,currency,rate\n2026-01-01,USD,0.5\n2026-01-03,USD,0.8\n\n2026-01-02,GBP,1.2\n")
+    config = tmp_path / "c.toml"
+    config.write_text('[value]\nrates_file = "rates.csv"\n')  # relative to the config file
+    rules = load_config(config).value
+    assert (rules.rate("USD", T0.date()), rules.rate("USD", (T0 + timedelta(2)).date())) == (0.5, 0.8)
+    assert rules.rate("GBP", T0.date()) is None and rules.table == {}  # before its first date: no rate
+    f = bought(("a", 10.0, "USD", 0), ("b", 10.0, "USD", 5), ("c", 10.0, "GBP", 0), ("d", 10.0, "GBP", 1))
+    v = historical(f, T0 + timedelta(10), rules)
+    assert (v.net_revenue, v.unconverted, v.purchases) == (5.0 + 8.0 + 12.0, {"GBP": 10.0}, 4)
+    assert transactions(f, T0 + timedelta(10), rules) == [
+        (T0.date(), 5.0),  # GBP on day 0 has no rate: it counts 0 here
+        ((T0 + timedelta(1)).date(), 12.0),
+        ((T0 + timedelta(5)).date(), 8.0),
+    ]
+    for body, problem in (
+        ("day,cur,rate\n", "header date,currency,rate"),
+        ("date,currency,rate\n2026-13-01,USD,1\n", "line 2: '2026-13-01' is not a date"),
+        ("date,currency,rate\n2026-01-01,USD,-1\n", "line 2: the rate '-1' is not a positive number"),
+        ("date,currency,rate\n2026-01-01,EUR,1\n", "EUR is the base currency"),
+        ("date,currency,rate\n2026-01-01,USD,1\n2026-01-01,USD,2\n", "line 3: USD has a rate for 2026-01-01"),
+    ):
+        rates.write_text(body)
+        with pytest.raises(ConfigError, match=problem):
+            load_config(config)
+    config.write_text('[value]\nrates_file = "rates.csv"\nrates = { USD = 1.0 }\n')
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(config)
+    config.write_text('[value]\nrates_file = "nowhere.csv"\n')
+    with pytest.raises(ConfigError, match="nowhere.csv"):
+        load_config(config)

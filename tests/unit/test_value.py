@@ -12,15 +12,26 @@ from hypothesis import strategies as st
 
 from engine.projections.facts import Facts
 from engine.rules import DEFAULT_RFM_SEGMENTS, RfmSegment, ValueRules
-from engine.value import historical, pareto_share, score_rfm, to_base
+from engine.value import historical, pareto_share, score_rfm
 from engine.value.rfm import OTHER
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def bought(*orders: tuple[str, float, str, int]) -> Facts:
+    """Facts of orders (id, amount, currency, day after T0)."""
+    f = Facts()
+    for oid, amount, currency, day in orders:
+        f.add(oid, "order.placed", T0 + timedelta(days=day), {"order_id": oid, "amount": amount, "currency": currency})
+    return f
+
+
 def test_amounts_without_a_rate_are_named_apart_never_added():
     rules = ValueRules(base_currency="EUR", rates={"USD": 0.5})
-    assert to_base({"EUR": 10.0, "USD": 4.0, "JPY": 1000.0}, rules) == (12.0, {"JPY": 1000.0})
+    v = historical(
+        bought(("a", 10.0, "EUR", 0), ("b", 4.0, "USD", 1), ("c", 1000.0, "JPY", 2)), T0 + timedelta(3), rules
+    )
+    assert (v.net_revenue, v.unconverted, v.purchases) == (12.0, {"JPY": 1000.0}, 3)
     assert ValueRules(base_currency="USD").table == {}  # the illustrative euro rates are for a euro base
     with pytest.raises(ValueError, match="positive"):
         ValueRules(rates={"USD": 0})
