@@ -400,6 +400,10 @@ def money(amounts: dict[str, float]) -> str:
     return ", ".join(f"{v:,.{minor_digits(c)}f} {c}" for c, v in amounts.items()) or "none"
 
 
+def clv_total(total: float | None, base: str) -> str:
+    return "none (no spend model)" if total is None else money({base: total})
+
+
 def predicted_line(p: dict[str, Any], base: str) -> str:
     """A person's predictions in words (the value model's, docs/value.md)."""
     clv = "no spend model" if p["clv"] is None else f"CLV {money({base: p['clv']})} over {p['clv_months']} months"
@@ -712,7 +716,7 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         model, base = v["model"], v["base_currency"]
         say(
             f"  value model {model['model_id']} fitted to {model['customers']:,} buyers: expected CLV over "
-            f"{model['horizon']['clv_months']} months {money({base: v['expected_clv'] or 0})}; value segments "
+            f"{model['horizon']['clv_months']} months {clv_total(v['expected_clv'], base)}; value segments "
             + ", ".join(f"{name} {n:,}" for name, n in v["value_segments"].items())
             + " (journey value customers)"
         )
@@ -786,7 +790,7 @@ def value_summary(as_of: datetime | None, as_known: bool, config_path: str | Non
     say(
         f"  value model {model['model_id']} (fitted to {model['customers']:,} customers' purchases by "
         f"{model['calibration_end']}): expected CLV over {model['horizon']['clv_months']} months "
-        f"{money({base: s['expected_clv'] or 0})}"
+        f"{clv_total(s['expected_clv'], base)}"
     )
     say(
         "  value segments by CLV: "
@@ -870,8 +874,6 @@ def value_fit(
     """Fit the value model (BG/NBD and Gamma-Gamma) and make it the model in force."""
     from .value_view import fit
 
-    if holdout_end is not None and holdout_end <= calibration_end:
-        raise click.BadParameter("the holdout must end after the calibration end", param_hint="--holdout-end")
     with open_engine(config_of(config_path)) as engine:
         try:
             with err.status("reading the purchases and fitting the value model"):
@@ -895,12 +897,17 @@ def value_fit(
         say("  Gamma-Gamma  not fitted: nobody has a repeat purchase of positive value (no CLV)")
     else:
         say(f"  Gamma-Gamma  p {g['p']:.4f}, q {g['q']:.4f}, gamma {g['gamma']:.4f} ({out['spenders']:,} customers)")
+        if g["q"] <= 1:
+            say("  (q <= 1: spend is so heavy-tailed that its mean does not exist; one-time buyers get no CLV)")
     if out["customers"] < FEW_TO_FIT:
         say(f"  (only {out['customers']:,} customers: estimates from so few are rough; prefer thousands)")
     base = out["base_currency"]
     say(
         "  value segments by CLV: "
-        + ", ".join(f"{s['name']} from {money({base: s['min_clv']})}" for s in out["value_segments"])
+        + ", ".join(
+            f"{s['name']} from {money({base: s['min_clv']})}" if s["min_clv"] is not None else f"{s['name']} nobody"
+            for s in out["value_segments"]
+        )
         + f", then {out['rest_segment']}"
     )
     if h := out.get("holdout"):
@@ -944,6 +951,8 @@ def value_customers(
             rows = customers(engine, as_of or engine.clock.now(), None, as_known, value_segment=segment)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
+    if rows and rows[0]["predicted"] is None:  # a model scores everyone with a purchase, or nobody
+        raise click.ClickException("no value model yet: fit one with journey value fit --calibration-end DATE")
     rows.sort(key=lambda r: (-(r["predicted"]["clv"] or 0), r["customer_id"]))
     shown = rows if limit == 0 else rows[:limit]
     if as_json:

@@ -10,12 +10,22 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import ValidationError, model_validator
 
-from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec
-from .rules import CustomField, CustomKind, FieldType, IdentityRules, LifecycleRules, RfmSegment, ValueRules
+from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec, default_policies
+from .rules import (
+    CustomField,
+    CustomKind,
+    FieldType,
+    IdentityRules,
+    LifecycleRules,
+    RfmSegment,
+    ValueRules,
+    ValueSegment,
+)
 from .settings import (
     HttpSettings,
     IngestSettings,
@@ -75,6 +85,21 @@ class Config(Section):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_follow_segments(cls, data: Any) -> Any:
+        """Without [[policies]], the default set's top-customer call names the best value segment
+        [value] configures (or is left out when there is none)."""
+        if not isinstance(data, dict) or "policies" in data:
+            return data
+        value = data.get("value")
+        segments = value.value_segments if isinstance(value, ValueRules) else (value or {}).get("value_segments")
+        if segments is None:
+            return data
+        first = segments[0] if segments else None
+        top = None if first is None else first.name if isinstance(first, ValueSegment) else first.get("name")
+        return data if top == "top" else {**data, "policies": default_policies(top)}
 
     @model_validator(mode="after")
     def _value_names(self) -> Config:

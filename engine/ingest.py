@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
@@ -34,9 +34,6 @@ from .rules import LifecycleRules
 from .store import JourneyStore, to_us
 from .touchpoints import Rejection, Touchpoint
 from .vocabulary import VALUE_SEGMENT
-
-if TYPE_CHECKING:
-    from .value.model import Model
 
 MAX_ATTEMPTS = 8
 # What a person's value reads: a derivation with one of these among its touchpoints scores it.
@@ -98,7 +95,6 @@ class Ingestor:
         self.identifying = {name.lower(): name for name in identifying}
         self.guards = guards  # placeholder values ("none", "test") link nobody
         self._secret: bytes | None = None  # their keyed hash's secret, read when first needed
-        self._model_at: tuple[str, Model | None] | None = None  # the value model in force at a write's time
 
     def trait_links(self, customer_id: str, tp: Touchpoint) -> list[Evidence]:
         """Links by the configured identifying traits (an e-mail address...): to the keyed hash of the
@@ -391,7 +387,7 @@ class Ingestor:
         for tr in transitions:
             changes.append(self.change(customer, tr, recorded_at))
             customer.record_change(changes[-1])
-        if (moved := self.value_change(customer, now, recorded_at, touchpoints, changes)) is not None:
+        if (moved := self.value_change(customer, now, recorded_at, touchpoints, changes, late)) is not None:
             changes.append(moved)
             customer.record_change(moved)
         actions, policy_due = self.policies.decide(customer, status, changes, list(touchpoints), now, recorded_at)
@@ -409,17 +405,18 @@ class Ingestor:
         recorded_at: str,
         touchpoints: Sequence[dict[str, Any]],
         changes: list[dict[str, Any]],
+        late: str | None = None,
     ) -> dict[str, Any] | None:
         """The person's value segment change now, if it moved (docs/value.md): with the value model
-        in force, scored when what it reads may have moved — a purchase, cancellation or refund
-        among the touchpoints, a lifecycle change, or a derivation without touchpoints (due
-        timers, a merge). A rule of the recorded facts alone, so a replay scores at the same
-        derivations; CLV falls with time, so a silent customer moves at their next timer."""
-        if touchpoints and not changes and not any(tp["kind"] in PURCHASE_KINDS for tp in touchpoints):
+        in force, scored at the derivations that are recorded steps of the history — a purchase,
+        cancellation or refund among the touchpoints, a lifecycle change recorded now, a merge or
+        unlink (`late`) — so a replay scores at the same moments (a due timer that records nothing
+        is no step a replay can redo). CLV falls with time: a silent customer moves at their next
+        lifecycle change (at risk, lapsed)."""
+        purchase = any(tp["kind"] in PURCHASE_KINDS for tp in touchpoints)
+        if not (purchase or changes or late):
             return None
-        if self._model_at is None or self._model_at[0] != recorded_at:
-            self._model_at = (recorded_at, self.policies.models(recorded_at))  # one read per write
-        model = self._model_at[1]
+        model = self.policies.model_at(recorded_at)
         if model is None or customer.erased:
             return None
         from .value.person import segment_reason, valued  # numpy and scipy: loaded once a model exists

@@ -5,7 +5,7 @@ the fitting and recording of the value model, for `journey value` and whoever as
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -114,8 +114,17 @@ def fit(
     from .value.model import fit as fit_model
     from .value.model import holdout, summarise
 
+    # Periods are whole days (UTC): a time of day would drop that day's later purchases from both.
+    today = engine.clock.now().astimezone(UTC).date()
+    calibration_end = day_end(calibration_end)
+    holdout_end = None if holdout_end is None else day_end(holdout_end)
+    for name, t in (("calibration end", calibration_end), ("holdout end", holdout_end)):
+        if t is not None and t.date() > today:  # weeks not lived yet would count as silence
+            raise ValueError(f"the {name} {t.date()} is after today ({today}): fit to days that have passed")
     if holdout_end is not None and holdout_end <= calibration_end:
-        raise ValueError("the holdout ends before the calibration period does")
+        raise ValueError(
+            f"the holdout end {holdout_end.date()} is not after the calibration end {calibration_end.date()}"
+        )
     rules = engine.config.value
     facts, _ = persons_facts(engine, holdout_end or calibration_end)
     end = calibration_end.date()
@@ -136,6 +145,11 @@ def fit(
     if record:
         engine.store.journal.record_model((model.model_id, recorded_at, orjson.dumps(body).decode()))
     return body | {"recorded": record, "recorded_at": recorded_at if record else None}
+
+
+def day_end(t: datetime) -> datetime:
+    """The last instant of t's day (UTC)."""
+    return datetime.combine(t.astimezone(UTC).date(), time.max, tzinfo=UTC)
 
 
 def models(engine: Engine) -> list[dict[str, Any]]:

@@ -72,6 +72,7 @@ class PolicyEngine:
         self.rules = rules
         self.value_rules = value_rules or ValueRules()
         self.models = models  # the value model in force as known at a stored time (engine.value_store)
+        self._model_at: tuple[str, Model | None] | None = None
         self.custom: dict[str, Callable[[PolicyContext], Any]] = {
             s.name: _resolve(s.python) for s in self.specs if s.python
         }
@@ -180,10 +181,17 @@ class PolicyEngine:
             cond(spec.python or spec.name, True, bool(verdict), bool(verdict))
         return out
 
+    def model_at(self, at: str) -> Model | None:
+        """The value model in force for a write recorded at `at`: read once per write, so its value
+        dimension and its decisions use the same model."""
+        if self._model_at is None or self._model_at[0] != at:
+            self._model_at = (at, self.models(at))
+        return self._model_at[1]
+
     def valued(self, customer: Any, now: datetime, at: str, with_rfm: bool = True) -> Valued | None:
         """The person's value now with the model in force as known at `at`; None without a model
         or a purchase (the person's facts: their own and their anonymous ids' touchpoints)."""
-        model = self.models(at)
+        model = self.model_at(at)
         if model is None:
             return None
         from ..value.person import valued

@@ -147,68 +147,89 @@ def _p(
     )
 
 
-DEFAULT_POLICIES: tuple[PolicySpec, ...] = (
-    _p(
-        "welcome",
-        {"on": "stage_entered", "stage": "prospect", "first_time": True},
-        "welcome_email",
-        "email",
-        "service",
-        10,
-    ),
-    _p(
-        "second_purchase_nudge",
-        {"on": "absence", "absence": "second_purchase", "days": 30},
-        "second_purchase_offer",
-        "email",
-        "promotional",
-        50,
-    ),
-    _p(
-        "loyalty_enrolment",
-        {"on": "stage_entered", "stage": "loyal", "first_time": True},
-        "loyalty_invitation",
-        "email",
-        "promotional",
-        60,
-    ),
-    _p(
-        "referral_ask",
-        {"on": "stage_held", "stage": "loyal", "days": 30},
-        "referral_request",
-        "email",
-        "promotional",
-        40,
-    ),
-    _p("advocate_reward", {"on": "stage_entered", "stage": "advocate"}, "advocate_gift", "email", "promotional", 70),
-    _p(
-        "service_recovery",
-        {"on": "touchpoint", "kind": "complaint.filed"},
-        "service_recovery_call",
-        "phone",
-        "service",
-        100,
-    ),
-    # A top customer (by CLV, with the value model in force) drifting away gets a personal call
-    # from service, not a coupon; the others get the retention offer. Without a fitted model
-    # nobody is top, and every customer at risk gets the offer, as before value existed.
-    _p(
-        "top_customer_call",
-        {"on": "health_changed", "health": "at_risk"},
-        "personal_service_call",
-        "phone",
-        "service",
-        90,
-        value_segment=("top",),
-    ),
-    _p(
-        "churn_risk_outreach",
-        {"on": "health_changed", "health": "at_risk"},
-        "retention_offer",
-        "email",
-        "promotional",
-        80,
-        not_value_segment=("top",),
-    ),
-    _p("win_back", {"on": "health_changed", "health": "lapsed"}, "win_back_offer", "email", "promotional", 30),
-)
+def default_policies(top: str | None = "top") -> tuple[PolicySpec, ...]:
+    """The default set; `top` names the best value segment of [value] (None: there is none, and the
+    top-customer call is left out), so renamed segments keep the defaults valid."""
+    value = {"value_segment": (top,)} if top else {}
+    others = {"not_value_segment": (top,)} if top else {}
+    return tuple(
+        p
+        for p in (
+            _p(
+                "welcome",
+                {"on": "stage_entered", "stage": "prospect", "first_time": True},
+                "welcome_email",
+                "email",
+                "service",
+                10,
+            ),
+            _p(
+                "second_purchase_nudge",
+                {"on": "absence", "absence": "second_purchase", "days": 30},
+                "second_purchase_offer",
+                "email",
+                "promotional",
+                50,
+            ),
+            _p(
+                "loyalty_enrolment",
+                {"on": "stage_entered", "stage": "loyal", "first_time": True},
+                "loyalty_invitation",
+                "email",
+                "promotional",
+                60,
+            ),
+            _p(
+                "referral_ask",
+                {"on": "stage_held", "stage": "loyal", "days": 30},
+                "referral_request",
+                "email",
+                "promotional",
+                40,
+            ),
+            _p(
+                "advocate_reward",
+                {"on": "stage_entered", "stage": "advocate"},
+                "advocate_gift",
+                "email",
+                "promotional",
+                70,
+            ),
+            _p(
+                "service_recovery",
+                {"on": "touchpoint", "kind": "complaint.filed"},
+                "service_recovery_call",
+                "phone",
+                "service",
+                100,
+            ),
+            # A top customer (by CLV, with the value model in force) drifting away gets a personal call
+            # from service, not a coupon; the others get the retention offer. Without a fitted model
+            # nobody is top, and every customer at risk gets the offer, as before value existed.
+            _p(
+                "top_customer_call",
+                {"on": "health_changed", "health": "at_risk"},
+                "personal_service_call",
+                "phone",
+                "service",
+                90,
+                **value,
+            )
+            if top
+            else None,
+            _p(
+                "churn_risk_outreach",
+                {"on": "health_changed", "health": "at_risk"},
+                "retention_offer",
+                "email",
+                "promotional",
+                80,
+                **others,
+            ),
+            _p("win_back", {"on": "health_changed", "health": "lapsed"}, "win_back_offer", "email", "promotional", 30),
+        )
+        if p is not None
+    )
+
+
+DEFAULT_POLICIES = default_policies()

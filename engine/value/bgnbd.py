@@ -68,8 +68,8 @@ def fit(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None = 
     # tolerances independent of the number of persons.
     found = minimize(minus, np.zeros(4), method="BFGS", options={"gtol": 1e-7, "maxiter": 500})
     r, alpha, a, b = (float(v) for v in np.exp(found.x))
-    if not found.success and not np.isfinite(found.fun):
-        raise ValueError(f"the BG/NBD fit did not converge: {found.message}")
+    if found.fun >= 1e299 or not all(np.isfinite(v) and v > 0 for v in (r, alpha, a, b)):
+        raise ValueError(f"the BG/NBD fit failed ({found.message}): the data may be too few or too uniform")
     return BgNbd(r, alpha, a, b, float(-found.fun * total))
 
 
@@ -102,11 +102,3 @@ def expected(m: BgNbd, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike)
         r + x, b + x, a + b + x - 1, t / (alpha + T + t)
     )
     return head * (1 - tail) / (1 + _odds_gone(m, x, t_x, T))
-
-
-def expected_new(m: BgNbd, t: ArrayLike) -> Array:
-    """Expected transactions in t weeks of a person just arrived (equation 7): the population's curve."""
-    (t,) = _arrays(t)
-    r, alpha, a, b = m.r, m.alpha, m.a, m.b
-    a = a if abs(a - 1) > 1e-7 else 1 + 1e-7  # as in expected
-    return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))

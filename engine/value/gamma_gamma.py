@@ -64,13 +64,19 @@ def fit(x: ArrayLike, m: ArrayLike) -> GammaGamma:
 
     found = minimize(minus, np.zeros(3), method="BFGS", options={"gtol": 1e-7, "maxiter": 500})
     p, q, gamma = (float(v) for v in np.exp(found.x))
+    if found.fun >= 1e299 or not all(np.isfinite(v) and v > 0 for v in (p, q, gamma)):
+        raise ValueError(f"the Gamma-Gamma fit failed ({found.message}): the data may be too few or too uniform")
     return GammaGamma(p, q, gamma, float(-found.fun * len(xs)))
 
 
 def expected_spend(g: GammaGamma, x: ArrayLike, m: ArrayLike) -> Array:
     """A person's expected average transaction value: their own average weighed against the
     population's mean pγ/(q-1) by how many repeat transactions it rests on (the note's equation 5).
-    A person with no repeat transaction gets the population's mean (needs q > 1)."""
+    A person with no repeat transaction gets the population's mean (which needs q > 1)."""
     x, m = _arrays(x, m)
     m = np.where(x > 0, m, 0.0)
-    return (g.p * g.gamma + g.p * x * m) / (g.p * x + g.q - 1)
+    denominator = g.p * x + g.q - 1
+    # With q <= 1 (heavy-tailed spend) the population has no mean: where the weight of one's own
+    # average does not make up for it, there is no expected spend (NaN: no CLV), never a negative one.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, (g.p * g.gamma + g.p * x * m) / denominator, np.nan)

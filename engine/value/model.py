@@ -81,7 +81,7 @@ class Model:
     horizon: Horizon
     # The value segments, best first, each with the lowest CLV in it among the persons fitted to
     # (at the calibration end); a person as of T is in the first whose lowest CLV theirs reaches.
-    segments: tuple[tuple[str, float], ...]
+    segments: tuple[tuple[str, float | None], ...]  # None: nobody was in it
     rest_segment: str
     # RFM cut points of the persons fitted to, at the calibration end (engine.value.rfm.thresholds):
     # for scores 2..5, days since the last purchase (fewer is better), purchases, net revenue.
@@ -128,7 +128,7 @@ class Model:
     def segment_of(self, clv: float | None) -> str:
         if clv is None:
             return self.rest_segment
-        return next((name for name, lowest in self.segments if clv >= lowest), self.rest_segment)
+        return next((name for name, lowest in self.segments if lowest is not None and clv >= lowest), self.rest_segment)
 
     def rfm_scores(self, recency_days: float, purchases: int, monetary: float) -> tuple[int, int, int] | None:
         """A person's RFM scores among the persons the model was fitted to (their quintiles at the
@@ -169,6 +169,11 @@ def fit(
         raise ValueError(f"nobody had a purchase by {calibration_end}: there is nothing to fit the model to")
     # In the persons' order: sums in another order would differ in the last bits, and so the id.
     x, t_x, T, m = _columns([rows[p] for p in sorted(rows)])
+    if not (x > 0).any():
+        raise ValueError(
+            f"nobody had bought twice by {calibration_end}: without repeat purchases the model cannot tell "
+            "how often customers buy or when they drop out; fit later, on more history"
+        )
     # Persons with the same row weigh as one row: a large fit evaluates each distinct row once.
     distinct, weights = np.unique(np.stack([x, t_x, T]), axis=1, return_counts=True)
     frequency = bgnbd.fit(distinct[0], distinct[1], distinct[2], weights=weights)
@@ -190,8 +195,9 @@ def fit(
     )
     clv = {p: pr.clv for p, pr in predict(draft, {p: rows[p] for p in sorted(rows)}).items()}
     ranked = value_segments(clv, rules.value_segments, rules.rest_segment)
+    # An empty segment (few persons, or ties sharing the segment above) has no cut-off: nobody is in it.
     cutoffs = tuple(
-        (s.name, min((v for p, v in clv.items() if ranked[p] == s.name and v is not None), default=math.inf))
+        (s.name, min((v for p, v in clv.items() if ranked[p] == s.name and v is not None), default=None))
         for s in rules.value_segments
     )
     cuts: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((), (), ())

@@ -49,12 +49,11 @@ def segment_reason(v: Valued | None, model: Model) -> str:
         return f"no purchase to value (model {model.model_id})"
     if v.clv is None:
         return f"no CLV without a spend model: {v.value_segment} (model {model.model_id})"
-    cuts = dict(model.segments)
+    cuts = {name: lowest for name, lowest in model.segments if lowest is not None}
     if v.value_segment in cuts:
         where = f"{v.value_segment} from {cuts[v.value_segment]:,.2f} {base}"
     else:
-        lowest = min(cuts.values(), default=0.0)
-        where = f"{v.value_segment}, below {lowest:,.2f} {base}"
+        where = f"{v.value_segment}, below {min(cuts.values(), default=0.0):,.2f} {base}"
     return f"CLV {v.clv:,.2f} {base}: {where} (model {model.model_id})"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from click.testing import CliRunner
 
 from engine.value_view import customers, summary
@@ -73,6 +74,37 @@ def test_journey_value_on_the_command_line(tmp_path):
     assert [r["customer_id"] for r in json.loads(out.output)] == ["ann", "bob", "cy"]  # by net revenue
     out = CliRunner().invoke(main, ["value", "rfm", "--segment", "vip"], env=env)
     assert out.exit_code == 2 and "the segments: Champions" in out.output
+    out = CliRunner().invoke(main, ["value", "customers"], env=env)  # no model yet
+    assert out.exit_code == 1 and "no value model yet: fit one with journey value fit" in out.output
+    for args, problem in (
+        (["--calibration-end", "2999-01-01"], "the calibration end 2999-01-01 is after today"),
+        (["--calibration-end", "2025-03-01", "--holdout-end", "2025-02-01"], "is not after the calibration end"),
+        (["--calibration-end", "2024-01-01"], "nobody had a purchase by 2024-01-01"),
+        (["--calibration-end", "2025-01-07"], "nobody had bought twice by 2025-01-07"),
+    ):
+        out = CliRunner().invoke(main, ["value", "fit", *args], env=env)
+        assert out.exit_code == 1 and problem in out.output, (args, out.output)
+
+
+def test_renamed_value_segments_keep_the_default_policies_valid(tmp_path):
+    from engine.config import ConfigError, load_config
+
+    config = tmp_path / "c.toml"
+    config.write_text('[value]\nvalue_segments = [{ name = "gold", share = 0.1 }, { name = "silver", share = 0.3 }]\n')
+    at_risk = {p.name: p.conditions for p in load_config(config).policies if p.trigger.health == "at_risk"}
+    assert (at_risk["top_customer_call"].value_segment, at_risk["churn_risk_outreach"].not_value_segment) == (
+        ("gold",),
+        ("gold",),
+    )
+    config.write_text("[value]\nvalue_segments = []\n")
+    assert "top_customer_call" not in {p.name for p in load_config(config).policies}  # no segments: no call
+    config.write_text(
+        '[value]\nvalue_segments = [{ name = "gold", share = 0.1 }]\n'
+        '[[policies]]\nname = "x"\ntrigger = { on = "value_segment_entered", segment = "top" }\n'
+        'action = "a"\nchannel = "email"\npurpose = "service"\n'
+    )
+    with pytest.raises(ConfigError, match="policy x: trigger segment 'top' is no segment of \\[value\\]"):
+        load_config(config)
 
 
 def test_a_fitted_model_is_a_fact_that_views_name_and_a_rebuild_keeps(engine, tmp_path):

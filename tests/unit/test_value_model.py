@@ -128,7 +128,11 @@ def test_predictions_match_a_simulation_of_the_model():
         assert abs(predicted_alive[sel].mean() - alive[sel].mean()) < 0.02, k
         assert abs(predicted_later[sel].mean() - later[sel].mean()) < 0.08 * max(later[sel].mean(), 0.1), k
     # A newcomer's expectation is the population's curve (the paper's equations 7 and 10 agree).
-    assert math.isclose(float(bgnbd.expected(PARAMS, 20.0, 0, 0, 0)[()]), float(bgnbd.expected_new(PARAMS, 20.0)))
+    from scipy.special import hyp2f1
+
+    r, alpha, a, b = PARAMS.r, PARAMS.alpha, PARAMS.a, PARAMS.b
+    newcomer = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + 20)) ** r * hyp2f1(r, b, a + b - 1, 20 / (alpha + 20)))
+    assert math.isclose(float(bgnbd.expected(PARAMS, 20.0, 0, 0, 0)[()]), newcomer)  # the paper's equation 7
 
 
 def test_expected_spend_weighs_a_persons_average_against_the_population():
@@ -222,3 +226,29 @@ def test_a_person_scores_the_same_alone_and_among_many():
     many = predict(model, rows)
     assert all(predict(model, {p: rows[p]})[p] == many[p] for p in list(rows)[::7])
     assert predict(model, dict(reversed(rows.items()))) == many
+
+
+def test_an_empty_value_segment_has_no_cut_off_and_survives_a_round_trip():
+    import orjson
+
+    same = Row(x=6, t_x=19.0, T=20.0, m=90.0)
+    rows = {f"p{i}": same for i in range(6)} | {f"q{k}": Row(k, 3.0 * k, 30.0, 10.0 * k) for k in range(1, 5)}
+    model = fit(rows, CALIBRATION_END, ValueRules())
+    # six equal CLVs share the better segment: top holds 6 of 10, middle (up to the 5th) nobody
+    assert [(name, lowest is None) for name, lowest in model.segments] == [("top", False), ("middle", True)]
+    stored = Model.from_dict(orjson.loads(orjson.dumps(model.as_dict())))  # as the store keeps it
+    assert stored == model
+    assert {p.value_segment for p in predict(stored, rows).values()} <= {"top", "rest"}
+
+
+def test_a_fit_needs_repeat_purchases():
+    once = {f"p{i}": Row(x=0, t_x=0.0, T=float(i + 1), m=0.0) for i in range(50)}
+    with pytest.raises(ValueError, match="nobody had bought twice"):
+        fit(once, CALIBRATION_END, ValueRules())
+
+
+def test_heavy_tailed_spend_gives_no_expected_spend_rather_than_a_negative_one():
+    g = gamma_gamma.GammaGamma(p=2.0, q=0.7, gamma=15.0, log_likelihood=0.0)  # q <= 1: no population mean
+    spend = gamma_gamma.expected_spend(g, [0, 1, 5], [0.0, 40.0, 40.0])
+    assert np.isnan(spend[0]) and spend[1] > 0 and spend[2] > 0  # p x + q - 1 > 0 once x >= 1 here
+    assert np.isnan(gamma_gamma.expected_spend(gamma_gamma.GammaGamma(0.1, 0.5, 15.0, 0.0), [1], [40.0])[0])
