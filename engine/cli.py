@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import nullcontext
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -400,6 +400,22 @@ def money(amounts: dict[str, float]) -> str:
     return ", ".join(f"{v:,.{minor_digits(c)}f} {c}" for c, v in amounts.items()) or "none"
 
 
+STALE_MODEL_DAYS = 90  # scoring this long after a model's calibration end gets a word of warning
+
+
+def model_age(model: dict[str, Any], as_of: str) -> str | None:
+    """A warning when scores as of a time come from a model fitted far from it, else None."""
+    gap = (date.fromisoformat(as_of[:10]) - date.fromisoformat(model["calibration_end"])).days
+    if gap > STALE_MODEL_DAYS:
+        return (
+            f"  (the model was fitted to purchases by {model['calibration_end']}, {gap:,} days before: its CLVs have "
+            "fallen since, and fewer customers reach its cut-offs; journey value fit again)"
+        )
+    if gap < 0:
+        return f"  (the model was fitted to purchases up to {model['calibration_end']}, after this date)"
+    return None
+
+
 def clv_total(total: float | None, base: str) -> str:
     return "none (no spend model)" if total is None else money({base: total})
 
@@ -785,7 +801,7 @@ def value_summary(as_of: datetime | None, as_known: bool, config_path: str | Non
     console.print(table)
     model = s["model"]
     if model is None:
-        say("  no value model yet: journey value fit --calibration-end DATE predicts P(alive) and CLV")
+        say(f"  no value model in {base} yet: journey value fit --calibration-end DATE predicts P(alive) and CLV")
         return
     say(
         f"  value model {model['model_id']} (fitted to {model['customers']:,} customers' purchases by "
@@ -797,14 +813,26 @@ def value_summary(as_of: datetime | None, as_known: bool, config_path: str | Non
         + ", ".join(f"{name} {n:,}" for name, n in s["value_segments"].items())
         + " (journey value customers --segment NAME)"
     )
+    if note := model_age(model, s["as_of"]):
+        say(note)
+
+
+def listing(f: Any) -> Any:
+    """The options of the value lists: as of when, as known then, how many."""
+    for option in (
+        click.option(
+            "--limit", default=25, show_default=True, type=click.IntRange(0), help="Customers to show (0: all)."
+        ),
+        click.option("--as-known", is_flag=True, help="Only what had been recorded by then (and the model in force)."),
+        click.option("--as-of", "as_of", type=TIME, help=AS_OF),
+    ):
+        f = option(f)
+    return common(f)
 
 
 @value.command("rfm")
-@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
-@click.option("--as-known", is_flag=True, help="Only what had been recorded by then.")
 @click.option("--segment", help='Only the customers of this RFM segment (e.g. "At Risk").')
-@click.option("--limit", default=25, show_default=True, type=click.IntRange(0), help="Customers to show (0: all).")
-@common
+@listing
 def value_rfm(
     as_of: datetime | None,
     as_known: bool,
@@ -838,7 +866,7 @@ def value_rfm(
     for r in shown:
         table.add_row(
             cell(r["customer_id"]),
-            cell(r["segment"]),
+            cell(r["rfm_segment"]),
             r["rfm"],
             f"{r['recency_days']:,.0f}",
             f"{r['purchases']:,}",
@@ -912,7 +940,7 @@ def value_fit(
     )
     if h := out.get("holdout"):
         say(
-            f"  holdout ({h['weeks']:g} weeks): {h['predicted']:,.1f} repeat purchase days predicted, "
+            f"  holdout ({h['weeks']:.1f} weeks): {h['predicted']:,.1f} repeat purchase days predicted, "
             f"{h['actual']:,} made"
         )
         table = Table(title="repeat purchase days per customer in the holdout, by those in calibration")
@@ -929,11 +957,8 @@ def value_fit(
 
 
 @value.command("customers")
-@click.option("--as-of", "as_of", type=TIME, help=AS_OF)
-@click.option("--as-known", is_flag=True, help="Only what had been recorded by then (and the model in force then).")
 @click.option("--segment", help="Only the customers of this value segment (e.g. top).")
-@click.option("--limit", default=25, show_default=True, type=click.IntRange(0), help="Customers to show (0: all).")
-@common
+@listing
 def value_customers(
     as_of: datetime | None,
     as_known: bool,
@@ -952,7 +977,10 @@ def value_customers(
         except ValueError as e:
             raise click.ClickException(str(e)) from None
     if rows and rows[0]["predicted"] is None:  # a model scores everyone with a purchase, or nobody
-        raise click.ClickException("no value model yet: fit one with journey value fit --calibration-end DATE")
+        raise click.ClickException(
+            f"no value model in {config.value.base_currency} yet: fit one with journey value fit --calibration-end DATE"
+            " (journey value models lists those recorded)"
+        )
     rows.sort(key=lambda r: (-(r["predicted"]["clv"] or 0), r["customer_id"]))
     shown = rows if limit == 0 else rows[:limit]
     if as_json:
@@ -978,12 +1006,14 @@ def value_customers(
             "-" if p["clv"] is None else f"{p['clv']:,.2f}",
             f"{p['p_alive']:.0%}",
             f"{p['expected_transactions']:.2f}",
-            cell(r["segment"]),
+            cell(r["rfm_segment"]),
             f"{r['net_revenue']:,.2f}",
         )
     console.print(table)
     if len(shown) < len(rows):
         say(f"... and {len(rows) - len(shown):,} more (--limit 0 for all)")
+    if not rows:
+        say("no customer with a purchase" + (f" in {segment}" if segment else "") + " by then")
     if shown:
         p = shown[0]["predicted"]
         say(

@@ -156,7 +156,11 @@ def load_config(path: str | Path | None = None) -> Config:
         for err in e.errors():
             where = ".".join(map(str, err["loc"]))
             var = from_env.get(where)
-            lines.append(f"  {where}: {err['msg']}" + (f" (set by the environment variable {var})" if var else ""))
+            msg = err["msg"].removeprefix("Value error, ")  # pydantic's wording, not the reader's
+            lines.append(
+                (f"  {where}: {msg}" if where else f"  {msg}")
+                + (f" (set by the environment variable {var})" if var else "")
+            )
         raise ConfigError(f"config file {path or '(defaults)'} is invalid:\n" + "\n".join(lines)) from None
 
 

@@ -164,6 +164,8 @@ class ValueRules(Section):
 
     @model_validator(mode="after")
     def _read_rates(self) -> ValueRules:
+        if self.rates and self.base_currency in self.rates:
+            raise ValueError(f"[value.rates] has {self.base_currency}, the base currency: its rate is 1")
         if self.rates_file is not None:
             if self.rates is not None:
                 raise ValueError("give [value] rates (a fixed table) or rates_file (dated rates), not both")

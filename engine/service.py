@@ -114,7 +114,7 @@ class Engine:
                     f"policy {spec.name}: trigger kind {spec.trigger.kind!r} is not a known touchpoint kind"
                 )
         searchable(config.python_path)
-        self.value_models = RecordedModels(self.store.journal)
+        self.value_models = RecordedModels(self.store.journal, config.value.base_currency)
         self.policies = PolicyEngine(config.policies, config.contact, config.value, self.value_models.in_force)
         self.ingestor = Ingestor(
             self.store,

@@ -18,29 +18,30 @@ if TYPE_CHECKING:
 
 
 class RecordedModels:
-    def __init__(self, journal: JourneyRecorder):
+    def __init__(self, journal: JourneyRecorder, base_currency: str):
         self.journal = journal
+        # Only models fitted in this currency are in force: cut-offs in dollars say nothing of euros.
+        self.base_currency = base_currency
         self._parsed: dict[tuple[str, str], Model] = {}  # (recorded_at, model_id) -> the model
         self._rows: list[ModelRow] = []
 
     def in_force(self, known: str | None = None) -> Model | None:
-        """The last model recorded (before `known`, a stored time, when given); None before any.
-        Strictly before: a write recorded at the same instant as the model (a fixed or event-time
-        clock) was decided without it live, and is the same in a replay. One small query: a
-        policy asks only when a value condition is checked."""
+        """The last model recorded in the base currency (before `known`, a stored time, when
+        given); None before any. Strictly before: a write recorded at the same instant as the
+        model (a fixed or event-time clock) was decided without it live, and is the same in a
+        replay. One count query; the rows are read again only when there are new ones."""
         from .value.model import Model
 
         if self.journal.model_count() != len(self._rows):  # a count is cheap; rows are read when new
             self._rows = self.journal.models()
-        rows = self._rows
-        if known is not None:
-            rows = [r for r in rows if r[1] < known]
-        if not rows:
-            return None
-        model_id, at, body = rows[-1]
-        if (at, model_id) not in self._parsed:
-            self._parsed[at, model_id] = Model.from_dict(orjson.loads(body))
-        return self._parsed[at, model_id]
+        for model_id, at, body in reversed(self._rows):
+            if known is not None and at >= known:
+                continue
+            if (at, model_id) not in self._parsed:
+                self._parsed[at, model_id] = Model.from_dict(orjson.loads(body))
+            if self._parsed[at, model_id].base_currency == self.base_currency:
+                return self._parsed[at, model_id]
+        return None
 
     def holdout(self, model: Model) -> dict[str, Any] | None:
         """The holdout comparison recorded with a model (`journey value fit --holdout-end`), if any."""

@@ -74,7 +74,10 @@ def customers(
     v = values(engine, T, as_known)
     if value_segment is not None:
         if v.model is None:
-            raise ValueError("no value model yet: fit one with journey value fit --calibration-end DATE")
+            raise ValueError(
+                f"no value model in {engine.config.value.base_currency} yet: fit one with journey value fit "
+                "--calibration-end DATE (journey value models lists those recorded)"
+            )
         names = [n for n, _ in v.model.segments] + [v.model.rest_segment]
         if value_segment not in names:
             raise ValueError(f"{value_segment!r} is not a value segment; the segments: {', '.join(names)}")
@@ -89,7 +92,7 @@ def customers(
         out.append(
             {
                 "customer_id": c,
-                "segment": x.segment,
+                "rfm_segment": x.segment,
                 "rfm": x.code,
                 "recency_days": round(x.recency_days, 1),
                 "purchases": h.purchases,

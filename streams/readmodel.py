@@ -28,9 +28,15 @@ def summaries(engine: Engine, customers: set[UUID]) -> list[tuple[str, dict[str,
     # Rebuilt from the store in a few queries for all of them, not from the customer cache that
     # the writers share, and from each one's recorded state rather than its whole history.
     now = engine.clock.now()
+    model = engine.value_models.in_force()  # P(alive) and CLV as of this update (docs/value.md)
     out = []
     for customer in engine.store.customers(customers, cached=False).values():
         v = queries.summary(customer, now, engine.rules, engine.value_rules)
+        scored = None
+        if model is not None:
+            from engine.value.person import valued
+
+            scored = valued(customer.facts, now, model, engine.value_rules, with_rfm=False)
         out.append(
             (
                 v["customer_id"],
@@ -43,6 +49,9 @@ def summaries(engine: Engine, customers: set[UUID]) -> list[tuple[str, dict[str,
                     "base_currency": v["base_currency"],
                     "net_revenue": str(v["net_revenue"]),  # in the base currency (docs/value.md)
                     "value_segment": v["value_segment"] or "",
+                    "p_alive": "" if scored is None else f"{scored.p_alive:.4f}",
+                    "clv": "" if scored is None or scored.clv is None else f"{scored.clv:.2f}",
+                    "model_id": "" if scored is None else scored.model_id,
                     "last_purchase": v["last_purchase"] or "",
                     "open_complaint": "1" if v["open_complaints"] else "0",
                     "overdue_invoice": "1" if v["overdue_invoices"] else "0",
@@ -138,4 +147,7 @@ async def lookup(redis: Redis, topo: Topology, customer_id: str) -> dict[str, An
         # rows written before value existed have none of it until rewritten
         "net_revenue": float(row["net_revenue"]) if row.get("net_revenue") else None,
         "value_segment": row.get("value_segment") or None,
+        "p_alive": float(row["p_alive"]) if row.get("p_alive") else None,
+        "clv": float(row["clv"]) if row.get("clv") else None,
+        "model_id": row.get("model_id") or None,
     }

@@ -75,7 +75,7 @@ def test_journey_value_on_the_command_line(tmp_path):
     out = CliRunner().invoke(main, ["value", "rfm", "--segment", "vip"], env=env)
     assert out.exit_code == 2 and "the segments: Champions" in out.output
     out = CliRunner().invoke(main, ["value", "customers"], env=env)  # no model yet
-    assert out.exit_code == 1 and "no value model yet: fit one with journey value fit" in out.output
+    assert out.exit_code == 1 and "no value model in EUR yet: fit one with journey value fit" in out.output
     for args, problem in (
         (["--calibration-end", "2999-01-01"], "the calibration end 2999-01-01 is after today"),
         (["--calibration-end", "2025-03-01", "--holdout-end", "2025-02-01"], "is not after the calibration end"),
@@ -156,6 +156,17 @@ def test_a_fitted_model_is_a_fact_that_views_name_and_a_rebuild_keeps(engine, tm
         rebuild(engine, target)
         assert models(target) == models(engine)
         assert target.view("ann", NOW)["value"] == engine.view("ann", NOW)["value"]
+    # A model fitted in dollars is not in force for a store counted in euros (its cut-offs are dollars).
+    usd = engine.config.model_copy(update={"value": engine.config.value.model_copy(update={"base_currency": "USD"})})
+    with Engine(usd, FixedClock(NOW + timedelta(days=2))) as dollars:
+        fit(dollars, day(100))
+        assert dollars.value_models.in_force().base_currency == "USD"
+    assert engine.value_models.in_force().model_id == second["model_id"]  # the euro store's is still in force
+    assert engine.view("ann", NOW)["value"]["predicted"]["model_id"] == second["model_id"]
+    with Engine(Config(data_dir=str(tmp_path / "rebuilt2")), FixedClock(NOW)) as target:
+        rebuild(engine, target)
+        assert models(target) == models(engine)
+        assert target.view("ann", NOW)["value"] == engine.view("ann", NOW)["value"]
 
 
 def test_journey_value_fit_on_the_cdnow_sample(tmp_path):
@@ -196,12 +207,15 @@ def test_journey_value_fit_on_the_cdnow_sample(tmp_path):
     assert abs(h["predicted"] - made) < 0.2 * made  # the paper's model under-predicts CDNOW a little
     text = CliRunner().invoke(main, args, env=env).output
     assert "r 0.2426, alpha 4.4136, a 0.7929, b 2.4259" in text and "7+" in text
-    out = CliRunner().invoke(main, ["value", "customers", "--as-of", "1997-09-30", "--json", "--limit", "0"], env=env)
+    out = CliRunner().invoke(main, ["value", "customers", "--as-of", "1997-09-30", "--json"], env=env)
+    assert out.exit_code == 1 and "no value model in EUR yet" in out.output  # the model's cut-offs are dollars
+    listing = ["value", "customers", "--as-of", "1997-09-30", "--json", "--limit", "0", "--config", str(config)]
+    out = CliRunner().invoke(main, listing, env=env)
     listed = json.loads(out.output)
     assert len(listed) == 2357 and listed[0]["predicted"]["model_id"] == fitted["model_id"]
     clvs = [r["predicted"]["clv"] for r in listed]
     assert clvs == sorted(clvs, reverse=True)  # best first
-    out = CliRunner().invoke(main, ["value", "customers", "--segment", "vip"], env=env)
+    out = CliRunner().invoke(main, ["value", "customers", "--segment", "vip", "--config", str(config)], env=env)
     assert out.exit_code == 1 and "the segments: top, middle, rest" in out.output
     out = CliRunner().invoke(main, ["value", "fit", "--calibration-end", "1990-01-01"], env=env)
     assert out.exit_code == 1 and "nobody had a purchase by 1990-01-01" in out.output
