@@ -40,7 +40,8 @@ def summary(engine: Engine, T: datetime, as_known: bool = False) -> dict[str, An
         unconverted.update(x.unconverted)
     segments = Counter(x.segment for x in v.rfm.values())
     names = [s.name for s in rules.rfm_segments] + ([OTHER] if segments[OTHER] else [])
-    share = pareto_share([x.net_revenue for x in buyers], rules.top_share)
+    revenues = [x.net_revenue for x in buyers]
+    share = pareto_share(revenues, rules.top_share)
     out = {
         "as_of": iso(T),
         "as_known": as_known,
@@ -51,6 +52,8 @@ def summary(engine: Engine, T: datetime, as_known: bool = False) -> dict[str, An
         "unconverted": {c: round(a, 2) for c, a in sorted(unconverted.items())},
         "top_share": rules.top_share,
         "top_share_of_revenue": None if share is None else round(share, 4),
+        # the Pareto figure at the usual 20%, whatever top_share says (scripts compare it across stores)
+        "top20_share": None if (top20 := pareto_share(revenues, 0.2)) is None else round(top20, 4),
         "rfm_segments": {name: segments[name] for name in dict.fromkeys(names)},
         "model": None,
         "value_segments": None,

@@ -39,6 +39,7 @@ def test_value_per_person_in_the_base_currency(engine):
     assert s["net_revenue"] == round(100 + 60 * 0.86 + 40 + 20, 2)
     assert s["unconverted"] == {"JPY": 20.0}
     assert s["top_share_of_revenue"] == round((100 + 60 * 0.86 + 40) / (100 + 60 * 0.86 + 40 + 20), 4)
+    assert s["top20_share"] == s["top_share_of_revenue"]  # top_share is 0.2 by default
     rows = {r["customer_id"]: r for r in customers(engine, NOW)}
     assert rows["ann"]["purchases"] == 3 and rows["cy"]["net_revenue"] == 0.0
     assert sum(s["rfm_segments"].values()) == 3
