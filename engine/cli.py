@@ -521,13 +521,16 @@ def changes(after: int, limit: int, customer_id: str | None, config_path: str | 
 
 
 @main.command()
+@click.option("--policy", help="Only this policy's actions (e.g. top_customer_call; one no longer configured too).")
 @feed_options
-def actions(after: int, limit: int, customer_id: str | None, config_path: str | None, as_json: bool) -> None:
+def actions(
+    after: int, limit: int, customer_id: str | None, policy: str | None, config_path: str | None, as_json: bool
+) -> None:
     """The action feed: retention actions issued, suppressed and deferred, in order."""
     print_feed(
         config_path,
         as_json,
-        lambda e: e.actions(after, limit, customer_id),
+        lambda e: e.actions(after, limit, customer_id, policy),
         lambda a: (
             f"{a['position']:>8}  {a['at'][:16]}  {a['customer_id']:<14} {a['policy']:<22} "
             f"{a['status']:<10} {a['channel']:<6} {a['reason']}"

@@ -176,16 +176,24 @@ def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, An
 
 
 def feed(
-    engine: Sources, topic: str, key: str, after: int, limit: int, customer_id: str | None = None
+    engine: Sources,
+    topic: str,
+    key: str,
+    after: int,
+    limit: int,
+    customer_id: str | None = None,
+    where: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """A page of a feed (lifecycle changes or actions) after a position, optionally one customer's."""
+    """A page of a feed (lifecycle changes or actions) after a position, optionally one customer's,
+    and only the entries whose fields have the values `where` gives (e.g. {"policy": "win_back"})."""
     wanted = customer_uuid(customer_id) if customer_id else None
     out: list[dict[str, Any]] = []
     if limit <= 0:
         return out
     for position, customer, body in scan(engine, topic, after):
-        if wanted is None or customer == wanted:
-            out.append({"position": position, **body[key]})
+        entry = body[key]
+        if (wanted is None or customer == wanted) and all(entry.get(k) == v for k, v in (where or {}).items()):
+            out.append({"position": position, **entry})
             if len(out) >= limit:
                 break
     return out
@@ -195,8 +203,10 @@ def changes(engine: Sources, after: int, limit: int, customer_id: str | None = N
     return feed(engine, CHANGE_TOPIC, "change", after, limit, customer_id)
 
 
-def actions(engine: Sources, after: int, limit: int, customer_id: str | None = None) -> list[dict[str, Any]]:
-    return feed(engine, ACTION_TOPIC, "action", after, limit, customer_id)
+def actions(
+    engine: Sources, after: int, limit: int, customer_id: str | None = None, policy: str | None = None
+) -> list[dict[str, Any]]:
+    return feed(engine, ACTION_TOPIC, "action", after, limit, customer_id, {"policy": policy} if policy else None)
 
 
 def action_history(engine: Sources, action_id: str) -> list[dict[str, Any]]:

@@ -411,8 +411,10 @@ class Engine:
     def changes(self, after: int = 0, limit: int = 100, customer_id: str | None = None) -> list[dict[str, Any]]:
         return queries.changes(self, after, limit, customer_id)
 
-    def actions(self, after: int = 0, limit: int = 100, customer_id: str | None = None) -> list[dict[str, Any]]:
-        return queries.actions(self, after, limit, customer_id)
+    def actions(
+        self, after: int = 0, limit: int = 100, customer_id: str | None = None, policy: str | None = None
+    ) -> list[dict[str, Any]]:
+        return queries.actions(self, after, limit, customer_id, policy)
 
     def why(self, action_id: str) -> dict[str, Any]:
         from .policies.explain import explain

@@ -150,6 +150,8 @@ def test_the_ingest_summary_counts_what_the_feeds_hold(tmp_path, workers):
     changes = run("changes", "--limit", "1000000", "--json", env=env).output.splitlines()
     actions = run("actions", "--limit", "1000000", "--json", env=env).output.splitlines()
     assert (summary["changes"], summary["actions"]) == (len(changes), len(actions))
+    welcomes = run("actions", "--limit", "1000000", "--policy", "welcome", "--json", env=env).output.splitlines()
+    assert welcomes and len(welcomes) == sum(json.loads(a)["policy"] == "welcome" for a in actions)
     assert 0 < summary["timer_changes"] < summary["changes"] and 0 < summary["timer_actions"] < summary["actions"]
     assert set(summary) == {
         "accepted",
