@@ -1033,19 +1033,34 @@ def value_models(config_path: str | None, as_json: bool) -> None:
 
     with open_engine(config_of(config_path)) as engine:
         rows = models(engine)
+        in_force = engine.value_models.in_force()
     if as_json:
         emit(rows)
         return
     if not rows:
         say("no value model yet: journey value fit --calibration-end DATE")
-    for i, m in enumerate(rows):
-        f = m["bgnbd"]
+    for m in rows:
+        f, g, base = m["bgnbd"], m["gamma_gamma"], m["base_currency"]
+        now = in_force is not None and (m["model_id"], m["recorded_at"]) == (
+            in_force.model_id,
+            in_force_at(rows, in_force),
+        )
         say(
             (m["model_id"], "bold"),
-            f" recorded {m['recorded_at'][:19]}Z: {m['customers']:,} customers by {m['calibration_end']}; "
-            f"r {f['r']:.3f}, alpha {f['alpha']:.3f}, a {f['a']:.3f}, b {f['b']:.3f}"
-            + (" (in force)" if i == len(rows) - 1 else ""),
+            f" recorded {m['recorded_at'][:19]}Z: {m['customers']:,} customers by {m['calibration_end']}, in {base}"
+            + (" (in force)" if now else ""),
         )
+        spend = "no spend model" if g is None else f"p {g['p']:.3f}, q {g['q']:.3f}, gamma {g['gamma']:.3f}"
+        cuts = ", ".join(
+            f"{s['name']} from {money({base: s['min_clv']})}" if s["min_clv"] is not None else f"{s['name']} nobody"
+            for s in m["value_segments"]
+        )
+        say(f"    r {f['r']:.3f}, alpha {f['alpha']:.3f}, a {f['a']:.3f}, b {f['b']:.3f}; {spend}; {cuts}")
+
+
+def in_force_at(rows: list[dict[str, Any]], model: Any) -> str:
+    """When the model in force was last recorded (a model may be recorded more than once)."""
+    return max(r["recorded_at"] for r in rows if r["model_id"] == model.model_id)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,10 @@ def test_journey_value_fit_on_the_cdnow_sample(tmp_path):
     assert len(listed) == 2357 and listed[0]["predicted"]["model_id"] == fitted["model_id"]
     clvs = [r["predicted"]["clv"] for r in listed]
     assert clvs == sorted(clvs, reverse=True)  # best first
+    listed_models = CliRunner().invoke(main, ["value", "models", "--config", str(config)], env=env).output
+    assert f"{fitted['model_id']} recorded" in listed_models and "in USD (in force)" in listed_models
+    assert "p 6.250, q 3.744" in listed_models and "top from 29.40 USD" in listed_models
+    assert "(in force)" not in CliRunner().invoke(main, ["value", "models"], env=env).output  # not for euros
     out = CliRunner().invoke(main, ["value", "customers", "--segment", "vip", "--config", str(config)], env=env)
     assert out.exit_code == 1 and "the segments: top, middle, rest" in out.output
     out = CliRunner().invoke(main, ["value", "fit", "--calibration-end", "1990-01-01"], env=env)
