@@ -976,14 +976,9 @@ def value_customers(
     config = config_of(config_path)
     with open_engine(config) as engine:
         try:
-            rows = customers(engine, as_of or engine.clock.now(), None, as_known, value_segment=segment)
+            rows = customers(engine, as_of or engine.clock.now(), None, as_known, value_segment=segment, scored=True)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
-    if rows and rows[0]["predicted"] is None:  # a model scores everyone with a purchase, or nobody
-        raise click.ClickException(
-            f"no value model in {config.value.base_currency} yet: fit one with journey value fit --calibration-end DATE"
-            " (journey value models lists those recorded)"
-        )
     rows.sort(key=lambda r: (-(r["predicted"]["clv"] or 0), r["customer_id"]))
     shown = rows if limit == 0 else rows[:limit]
     if as_json:

@@ -372,10 +372,10 @@ def predicted(engine: Sources, facts: Facts, T: datetime, known: str | None) -> 
     model = engine.value_models.in_force(known)
     if model is None:
         return None
-    from .value.model import predict, row_at
+    from .value.model import predict_one
 
-    row = row_at(facts, T, engine.value_rules)
-    return None if row is None else prediction_fields(model, predict(model, {"": row})[""])
+    p = predict_one(model, facts, T, engine.value_rules)
+    return None if p is None else prediction_fields(model, p)
 
 
 def prediction_fields(model: Model, p: Prediction) -> dict[str, Any]:

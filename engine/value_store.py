@@ -32,9 +32,7 @@ class RecordedModels:
         replay. One count query; the rows are read again only when there are new ones."""
         from .value.model import Model
 
-        if self.journal.model_count() != len(self._rows):  # a count is cheap; rows are read when new
-            self._rows = self.journal.models()
-        for model_id, at, body in reversed(self._rows):
+        for model_id, at, body in reversed(self._fresh()):
             if known is not None and at >= known:
                 continue
             if (at, model_id) not in self._parsed:
@@ -43,9 +41,15 @@ class RecordedModels:
                 return self._parsed[at, model_id]
         return None
 
+    def _fresh(self) -> list[ModelRow]:
+        """The recorded rows, read again only when there are new ones (a count is cheap)."""
+        if self.journal.model_count() != len(self._rows):
+            self._rows = self.journal.models()
+        return self._rows
+
     def holdout(self, model: Model) -> dict[str, Any] | None:
         """The holdout comparison recorded with a model (`journey value fit --holdout-end`), if any."""
-        for model_id, _, body in reversed(self.journal.models()):
+        for model_id, _, body in reversed(self._fresh()):
             if model_id == model.model_id:
                 holdout: dict[str, Any] | None = orjson.loads(body).get("holdout")
                 return holdout

@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from .value.person import Values
 
 
+def no_model(base_currency: str) -> str:
+    """What to say when no value model is in force (in this base currency)."""
+    return (
+        f"no value model in {base_currency} yet: fit one with journey value fit --calibration-end DATE "
+        "(journey value models lists those recorded)"
+    )
+
+
 def values(engine: Engine, T: datetime, as_known: bool = False) -> Values:
     """Each customer's value as of T, with the model in force (now, or as known at T)."""
     from .value.person import valuate
@@ -60,7 +68,7 @@ def summary(engine: Engine, T: datetime, as_known: bool = False) -> dict[str, An
     }
     if v.model is not None:
         by_segment = Counter(p.value_segment for p in v.predicted.values())
-        names = [n for n, _ in v.model.segments] + [v.model.rest_segment]
+        names = v.model.segment_names
         out["model"] = v.model.as_dict()
         out["value_segments"] = {n: by_segment[n] for n in names}
         clvs = [p.clv for p in v.predicted.values() if p.clv is not None]
@@ -69,19 +77,23 @@ def summary(engine: Engine, T: datetime, as_known: bool = False) -> dict[str, An
 
 
 def customers(
-    engine: Engine, T: datetime, segment: str | None = None, as_known: bool = False, value_segment: str | None = None
+    engine: Engine,
+    T: datetime,
+    segment: str | None = None,
+    as_known: bool = False,
+    value_segment: str | None = None,
+    scored: bool = False,
 ) -> list[dict[str, Any]]:
     """The customers with a purchase, best first (by net revenue), with their value, RFM and
-    predictions; only those of an RFM `segment` or a `value_segment` when given (ValueError for a
-    value segment the model in force does not have, or without a model)."""
+    predictions; only those of an RFM `segment` or a `value_segment` when given. ValueError without
+    a model when the predictions are asked for (`scored`, or a value segment), and for a value
+    segment the model in force does not have."""
     v = values(engine, T, as_known)
+    if (scored or value_segment is not None) and v.model is None:
+        raise ValueError(no_model(engine.config.value.base_currency))
     if value_segment is not None:
-        if v.model is None:
-            raise ValueError(
-                f"no value model in {engine.config.value.base_currency} yet: fit one with journey value fit "
-                "--calibration-end DATE (journey value models lists those recorded)"
-            )
-        names = [n for n, _ in v.model.segments] + [v.model.rest_segment]
+        assert v.model is not None  # checked above
+        names = v.model.segment_names
         if value_segment not in names:
             raise ValueError(f"{value_segment!r} is not a value segment; the segments: {', '.join(names)}")
     out = []

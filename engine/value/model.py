@@ -125,6 +125,11 @@ class Model:
             ),
         )
 
+    @property
+    def segment_names(self) -> list[str]:
+        """Its value segments, best first, then the rest."""
+        return [name for name, _ in self.segments] + [self.rest_segment]
+
     def segment_of(self, clv: float | None) -> str:
         if clv is None:
             return self.rest_segment
@@ -325,3 +330,9 @@ def holdout(model: Model, rows: Mapping[str, Row], actual: Mapping[str, int], we
 def row_at(facts: Facts, T: datetime, rules: ValueRules) -> Row | None:
     """A person's row for the model as of T: their transactions as of T, the period ending on T's day."""
     return summarise(transactions(facts, T, rules), T.date())
+
+
+def predict_one(model: Model, facts: Facts, T: datetime, rules: ValueRules) -> Prediction | None:
+    """One person's predictions as of T; None without a purchase by then."""
+    row = row_at(facts, T, rules)
+    return None if row is None else predict(model, {"": row})[""]

@@ -11,7 +11,7 @@ from datetime import datetime
 from ..projections.facts import Facts
 from ..rules import ValueRules
 from .history import Historical, historical, rfm_of
-from .model import Model, Prediction, predict, row_at
+from .model import Model, Prediction, predict, predict_one, row_at
 from .rfm import OTHER, Rfm, score_rfm
 
 
@@ -28,10 +28,9 @@ def valued(facts: Facts, now: datetime, model: Model, rules: ValueRules, with_rf
     """The person's predictions and segments now; None without a purchase by now. RFM (only
     `with_rfm`: it costs another walk of the orders) is scored against the model's cut points,
     its segment named by [value] rfm_segments."""
-    row = row_at(facts, now, rules)
-    if row is None:
+    p = predict_one(model, facts, now, rules)
+    if p is None:
         return None
-    p = predict(model, {"": row})[""]
     if not with_rfm:
         return Valued(model.model_id, p.p_alive, p.clv, p.value_segment, None)
     rfm = rfm_of(historical(facts, now, rules), now)
