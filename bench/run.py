@@ -242,7 +242,7 @@ def m_rebuild(args: dict) -> dict:
     import orjson
 
     from engine.config import Config
-    from engine.projections.lifecycle import evaluate
+    from engine.projections.lifecycle import customer_ladder, evaluate
     from engine.queries import gc_paused
     from engine.service import Engine
     from replay.history import load
@@ -252,7 +252,7 @@ def m_rebuild(args: dict) -> dict:
         h = load(engine, feeds=False)
         stages: dict[str | None, int] = {}
         for _, facts in h.customers():
-            s = evaluate(facts, UNTIL, engine.rules).stage
+            s = evaluate(facts, UNTIL, customer_ladder(engine.rules)).stage
             stages[s] = stages.get(s, 0) + 1
         seconds = time.perf_counter() - started
         events = h.events

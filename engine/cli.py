@@ -1058,5 +1058,65 @@ def in_force_at(rows: list[dict[str, Any]], model: Any) -> str:
     return max(r["recorded_at"] for r in rows if r["model_id"] == model.model_id)
 
 
+@main.group()
+def ladders() -> None:
+    """The ladders stages are decided on (docs/ladders.md)."""
+
+
+def _ladders(config: Config) -> list[Any]:
+    from .projections.lifecycle import customer_ladder
+
+    return [customer_ladder(config.lifecycle)]
+
+
+@ladders.command("show")
+@common
+def ladders_show(config_path: str | None, as_json: bool) -> None:
+    """Each ladder as readable rules: what counts, the stages, the health rules."""
+    from .ladders.show import lines
+
+    found = _ladders(config_of(config_path))
+    if as_json:
+        emit([{"name": lad.name, "version": lad.version, "definition": lad.definition.model_dump()} for lad in found])
+        return
+    for lad in found:
+        say_lines("\n".join(lines(lad.definition, lad.version)))
+
+
+@ladders.command("check")
+@common
+def ladders_check(config_path: str | None, as_json: bool) -> None:
+    """Validate a config file's ladders without a store: names, kinds, properties, and stages or
+    health rules that can never be reached. Exits 1 on a problem."""
+    from .catalog import BUILTIN_KINDS, Catalog
+    from .ladders.check import problems
+
+    config = config_of(config_path)
+    catalog = Catalog(config.kinds)
+    kinds = {
+        name: (frozenset(schema.model_fields) if schema.model_fields or name not in BUILTIN_KINDS else None)
+        for name, schema in catalog.schemas.items()
+    }
+    found = _ladders(config)
+    report = [
+        {"ladder": lad.name, "version": lad.version, "problems": problems(lad.definition, kinds)} for lad in found
+    ]
+    if as_json:
+        emit(report)
+    else:
+        for r in report:
+            if r["problems"]:
+                for p in r["problems"]:
+                    say((p, "red"))
+            else:
+                lad = next(x for x in found if x.name == r["ladder"])
+                say(
+                    f"ok: ladder {lad.name} (version {lad.version}): {len(lad.stages)} stages, "
+                    f"{len(lad.healths)} health rules"
+                )
+    if any(r["problems"] for r in report):
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ from .persistence.journal import LinkRow
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields, seal
 from .projections.facts import currency_clash
-from .projections.lifecycle import Transition, advance
+from .projections.lifecycle import Transition, advance, customer_ladder
 from .regroup import Regrouper
 from .retry import at_once, retry
 from .rules import LifecycleRules
@@ -89,6 +89,7 @@ class Ingestor:
         self.keys = keys
         self.personal = personal
         self.rules = rules
+        self.ladder = customer_ladder(rules)
         self.policies = policies
         self.shard = shard  # (k, n): this writer owns shard k of n of the customers (due timers)
         # traits whose equal values link identifiers (identity), by their names in any case
@@ -381,7 +382,7 @@ class Ingestor:
         last = customer.evaluated_until if since is ... else since
         until = datetime.fromisoformat(last) if last else None
         transitions, status, customer.memo = advance(
-            facts, (customer.stage, customer.health), until, now, self.rules, customer.memo, late
+            facts, (customer.stage, customer.health), until, now, self.ladder, customer.memo, late
         )
         changes = []
         for tr in transitions:

@@ -26,7 +26,7 @@ from .privacy import ERASED, PersonalFields, reveal, unseal
 from .projections import contact
 from .projections.asof import visible
 from .projections.facts import LIFECYCLE_KINDS, Facts, Folds
-from .projections.lifecycle import HEALTHS, STAGES, evaluate, revenue, timeline
+from .projections.lifecycle import HEALTHS, STAGES, customer_ladder, evaluate, revenue, timeline
 from .rules import LifecycleRules, ValueRules
 from .store import JourneyStore
 from .value import historical
@@ -160,7 +160,7 @@ def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, An
     health = dict.fromkeys(HEALTHS, 0)
     with gc_paused():
         for f in facts.values():
-            status = evaluate(f, T, engine.rules)
+            status = evaluate(f, T, customer_ladder(engine.rules))
             assert status.stage is not None  # every customer folded has a touchpoint by T
             stages[status.stage] += 1
             if status.health:
@@ -314,7 +314,7 @@ def _customer_view(
     items.sort(key=lambda item: (item["at"], item["type"] != "touchpoint"))  # touchpoints first at one time
     items.reverse()
     items = items[offset:] if wanted is None else items[offset:wanted]
-    history, status = timeline(facts, engine.rules, None, T)
+    history, status = timeline(facts, customer_ladder(engine.rules), None, T)
     if erased:
         traits = engine.personal.split("", {}, traits)[1] or {}  # what was in clear, personal fields out
         traits["personal_data"] = ERASED
@@ -414,7 +414,7 @@ def summary(customer: Customer, T: datetime, rules: LifecycleRules, value_rules:
     """What a service needs at a touchpoint, now, from the customer's recorded state (the same
     values customer_view gives, without reading the whole history): stage, health, money, the
     value segment last recorded on the change feed, flags."""
-    status = evaluate(customer.facts, T, rules)
+    status = evaluate(customer.facts, T, customer_ladder(rules))
     return {
         "customer_id": customer.customer_id,
         "stage": status.stage,

@@ -13,7 +13,7 @@ import orjson
 import pandas as pd
 
 from engine.clock import iso
-from engine.projections.lifecycle import evaluate, revenue
+from engine.projections.lifecycle import customer_ladder, evaluate, revenue
 from engine.service import Engine
 from engine.value.person import valuate
 
@@ -131,7 +131,7 @@ def frames(
     known = iso(as_of) if as_known else None
     value = valuate({h.names[u]: f for u, f in h.facts.items()}, as_of, rules, engine.value_models.in_force(known))
     for uuid, facts in h.facts.items():
-        s = evaluate(facts, as_of, engine.rules)
+        s = evaluate(facts, as_of, customer_ladder(engine.rules))
         if s.stage is None:
             continue
         name = h.names[uuid]

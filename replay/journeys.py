@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from engine.config import LifecycleRules
 from engine.projections.facts import Facts
-from engine.projections.lifecycle import HEALTHS, STAGES, Transition, purchases, timeline
+from engine.projections.lifecycle import HEALTHS, STAGES, Transition, customer_ladder, purchases, timeline
 
 from .history import History
 
@@ -48,7 +48,7 @@ class Journeys:
     def timelines(self) -> dict[str, list[Transition]]:
         if self._timelines is None:
             self._timelines = {
-                cid: timeline(f, self.rules, None, self.until)[0]
+                cid: timeline(f, customer_ladder(self.rules), None, self.until)[0]
                 for cid, f in counted(self.h.customers(), self.progress)
             }
         return self._timelines

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from engine.clock import FixedClock, iso
 from engine.config import Config
-from engine.projections.lifecycle import evaluate
+from engine.projections.lifecycle import customer_ladder, evaluate
 from engine.service import Engine
 
 from .history import History, load
@@ -63,8 +63,8 @@ def whatif(
     sample: list[dict[str, Any]] = []
     customers = 0
     for cid, facts in counted(sorted(h.customers()), on_customers):
-        a = evaluate(facts, as_of, live.rules)
-        b = evaluate(facts, as_of, alternative.lifecycle)
+        a = evaluate(facts, as_of, customer_ladder(live.rules))
+        b = evaluate(facts, as_of, customer_ladder(alternative.lifecycle))
         if a.stage is None:
             continue
         customers += 1

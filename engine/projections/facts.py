@@ -13,11 +13,29 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-ADVOCACY_KINDS = ("referral.converted", "review.posted", "survey.answered")
-LIFECYCLE_KINDS = frozenset(("order.placed", "order.cancelled", "order.refunded") + ADVOCACY_KINDS)
+ORDER_KINDS = ("order.placed", "order.cancelled", "order.refunded")
+# The other kinds a ladder reads, with the properties it reads of them, kept per person (the
+# customer ladder's advocacy signals by default; config adds the kinds its [[ladders]] read, see
+# `keep`). The set only grows in a process: keeping a kind no ladder reads changes no answer.
+KEPT: dict[str, frozenset[str]] = {
+    "referral.converted": frozenset(),
+    "review.posted": frozenset({"rating"}),
+    "survey.answered": frozenset({"nps"}),
+}
+LIFECYCLE_KINDS: set[str] = set(ORDER_KINDS) | KEPT.keys()
 # Each relevant kind as one shared string: the facts of millions of touchpoints keep a kind each,
 # and a kind decoded from a stored body is a new string every time.
 _KINDS = {kind: kind for kind in LIFECYCLE_KINDS}
+
+
+def keep(kinds: dict[str, frozenset[str]]) -> None:
+    """Fold these kinds (and these properties of them) into every person's facts from now on."""
+    for kind, props in kinds.items():
+        KEPT[kind] = KEPT.get(kind, frozenset()) | props
+        LIFECYCLE_KINDS.add(kind)
+        _KINDS.setdefault(kind, kind)
+
+
 _CURRENCIES: dict[str, str] = {}  # likewise each currency code (a few hundred at most)
 # Most customers never cancel, refund or review: until their first such touchpoint they share
 # this read-only empty map (or an empty tuple), ~200 bytes a customer saved at millions of them.
@@ -54,13 +72,14 @@ class Facts:
     cancels: Mapping[str, list[tuple[datetime, str]]] = field(default_factory=lambda: _NONE)
     # (at, event id, amount, currency as given or None: the order's)
     refunds: Mapping[str, list[tuple[datetime, str, float, str | None]]] = field(default_factory=lambda: _NONE)
-    signals: list[tuple[datetime, str, str, int | None]] | tuple[()] = ()
+    # (at, event id, the properties ladders read) of the KEPT kinds, per kind, in time order
+    kept: Mapping[str, list[tuple[datetime, str, Mapping[str, Any]]]] = field(default_factory=lambda: _NONE)
     # (at, event_id, kind) of every lifecycle-relevant touchpoint, sorted: the times a stage can move,
     # and (an event id having one time) the record of which touchpoints are folded in.
     moments: list[tuple[datetime, str, str]] = field(default_factory=list)
     # Bumped by every change, so what was concluded from these facts knows when it is stale.
     version: int = field(default=0, compare=False)
-    # The walk kept beside these facts (lifecycle.Sweep), told of every change to an order; a weak
+    # The walk kept beside these facts (ladder.Walk), told of every touchpoint folded; a weak
     # reference: the sweep refers to the facts, and a cycle would outlive its customer (the
     # collector never rescans what gc.freeze() froze).
     listener: Any = field(default=None, compare=False, repr=False)
@@ -100,33 +119,16 @@ class Facts:
             oid = props["order_id"]
             insort(refunds.setdefault(oid, []), (at, event_id, float(props["amount"]), props.get("currency")))
         else:
-            if not self.signals:
-                self.signals = []
-            value = props.get("rating") if kind == "review.posted" else props.get("nps")
-            insort(self.signals, (at, event_id, kind, value))
-            return
-        sweep = self.listener() if self.listener is not None else None
-        if sweep is not None:
-            sweep.order_changed(oid)
-
-    def void_of(self, order_id: str) -> datetime | None:
-        """When an order stopped counting as a purchase: its earliest cancellation, or the refund
-        that brought the refunds (in time order) to its amount; None if it still counts. The
-        one definition of a voided order."""
-        cancels = self.cancels.get(order_id)
-        void = cancels[0][0] if cancels else None
-        refunds = self.refunds.get(order_id)
-        if refunds:
-            order = self.orders.get(order_id)
-            if order is not None:
-                refunded = 0.0
-                for at, _, amount, _ in refunds:
-                    refunded += amount
-                    if refunded >= order.amount:
-                        if void is None or at < void:
-                            void = at
-                        break
-        return void
+            self.kept = kept = _own(self.kept)
+            wanted = KEPT[kind]
+            props = {k: v for k, v in props.items() if k in wanted} if wanted else {}
+            items = kept.get(kind)
+            if items is None:
+                items = kept[kind] = []
+            insort(items, (at, event_id, props), key=lambda x: x[:2])
+        walk = self.listener() if self.listener is not None else None
+        if walk is not None:
+            walk.touched(kind, at, event_id, props)
 
 
 def currency_clash(

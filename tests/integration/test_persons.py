@@ -17,7 +17,7 @@ from engine.config import Config
 from engine.identity import Identifier, Link, anonymous_home, resolve
 from engine.ids import customer_uuid
 from engine.projections.facts import Facts
-from engine.projections.lifecycle import evaluate
+from engine.projections.lifecycle import customer_ladder, evaluate
 from engine.rules import LifecycleRules
 from engine.service import Engine
 from replay.rebuild import rebuild
@@ -234,7 +234,7 @@ def oracle(records: list[dict], T: datetime) -> dict[str, tuple[str | None, str 
             if home == customer:
                 at = datetime.fromisoformat(r["occurred_at"])
                 facts.add(r["event_id"], r["kind"], at, r["properties"])
-        status = evaluate(facts, T, LifecycleRules())
+        status = evaluate(facts, T, customer_ladder(LifecycleRules()))
         out[customer] = (status.stage, status.health, status.count)
     return out
 

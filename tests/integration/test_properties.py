@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 from engine.clock import FixedClock
 from engine.config import Config, LifecycleRules
 from engine.projections.facts import Facts
-from engine.projections.lifecycle import evaluate, timeline
+from engine.projections.lifecycle import customer_ladder, evaluate, timeline
 from engine.service import Engine
 
 from ..conftest import NOW
 from ..helpers import tp
 
-RULES = LifecycleRules()
+RULES = customer_ladder(LifecycleRules())
 START = NOW - timedelta(days=900)
 
 

@@ -22,6 +22,15 @@ from engine.projections.facts import Facts, Order
 TICK = timedelta(microseconds=1)
 
 
+def signals(facts: Facts) -> list[tuple[datetime, str, str, int | None]]:
+    """The advocacy signals (at, event id, kind, rating or NPS), in time order."""
+    out = []
+    for kind in ("referral.converted", "review.posted", "survey.answered"):
+        for at, eid, props in facts.kept.get(kind, ()):
+            out.append((at, eid, kind, props.get("rating") if kind == "review.posted" else props.get("nps")))
+    return sorted(out)
+
+
 def ledger(facts: Facts) -> list[tuple[Order, datetime | None]]:
     """Every order, oldest first, with the time it stopped counting as a purchase."""
     out = []
@@ -149,7 +158,7 @@ def purchases(facts: Facts, T: datetime) -> list[Order]:
 def _advocacy(facts: Facts, T: datetime, rules: LifecycleRules) -> list[tuple[datetime, str, str, int | None]]:
     since = T - rules.window
     out = []
-    for at, eid, kind, value in facts.signals:
+    for at, eid, kind, value in signals(facts):
         if not since < at <= T:
             continue
         if (
@@ -222,7 +231,7 @@ def next_moment(facts: Facts, t: datetime, status: Status, rules: LifecycleRules
         if o.at > since:
             candidates.append(o.at + window)
             break
-    for at, *_ in facts.signals:  # likewise, if it has happened by t
+    for at, *_ in signals(facts):  # likewise, if it has happened by t
         if at > since:
             if at <= t:
                 candidates.append(at + window)
@@ -281,8 +290,11 @@ def _trigger(facts: Facts, at: datetime, rules: LifecycleRules) -> tuple[str, tu
     if at == facts.first_seen:
         return f"first touchpoint {facts.first_seen_id}", (facts.first_seen_id or "",)
     window = rules.window
-    left = sorted(o.event_id for o in facts.orders.values() if o.at + window == at)  # (was: arrival order)
-    left += [eid for s_at, eid, *_ in facts.signals if s_at + window == at]
+    left = []
+    if rules.loyal_min_recent_purchases >= 1:  # (was: also when no rule reads purchases in the window)
+        left = sorted(o.event_id for o in facts.orders.values() if o.at + window == at)  # (was: arrival order)
+    # The signals that count (was: every advocacy touchpoint, a review rated 1 too)
+    left += [eid for s_at, eid, *_ in _advocacy(facts, at - TICK, rules) if s_at + window == at]
     if left:
         return f"{', '.join(left)} left the {rules.window_days}-day window", tuple(left)
     return "time passed without a purchase", ()

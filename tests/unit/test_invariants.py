@@ -18,6 +18,8 @@ from engine.touchpoints import Rejection, Touchpoint, Validator
 from ..conftest import NOW
 from .test_lifecycle_oracle import START, events, fold, rules
 
+L = lifecycle.customer_ladder
+
 GRID = timedelta(hours=6)
 
 
@@ -39,9 +41,9 @@ def test_the_memoised_walk_records_what_the_plain_walk_records(evs, r, data):
         now += GRID * data.draw(st.integers(0, 400))
         plain_facts = fold([evs[i] for i in order[:hi]])
         want, want_status = lifecycle.live_transitions(
-            plain_facts, recorded, until, now, r, lifecycle.Sweep(plain_facts, r)
+            plain_facts, recorded, until, now, L(r), lifecycle.Walk(plain_facts, L(r))
         )
-        got, status, memo = lifecycle.advance(facts, recorded, until, now, r, memo)
+        got, status, memo = lifecycle.advance(facts, recorded, until, now, L(r), memo)
         assert got == want
         assert (status.stage, status.health, status.count) == (want_status.stage, want_status.health, want_status.count)
         for t in got:
@@ -54,8 +56,8 @@ def test_the_memoised_walk_records_what_the_plain_walk_records(evs, r, data):
 def test_a_timeline_ends_where_the_as_of_evaluation_stands(evs, r, data):
     facts = fold(evs)
     T = START + GRID * data.draw(st.integers(-4, 4 * 500))
-    history, status = lifecycle.timeline(facts, r, None, T)
-    asof = lifecycle.evaluate(facts, T, r)
+    history, status = lifecycle.timeline(facts, L(r), None, T)
+    asof = lifecycle.evaluate(facts, T, L(r))
     assert (status.stage, status.health, status.count, status.stage_reason, status.health_reason) == (
         asof.stage,
         asof.health,

@@ -8,11 +8,11 @@ import pytest
 
 from engine.config import LifecycleRules
 from engine.projections.facts import Facts
-from engine.projections.lifecycle import TICK, evaluate, next_change, timeline
+from engine.projections.lifecycle import TICK, customer_ladder, evaluate, next_change, timeline
 
 from ..helpers import day
 
-RULES = LifecycleRules()
+RULES = customer_ladder(LifecycleRules())  # the customer ladder of the default [lifecycle]
 
 
 def facts(*events: tuple) -> Facts:
@@ -56,7 +56,7 @@ def test_loyal_needs_recent_purchases_at_window_boundary():
 
 
 def test_loyal_min_recent_purchases_exactly():
-    rules = LifecycleRules(loyal_min_recent_purchases=3)
+    rules = customer_ladder(LifecycleRules(loyal_min_recent_purchases=3))
     f = facts(buy("o1", day(0)), buy("o2", day(300)), buy("o3", day(310)), buy("o4", day(320)))
     assert evaluate(f, day(320), rules).stage == "loyal"  # 3 recent
     assert evaluate(f, day(665), rules).stage == "repeat"  # day 300 left: 2 recent

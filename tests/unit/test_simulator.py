@@ -12,7 +12,7 @@ import pytest
 from engine.catalog import CHANNELS, Catalog
 from engine.config import LifecycleRules
 from engine.projections.facts import Facts
-from engine.projections.lifecycle import HEALTHS, STAGES, evaluate
+from engine.projections.lifecycle import HEALTHS, STAGES, customer_ladder, evaluate
 from engine.simulator import simulate
 from engine.touchpoints import Touchpoint, Validator
 
@@ -117,7 +117,7 @@ def test_every_stage_and_health_occurs(touchpoints):
     facts: dict[str, Facts] = defaultdict(Facts)
     for tp in touchpoints:
         facts[tp.customer_id].add(tp.event_id, tp.kind, tp.occurred_at, tp.properties)
-    statuses = [evaluate(f, UNTIL, LifecycleRules()) for f in facts.values()]
+    statuses = [evaluate(f, UNTIL, customer_ladder(LifecycleRules())) for f in facts.values()]
     stages = Counter(s.stage for s in statuses)
     healths = Counter(s.health for s in statuses if s.health)
     assert set(stages) == set(STAGES) and set(healths) == set(HEALTHS)

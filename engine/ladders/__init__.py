@@ -1,0 +1,1 @@
+"""Ladders as data: the customer ladder and any other (employees, dealers) declared in config."""
