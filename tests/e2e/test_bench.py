@@ -34,3 +34,20 @@ def test_the_http_benchmark_runs():
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.splitlines()[0])
     assert result["http"]["accepted"] == result["ingest"]["accepted"] > 0 and result["latency"]["requests"] == 20
+
+
+def test_the_ladder_walk_benchmark_runs(tmp_path):
+    """bench/ladder.py over a small simulated history: it walks it and counts the changes."""
+    history = tmp_path / "h.jsonl"
+    journey = [sys.executable, "-m", "engine.cli"]
+    subprocess.run([*journey, "simulate", "--customers", "30", "--out", str(history)], check=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ladder.py"), "--history", str(history), "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    touchpoints, changes = out.stdout.split(" touchpoints, ")[0], out.stdout.split(" touchpoints, ")[1].split(" ")[0]
+    assert int(touchpoints.replace(",", "")) > 0 and int(changes.replace(",", "")) > 0, out.stdout
