@@ -449,10 +449,15 @@ def build_app(config: Config, keys: tuple[str, ...], tokens: tuple[str, ...] = (
             raise HTTPException(status_code=404, detail="no such customer") from None
 
     @get("/v1/funnel", security=READ, responses=READ_ERRORS, summary="Customers per stage and health as of a time")
-    async def funnel(request: Request, as_of: str | None = None, as_known: bool = False) -> dict[str, Any]:
+    async def funnel(
+        request: Request, as_of: str | None = None, as_known: bool = False, ladder: str | None = None
+    ) -> dict[str, Any]:
         reader(request)
         T = time_of(as_of, "as_of")
-        return await writer.run(engine_process.funnel, T, as_known)
+        try:
+            return await writer.run(engine_process.funnel, T, as_known, ladder)
+        except ValueError as e:  # no such ladder
+            raise HTTPException(status_code=400, detail=str(e)) from None
 
     def feed(name: str, topic: str, key: str) -> Any:
         @get(

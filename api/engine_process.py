@@ -116,8 +116,8 @@ def customer(
     return v
 
 
-def funnel(engine: Engine, T: datetime | None, as_known: bool) -> dict[str, Any]:
-    return queries.funnel(engine, T or engine.clock.now(), as_known)
+def funnel(engine: Engine, T: datetime | None, as_known: bool, ladder: str | None = None) -> dict[str, Any]:
+    return queries.funnel(engine, T or engine.clock.now(), as_known, ladder)
 
 
 def feed(engine: Engine, topic: str, key: str, after: int, limit: int, customer_id: str | None) -> list[dict[str, Any]]:

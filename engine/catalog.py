@@ -157,6 +157,14 @@ class Catalog:
     def schema(self, kind: str) -> type[Props] | None:
         return self.schemas.get(kind)
 
+    def properties(self) -> dict[str, frozenset[str] | None]:
+        """Each kind's declared properties; None for a built-in kind that declares none (what it
+        carries is free)."""
+        return {
+            name: frozenset(s.model_fields) if s.model_fields or name not in BUILTIN_KINDS else None
+            for name, s in self.schemas.items()
+        }
+
 
 def json_ready(value: Any) -> Any:
     """Property values as JSON types (datetimes of custom fields become ISO strings)."""

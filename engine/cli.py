@@ -23,7 +23,6 @@ from .limits import id_problem
 from .memory import settle
 from .money import minor_digits
 from .persistence.postgres import postgres_store_exists
-from .projections.lifecycle import HEALTHS, STAGES
 from .service import Engine, ForgetIncomplete
 from .terminal import cell, console_for, line
 
@@ -297,28 +296,34 @@ def simulate(
 @main.command()
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @click.option("--as-known", is_flag=True, help="Only touchpoints already recorded at that time.")
+@click.option("--ladder", help="A ladder of the config ([[ladders]]; default: the customer ladder).")
 @common
-def funnel(as_of: datetime | None, as_known: bool, config_path: str | None, as_json: bool) -> None:
-    """Customers per stage and health as of a time."""
+def funnel(as_of: datetime | None, as_known: bool, ladder: str | None, config_path: str | None, as_json: bool) -> None:
+    """Customers per stage and health of a ladder as of a time."""
     with open_engine(config_of(config_path)) as engine:
         from . import queries
 
-        result = queries.funnel(engine, as_of or engine.clock.now(), as_known)
+        try:
+            result = queries.funnel(engine, as_of or engine.clock.now(), as_known, ladder)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
     emit(result) if as_json else print_funnel(result)
 
 
 def print_funnel(f: dict[str, Any]) -> None:
-    table = Table(title=f"Funnel as of {f['as_of'][:19]}Z — {f['customers']:,} customers")
+    ladder = "" if f.get("ladder", "customer") == "customer" else f" on the {f['ladder']} ladder"
+    table = Table(title=f"Funnel as of {f['as_of'][:19]}Z — {f['customers']:,} customers{ladder}")
     table.add_column("stage")
     table.add_column("customers", justify="right")
     table.add_column("share", justify="right")
-    for stage in STAGES:
-        n = f["stages"][stage]
+    for stage, n in f["stages"].items():  # in the ladder's order
         table.add_row(stage, f"{n:,}", f"{n / max(f['customers'], 1):.1%}")
     table.add_section()
-    for health in HEALTHS:
-        n = f["health"][health]
+    for health, n in f["health"].items():
         table.add_row(f"health: {health}", f"{n:,}", f"{n / max(f['customers'], 1):.1%}")
+    if f.get("not_on_ladder"):
+        table.add_section()
+        table.add_row("not on this ladder", f"{f['not_on_ladder']:,}", "")
     if f.get("anonymous_visitors"):
         table.add_section()
         table.add_row("anonymous visitors (no customer id linked)", f"{f['anonymous_visitors']:,}", "")
@@ -434,6 +439,10 @@ def print_customer(v: dict[str, Any], offset: int = 0) -> None:
     say("  stage   ", (plain(v["stage"]), "bold"), f" — {v['stage_reason']}")
     if v["health"]:
         say("  health  ", (v["health"], "bold"), f" — {v['health_reason']}")
+    for name, on in (v.get("ladders") or {}).items():  # the other ladders the person stands on
+        say(f"  {name}: stage ", (on["stage"], "bold"), f" — {on['stage_reason']}")
+        if on["health"]:
+            say(f"  {name}: health ", (on["health"], "bold"), f" — {on['health_reason']}")
     say(
         f"  purchases {v['purchases']}, revenue {money(v['revenue'])}, first {(v['first_purchase'] or '-')[:10]}, "
         f"last {(v['last_purchase'] or '-')[:10]}; preferred channel {plain(v['preferred_channel'])}"
@@ -1064,9 +1073,7 @@ def ladders() -> None:
 
 
 def _ladders(config: Config) -> list[Any]:
-    from .projections.lifecycle import customer_ladder
-
-    return [customer_ladder(config.lifecycle)]
+    return list(config.compiled_ladders())
 
 
 @ladders.command("show")
@@ -1088,15 +1095,11 @@ def ladders_show(config_path: str | None, as_json: bool) -> None:
 def ladders_check(config_path: str | None, as_json: bool) -> None:
     """Validate a config file's ladders without a store: names, kinds, properties, and stages or
     health rules that can never be reached. Exits 1 on a problem."""
-    from .catalog import BUILTIN_KINDS, Catalog
+    from .catalog import Catalog
     from .ladders.check import problems
 
     config = config_of(config_path)
-    catalog = Catalog(config.kinds)
-    kinds = {
-        name: (frozenset(schema.model_fields) if schema.model_fields or name not in BUILTIN_KINDS else None)
-        for name, schema in catalog.schemas.items()
-    }
+    kinds = Catalog(config.kinds).properties()
     found = _ladders(config)
     report = [
         {"ladder": lad.name, "version": lad.version, "problems": problems(lad.definition, kinds)} for lad in found

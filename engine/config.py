@@ -15,7 +15,12 @@ from typing import Any
 import orjson
 from pydantic import ValidationError, model_validator
 
+from .catalog import Catalog
+from .ladders.check import problems
+from .ladders.default import CUSTOMER
+from .ladders.model import LadderDef
 from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec, default_policies
+from .projections.lifecycle import Ladder, compiled, customer_ladder
 from .rules import (
     CustomField,
     CustomKind,
@@ -81,6 +86,12 @@ class Config(Section):
     contact: ContactRules = ContactRules()
     # Listing [[policies]] in a config file replaces this whole default set.
     policies: tuple[PolicySpec, ...] = DEFAULT_POLICIES
+    # Ladders besides the customer ladder ([lifecycle]): employees, dealers... (docs/ladders.md)
+    ladders: tuple[LadderDef, ...] = ()
+
+    def compiled_ladders(self) -> tuple[Ladder, ...]:
+        """The customer ladder, then the [[ladders]], compiled (once per process for equal ones)."""
+        return (customer_ladder(self.lifecycle), *(compiled(d) for d in self.ladders))
 
     @property
     def data_path(self) -> Path:
@@ -100,6 +111,39 @@ class Config(Section):
         first = segments[0] if segments else None
         top = None if first is None else first.name if isinstance(first, ValueSegment) else first.get("name")
         return data if top == "top" else {**data, "policies": default_policies(top)}
+
+    @model_validator(mode="after")
+    def _ladders(self) -> Config:
+        """Ladders that can work: unique names, known kinds and properties, reachable stages; the
+        policies' ladder triggers name a ladder and one of its stages or health values. Compiling
+        them here makes every person's facts keep what they read from the start."""
+        names = [d.name for d in self.ladders]
+        if CUSTOMER in names:
+            raise ValueError(
+                f"ladder {CUSTOMER} is the customer ladder, which [lifecycle] declares: give yours another name"
+            )
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"ladder {', '.join(twice)} is declared twice")
+        kinds = Catalog(self.kinds).properties()
+        found = [p for d in self.ladders for p in problems(d, kinds)]
+        if found:
+            raise ValueError("; ".join(found))
+        by_name = {lad.name: lad for lad in self.compiled_ladders()}
+        for spec in self.policies:
+            t = spec.trigger
+            if t.ladder == CUSTOMER:
+                continue
+            lad = by_name.get(t.ladder)
+            if lad is None:
+                raise ValueError(f"policy {spec.name}: no ladder {t.ladder!r}; the ladders: {', '.join(by_name)}")
+            for value, known, what in ((t.stage, lad.stages, "stage"), (t.health, lad.healths, "health")):
+                if value is not None and value not in known:
+                    raise ValueError(
+                        f"policy {spec.name}: ladder {lad.name} has no {what} {value!r}; "
+                        f"its {what} values: {', '.join(known)}"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _value_names(self) -> Config:

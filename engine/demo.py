@@ -73,7 +73,7 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         engine.clock = SystemClock()
         report.add_timers(engine.run_due())
         changes = Counter(
-            (c["dimension"], c["from"], c["to"])
+            (dimension_of(c), c["from"], c["to"])
             for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC)
             for c in [body["change"]]
         )
@@ -124,12 +124,19 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
     }
 
 
+def dimension_of(change: dict[str, Any]) -> str:
+    """'stage', 'health', 'value_segment'; on another ladder than the customer's, named by it."""
+    ladder = change.get("ladder", "customer")
+    return change["dimension"] if ladder == "customer" else f"{ladder} {change['dimension']}"
+
+
 def pick_customer(engine: Engine) -> str:
     """A current advocate if there is one: the customer whose story shows the most of the engine."""
     latest: dict[str, dict[str, str]] = {}
     for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC):
         change = body["change"]
-        latest.setdefault(change["customer_id"], {})[change["dimension"]] = change["to"]
+        if change.get("ladder", "customer") == "customer":
+            latest.setdefault(change["customer_id"], {})[change["dimension"]] = change["to"]
     for wanted in ({"stage": "advocate", "health": "active"}, {"stage": "advocate"}, {}):
         for customer, now in latest.items():
             if all(now.get(k) == v for k, v in wanted.items()):

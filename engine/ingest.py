@@ -27,7 +27,7 @@ from .persistence.journal import LinkRow
 from .policies.decide import PolicyEngine
 from .privacy import PersonalFields, seal
 from .projections.facts import currency_clash
-from .projections.lifecycle import Transition, advance, customer_ladder
+from .projections.lifecycle import Ladder, Transition, advance, customer_ladder
 from .regroup import Regrouper
 from .retry import at_once, retry
 from .rules import LifecycleRules
@@ -83,6 +83,7 @@ class Ingestor:
         shard: tuple[int, int] | None = None,
         identifying: tuple[str, ...] = (),
         guards: Guards = Guards(),
+        ladders: tuple[Ladder, ...] = (),
     ):
         self.store = store
         self.regrouper = regrouper  # identity: whose histories count for whom
@@ -90,6 +91,7 @@ class Ingestor:
         self.personal = personal
         self.rules = rules
         self.ladder = customer_ladder(rules)
+        self.ladders = ladders  # the [[ladders]] besides the customer ladder
         self.policies = policies
         self.shard = shard  # (k, n): this writer owns shard k of n of the customers (due timers)
         # traits whose equal values link identifiers (identity), by their names in any case
@@ -386,13 +388,27 @@ class Ingestor:
         )
         changes = []
         for tr in transitions:
-            changes.append(self.change(customer, tr, recorded_at))
+            changes.append(self.change(customer, tr, recorded_at, self.ladder))
             customer.record_change(changes[-1])
+        due = customer.memo.due
+        for ladder in self.ladders:  # the person's stage on each other ladder they stand on
+            if ladder.name not in facts.joined and ladder.joins is not None:
+                continue
+            memos = customer.memos
+            more, _, memos[ladder.name] = advance(
+                facts, customer.on(ladder.name), until, now, ladder, memos.get(ladder.name), late
+            )
+            for tr in more:
+                changes.append(self.change(customer, tr, recorded_at, ladder))
+                customer.record_change(changes[-1])
+            d = memos[ladder.name].due
+            if d is not None and (due is None or d < due):
+                due = d
         if (moved := self.value_change(customer, now, recorded_at, touchpoints, changes, late)) is not None:
             changes.append(moved)
             customer.record_change(moved)
         actions, policy_due = self.policies.decide(customer, status, changes, list(touchpoints), now, recorded_at)
-        due = min((d for d in (customer.memo.due, policy_due) if d), default=None)
+        due = min((d for d in (due, policy_due) if d), default=None)
         due_us = to_us(due) if due else None
         if due_us != customer.due_written:  # most batches leave it where it was: no row to rewrite
             timers.append((customer.key, due_us))
@@ -441,11 +457,13 @@ class Ingestor:
             "reason": segment_reason(v, model),
         }
 
-    def change(self, customer: Customer, tr: Transition, recorded_at: str) -> dict[str, Any]:
+    def change(self, customer: Customer, tr: Transition, recorded_at: str, ladder: Ladder) -> dict[str, Any]:
         effective = iso(tr.effective_at)
         return {
             "change_id": change_id(customer.id, customer.changes + 1, tr.dimension, tr.to_value, effective),
             "customer_id": customer.customer_id,
+            "ladder": ladder.name,
+            "ladder_version": ladder.version,
             "dimension": tr.dimension,
             "from": tr.from_value,
             "to": tr.to_value,

@@ -25,8 +25,8 @@ from .keys import KeyStore
 from .privacy import ERASED, PersonalFields, reveal, unseal
 from .projections import contact
 from .projections.asof import visible
-from .projections.facts import LIFECYCLE_KINDS, Facts, Folds
-from .projections.lifecycle import HEALTHS, STAGES, customer_ladder, evaluate, revenue, timeline
+from .projections.facts import LIFECYCLE_KINDS, Facts, Folds, joins_of
+from .projections.lifecycle import Ladder, customer_ladder, evaluate, revenue, timeline
 from .rules import LifecycleRules, ValueRules
 from .store import JourneyStore
 from .value import historical
@@ -43,6 +43,7 @@ class Sources(Protocol):
     store: JourneyStore
     keys: KeyStore
     rules: LifecycleRules
+    ladders: tuple[Ladder, ...]  # the customer ladder, then the [[ladders]]
     value_rules: ValueRules
     value_models: RecordedModels
     personal: PersonalFields
@@ -152,25 +153,41 @@ def persons_facts(engine: Sources, T: datetime, as_known: bool = False) -> tuple
     return customers, len(facts) - len(customers)
 
 
-def funnel(engine: Sources, T: datetime, as_known: bool = False) -> dict[str, Any]:
-    """Customers per stage and health as of T (each with its linked anonymous ids' touchpoints), and
-    the anonymous visitors linked to no customer, counted apart."""
+def ladder_named(engine: Sources, name: str | None) -> Ladder:
+    """A ladder of the config by name (None: the customer ladder); a ValueError lists them."""
+    for ladder in engine.ladders:
+        if name is None or ladder.name == name:
+            return ladder
+    raise ValueError(f"no ladder {name!r}; the ladders: {', '.join(lad.name for lad in engine.ladders)}")
+
+
+def funnel(engine: Sources, T: datetime, as_known: bool = False, ladder: str | None = None) -> dict[str, Any]:
+    """Customers per stage and health of a ladder (the customer ladder by default) as of T, each
+    with its linked anonymous ids' touchpoints; those not on the ladder and the anonymous visitors
+    linked to no customer, counted apart."""
+    lad = ladder_named(engine, ladder)
     facts, visitors = persons_facts(engine, T, as_known)
-    stages = dict.fromkeys(STAGES, 0)
-    health = dict.fromkeys(HEALTHS, 0)
+    stages = dict.fromkeys(lad.stages, 0)
+    health = dict.fromkeys(lad.healths, 0)
+    off = 0
     with gc_paused():
         for f in facts.values():
-            status = evaluate(f, T, customer_ladder(engine.rules))
-            assert status.stage is not None  # every customer folded has a touchpoint by T
+            status = evaluate(f, T, lad)
+            if status.stage is None:  # not on this ladder (yet)
+                off += 1
+                continue
             stages[status.stage] += 1
             if status.health:
                 health[status.health] += 1
     return {
         "as_of": iso(T),
         "as_known": as_known,
-        "customers": len(facts),
+        "ladder": lad.name,
+        "ladder_version": lad.version,
+        "customers": len(facts) - off,
         "stages": stages,
         "health": health,
+        "not_on_ladder": off,
         "anonymous_visitors": visitors,
     }
 
@@ -263,8 +280,10 @@ def _customer_view(
         facts.saw(first["event_id"], datetime.fromisoformat(first["occurred_at"]))
     own = str(uuid)
     for source, tp in touchpoints:
-        if tp["kind"] in LIFECYCLE_KINDS:  # the others only move the first touchpoint: seen above
-            facts.add(tp["event_id"], tp["kind"], datetime.fromisoformat(tp["occurred_at"]), tp["properties"])
+        # The others only move the first touchpoint (seen above), or join the person to a ladder.
+        joins = joins_of(tp["kind"], tp.get("source"), tp.get("traits"))
+        if tp["kind"] in LIFECYCLE_KINDS or joins:
+            facts.add(tp["event_id"], tp["kind"], datetime.fromisoformat(tp["occurred_at"]), tp["properties"], joins)
         channels[tp["channel"]] += 1
         if source != own:
             continue  # traits and contact rules are the customer's own: a shared device's visitor may be another
@@ -315,6 +334,17 @@ def _customer_view(
     items.reverse()
     items = items[offset:] if wanted is None else items[offset:wanted]
     history, status = timeline(facts, customer_ladder(engine.rules), None, T)
+    on_ladders = {}
+    for lad in engine.ladders[1:]:  # the person's stage on each other ladder they stand on
+        s = evaluate(facts, T, lad)
+        if s.stage is not None:
+            on_ladders[lad.name] = {
+                "version": lad.version,
+                "stage": s.stage,
+                "stage_reason": s.stage_reason,
+                "health": s.health,
+                "health_reason": s.health_reason or None,
+            }
     if erased:
         traits = engine.personal.split("", {}, traits)[1] or {}  # what was in clear, personal fields out
         traits["personal_data"] = ERASED
@@ -326,6 +356,7 @@ def _customer_view(
         "stage_reason": status.stage_reason,
         "health": status.health,
         "health_reason": status.health_reason or None,
+        "ladders": on_ladders,
         "purchases": status.count,
         "revenue": revenue(facts, T),
         "value": _value(engine, facts, T, t if as_known else None),
@@ -424,6 +455,8 @@ def summary(customer: Customer, T: datetime, rules: LifecycleRules, value_rules:
         "base_currency": value_rules.base_currency,
         "net_revenue": historical(customer.facts, T, value_rules).net_revenue,
         "value_segment": customer.value_segment,
+        # the stage and health recorded on each other ladder the person stands on
+        "ladders": {name: {"stage": p[0], "health": p[1]} for name, p in (customer.on_ladders or {}).items()},
         "last_purchase": iso(status.last.at) if status.last else None,
         **_contact(customer.consent, customer.complaints, customer.invoices, iso(T)),
         "erased": customer.erased,

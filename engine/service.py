@@ -95,6 +95,7 @@ class Engine:
         self.shard = shard
         self.clock: Clock = clock or SystemClock()
         self.rules = config.lifecycle
+        self.ladders = config.compiled_ladders()
         self.value_rules = config.value
         self.catalog = Catalog(config.kinds)
         self.personal = PersonalFields(self.catalog, config.privacy.pii_fields, config.privacy.free_text_fields)
@@ -126,6 +127,7 @@ class Engine:
             shard,
             config.identity.identifying_traits,
             self.validator.guards,
+            self.ladders[1:],
         )
 
     @functools.cached_property

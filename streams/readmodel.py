@@ -49,6 +49,7 @@ def summaries(engine: Engine, customers: set[UUID]) -> list[tuple[str, dict[str,
                     "base_currency": v["base_currency"],
                     "net_revenue": str(v["net_revenue"]),  # in the base currency (docs/value.md)
                     "value_segment": v["value_segment"] or "",
+                    "ladders": orjson.dumps(v["ladders"]).decode(),  # {name: {stage, health}}, other ladders
                     "p_alive": "" if scored is None else f"{scored.p_alive:.4f}",
                     "clv": "" if scored is None or scored.clv is None else f"{scored.clv:.2f}",
                     "model_id": "" if scored is None else scored.model_id,
@@ -147,6 +148,7 @@ async def lookup(redis: Redis, topo: Topology, customer_id: str) -> dict[str, An
         # rows written before value existed have none of it until rewritten
         "net_revenue": float(row["net_revenue"]) if row.get("net_revenue") else None,
         "value_segment": row.get("value_segment") or None,
+        "ladders": orjson.loads(row["ladders"]) if row.get("ladders") else {},
         "p_alive": float(row["p_alive"]) if row.get("p_alive") else None,
         "clv": float(row["clv"]) if row.get("clv") else None,
         "model_id": row.get("model_id") or None,

@@ -12,6 +12,7 @@ one event per touchpoint.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Self
 from uuid import UUID
@@ -21,23 +22,22 @@ from eventsourcing.domain import Snapshot as AggregateSnapshot
 
 from ..identity import is_visitor
 from ..ids import customer_uuid
+from ..ladders.default import CUSTOMER
 from ..projections import contact
-from ..projections.facts import LIFECYCLE_KINDS, Facts
+from ..projections.facts import KEPT, LIFECYCLE_KINDS, Facts, joins_of
 
 # In memory only, never in a snapshot: the lifecycle facts folded from `lifecycle` (with
 # parsed times), what the lifecycle rules last concluded from them, the id as text, the
 # due time last written to the timers table, and the version of the newest snapshot stored.
 # All are rebuilt or re-read when missing.
-TRANSIENT = ("_facts", "_memo", "_key", "_due", "_snap")
+TRANSIENT = ("_facts", "_memo", "_memos", "_key", "_due", "_snap")
 # The properties the lifecycle facts read (engine.projections.facts): all a lifecycle entry keeps,
-# so the state (and each snapshot) holds what was folded, not every property a service sent.
-FOLDED = {
+# so the state (and each snapshot) holds what was folded, not every property a service sent. The
+# other kinds' are those the ladders read (facts.KEPT).
+ORDER_FOLDED = {
     "order.placed": ("order_id", "amount", "currency"),
     "order.refunded": ("order_id", "amount", "currency"),
     "order.cancelled": ("order_id",),
-    "review.posted": ("rating",),
-    "survey.answered": ("nps",),
-    "referral.converted": (),
 }
 
 
@@ -45,6 +45,9 @@ class Customer(Aggregate):
     # The person's value segment, as last recorded (engine.ingest.Ingestor.value_change); a class
     # default, so a snapshot taken before value segments existed loads with none.
     value_segment: str | None = None
+    # The [stage, health] recorded on each ladder besides the customer ladder (stage and health
+    # above), by ladder name; a class default likewise.
+    on_ladders: dict[str, list[str | None]] | None = None
 
     @staticmethod
     def create_id(customer_id: str) -> UUID:
@@ -194,15 +197,24 @@ class Customer(Aggregate):
         if self.last_activity is None or [at, eid] > self.last_activity:
             self.last_activity = [at, eid]
         facts = self.__dict__.get("_facts")
-        if facts is not None:  # else built from `lifecycle` when first asked for
-            facts.add(eid, touchpoint["kind"], datetime.fromisoformat(at), touchpoint["properties"])
+        if facts is not None and entry is not None:  # else built from `lifecycle` when first asked for
+            fold_entry(facts, entry)
+        elif facts is not None:
+            facts.saw(eid, datetime.fromisoformat(at))
         self._fold_contact(touchpoint)
         # Touchpoints are recorded only together with a derivation at their recorded time.
         self._evaluated(touchpoint["recorded_at"])
 
     def _changed(self, change: dict[str, Any]) -> None:
         dimension = change["dimension"]
-        if dimension == "stage":
+        ladder = change.get("ladder", CUSTOMER)
+        if ladder != CUSTOMER:
+            ladders = dict(self.on_ladders or {})
+            pair = list(ladders.get(ladder) or [None, None])
+            pair[0 if dimension == "stage" else 1] = change["to"]
+            ladders[ladder] = pair
+            self.on_ladders = ladders
+        elif dimension == "stage":
             self.stage = change["to"]
             self.stage_since = [change["effective_at"], change["change_id"]]
         elif dimension == "health":
@@ -233,8 +245,7 @@ class Customer(Aggregate):
         for entry in history["lifecycle"]:
             mine["lifecycle"].append(entry)
             if facts is not None:
-                e_at, eid, kind, props = entry
-                facts.add(eid, kind, datetime.fromisoformat(e_at), props)
+                fold_entry(facts, entry)
         first, last = history["first_seen"], history["last_activity"]
         if first is not None and (mine["first_seen"] is None or first < mine["first_seen"]):
             mine["first_seen"] = first
@@ -250,6 +261,7 @@ class Customer(Aggregate):
         # The facts cannot be unfolded: they are folded again from what remains when next asked for.
         self.__dict__.pop("_facts", None)
         self.__dict__.pop("_memo", None)
+        self.__dict__.pop("_memos", None)
         self._evaluated(at)
 
     def _evaluated(self, at: str) -> None:
@@ -277,8 +289,8 @@ class Customer(Aggregate):
             ]:
                 if first is not None:
                     facts.saw(first[1], datetime.fromisoformat(first[0]))
-                for at, eid, kind, props in lifecycle:
-                    facts.add(eid, kind, datetime.fromisoformat(at), props)
+                for entry in lifecycle:
+                    fold_entry(facts, entry)
             self.__dict__["_facts"] = facts
         return facts
 
@@ -364,17 +376,42 @@ class Customer(Aggregate):
     def memo(self, value: Any) -> None:
         self.__dict__["_memo"] = value
 
+    @property
+    def memos(self) -> dict[str, Any]:
+        """Likewise on each other ladder, by name."""
+        memos = self.__dict__.get("_memos")
+        if memos is None:
+            memos = self.__dict__["_memos"] = {}
+        return memos
+
+    def on(self, ladder: str) -> tuple[str | None, str | None]:
+        """The (stage, health) recorded on a ladder."""
+        if ladder == CUSTOMER:
+            return self.stage, self.health
+        pair = (self.on_ladders or {}).get(ladder) or [None, None]
+        return pair[0], pair[1]
+
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and _recorded(self) == _recorded(other)
 
 
 def lifecycle_entry(touchpoint: dict[str, Any]) -> list[Any] | None:
-    """A touchpoint as the lifecycle keeps it: [occurred_at, event_id, kind, the folded properties]."""
+    """A touchpoint as the lifecycle keeps it: [occurred_at, event_id, kind, the folded properties],
+    and the ladders it joins the person to, if any (a fifth item)."""
     kind = touchpoint["kind"]
-    if kind not in LIFECYCLE_KINDS:
+    joins = joins_of(kind, touchpoint.get("source"), touchpoint.get("traits"))
+    if kind not in LIFECYCLE_KINDS and not joins:
         return None
     props = touchpoint["properties"]
-    return [touchpoint["occurred_at"], touchpoint["event_id"], kind, {k: props[k] for k in FOLDED[kind] if k in props}]
+    folded: Iterable[str] = ORDER_FOLDED.get(kind) or KEPT.get(kind) or ()
+    entry = [touchpoint["occurred_at"], touchpoint["event_id"], kind, {k: props[k] for k in folded if k in props}]
+    return [*entry, list(joins)] if joins else entry
+
+
+def fold_entry(facts: Facts, entry: list[Any]) -> None:
+    """A lifecycle entry into the facts."""
+    at, eid, kind, props, *joins = entry
+    facts.add(eid, kind, datetime.fromisoformat(at), props, tuple(joins[0]) if joins else ())
 
 
 def _empty_history() -> dict[str, Any]:

@@ -187,6 +187,27 @@ All.model_rebuild()
 AnyOf.model_rebuild()
 
 
+class AppliesTo(Section):
+    """Who stands on a ladder: a person joins it at their first touchpoint that has one of these
+    kinds, or comes from this source, or carries this trait with this value (any that is given);
+    nothing given: everyone, from their first touchpoint."""
+
+    kinds: tuple[Kind, ...] = ()
+    source: str | None = Field(None, min_length=1, max_length=100)
+    trait: str | None = Field(None, min_length=1, max_length=100)
+    equals: str | int | bool | None = None
+
+    @model_validator(mode="after")
+    def _trait(self) -> AppliesTo:
+        if (self.trait is None) != (self.equals is None):
+            raise ValueError('applies_to: a trait and the value it equals go together (trait = "customer_type", '
+                             'equals = "employee")')  # fmt: skip
+        return self
+
+    def key(self) -> tuple[frozenset[str], str | None, str | None, Any]:
+        return frozenset(self.kinds), self.source, self.trait, self.equals
+
+
 class Stage(Section):
     name: Name
     when: Condition | None = None  # None: the first stage only
@@ -202,6 +223,7 @@ class LadderDef(Section):
 
     name: Name
     description: str = ""
+    applies_to: AppliesTo | None = None
     # Named counted touchpoints that conditions refer to by name ("purchases" is built in).
     counts: dict[Name, Counted] = {}
     stages: tuple[Stage, ...] = Field(min_length=2)

@@ -38,6 +38,10 @@ class Trigger(Section):
     days: int | None = Field(None, gt=0)  # absence, stage_held
     # stage_entered: only the first time the customer enters the stage (a welcome is said once).
     first_time: bool = False
+    # stage_entered, stage_left, health_changed: on which ladder ([[ladders]]; the customer ladder
+    # by default, whose stages and health values are the ones checked here; the others' are
+    # checked against their ladder by the config).
+    ladder: str = "customer"
 
     @model_validator(mode="after")
     def complete(self) -> Trigger:
@@ -55,6 +59,10 @@ class Trigger(Section):
         missing = [f for f in need if getattr(self, f) is None]
         if missing:
             raise ValueError(f"a trigger on {self.on!r} needs {' and '.join(missing)}")
+        if self.ladder != "customer":
+            if self.on not in ("stage_entered", "stage_left", "health_changed"):
+                raise ValueError(f"a trigger on {self.on!r} reads the customer ladder: leave ladder out")
+            return self
         if self.stage is not None and self.stage not in STAGES:
             raise ValueError(f"unknown stage {self.stage!r}; stages are {', '.join(STAGES)}")
         if self.health is not None and self.health not in HEALTHS:

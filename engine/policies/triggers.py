@@ -32,7 +32,8 @@ def on_facts(
     for spec in specs:
         t = spec.trigger
         for c in changes:
-            stage, health = c["dimension"] == "stage", c["dimension"] == "health"
+            on_ladder = c.get("ladder", "customer") == t.ladder  # changes recorded before ladders: customer
+            stage, health = on_ladder and c["dimension"] == "stage", on_ladder and c["dimension"] == "health"
             value = c["dimension"] == VALUE_SEGMENT
             if (
                 (t.on == "stage_entered" and stage and c["to"] == t.stage)

@@ -28,6 +28,24 @@ LIFECYCLE_KINDS: set[str] = set(ORDER_KINDS) | KEPT.keys()
 _KINDS = {kind: kind for kind in LIFECYCLE_KINDS}
 
 
+# Ladders that only some persons stand on (engine.ladders.model.AppliesTo), by name: what joins a
+# person to each, as (kinds, source, trait, value). Registered when a ladder is compiled.
+JOINS: dict[str, tuple[frozenset[str], str | None, str | None, Any]] = {}
+
+
+def joins_of(kind: str, source: str | None, traits: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The ladders a touchpoint joins its person to."""
+    if not JOINS:
+        return ()
+    return tuple(
+        name
+        for name, (kinds, src, trait, value) in JOINS.items()
+        if kind in kinds
+        or (src is not None and source == src)
+        or (trait is not None and traits is not None and trait in traits and traits[trait] == value)
+    )
+
+
 def keep(kinds: dict[str, frozenset[str]]) -> None:
     """Fold these kinds (and these properties of them) into every person's facts from now on."""
     for kind, props in kinds.items():
@@ -77,12 +95,15 @@ class Facts:
     # (at, event_id, kind) of every lifecycle-relevant touchpoint, sorted: the times a stage can move,
     # and (an event id having one time) the record of which touchpoints are folded in.
     moments: list[tuple[datetime, str, str]] = field(default_factory=list)
+    # Per ladder that only some persons stand on: the touchpoint that joined this person to it
+    # (occurred_at, event id), the earliest.
+    joined: Mapping[str, tuple[datetime, str]] = field(default_factory=lambda: _NONE)
     # Bumped by every change, so what was concluded from these facts knows when it is stale.
     version: int = field(default=0, compare=False)
-    # The walk kept beside these facts (ladder.Walk), told of every touchpoint folded; a weak
-    # reference: the sweep refers to the facts, and a cycle would outlive its customer (the
-    # collector never rescans what gc.freeze() froze).
-    listener: Any = field(default=None, compare=False, repr=False)
+    # The walks kept beside these facts (ladder.Walk, one per ladder), told of every touchpoint
+    # folded; weak references: a walk refers to the facts, and a cycle would outlive its customer
+    # (the collector never rescans what gc.freeze() froze).
+    listeners: list[Any] | None = field(default=None, compare=False, repr=False)
 
     def saw(self, event_id: str, at: datetime) -> None:
         """The customer exists from its earliest touchpoint of any kind."""
@@ -90,8 +111,19 @@ class Facts:
             self.first_seen, self.first_seen_id = at, event_id
             self.version += 1
 
-    def add(self, event_id: str, kind: str, at: datetime, props: dict[str, Any]) -> None:
+    def join(self, ladders: tuple[str, ...], event_id: str, at: datetime) -> None:
+        """This touchpoint joins the person to these ladders (the earliest joining one counts)."""
+        for name in ladders:
+            old = self.joined.get(name)
+            if old is None or (at, event_id) < old:
+                self.joined = joined = _own(self.joined)
+                joined[name] = (at, event_id)
+                self.version += 1
+
+    def add(self, event_id: str, kind: str, at: datetime, props: dict[str, Any], joins: tuple[str, ...] = ()) -> None:
         self.saw(event_id, at)
+        if joins:
+            self.join(joins, event_id, at)
         shared = _KINDS.get(kind)
         if shared is None:
             return
@@ -126,9 +158,11 @@ class Facts:
             if items is None:
                 items = kept[kind] = []
             insort(items, (at, event_id, props), key=lambda x: x[:2])
-        walk = self.listener() if self.listener is not None else None
-        if walk is not None:
-            walk.touched(kind, at, event_id, props)
+        if self.listeners is not None:
+            for ref in self.listeners:
+                walk = ref()
+                if walk is not None:
+                    walk.touched(kind, at, event_id, props)
 
 
 def currency_clash(
@@ -181,11 +215,12 @@ class Folds:
 
     def add(self, customer: Any, tp: dict[str, Any]) -> None:
         at, eid, kind = tp["occurred_at"], tp["event_id"], tp["kind"]
-        if kind in LIFECYCLE_KINDS:
+        joins = joins_of(kind, tp.get("source"), tp.get("traits"))
+        if kind in LIFECYCLE_KINDS or joins:
             f = self.facts.get(customer)
             if f is None:
                 f = self.facts[customer] = Facts()
-            f.add(eid, kind, datetime.fromisoformat(at), tp["properties"])
+            f.add(eid, kind, datetime.fromisoformat(at), tp["properties"], joins)
         else:
             seen = self.first.get(customer)
             if seen is None or (at, eid) < seen:

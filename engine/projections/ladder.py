@@ -325,18 +325,6 @@ class Tally:
             v -= sum(r[2] or 0.0 for r in self.voids.get(key, ()) if r[3] and r[0] <= T)
         return float(v)
 
-    def copy(self) -> Tally:
-        other = Tally.__new__(Tally)
-        other.spec, other.facts, other.orders, other.gaps_wanted = self.spec, self.facts, self.orders, self.gaps_wanted
-        other.t, other.indexed, other.gaps = self.t, self.indexed, list(self.gaps)
-        if self.indexed:
-            other.starts, other.ends, other.placed = self.starts, self.ends, self.placed  # read only
-            if not self.orders:
-                other.firsts, other.voids = self.firsts, self.voids
-        if self.t is not None:
-            other.bought, other.si, other.ei = list(self.bought), self.si, self.ei
-        return other
-
 
 def _order_prop(o: Order, prop: str) -> Any:
     return o.amount if prop == "amount" else o.currency if prop == "currency" else None
@@ -510,8 +498,8 @@ class AbsentCond(Cond):
         bought = w.tally(self.tally).bought
         if bought:
             return bought[-1][0], bought[-1][1]
-        if self.spec.since_first and w.facts.first_seen is not None:
-            return w.facts.first_seen, w.facts.first_seen_id or ""
+        if self.spec.since_first and (start := w.start()) is not None:
+            return start
         return None
 
     def holds(self, w: Walk, T: datetime) -> bool:
@@ -521,8 +509,8 @@ class AbsentCond(Cond):
         bought = t.bought
         if bought:
             last = bought[-1][0]
-        elif self.spec.since_first and w.facts.first_seen is not None:
-            last = w.facts.first_seen
+        elif self.spec.since_first and (start := w.start()) is not None:
+            last = start[0]
         else:
             return False
         days = (T - last).total_seconds() / DAY
@@ -536,8 +524,8 @@ class AbsentCond(Cond):
         bought = t.bought
         if bought:
             since = bought[-1][0]
-        elif self.spec.since_first and w.facts.first_seen is not None:
-            since = w.facts.first_seen
+        elif self.spec.since_first and (start := w.start()) is not None:
+            since = start[0]
         else:
             return False, None
         limit = self.days
@@ -675,6 +663,8 @@ class Ladder:
             for kind in self.kinds
         }
         self.purchases = self.specs.index(PURCHASES) if PURCHASES in self.specs else None
+        a = definition.applies_to
+        self.joins = None if a is None else a.key()
         # The conditions whose answer time alone can change, from each stage (health) up.
         self.stage_index = {name: i for i, name in enumerate(self.stages)}
         self.health_index = {name: i for i, name in enumerate(self.healths)}
@@ -790,14 +780,16 @@ _NOBODY = Status(None, None, 0, None, None, ())
 class Walk:
     """A person's facts seen through a ladder, standing at a time that moves."""
 
-    __slots__ = ("facts", "ladder", "tallies", "t", "__weakref__")
+    __slots__ = ("facts", "ladder", "tallies", "t", "attached", "__weakref__")
 
     def __init__(self, facts: Facts, ladder: Ladder, attach: bool = False):
         self.facts, self.ladder = facts, ladder
         self.tallies = [Tally(s, facts, g) for s, g in zip(ladder.specs, ladder.gaps)]
         self.t: datetime | None = None
         if attach:  # kept between batches: the facts tell it of every touchpoint it reads
-            facts.listener = weakref.ref(self)
+            alive = [ref for ref in facts.listeners or () if ref() is not None]
+            facts.listeners = [*alive, weakref.ref(self)]
+        self.attached = attach
 
     def touched(self, kind: str, at: datetime, eid: str, props: Mapping[str, Any]) -> None:
         for i in self.ladder.watchers.get(kind, ()):
@@ -807,6 +799,14 @@ class Walk:
         self.t = T
         return self
 
+    def start(self) -> tuple[datetime, str] | None:
+        """When (and by which touchpoint) the person stepped on the ladder: their first touchpoint,
+        or, on a ladder that applies to some, the first that joined them."""
+        f = self.facts
+        if self.ladder.joins is None:
+            return None if f.first_seen is None else (f.first_seen, f.first_seen_id or "")
+        return f.joined.get(self.ladder.name)
+
     def tally(self, i: int) -> Tally:
         t = self.tallies[i]
         if t.t != self.t:
@@ -814,16 +814,11 @@ class Walk:
             t.to(self.t)
         return t
 
-    def copy(self) -> Walk:
-        other = Walk.__new__(Walk)
-        other.facts, other.ladder, other.t = self.facts, self.ladder, self.t
-        other.tallies = [t.copy() for t in self.tallies]
-        return other
-
     def status(self, T: datetime) -> Status:
         """The status at T, where the walk stands."""
         f, lad = self.facts, self.ladder
-        if f.first_seen is None or f.first_seen > T:
+        start = self.start()
+        if start is None or start[0] > T:
             return _NOBODY
         conds = lad.stage_conds
         i = len(conds) - 1
@@ -860,8 +855,9 @@ class Walk:
         i = bisect_right(f.moments, (t, LAST))
         if i < len(f.moments):
             best = f.moments[i][0]
-        if f.first_seen is not None and f.first_seen > t and (best is None or f.first_seen < best):
-            best = f.first_seen
+        start = self.start()
+        if start is not None and start[0] > t and (best is None or start[0] < best):
+            best = start[0]
         if status.stage is not None:
             # The stage moves when its condition stops holding or one above starts to; the
             # health likewise (those below the one that holds do not matter while it does).
@@ -885,8 +881,11 @@ class Walk:
         here = facts.moments[lo:hi]
         if here:
             return (", ".join(f"{kind} {eid}" for _, eid, kind in here), tuple(eid for _, eid, _ in here))
-        if at == facts.first_seen:
-            return f"first touchpoint {facts.first_seen_id}", (facts.first_seen_id or "",)
+        start = self.start()
+        if start is not None and at == start[0]:
+            if self.ladder.joins is None:
+                return f"first touchpoint {start[1]}", (start[1],)
+            return f"joined the {self.ladder.name} ladder: {start[1]}", (start[1],)
         left: dict[str, int] = {}
         for i, window in self.ladder.windows:
             starts = self.tallies[i].starts if self.tallies[i].indexed else []

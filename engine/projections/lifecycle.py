@@ -19,7 +19,7 @@ from ..ladders.model import LadderDef
 from ..money import minor_digits
 from ..rules import LifecycleRules
 from ..vocabulary import HEALTHS, STAGES  # noqa: F401 - re-exported
-from .facts import ORDER_KINDS, Facts, Order, keep
+from .facts import JOINS, ORDER_KINDS, Facts, Order, keep
 from .ladder import TICK, Ladder, Status, Walk, health_words, stage_words
 
 __all__ = ["TICK", "Ladder", "Status", "Walk", "Transition", "customer_ladder", "compile_ladder"]
@@ -40,11 +40,23 @@ def compile_ladder(definition: LadderDef) -> Ladder:
     import hashlib
 
     keep({k: v for k, v in definition.reads().items() if k not in ORDER_KINDS})  # folded from now on
-    canonical = definition.model_dump_json(exclude={"description"}, exclude_defaults=False)
+    if definition.applies_to is not None:
+        JOINS[definition.name] = definition.applies_to.key()
+    canonical = definition.model_dump_json(exclude={"description"}, exclude_defaults=True)
     return Ladder(definition, hashlib.sha256(canonical.encode()).hexdigest()[:12])
 
 
 _COMPILED: dict[LifecycleRules, Ladder] = {}
+_DECLARED: dict[str, Ladder] = {}
+
+
+def compiled(definition: LadderDef) -> Ladder:
+    """A declared ladder compiled once per process (equal definitions, one ladder)."""
+    key = definition.model_dump_json()
+    ladder = _DECLARED.get(key)
+    if ladder is None:
+        ladder = _DECLARED[key] = compile_ladder(definition)
+    return ladder
 
 
 def customer_ladder(rules: LifecycleRules) -> Ladder:
@@ -108,9 +120,10 @@ def timeline(
     """
     walk = walk or Walk(facts, ladder)
     if start is None:
-        if facts.first_seen is None:
+        begin = walk.start()
+        if begin is None:
             return [], walk.to(end).status(end)
-        start = facts.first_seen - TICK
+        start = begin[0] - TICK
     t = start
     walk.to(t)
     status = status or walk.status(t)
@@ -237,10 +250,6 @@ def advance(
         if (memo.status.stage, memo.status.health) == recorded and (memo.valid_until is None or now < memo.valid_until):
             return [], memo.status, memo
     kept = memo.walk if memo is not None and memo.ladder is ladder else None
-    walk = (
-        kept
-        if kept is not None and facts.listener is not None and facts.listener() is kept
-        else Walk(facts, ladder, attach=True)
-    )
+    walk = kept if kept is not None and kept.attached and kept.facts is facts else Walk(facts, ladder, attach=True)
     transitions, status = live_transitions(facts, recorded, evaluated_until, now, ladder, walk, late)
     return transitions, status, Memo(facts.version, ladder, now, status, *ahead(walk, now, status), walk)

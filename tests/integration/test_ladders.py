@@ -1,0 +1,168 @@
+"""Ladders declared in config ([[ladders]]) through the engine, on both stores: a person joins a
+ladder by trait or source, stands on two at once, the changes carry the ladder and its version,
+timers fire on each ladder, the funnel and the 360 view know the ladders, a rebuild records the
+same, and the recorded changes equal a plain evaluation of the example's ladder."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.clock import EventTimeClock, FixedClock
+from engine.config import ConfigError, load_config
+from engine.service import Engine
+
+from ..helpers import day, facts_of, order, tp
+from ..support import oracle_ladder as plain
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.fixture
+def employees(config, tmp_path):
+    """The shipped employees example on the test's store."""
+    example = load_config(EXAMPLES / "employees.toml")
+    return example.model_copy(update={"data_dir": config.data_dir, "store": config.store})
+
+
+def staff(person: str, start: float) -> list[dict]:
+    """An employee's year: applies (the trait joins the ladder), signs, trains, answers pulses,
+    is reviewed well, goes quiet; and buys twice as a customer."""
+    d = lambda n: day(start + n)  # noqa: E731
+    emp = {"customer_type": "employee"}
+    return [
+        tp(f"{person}-app", "application.submitted", d(0), person, traits=emp, position="engineer"),
+        tp(f"{person}-sign", "contract.signed", d(10), person, contract_id=f"{person}-k1"),
+        tp(f"{person}-t1", "training.completed", d(20), person, course="safety"),
+        tp(f"{person}-t2", "training.completed", d(30), person, course="tools"),
+        tp(f"{person}-t2b", "training.completed", d(31), person, course="tools"),  # once per course
+        tp(f"{person}-p1", "pulse.answered", d(40), person, enps=8),
+        tp(f"{person}-r1", "review.completed", d(60), person, rating=5),
+        tp(f"{person}-p2", "pulse.answered", d(70), person, enps=10),
+        order(f"{person}-o1", d(80), customer=person),
+        order(f"{person}-o2", d(95), customer=person),
+        tp(f"{person}-p3", "pulse.answered", d(100), person, enps=3),
+    ]
+
+
+def test_two_ladders_at_once_recorded_as_a_plain_evaluation_says(employees, clock):
+    records = staff("e1", 0) + [order("c-o1", day(5), customer="shopper")]
+    end = day(400)
+    with Engine(employees, EventTimeClock()) as engine:
+        r = engine.ingest(sorted(records, key=lambda x: x["occurred_at"]))
+        assert r.rejected == 0, r.rejections
+        engine.clock = FixedClock(end)
+        engine.run_due()
+        changes = engine.changes(limit=10_000)
+        ladder = engine.ladders[1]
+        mine = [c for c in changes if c["customer_id"] == "e1" and c["ladder"] == "employees"]
+        assert {c["ladder_version"] for c in mine} == {ladder.version}
+        assert [c for c in changes if c["customer_id"] == "shopper" and c["ladder"] != "customer"] == []
+        # the recorded history of the employees ladder is the plain evaluation's
+        tps = [
+            (x["event_id"], x["kind"], datetime.fromisoformat(x["occurred_at"]), x["properties"])
+            for x in records
+            if x["customer_id"] == "e1"
+        ]
+        want = plain.timeline(ladder.definition, tps, end)
+        # the plain oracle starts the ladder at the first touchpoint; here the application joins it
+        assert [(c["dimension"], c["from"], c["to"], datetime.fromisoformat(c["effective_at"])) for c in mine] == want
+        stages = [c["to"] for c in mine if c["dimension"] == "stage"]
+        assert stages == ["candidate", "onboarding", "engaged", "champion", "onboarding"]  # eNPS 3: neither
+        healths = [c["to"] for c in mine if c["dimension"] == "health"]
+        assert healths == ["active", "at_risk"]
+        # the customer ladder saw the same person buy twice
+        assert [c["to"] for c in changes if c["customer_id"] == "e1" and c["ladder"] == "customer"][:3] == [
+            "prospect",
+            "first_buyer",
+            "active",
+        ]
+        view = engine.customer("e1")
+        assert view["stage"] == "repeat" and view["ladders"]["employees"]["stage"] == "onboarding"
+        assert "contracts: 1 (at least 1)" in view["ladders"]["employees"]["stage_reason"]
+        from engine import queries
+
+        f = queries.funnel(engine, end, ladder="employees")
+        assert list(f["stages"]) == ["candidate", "onboarding", "engaged", "champion"]
+        assert (f["customers"], f["not_on_ladder"], f["stages"]["onboarding"]) == (1, 1, 1)
+        with pytest.raises(ValueError, match="no ladder 'staff'; the ladders: customer, employees"):
+            queries.funnel(engine, end, ladder="staff")
+        before = facts_of(engine)
+    with Engine(employees, FixedClock(end)) as again:  # a restart records nothing twice
+        again.run_due()
+        assert facts_of(again) == before
+
+
+def test_a_dealer_joins_by_source_and_falls_dormant_by_a_timer(config, tmp_path):
+    example = load_config(EXAMPLES / "dealers.toml")
+    cfg = example.model_copy(update={"data_dir": config.data_dir, "store": config.store})
+    portal = lambda record: {**record, "source": "dealer_portal"}  # noqa: E731
+    records = [
+        portal(tp("d-auth", "dealer.authorised", day(0), "d1", territory="north")),
+        *(portal(order(f"d-o{i}", day(10 + 20 * i), customer="d1", amount=4000.0)) for i in range(6)),
+        order("x-o1", day(3), customer="walk-in"),  # not from the portal: no dealer
+    ]
+    with Engine(cfg, EventTimeClock()) as engine:
+        assert engine.ingest(records).rejected == 0
+        engine.clock = FixedClock(day(500))
+        engine.run_due()
+        mine = [c for c in engine.changes(limit=1000) if c["ladder"] == "dealers"]
+    assert {c["customer_id"] for c in mine} == {"d1"}
+    stages = [(c["to"], c["effective_at"][:10]) for c in mine if c["dimension"] == "stage"]
+    assert stages == [
+        ("authorised", "2025-01-01"),  # joined and authorised at one instant: never a prospect
+        ("active", "2025-01-11"),
+        ("key_account", "2025-04-21"),  # the sixth order: 24,000 in the year (active ends below it)
+        ("authorised", "2026-01-11"),  # the first order is a year old, and none in 90 days
+    ]
+    health = [(c["to"], datetime.fromisoformat(c["effective_at"])) for c in mine if c["dimension"] == "health"]
+    # dormant just after max(60, 3 x the 20-day median gap) days without an order
+    assert health == [("ordering", day(10)), ("dormant", day(110) + timedelta(days=60, microseconds=1))]
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (
+            '[[ladders]]\nname = "customer"\n[[ladders.stages]]\nname = "a"\n[[ladders.stages]]\nname = "b"\n'
+            'when = { count = "purchases", at_least = 1 }\n',
+            "ladder customer is the customer ladder, which [lifecycle] declares",
+        ),
+        (
+            '[[ladders]]\nname = "staff"\n[[ladders.stages]]\nname = "a"\n[[ladders.stages]]\nname = "b"\n'
+            'when = { count = { kinds = ["shift.done"] }, at_least = 1 }\n',
+            "ladder staff, stage b: count shift.done: unknown kind 'shift.done': declare it under [[kinds]]",
+        ),
+        (
+            '[[policies]]\nname = "hello"\naction = "welcome_email"\nchannel = "email"\npurpose = "promotional"\n'
+            'trigger = { on = "stage_entered", stage = "vip", ladder = "dealers" }\n',
+            "policy hello: no ladder 'dealers'; the ladders: customer",
+        ),
+    ],
+)
+def test_a_config_with_a_broken_ladder_says_what_and_where(tmp_path, text, words):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        load_config(path)
+
+
+def test_a_policy_fires_on_another_ladders_stage(employees, tmp_path):
+    from engine.policies.model import PolicySpec
+
+    spec = PolicySpec.model_validate(
+        {
+            "name": "champion_thanks",
+            "action": "thank_you_note",
+            "channel": "email",
+            "purpose": "service",
+            "trigger": {"on": "stage_entered", "stage": "champion", "ladder": "employees"},
+        }
+    )
+    cfg = employees.model_copy(update={"policies": (spec,)})
+    with Engine(cfg, EventTimeClock()) as engine:
+        engine.ingest(staff("e2", 0))
+        actions = [a for a in engine.actions(limit=100) if a["policy"] == "champion_thanks"]
+    assert len(actions) == 1 and actions[0]["customer_id"] == "e2"
