@@ -269,6 +269,12 @@ def share(name: str, default: float, help: str) -> Any:
     "With --anonymous: share of customers who also browse and buy signed out half of the time (the device's id "
     "alone), whose guest history counts for them once they sign in on it.",
 )
+@click.option(
+    "--ladder-persons",
+    "ladder_persons_n",
+    type=click.IntRange(0),
+    help="Persons on each [[ladders]] of the config (default: a quarter of --customers, at least 40).",
+)
 @common
 def simulate(
     customers: int,
@@ -278,19 +284,33 @@ def simulate(
     anonymous: float,
     shared_devices: float,
     guests: float,
+    ladder_persons_n: int | None,
     config_path: str | None,
     as_json: bool,
 ) -> None:
-    """Write a reproducible synthetic history as JSON lines."""
-    from .demo import today, write_history
+    """Write a reproducible synthetic history as JSON lines; with a config that declares
+    [[ladders]], persons on each of them too (--ladder-persons)."""
+    from .demo import ladder_persons, today, with_ladders, write_history
     from .simulator import simulate as generate
     from .simulator import with_devices
 
+    config = config_of(config_path)
     end = until or today()
     records = generate(customers, seed, end)
-    n = write_history(out, with_devices(records, anonymous, shared_devices, seed, guests) if anonymous else records)
-    summary = {"records": n, "customers": customers, "seed": seed, "until": end.isoformat(), "out": str(out)}
-    emit(summary) if as_json else say(f"wrote {n:,} touchpoints of {customers:,} customers to {out}")
+    records = with_devices(records, anonymous, shared_devices, seed, guests) if anonymous else records
+    persons = ladder_persons(customers) if ladder_persons_n is None else ladder_persons_n
+    n = write_history(out, with_ladders(config, records, persons, seed, end))
+    ladders = {d.name: persons for d in config.ladders}
+    summary = {
+        "records": n,
+        "customers": customers,
+        "ladders": ladders,
+        "seed": seed,
+        "until": end.isoformat(),
+        "out": str(out),
+    }
+    on = "".join(f", {k:,} on the {name} ladder" for name, k in ladders.items())
+    emit(summary) if as_json else say(f"wrote {n:,} touchpoints of {customers:,} customers{on} to {out}")
 
 
 @main.command()
@@ -311,10 +331,10 @@ def funnel(as_of: datetime | None, as_known: bool, ladder: str | None, config_pa
 
 
 def print_funnel(f: dict[str, Any]) -> None:
-    ladder = "" if f.get("ladder", "customer") == "customer" else f" on the {f['ladder']} ladder"
-    table = Table(title=f"Funnel as of {f['as_of'][:19]}Z — {f['customers']:,} customers{ladder}")
+    who = "customers" if f.get("ladder", "customer") == "customer" else f"persons on the {f['ladder']} ladder"
+    table = Table(title=f"Funnel as of {f['as_of'][:19]}Z — {f['customers']:,} {who}")
     table.add_column("stage")
-    table.add_column("customers", justify="right")
+    table.add_column(who.split()[0], justify="right")
     table.add_column("share", justify="right")
     for stage, n in f["stages"].items():  # in the ladder's order
         table.add_row(stage, f"{n:,}", f"{n / max(f['customers'], 1):.1%}")
@@ -750,6 +770,8 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         )
     say()
     print_funnel(summary["funnel"])
+    for f in summary["ladders"]:
+        print_funnel(f)
     table = Table(title="Lifecycle changes recorded")
     for col in ("dimension", "from", "to", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")

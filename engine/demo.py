@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +23,22 @@ from .value_view import summary as value_summary
 
 def today() -> datetime:
     return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def ladder_persons(customers: int) -> int:
+    """How many persons each [[ladders]] gets beside `customers` customers in a simulation."""
+    return max(40, customers // 4)
+
+
+def with_ladders(config: Config, records: Iterator[dict], persons: int, seed: int, until: datetime) -> Iterator[dict]:
+    """The records, and those of `persons` persons on each of the config's [[ladders]]
+    (engine.ladder_sim), in time order."""
+    if not config.ladders:
+        return records
+    from .ladder_sim import simulate_ladder
+
+    more = [simulate_ladder(d, config.kinds, persons, seed, until) for d in config.ladders]
+    return heapq.merge(records, *more, key=lambda r: str(r["occurred_at"]))
 
 
 def write_history(out: Path, records: Iterator[dict]) -> int:
@@ -61,7 +78,8 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
     history = data / "history.jsonl"
     # Most web and app touchpoints come with the browser's or the app's anonymous id; a tenth of the
     # customers also browse and buy as guests, whose history joins theirs when they sign in.
-    write_history(history, with_devices(simulate(customers, seed, today()), 0.6, 0.1, seed, guests=0.1))
+    base = with_devices(simulate(customers, seed, today()), 0.6, 0.1, seed, guests=0.1)
+    write_history(history, with_ladders(config, base, ladder_persons(customers), seed, today()))
     # The last months of it come second, so that the value model, fitted in between as a nightly
     # job would, is in force for them: its top customers at risk get a call, not a coupon.
     early, late = split_history(history, today() - timedelta(days=VALUE_MODEL_DAYS))
@@ -99,6 +117,7 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
             None,
         ) or next((engine.why(a["action_id"]) for a in latest.values() if a["status"] == "suppressed"), None)
         funnel = engine.funnel()
+        ladders = [engine.funnel(ladder=lad.name) for lad in engine.ladders[1:]]
         merged = {str(customer) for _, customer, _ in queries.scan(engine, queries.JOINED_TOPIC)}
         value = value_summary(engine, engine.clock.now())
     return {
@@ -108,6 +127,7 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         "seed": seed,
         "ingest": report.summary(),
         "funnel": funnel,
+        "ladders": ladders,  # the funnel of each [[ladders]]
         # identity resolution (docs/identity.md): customers whose guest history joined theirs
         "identity": {"customers_with_guest_history": len(merged), "anonymous_visitors": funnel["anonymous_visitors"]},
         "value": value,

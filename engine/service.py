@@ -407,8 +407,8 @@ class Engine:
             person = resolved.person_of.get(Identifier("anonymous", identifier)) or anonymous_home(identifier)
             return {"identified_by": identifier, **queries.customer_view(self, person, T, as_known, limit, offset)}
 
-    def funnel(self, as_of: Any = None) -> dict[str, Any]:
-        return queries.funnel(self, as_of or self.clock.now())
+    def funnel(self, as_of: Any = None, ladder: str | None = None) -> dict[str, Any]:
+        return queries.funnel(self, as_of or self.clock.now(), ladder=ladder)
 
     def changes(self, after: int = 0, limit: int = 100, customer_id: str | None = None) -> list[dict[str, Any]]:
         return queries.changes(self, after, limit, customer_id)

@@ -304,3 +304,38 @@ def test_a_query_on_an_empty_postgresql_schema_says_so_and_creates_nothing(pg_co
     assert not postgres_store_exists(pg)
     with pg_connect(pg) as conn:
         assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (pg.schema_,)).fetchone() is None
+
+
+@pytest.mark.parametrize("example, ladder", [("employees.toml", "employees"), ("dealers.toml", "dealers")])
+def test_each_shipped_example_runs_as_a_demo_with_every_stage_populated(tmp_path, example, ladder):
+    """journey simulate and journey demo with an example's config: its persons are generated from the
+    ladder's definition, every stage of it is populated, and the funnel equals a plain evaluation of
+    each simulated person's touchpoints (tests/support/oracle_ladder.py)."""
+    from engine.config import load_config
+
+    from ..support import oracle_ladder as plain
+
+    config = str(Path(__file__).parents[2] / "examples" / example)
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "var")}
+    history = str(tmp_path / "h.jsonl")
+    args = ["simulate", "--customers", "20", "--ladder-persons", "7", "--config", config, "--out", history, "--json"]
+    out = json.loads(run(*args, env=env).output)
+    assert out["ladders"] == {ladder: 7}
+    demo = json.loads(run("demo", "--customers", "120", "--config", config, "--json", env=env).output)
+    assert demo["ingest"]["rejected"] == 0
+    (funnel,) = demo["ladders"]
+    assert funnel["ladder"] == ladder and all(n > 0 for n in funnel["stages"].values()), funnel
+    d = next(d for d in load_config(config).ladders if d.name == ladder)
+    persons: dict[str, list] = {}
+    for line in Path(demo["history"]).read_bytes().splitlines():
+        r = orjson.loads(line)
+        if r.get("customer_id", "").startswith(f"{ladder}-"):  # (a guest's records have none)
+            at = datetime.fromisoformat(r["occurred_at"])
+            persons.setdefault(r["customer_id"], []).append((r["event_id"], r["kind"], at, r["properties"]))
+    T = datetime.fromisoformat(funnel["as_of"])
+    want = dict.fromkeys(funnel["stages"], 0)
+    for tps in persons.values():
+        want[plain.status(d, tps, T)[0]] += 1
+    assert funnel["stages"] == want and funnel["customers"] == len(persons) == 40
+    text = run("demo", "--customers", "120", "--config", config, env=env).output
+    assert f"persons on the {ladder} ladder" in text
