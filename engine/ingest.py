@@ -382,9 +382,17 @@ class Ingestor:
         names the cause of corrections when it is not a late touchpoint (a link, an unlink)."""
         facts = customer.facts
         last = customer.evaluated_until if since is ... else since
+
+        def cause(ladder: Ladder) -> str | None:
+            """What corrects the past, if anything does: `late`, or the ladder's new version."""
+            was = (customer.ladder_versions or {}).get(ladder.name)
+            if late is None and was is not None and was != ladder.version:
+                return f"the {ladder.name} ladder changed (version {was} → {ladder.version})"
+            return late
+
         until = datetime.fromisoformat(last) if last else None
         transitions, status, customer.memo = advance(
-            facts, (customer.stage, customer.health), until, now, self.ladder, customer.memo, late
+            facts, (customer.stage, customer.health), until, now, self.ladder, customer.memo, cause(self.ladder)
         )
         changes = []
         for tr in transitions:
@@ -396,7 +404,7 @@ class Ingestor:
                 continue
             memos = customer.memos
             more, _, memos[ladder.name] = advance(
-                facts, customer.on(ladder.name), until, now, ladder, memos.get(ladder.name), late
+                facts, customer.on(ladder.name), until, now, ladder, memos.get(ladder.name), cause(ladder)
             )
             for tr in more:
                 changes.append(self.change(customer, tr, recorded_at, ladder))

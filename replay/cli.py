@@ -291,6 +291,15 @@ def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_js
     )
     for move, n in result["by_transition"].items():
         say(f"  {move.replace('->', ' → '):<28} {n:>8,}")
+    for name, lad in result["ladders"].items():
+        v = lad["versions"]
+        versions = f"version {v['live']}" if v["live"] == v["alternative"] else f"{v['live']} → {v['alternative']}"
+        say(
+            f"ladder {name} ({versions}): {lad['changed']:,} of {lad['persons']:,} persons in another stage "
+            f"({lad['health_changed']:,} in another health)"
+        )
+        for move, n in lad["by_transition"].items():
+            say(f"  {move.replace('->', ' → '):<28} {n:>8,}")
     say("decisions per policy, compared by what the customer would get (action, channel, status, time):")
     for policy, row in result["actions"].items():
         say(

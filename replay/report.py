@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from engine.clock import iso
-from engine.projections.lifecycle import HEALTHS, STAGES
+from engine.projections.lifecycle import HEALTHS, STAGES, evaluate
 from engine.service import Engine
 from engine.value import pareto_share
 from engine.value.person import valuate
@@ -63,7 +63,24 @@ def build(
         "time_to_repeat": j.time_to_stage("repeat"),
         "policies": j.policy_outcomes(30),
         "value": value_data(engine, h, as_of),
+        "ladders": ladder_data(engine, h, period_ends(start, as_of)),
     }
+
+
+def ladder_data(engine: Engine, h: History, ends: list[datetime]) -> list[dict[str, Any]]:
+    """Each declared ladder ([[ladders]]): persons per stage at each period's end."""
+    out = []
+    for lad in engine.ladders[1:]:
+        dist = []
+        for T in ends:
+            stages = dict.fromkeys(lad.stages, 0)
+            for _, facts in h.customers():
+                s = evaluate(facts, T, lad)
+                if s.stage is not None:
+                    stages[s.stage] += 1
+            dist.append({"period_end": iso(T), "stages": stages})
+        out.append({"name": lad.name, "version": lad.version, "stages": list(lad.stages), "distribution": dist})
+    return out
 
 
 def value_data(engine: Engine, h: History, as_of: datetime) -> dict[str, Any]:
@@ -194,6 +211,24 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
         ("Time to stage", "days from the first purchase to becoming repeat and loyal", ttl),
         ("Policy outcomes", "decisions by status; markers: share who purchased within 30 days", outcomes),
         *value_figures(data["value"]),
+        *(
+            (
+                f"Funnel over time: the {lad['name']} ladder",
+                f"persons per stage at each month's end (ladder version {lad['version']})",
+                go.Figure(
+                    [
+                        go.Scatter(
+                            x=[d["period_end"][:7] for d in lad["distribution"]],
+                            y=[d["stages"][s] for d in lad["distribution"]],
+                            name=s,
+                            stackgroup="stages",
+                        )
+                        for s in lad["stages"]
+                    ]
+                ),
+            )
+            for lad in data.get("ladders", ())
+        ),
     ]
 
 

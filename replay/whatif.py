@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from engine.clock import FixedClock, iso
 from engine.config import Config
-from engine.projections.lifecycle import customer_ladder, evaluate
+from engine.projections.lifecycle import Ladder, customer_ladder, evaluate
 from engine.service import Engine
 
 from .history import History, load
@@ -79,6 +79,7 @@ def whatif(
                         "reason": b.stage_reason,
                     }
                 )
+    ladders = _ladder_moves(h, live.ladders[1:], alternative.compiled_ladders()[1:], as_of)
     stage_moves: Counter[str] = Counter()
     for (s0, s1, _, _), n in moves.items():
         if s0 != s1:
@@ -92,9 +93,41 @@ def whatif(
         "health_changed": sum(n for (_, _, h0, h1), n in moves.items() if h0 != h1),
         "by_transition": dict(stage_moves.most_common()),
         "sample": sample,
+        "ladders": ladders,
         "actions": compare(decisions(h.actions, as_of), decisions(alt_actions, as_of), policies),
         "rules": {"live": live.rules.rules_version, "alternative": alternative.lifecycle.rules_version},
     }
+
+
+def _ladder_moves(h: History, live: Iterable[Ladder], alternative: Iterable[Ladder], as_of: datetime) -> dict[str, Any]:
+    """Per declared ladder (in either config): the persons on it, and those whose stage or health
+    as of T differs between the live ladder and the alternative (a ladder in one config only: every
+    person on it moves from or to none)."""
+    mine, theirs = {lad.name: lad for lad in live}, {lad.name: lad for lad in alternative}
+    out: dict[str, Any] = {}
+    for name in [*mine, *(n for n in theirs if n not in mine)]:
+        a, b = mine.get(name), theirs.get(name)
+        persons, health_changed = 0, 0
+        moves: Counter[str] = Counter()
+        for _, facts in h.customers():
+            sa = evaluate(facts, as_of, a) if a is not None else None
+            sb = evaluate(facts, as_of, b) if b is not None else None
+            was = (sa.stage, sa.health) if sa is not None else (None, None)
+            now = (sb.stage, sb.health) if sb is not None else (None, None)
+            if was == (None, None) and now == (None, None):
+                continue
+            persons += 1
+            if was[0] != now[0]:
+                moves[f"{was[0]}->{now[0]}"] += 1
+            health_changed += was[1] != now[1]
+        out[name] = {
+            "versions": {"live": a.version if a else None, "alternative": b.version if b else None},
+            "persons": persons,
+            "changed": sum(moves.values()),
+            "health_changed": health_changed,
+            "by_transition": dict(moves.most_common()),
+        }
+    return out
 
 
 def _alternative_actions(

@@ -48,6 +48,8 @@ class Customer(Aggregate):
     # The [stage, health] recorded on each ladder besides the customer ladder (stage and health
     # above), by ladder name; a class default likewise.
     on_ladders: dict[str, list[str | None]] | None = None
+    # The version of each ladder the person's last change on it was derived with.
+    ladder_versions: dict[str, str] | None = None
 
     @staticmethod
     def create_id(customer_id: str) -> UUID:
@@ -208,6 +210,8 @@ class Customer(Aggregate):
     def _changed(self, change: dict[str, Any]) -> None:
         dimension = change["dimension"]
         ladder = change.get("ladder", CUSTOMER)
+        if "ladder_version" in change:
+            self.ladder_versions = {**(self.ladder_versions or {}), ladder: change["ladder_version"]}
         if ladder != CUSTOMER:
             ladders = dict(self.on_ladders or {})
             pair = list(ladders.get(ladder) or [None, None])

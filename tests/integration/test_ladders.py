@@ -166,3 +166,52 @@ def test_a_policy_fires_on_another_ladders_stage(employees, tmp_path):
         engine.ingest(staff("e2", 0))
         actions = [a for a in engine.actions(limit=100) if a["policy"] == "champion_thanks"]
     assert len(actions) == 1 and actions[0]["customer_id"] == "e2"
+
+
+def _stricter(employees):
+    """The employees ladder with engaged needing an eNPS of 9, not 7: another version."""
+    d = employees.ladders[0]
+    stages = list(d.stages)
+    engaged = stages[2].when.model_copy(
+        update={
+            "all": tuple(
+                p.model_copy(update={"at_least": 9}) if hasattr(p, "latest") else p for p in stages[2].when.all
+            )
+        }
+    )
+    stages[2] = stages[2].model_copy(update={"when": engaged})
+    return employees.model_copy(update={"ladders": (d.model_copy(update={"stages": tuple(stages)}),)})
+
+
+def test_a_changed_ladder_records_its_new_version_and_whatif_diffs_it(employees):
+    from replay.whatif import whatif
+
+    stricter = _stricter(employees)
+    records = staff("e1", 0) + staff("e2", 5)
+    early = [r for r in records if r["occurred_at"] < day(45).isoformat()]
+    late = [r for r in records if r not in early]
+    with Engine(employees, EventTimeClock()) as engine:
+        engine.ingest(early)
+        v1 = engine.ladders[1].version
+        before = len(engine.changes(limit=1000))
+    with Engine(stricter, EventTimeClock()) as engine:
+        engine.ingest(late)
+        v2 = engine.ladders[1].version
+        assert v1 != v2
+        feed = engine.changes(limit=1000)
+        assert {c["ladder_version"] for c in feed[:before] if c["ladder"] == "employees"} == {v1}
+        after = [c for c in feed[before:] if c["ladder"] == "employees"]
+        assert after and {c["ladder_version"] for c in after} == {v2}
+        # e1 was engaged under the old ladder (eNPS 8); the new one corrects that, in the past
+        fix = next(c for c in after if c["customer_id"] == "e1")
+        # effective when the corrected history says: onboarding since the contract (day 10)
+        assert (fix["from"], fix["to"], fix["effective_at"][:10]) == ("engaged", "onboarding", "2025-01-11")
+        assert fix["reason"].startswith(f"the employees ladder changed (version {v1} → {v2}), history corrected")
+        # as of day 60 e1 and e2 are engaged on the live (stricter) ladder? No: eNPS 8 is below 9
+        T = day(60)
+        f = engine.funnel(T, ladder="employees")
+        result = whatif(engine, employees, T)
+    assert f["stages"]["engaged"] == 0 and f["stages"]["onboarding"] == 2
+    lad = result["ladders"]["employees"]
+    assert lad["versions"] == {"live": v2, "alternative": v1}
+    assert (lad["persons"], lad["changed"], lad["by_transition"]) == (2, 2, {"onboarding->engaged": 2})
