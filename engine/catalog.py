@@ -7,7 +7,7 @@ must be present and well typed. Custom kinds come from `[[kinds]]` in config.tom
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
@@ -157,13 +157,22 @@ class Catalog:
     def schema(self, kind: str) -> type[Props] | None:
         return self.schemas.get(kind)
 
-    def properties(self) -> dict[str, frozenset[str] | None]:
-        """Each kind's declared properties; None for a built-in kind that declares none (what it
-        carries is free)."""
+    def properties(self) -> dict[str, dict[str, str] | None]:
+        """Each kind's declared properties with their type ("number", "string" or "other"); None
+        for a built-in kind that declares none (what it carries is free)."""
         return {
-            name: frozenset(s.model_fields) if s.model_fields or name not in BUILTIN_KINDS else None
+            name: {p: _type_word(f.annotation) for p, f in s.model_fields.items()}
+            if s.model_fields or name not in BUILTIN_KINDS
+            else None
             for name, s in self.schemas.items()
         }
+
+
+def _type_word(annotation: Any) -> str:
+    args = set(get_args(annotation)) - {type(None)} or {annotation}
+    if args <= {int, float}:
+        return "number"
+    return "string" if args <= {str} else "other"
 
 
 def json_ready(value: Any) -> Any:

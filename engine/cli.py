@@ -309,7 +309,7 @@ def simulate(
         "until": end.isoformat(),
         "out": str(out),
     }
-    on = "".join(f", {k:,} on the {name} ladder" for name, k in ladders.items())
+    on = "".join(f" and {k:,} persons on the {name} ladder" for name, k in ladders.items())
     emit(summary) if as_json else say(f"wrote {n:,} touchpoints of {customers:,} customers{on} to {out}")
 
 
@@ -494,8 +494,9 @@ def print_customer(v: dict[str, Any], offset: int = 0) -> None:
         if item["type"] == "touchpoint":
             say(f"    {item['at'][:16]}  {item['kind']:<20} {item['channel']:<10} {item['event_id']}")
         else:
+            ladder = item.get("ladder") or "customer"
             say(
-                f"    {item['at'][:16]}  ",
+                f"    {item['at'][:16]}  " + ("" if ladder == "customer" else f"{ladder} "),
                 (item["type"], "bold"),
                 f" {plain(item['from'])} → {plain(item['to'])}: {item['reason']}",
             )
@@ -544,7 +545,8 @@ def changes(after: int, limit: int, customer_id: str | None, config_path: str | 
         lambda e: e.changes(after, limit, customer_id),
         lambda c: (
             f"{c['position']:>8}  {c['effective_at'][:16]}  {c['customer_id']:<14} "
-            f"{c['dimension']:<6} {plain(c['from'])} → {plain(c['to'])}  ({c['reason']})"
+            + ("" if c.get("ladder", "customer") == "customer" else f"{c['ladder']} ")
+            + f"{c['dimension']:<6} {plain(c['from'])} → {plain(c['to'])}  ({c['reason']})"
         ),
     )
 
@@ -776,7 +778,8 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
     for col in ("dimension", "from", "to", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
     for c in summary["changes"]:  # every kind of change: the counts add up to the total above
-        table.add_row(c["dimension"], cell(plain(c["from"])), cell(plain(c["to"])), f"{c['count']:,}")
+        on = "" if c["ladder"] in ("customer", None) else f"{c['ladder']} "  # another ladder's, named
+        table.add_row(on + c["dimension"], cell(plain(c["from"])), cell(plain(c["to"])), f"{c['count']:,}")
     console.print(table)
     table = Table(title="Retention actions by policy (latest status of each action)")
     for col in ("policy", "issued", "suppressed", "deferred"):
@@ -794,7 +797,11 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
     # The venv's journey, as it was run, by its absolute path: the line works from any directory.
     me = str(Path(sys.argv[0]).absolute()) if Path(sys.argv[0]).name == "journey" else "journey"
     data = Path(summary["data_dir"]).resolve()
-    say(f"explore: JOURNEY_DATA_DIR={data} {me} customer {summary['customer']['customer_id']}")
+    # The config too, when it was given: its ladders, kinds and policies are part of what to explore.
+    given = f" --config {Path(config_path).resolve()}" if config_path else ""
+    say(f"explore: JOURNEY_DATA_DIR={data} {me} customer {summary['customer']['customer_id']}{given}")
+    for f in summary["ladders"]:
+        say(f"         JOURNEY_DATA_DIR={data} {me} funnel --ladder {f['ladder']}{given}")
 
 
 @main.group()
@@ -1091,7 +1098,7 @@ def in_force_at(rows: list[dict[str, Any]], model: Any) -> str:
 
 @main.group()
 def ladders() -> None:
-    """The ladders stages are decided on (docs/ladders.md)."""
+    """The ladders a person's stages are decided on: show them, check a config (docs/ladders.md)."""
 
 
 def _ladders(config: Config) -> list[Any]:
@@ -1120,7 +1127,13 @@ def ladders_check(config_path: str | None, as_json: bool) -> None:
     from .catalog import Catalog
     from .ladders.check import problems
 
-    config = config_of(config_path)
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:  # a config that cannot load is the first problem
+        if as_json:
+            emit([{"ladder": None, "version": None, "problems": [str(e)]}])
+            sys.exit(1)
+        raise click.ClickException(str(e)) from None
     kinds = Catalog(config.kinds).properties()
     found = _ladders(config)
     report = [

@@ -18,7 +18,7 @@ from pydantic import ValidationError, model_validator
 from .catalog import Catalog
 from .ladders.check import problems
 from .ladders.default import CUSTOMER
-from .ladders.model import LadderDef
+from .ladders.model import SHAPES, LadderDef
 from .policies.model import DEFAULT_POLICIES, ContactRules, PolicySpec, default_policies
 from .projections.lifecycle import Ladder, compiled, customer_ladder
 from .rules import (
@@ -197,15 +197,65 @@ def load_config(path: str | Path | None = None) -> Config:
         return Config.model_validate(raw)
     except ValidationError as e:
         lines = []
-        for err in e.errors():
+        errors = e.errors()
+        for err in errors:
+            if err["type"] == "too_short" and any(
+                o is not err and tuple(o["loc"][: len(err["loc"])]) == tuple(err["loc"]) for o in errors
+            ):
+                continue  # "too few after validation": its items' own errors say why
             where = ".".join(map(str, err["loc"]))
             var = from_env.get(where)
             msg = err["msg"].removeprefix("Value error, ")  # pydantic's wording, not the reader's
+            if err["loc"][:1] in (("ladders",), ("policies",)):
+                where, msg = _named(err, raw), _reworded(err, msg)
             lines.append(
                 (f"  {where}: {msg}" if where else f"  {msg}")
                 + (f" (set by the environment variable {var})" if var else "")
             )
         raise ConfigError(f"config file {path or '(defaults)'} is invalid:\n" + "\n".join(lines)) from None
+
+
+def _named(err: Any, raw: dict) -> str:
+    """An error's place in [[ladders]] or [[policies]] by names, not indexes: 'ladder members,
+    stage devotee, when.all.1.count.at_lest'."""
+    loc, out, node = list(err["loc"]), [], raw  # type: list[Any], list[str], Any
+    for i, part in enumerate(loc):
+        before = loc[i - 1] if i else None
+        if part in SHAPES and (before == "when" or (isinstance(before, int) and loc[i - 2] in ("all", "any"))):
+            continue  # the name pydantic gives the condition's shape, not a key
+        item = node[part] if isinstance(node, dict | list) and _has(node, part) else None
+        if isinstance(part, int) and i >= 1 and loc[i - 1] in ("ladders", "stages", "health", "policies"):
+            label = {"ladders": "ladder", "stages": "stage", "health": "health rule", "policies": "policy"}[loc[i - 1]]
+            name = item.get("name") if isinstance(item, dict) else None
+            out[-1] = f"{label} {name}" if name else f"{label} #{part + 1}"
+        else:
+            out.append(str(part))
+        node = item
+    return ", ".join(out[:2] if len(out) > 2 and out[1].startswith(("stage", "health")) else out[:1]) + (
+        ", " + ".".join(out[2:] if len(out) > 2 and out[1].startswith(("stage", "health")) else out[1:])
+        if len(out) > 1
+        else ""
+    )
+
+
+def _has(node: Any, part: Any) -> bool:
+    return (isinstance(node, dict) and part in node) or (
+        isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+    )
+
+
+def _reworded(err: Any, msg: str) -> str:
+    """pydantic's words where a ladder's author needs others."""
+    kind, key = err["type"], err["loc"][-1]
+    if kind == "extra_forbidden":
+        return f"{key!r} is not a key here (docs/ladders.md lists each condition's keys)"
+    if kind == "string_pattern_mismatch":
+        return "a name is lowercase letters, digits and _, starting with a letter"
+    if kind == "too_short" and key == "stages":
+        return "a ladder needs at least two stages: where everyone starts, and one to reach"
+    if kind == "model_type" and key == "applies_to":
+        return 'applies_to is a table: { kinds = [...] }, { source = "..." } or { trait = "...", equals = ... }'
+    return msg
 
 
 def _apply_env(raw: dict) -> dict[str, str]:

@@ -91,7 +91,12 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         engine.clock = SystemClock()
         report.add_timers(engine.run_due())
         changes = Counter(
-            (dimension_of(c), c["from"], c["to"])
+            (
+                c.get("ladder", "customer") if c["dimension"] != "value_segment" else None,
+                c["dimension"],
+                c["from"],
+                c["to"],
+            )
             for _, _, body in queries.scan(engine, queries.CHANGE_TOPIC)
             for c in [body["change"]]
         )
@@ -132,7 +137,10 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         "identity": {"customers_with_guest_history": len(merged), "anonymous_visitors": funnel["anonymous_visitors"]},
         "value": value,
         "value_model": model,
-        "changes": [{"dimension": d, "from": f, "to": t, "count": n} for (d, f, t), n in changes.most_common()],
+        "changes": [
+            {"ladder": lad, "dimension": d, "from": f, "to": t, "count": n}
+            for (lad, d, f, t), n in changes.most_common()
+        ],
         "actions": {
             "by_policy": {
                 p: {s: c[s] for s in ("issued", "suppressed", "deferred")} for p, c in sorted(policies.items())
@@ -142,12 +150,6 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         "customer": view,
         "why": explained,
     }
-
-
-def dimension_of(change: dict[str, Any]) -> str:
-    """'stage', 'health', 'value_segment'; on another ladder than the customer's, named by it."""
-    ladder = change.get("ladder", "customer")
-    return change["dimension"] if ladder == "customer" else f"{ladder} {change['dimension']}"
 
 
 def pick_customer(engine: Engine) -> str:

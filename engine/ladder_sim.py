@@ -64,6 +64,12 @@ class _Person:
                 out[name] = self.value(kind, name, None, None, at)
         return out
 
+    def typed(self, kind: str, prop: str, x: float) -> Any:
+        """A number as the field takes it (a whole one for an integer field, rounded up)."""
+        custom = self.kinds.get(kind)
+        field = custom.fields.get(prop) if custom else None
+        return math.ceil(x) if field is not None and field.type == "integer" else round(x, 2)
+
     def value(self, kind: str, prop: str, lo: float | None, hi: float | None, at: datetime | None = None) -> Any:
         """A value of a property within [lo, hi] (either may be open), of the field's type."""
         custom = self.kinds.get(kind)
@@ -85,9 +91,9 @@ class _Person:
 
     def item(self, spec: Counted, at: datetime, extra: dict[str, Any] | None = None) -> None:
         kind = self.rng.choice(spec.kinds)
-        props = dict(extra or {})
+        props = {p: self.typed(kind, p, v) for p, v in (extra or {}).items()}
         w = spec.where
-        if w is not None:
+        if w is not None and not (w.property in props and w.test(props[w.property])):
             props[w.property] = (
                 w.equals if w.equals is not None else self.value(kind, w.property, w.at_least, w.at_most)
             )
@@ -116,7 +122,7 @@ class _Person:
             spec = d.counted(c.of)
             k = 3
             for _ in range(k):
-                self.item(spec, when(c.within_days), {c.sum: round(c.at_least / k * 1.1 + 1, 2)})
+                self.item(spec, when(c.within_days), {c.sum: c.at_least / k * 1.1 + 1})
         elif isinstance(c, Latest):
             kind = c.of[0]
             at = end - timedelta(hours=rng.uniform(1, 20))  # the last of its kind

@@ -301,6 +301,7 @@ def _customer_view(
     changed = [
         {
             "type": f"{c['dimension']}_change",
+            "ladder": c.get("ladder", "customer") if c["dimension"] in ("stage", "health") else None,
             "at": c["effective_at"],
             "from": c["from"],
             "to": c["to"],

@@ -293,7 +293,12 @@ def whatif(alt_path: str, config_path: str | None, as_of: datetime | None, as_js
         say(f"  {move.replace('->', ' → '):<28} {n:>8,}")
     for name, lad in result["ladders"].items():
         v = lad["versions"]
-        versions = f"version {v['live']}" if v["live"] == v["alternative"] else f"{v['live']} → {v['alternative']}"
+        if v["live"] is None or v["alternative"] is None:
+            versions = f"only in the {'alternative' if v['live'] is None else 'live'} config"
+        elif v["live"] == v["alternative"]:
+            versions = f"version {v['live']}"
+        else:
+            versions = f"version {v['live']} → {v['alternative']}"
         say(
             f"ladder {name} ({versions}): {lad['changed']:,} of {lad['persons']:,} persons in another stage "
             f"({lad['health_changed']:,} in another health)"

@@ -118,7 +118,7 @@ def _ladder_moves(h: History, live: Iterable[Ladder], alternative: Iterable[Ladd
                 continue
             persons += 1
             if was[0] != now[0]:
-                moves[f"{was[0]}->{now[0]}"] += 1
+                moves[f"{was[0] or 'none'}->{now[0] or 'none'}"] += 1  # none: not on the ladder
             health_changed += was[1] != now[1]
         out[name] = {
             "versions": {"live": a.version if a else None, "alternative": b.version if b else None},

@@ -1,20 +1,28 @@
-"""What pydantic cannot see in a ladder: names, kinds and properties that do not exist, and stages
-or health rules that can never be reached. Each problem names the ladder, the stage (or health
-rule), the condition and the fix."""
+"""What pydantic cannot see in a ladder: names, kinds and properties that do not exist or have the
+wrong type, and stages or health rules that can never be reached. Each problem names the ladder,
+the place (a count, a stage, a health rule, applies_to), the condition and the fix."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from difflib import get_close_matches
 from typing import Any
 
 from .model import BUILTIN_COUNTS, Absent, All, AnyOf, Count, Counted, LadderDef, Latest, Sum
 
 ORDER_KIND = "order.placed"
+# Each kind known, with its properties and their types ("number", "string", "other"); None: any.
+Kinds = Mapping[str, Mapping[str, str] | None]
 
 
-def problems(d: LadderDef, kinds: Mapping[str, frozenset[str] | None]) -> list[str]:
-    """Every problem of the ladder; `kinds` maps each known kind to its properties (None: any)."""
+def problems(d: LadderDef, kinds: Kinds) -> list[str]:
+    """Every problem of the ladder, each once."""
     out: list[str] = []
+    a = d.applies_to
+    if a is not None:
+        out += [f"ladder {d.name}, applies_to: {p}" for p in _known(a.kinds, kinds, "kinds")]
+    for name, spec in d.counts.items():
+        out += [f"ladder {d.name}, count {name}: {p}" for p in _counted(spec, kinds)]
     for place, c in _places(d):
         out += [f"ladder {d.name}, {place}: {p}" for p in _condition(d, c, kinds)]
     for what, names, conds in (
@@ -30,7 +38,7 @@ def problems(d: LadderDef, kinds: Mapping[str, frozenset[str] | None]) -> list[s
                         f"list them from the lowest, or make {name}'s condition narrower"
                     )
                     break
-    return out
+    return list(dict.fromkeys(out))
 
 
 def _places(d: LadderDef):
@@ -48,55 +56,64 @@ def _nested(c: Any):
         yield from _nested(p)
 
 
-def _condition(d: LadderDef, c: Any, kinds: Mapping[str, frozenset[str] | None]) -> list[str]:
+def _condition(d: LadderDef, c: Any, kinds: Kinds) -> list[str]:
     if isinstance(c, Count | Sum | Absent):
         ref = c.count if isinstance(c, Count) else c.of if isinstance(c, Sum) else c.absent
         shape = type(c).__name__.lower()
         if isinstance(ref, str) and ref not in d.counts and ref not in BUILTIN_COUNTS:
             named = sorted({*d.counts, *BUILTIN_COUNTS})
             return [
-                f"{shape} {ref!r} is not defined: define it under [ladders.counts] or use one of {', '.join(named)}"
+                f"{shape} {ref!r} is not defined{_maybe(ref, named)}: define it under [ladders.counts] "
+                f"or use one of {', '.join(named)}"
             ]
         spec = d.counted(ref)
-        out = _counted(spec, kinds, f"{shape} {ref if isinstance(ref, str) else spec.words()}")
+        # a named count is checked once, under its name; one written in place, here
+        out = [f"{shape} {spec.words()}: {p}" for p in _counted(spec, kinds)] if isinstance(ref, Counted) else []
         if isinstance(c, Sum):
-            out += _props(spec.kinds, [c.sum], kinds, f"sum of {c.sum!r}")
+            out += _props(spec.kinds, [c.sum], kinds, f"sum of {c.sum!r}", numeric=True)
         return out
     if isinstance(c, Latest):
-        out = _known(c.of, kinds, f"latest {c.latest!r}")
-        return out or _props(c.of, [c.latest], kinds, f"latest {c.latest!r}")
+        return _known(c.of, kinds, f"latest {c.latest!r}") or _props(
+            c.of, [c.latest], kinds, f"latest {c.latest!r}", numeric=True
+        )
     return []
 
 
-def _counted(spec: Counted, kinds: Mapping[str, frozenset[str] | None], where: str) -> list[str]:
-    out = _known(spec.kinds + spec.voided_by + spec.reduced_by, kinds, where)
+def _counted(spec: Counted, kinds: Kinds) -> list[str]:
+    out = _known(spec.kinds + spec.voided_by + spec.reduced_by, kinds, "kinds")
     if out:
         return out
     if ORDER_KIND in spec.kinds and (spec.kinds != (ORDER_KIND,) or spec.once_per != "order_id"):
         out.append(
-            f'{where}: orders count once per order id: use kinds = ["order.placed"] alone with '
-            'once_per = "order_id" (or the built-in "purchases")'
+            'orders count once per order id: use kinds = ["order.placed"] alone with once_per = "order_id" '
+            '(or the built-in "purchases")'
         )
-    props = [p for p in (spec.once_per, spec.where.property if spec.where else None) if p]
-    out += _props(spec.kinds, props, kinds, where)
     if spec.once_per:
-        out += _props(spec.voided_by + spec.reduced_by, [spec.once_per], kinds, where)
+        out += _props(spec.kinds, [spec.once_per], kinds, "once_per")
+        out += _props(spec.voided_by + spec.reduced_by, [spec.once_per], kinds, "once_per")
+    w = spec.where
+    if w is not None:
+        ranged = w.at_least is not None or w.at_most is not None
+        out += _props(spec.kinds, [w.property], kinds, "where", numeric=ranged)
     if spec.reduced_by:
-        out += _props(spec.kinds + spec.reduced_by, ["amount"], kinds, f"{where} (reduced_by reads amounts)")
+        out += _props(spec.kinds + spec.reduced_by, ["amount"], kinds, "reduced_by (it reads amounts)", numeric=True)
     return out
 
 
-def _known(names: tuple[str, ...], kinds: Mapping[str, frozenset[str] | None], where: str) -> list[str]:
+def _maybe(name: str, among: Any) -> str:
+    close = get_close_matches(name, list(among), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _known(names: tuple[str, ...], kinds: Kinds, where: str) -> list[str]:
     return [
-        f"{where}: unknown kind {k!r}: declare it under [[kinds]] (name = {k!r}) or fix the name"
+        f"{where}: unknown kind {k!r}{_maybe(k, kinds)}: declare it under [[kinds]] (name = {k!r}) or fix the name"
         for k in names
         if k not in kinds
     ]
 
 
-def _props(
-    names: tuple[str, ...], props: list[str], kinds: Mapping[str, frozenset[str] | None], where: str
-) -> list[str]:
+def _props(names: tuple[str, ...], props: list[str], kinds: Kinds, where: str, numeric: bool = False) -> list[str]:
     out = []
     for k in names:
         known = kinds.get(k)
@@ -105,7 +122,9 @@ def _props(
         for p in props:
             if p not in known:
                 listed = ", ".join(sorted(known)) or "none"
-                out.append(f"{where}: {k} has no property {p!r} (its properties: {listed})")
+                out.append(f"{where}: {k} has no property {p!r}{_maybe(p, known)} (its properties: {listed})")
+            elif numeric and known[p] != "number":
+                out.append(f"{where}: {k}'s {p!r} is a {known[p]}, not a number: compare it with equals")
     return out
 
 

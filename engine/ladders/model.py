@@ -21,22 +21,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Strict, Tag, field_validator, model_validator
 
 from ..limits import MAX_SPAN_DAYS
 from ..vocabulary import Section
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_]*$")]
 Kind = Annotated[str, Field(min_length=3, max_length=100)]
-Days = Annotated[int, Field(gt=0, le=MAX_SPAN_DAYS)]
+Days = Annotated[int, Strict(), Field(gt=0, le=MAX_SPAN_DAYS)]
+# Numbers as numbers: "4" in a config is a typo for 4, not a number (no coercion in ladders).
+Whole = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+Flag = Annotated[bool, Strict()]
 
 
 class Where(Section):
     """A test of one property of a touchpoint: at least / at most a number, or equal to a value."""
 
     property: str = Field(min_length=1, max_length=100)
-    at_least: float | None = None
-    at_most: float | None = None
+    at_least: Number | None = None
+    at_most: Number | None = None
     equals: str | int | bool | None = None
 
     @model_validator(mode="after")
@@ -117,22 +121,22 @@ CountRef = Annotated[str, Field(min_length=1, max_length=100)] | Counted
 
 class Count(Section):
     count: CountRef
-    at_least: int = Field(ge=1)
+    at_least: Whole = Field(ge=1)
     within_days: Days | None = None
 
 
 class Sum(Section):
     sum: str = Field(min_length=1, max_length=100)  # the property
     of: CountRef
-    at_least: float
+    at_least: Number
     within_days: Days | None = None
 
 
 class Latest(Section):
     latest: str = Field(min_length=1, max_length=100)  # the property
     of: tuple[Kind, ...] = Field(min_length=1)
-    at_least: float | None = None
-    at_most: float | None = None
+    at_least: Number | None = None
+    at_most: Number | None = None
     within_days: Days | None = None
 
     @model_validator(mode="after")
@@ -146,9 +150,9 @@ class Absent(Section):
     absent: CountRef
     more_than_days: Days
     # The threshold is max(more_than_days, gap_factor x the median gap between the counted ones).
-    gap_factor: float | None = Field(None, gt=0, le=100)
-    # With none counted yet: absent since the person's first touchpoint (else not absent).
-    since_first: bool = False
+    gap_factor: Number | None = Field(None, gt=0, le=100)
+    # With none counted yet: absent since the person stepped on the ladder (else not absent).
+    since_first: Flag = False
 
 
 class All(Section):
@@ -199,6 +203,10 @@ class AppliesTo(Section):
 
     @model_validator(mode="after")
     def _trait(self) -> AppliesTo:
+        if not self.kinds and self.source is None and self.trait is None:
+            raise ValueError(
+                "applies_to names kinds, a source or a trait (leave applies_to out for a ladder everyone is on)"
+            )
         if (self.trait is None) != (self.equals is None):
             raise ValueError('applies_to: a trait and the value it equals go together (trait = "customer_type", '
                              'equals = "employee")')  # fmt: skip

@@ -30,7 +30,7 @@ def rule(c: Any) -> str:
         if c.gap_factor is not None:
             out += f" (or {c.gap_factor:g} x their median gap, if larger)"
         if c.since_first:
-            out += ", counted from the first touchpoint when there is none"
+            out += ", counted from stepping on the ladder when there is none"
         return out
     raise TypeError(c)  # pragma: no cover - the model admits no other
 
@@ -51,6 +51,14 @@ def _within(days: int | None) -> str:
 def lines(d: LadderDef, version: str) -> list[str]:
     """The ladder, its counts, its stages and its health rules, one per line."""
     out = [f"ladder {d.name} (version {version})" + (f": {d.description}" if d.description else "")]
+    a = d.applies_to
+    if a is None:
+        out.append("  who: everyone, from their first touchpoint")
+    else:
+        ways = [f"of {' or '.join(a.kinds)}"] if a.kinds else []
+        ways += [f"from source {a.source!r}"] if a.source else []
+        ways += [f"with the trait {a.trait} = {a.equals!r}"] if a.trait else []
+        out.append(f"  who: persons from their first touchpoint {', or '.join(ways)}")
     used = {ref for c in d.conditions() for ref in _refs(c)}
     counts = {**{k: v for k, v in BUILTIN_COUNTS.items() if k in used}, **d.counts}
     if counts:

@@ -64,7 +64,10 @@ class Trigger(Section):
                 raise ValueError(f"a trigger on {self.on!r} reads the customer ladder: leave ladder out")
             return self
         if self.stage is not None and self.stage not in STAGES:
-            raise ValueError(f"unknown stage {self.stage!r}; stages are {', '.join(STAGES)}")
+            raise ValueError(
+                f"unknown stage {self.stage!r} of the customer ladder (its stages: {', '.join(STAGES)}); "
+                'a stage of another ladder needs ladder = "NAME"'
+            )
         if self.health is not None and self.health not in HEALTHS:
             raise ValueError(f"unknown health {self.health!r}; values are {', '.join(HEALTHS)}")
         return self

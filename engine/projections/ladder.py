@@ -548,10 +548,12 @@ class AbsentCond(Cond):
             threshold += f" (the larger of {self.spec.more_than_days:,} and {self.spec.gap_factor:g} x the median gap)"
         if s is None:
             return f"no {self.label} yet"
-        what = f"last of {self.label}" if w.tally(self.tally).bought else "first touchpoint"
+        what = f"last of {self.label}" if w.tally(self.tally).bought else "stepped on the ladder"
         days = (T - s[0]).total_seconds() / DAY
         verdict = threshold if days > limit else threshold.replace("more than", "within", 1)
-        return f"{what} {_count(days, 'day')} before {T:%Y-%m-%d}, {verdict}"
+        # Whole days, unless they would read as the threshold itself ("90 days, more than 90").
+        ago = _count(days, "day") if round(days) != round(limit) else f"{days:,.1f} days"
+        return f"{what} {ago} before {T:%Y-%m-%d}, {verdict}"
 
     def causes(self, w: Walk, T: datetime) -> tuple[str, ...]:
         s = self.since(w)

@@ -133,7 +133,7 @@ def test_a_dealer_joins_by_source_and_falls_dormant_by_a_timer(config, tmp_path)
         (
             '[[ladders]]\nname = "staff"\n[[ladders.stages]]\nname = "a"\n[[ladders.stages]]\nname = "b"\n'
             'when = { count = { kinds = ["shift.done"] }, at_least = 1 }\n',
-            "ladder staff, stage b: count shift.done: unknown kind 'shift.done': declare it under [[kinds]]",
+            "ladder staff, stage b: count shift.done: kinds: unknown kind 'shift.done': declare it under [[kinds]]",
         ),
         (
             '[[policies]]\nname = "hello"\naction = "welcome_email"\nchannel = "email"\npurpose = "promotional"\n'
@@ -143,6 +143,7 @@ def test_a_dealer_joins_by_source_and_falls_dormant_by_a_timer(config, tmp_path)
     ],
 )
 def test_a_config_with_a_broken_ladder_says_what_and_where(tmp_path, text, words):
+    """(More of them, each condition's problems, in tests/unit/test_ladders.py.)"""
     path = tmp_path / "c.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
@@ -215,3 +216,33 @@ def test_a_changed_ladder_records_its_new_version_and_whatif_diffs_it(employees)
     lad = result["ladders"]["employees"]
     assert lad["versions"] == {"live": v2, "alternative": v1}
     assert (lad["persons"], lad["changed"], lad["by_transition"]) == (2, 2, {"onboarding->engaged": 2})
+
+
+@pytest.mark.parametrize(
+    "ladder, words",
+    [
+        ('applies_to = "everyone"', "ladder members, applies_to: applies_to is a table: { kinds = [...] }"),
+        ("applies_to = {}", "ladder members, applies_to: applies_to names kinds, a source or a trait"),
+        ('name = "Members"', "ladder Members, name: a name is lowercase letters, digits and _, starting with a letter"),
+    ],
+)
+def test_a_ladders_own_keys_are_named_by_the_ladder(tmp_path, ladder, words):
+    """Errors name the ladder and the stage by their names, not pydantic's indexes, and cascades
+    (a tuple "too short after validation" because an item failed) are left out."""
+    text = (
+        f'[[ladders]]\nname = "members"\n{ladder}\n[[ladders.stages]]\nname = "trial"\n[[ladders.stages]]\n'
+        'name = "regular"\nwhen = { all = [ { count = "purchases", at_lest = 2 } ] }\n'
+    )
+    text = text.replace('name = "members"\nname = "Members"', 'name = "Members"')
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    message = str(e.value)
+    assert words in message, message
+    assert "stage regular, when.all.0.at_lest: 'at_lest' is not a key here" in message
+    assert "too short" not in message and "at least 1 item" not in message
+    if ladder.startswith("applies_to"):  # once well formed, what it names is checked: an undeclared kind
+        path.write_text(text.replace("at_lest", "at_least").replace(ladder, 'applies_to = { kinds = ["gym.visit"] }'))
+        with pytest.raises(ConfigError, match="ladder members, applies_to: kinds: unknown kind 'gym.visit'"):
+            load_config(path)

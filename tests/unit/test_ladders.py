@@ -278,6 +278,7 @@ def test_the_customer_ladder_words_its_reasons_from_its_conditions():
         ([{"name": "a"}, {"name": "b", "when": {"count": "purchases"}}], "at_least"),
         ([{"name": "a"}, {"name": "b", "when": {"cout": "purchases", "at_least": 1}}], "exactly one of the keys"),
         ([{"name": "a"}, {"name": "a", "when": {"count": "purchases", "at_least": 1}}], "listed twice"),
+        ([{"name": "a"}, {"name": "b", "when": {"count": "purchases", "at_least": "4"}}], "valid integer"),
     ],
 )
 def test_a_malformed_ladder_is_refused_with_what_to_fix(stages, words):
@@ -287,10 +288,10 @@ def test_a_malformed_ladder_is_refused_with_what_to_fix(stages, words):
 
 
 KNOWN = {
-    "order.placed": frozenset({"order_id", "amount", "currency"}),
-    "order.cancelled": frozenset({"order_id"}),
-    "order.refunded": frozenset({"order_id", "amount", "currency"}),
-    "pulse.answered": frozenset({"score"}),
+    "order.placed": {"order_id": "string", "amount": "number", "currency": "other"},
+    "order.cancelled": {"order_id": "string"},
+    "order.refunded": {"order_id": "string", "amount": "number", "currency": "other"},
+    "pulse.answered": {"score": "number", "team": "string"},
     "page.viewed": None,
 }
 
@@ -319,24 +320,30 @@ def test_a_sound_ladder_has_no_problem_and_the_customer_ladder_is_sound():
         (
             [{"name": "buyer", "when": {"count": "purchase", "at_least": 1}}],
             None,
-            "ladder staff, stage buyer: count 'purchase' is not defined: define it under [ladders.counts] "
-            "or use one of purchases",
+            "ladder staff, stage buyer: count 'purchase' is not defined (did you mean 'purchases'?): define it "
+            "under [ladders.counts] or use one of purchases",
         ),
         (
             [{"name": "engaged", "when": {"count": {"kinds": ["pulse.answerd"]}, "at_least": 1}}],
             None,
-            "ladder staff, stage engaged: count pulse.answerd: unknown kind 'pulse.answerd': declare it under "
-            "[[kinds]] (name = 'pulse.answerd') or fix the name",
+            "ladder staff, stage engaged: count pulse.answerd: kinds: unknown kind 'pulse.answerd' (did you mean "
+            "'pulse.answered'?): declare it under [[kinds]] (name = 'pulse.answerd') or fix the name",
         ),
         (
             [{"name": "happy", "when": {"latest": "nps", "of": ["pulse.answered"], "at_least": 9}}],
             None,
-            "ladder staff, stage happy: latest 'nps': pulse.answered has no property 'nps' (its properties: score)",
+            "ladder staff, stage happy: latest 'nps': pulse.answered has no property 'nps' (its properties: score, "
+            "team)",
+        ),
+        (
+            [{"name": "happy", "when": {"latest": "team", "of": ["pulse.answered"], "at_least": 9}}],
+            None,
+            "ladder staff, stage happy: latest 'team': pulse.answered's 'team' is a string, not a number",
         ),
         (
             [{"name": "buyer", "when": {"count": "orders", "at_least": 1}}],
             {"orders": {"kinds": ["order.placed"]}},
-            "ladder staff, stage buyer: count orders: orders count once per order id: use kinds = "
+            "ladder staff, count orders: orders count once per order id: use kinds = "
             '["order.placed"] alone with once_per = "order_id" (or the built-in "purchases")',
         ),
         (
