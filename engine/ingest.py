@@ -383,10 +383,13 @@ class Ingestor:
         facts = customer.facts
         last = customer.evaluated_until if since is ... else since
 
+        late_tp = last is not None and any(tp["occurred_at"] <= last for tp in touchpoints)
+
         def cause(ladder: Ladder) -> str | None:
-            """What corrects the past, if anything does: `late`, or the ladder's new version."""
+            """What corrects the past, if anything does: `late` (a link), a late touchpoint, or else
+            the ladder's new version (its last change on record was derived with another)."""
             was = (customer.ladder_versions or {}).get(ladder.name)
-            if late is None and was is not None and was != ladder.version:
+            if late is None and not late_tp and was is not None and was != ladder.version:
                 return f"the {ladder.name} ladder changed (version {was} → {ladder.version})"
             return late
 
@@ -400,8 +403,12 @@ class Ingestor:
             customer.record_change(changes[-1])
         due = customer.memo.due
         for ladder in self.ladders:  # the person's stage on each other ladder they stand on
-            if ladder.name not in facts.joined and ladder.joins is not None:
-                continue
+            if (
+                ladder.join_id is not None
+                and ladder.join_id not in facts.joined
+                and customer.on(ladder.name) == (None, None)
+            ):
+                continue  # not on it and never was (one who lost their join is walked back to none)
             memos = customer.memos
             more, _, memos[ladder.name] = advance(
                 facts, customer.on(ladder.name), until, now, ladder, memos.get(ladder.name), cause(ladder)

@@ -84,10 +84,22 @@ def frames(
         ("occurred_at", "recorded_at"),
     )
     changes = _frame(
-        [{"model_id": None, **c, "causes": orjson.dumps(c["causes"]).decode()} for c in h.changes],
+        [
+            {
+                # a stage or health change recorded before ladders was the customer ladder's
+                "ladder": "customer" if c["dimension"] in ("stage", "health") else None,
+                "ladder_version": None,
+                "model_id": None,
+                **c,
+                "causes": orjson.dumps(c["causes"]).decode(),
+            }
+            for c in h.changes
+        ],
         [
             "change_id",
             "customer_id",
+            "ladder",
+            "ladder_version",
             "dimension",
             "from",
             "to",

@@ -4,11 +4,11 @@ the place (a count, a stage, a health rule, applies_to), the condition and the f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from difflib import get_close_matches
 from typing import Any
 
-from .model import BUILTIN_COUNTS, Absent, All, AnyOf, Count, Counted, LadderDef, Latest, Sum
+from .model import BUILTIN_COUNTS, Absent, All, AnyOf, Count, Counted, LadderDef, Latest, Sum, nested
 
 ORDER_KIND = "order.placed"
 # Each kind known, with its properties and their types ("number", "string", "other"); None: any.
@@ -41,19 +41,13 @@ def problems(d: LadderDef, kinds: Kinds) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _places(d: LadderDef):
+def _places(d: LadderDef) -> Iterator[tuple[str, Any]]:
     for s in d.stages[1:]:
-        for c in _nested(s.when):
+        for c in nested(s.when):
             yield f"stage {s.name}", c
     for h in d.health:
-        for c in _nested(h.when):
+        for c in nested(h.when):
             yield f"health rule {h.name}", c
-
-
-def _nested(c: Any):
-    yield c
-    for p in getattr(c, "all", None) or getattr(c, "any", None) or ():
-        yield from _nested(p)
 
 
 def _condition(d: LadderDef, c: Any, kinds: Kinds) -> list[str]:
@@ -71,8 +65,12 @@ def _condition(d: LadderDef, c: Any, kinds: Kinds) -> list[str]:
         out = [f"{shape} {spec.words()}: {p}" for p in _counted(spec, kinds)] if isinstance(ref, Counted) else []
         if isinstance(c, Sum):
             out += _props(spec.kinds, [c.sum], kinds, f"sum of {c.sum!r}", numeric=True)
+            if spec.kinds == (ORDER_KIND,) and c.sum != "amount":
+                out.append(f"sum of {c.sum!r}: orders add up their amount only")
         return out
     if isinstance(c, Latest):
+        if set(c.of) & {ORDER_KIND, "order.cancelled", "order.refunded"}:
+            return [f"latest {c.latest!r}: orders have no latest value to read: sum their amount instead"]
         return _known(c.of, kinds, f"latest {c.latest!r}") or _props(
             c.of, [c.latest], kinds, f"latest {c.latest!r}", numeric=True
         )
@@ -88,6 +86,17 @@ def _counted(spec: Counted, kinds: Kinds) -> list[str]:
             'orders count once per order id: use kinds = ["order.placed"] alone with once_per = "order_id" '
             '(or the built-in "purchases")'
         )
+    voids = {"order.cancelled", "order.refunded"}
+    if set(spec.kinds) & voids:
+        out.append(
+            "cancellations and refunds are not counted: they void or reduce orders "
+            '(voided_by = ["order.cancelled"], reduced_by = ["order.refunded"] on a count of order.placed)'
+        )
+    if spec.kinds == (ORDER_KIND,):
+        if set(spec.voided_by + spec.reduced_by) - voids:
+            out.append("orders are voided by order.cancelled and reduced by order.refunded only")
+        if spec.where is not None and spec.where.property not in ("amount", "currency"):
+            out.append(f"where on orders reads amount or currency, not {spec.where.property!r}")
     if spec.once_per:
         out += _props(spec.kinds, [spec.once_per], kinds, "once_per")
         out += _props(spec.voided_by + spec.reduced_by, [spec.once_per], kinds, "once_per")

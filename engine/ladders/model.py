@@ -19,6 +19,7 @@ the last one whose condition holds names the health; none, no health.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, Strict, Tag, field_validator, model_validator
@@ -49,6 +50,10 @@ class Where(Section):
             raise ValueError(f"where on {self.property!r} needs at_least, at_most or equals")
         if self.equals is not None and (self.at_least is not None or self.at_most is not None):
             raise ValueError(f"where on {self.property!r}: equals, or a range (at_least / at_most), not both")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError(
+                f"where on {self.property!r}: at_least {self.at_least:g} is above at_most {self.at_most:g}"
+            )
         return self
 
     def test(self, value: Any) -> bool:
@@ -91,6 +96,10 @@ class Counted(Section):
         clash = set(self.kinds) & set(self.voided_by + self.reduced_by)
         if clash:
             raise ValueError(f"{', '.join(sorted(clash))} both counts and voids")
+        for what, listed in (("kinds", self.kinds), ("voided_by and reduced_by", self.voided_by + self.reduced_by)):
+            twice = sorted({k for k in listed if listed.count(k) > 1})
+            if twice:
+                raise ValueError(f"{', '.join(twice)} is listed twice in {what}")
         return self
 
     def words(self) -> str:
@@ -143,6 +152,8 @@ class Latest(Section):
     def _bound(self) -> Latest:
         if self.at_least is None and self.at_most is None:
             raise ValueError(f"latest {self.latest!r} needs at_least or at_most")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError(f"latest {self.latest!r}: at_least {self.at_least:g} is above at_most {self.at_most:g}")
         return self
 
 
@@ -215,6 +226,14 @@ class AppliesTo(Section):
     def key(self) -> tuple[frozenset[str], str | None, str | None, Any]:
         return frozenset(self.kinds), self.source, self.trait, self.equals
 
+    def join_id(self, ladder: str) -> str:
+        """What a person's facts call their joining a ladder: its name and what joins them, so that
+        two ladders of one name joined differently (a what-if) are told apart."""
+        import hashlib
+
+        digest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:8]
+        return f"{ladder}#{digest}"
+
 
 class Stage(Section):
     name: Name
@@ -251,20 +270,18 @@ class LadderDef(Section):
             raise ValueError(f"stage {', '.join(dupes)} is listed twice")
         return stages
 
+    @field_validator("health")
+    @classmethod
+    def _health_once(cls, rules: tuple[HealthRule, ...]) -> tuple[HealthRule, ...]:
+        names = [h.name for h in rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"health rule {', '.join(dupes)} is listed twice")
+        return rules
+
     def conditions(self) -> list[Any]:
         """Every condition of the ladder, nested ones too, stages first."""
-        out: list[Any] = []
-
-        def walk(c: Any) -> None:
-            out.append(c)
-            for p in getattr(c, "all", None) or getattr(c, "any", None) or ():
-                walk(p)
-
-        for s in self.stages[1:]:
-            walk(s.when)
-        for h in self.health:
-            walk(h.when)
-        return out
+        return [c for s in self.stages[1:] for c in nested(s.when)] + [c for h in self.health for c in nested(h.when)]
 
     def reads(self) -> dict[str, frozenset[str]]:
         """The kinds this ladder reads, each with the properties it reads of them."""
@@ -301,6 +318,13 @@ class LadderDef(Section):
         if found is None:
             raise KeyError(ref)
         return found
+
+
+def nested(c: Any) -> Iterator[Any]:
+    """A condition and those inside it (all, any), depth first."""
+    yield c
+    for p in getattr(c, "all", None) or getattr(c, "any", None) or ():
+        yield from nested(p)
 
 
 def _num(x: float) -> str:

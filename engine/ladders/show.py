@@ -74,7 +74,7 @@ def lines(d: LadderDef, version: str) -> list[str]:
     return out
 
 
-def _refs(c: Any) -> list[str]:
+def _refs(c: Any) -> list[str]:  # the counts a condition names
     ref = (
         c.count if isinstance(c, Count) else c.of if isinstance(c, Sum) else c.absent if isinstance(c, Absent) else None
     )

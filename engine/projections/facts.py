@@ -28,13 +28,14 @@ LIFECYCLE_KINDS: set[str] = set(ORDER_KINDS) | KEPT.keys()
 _KINDS = {kind: kind for kind in LIFECYCLE_KINDS}
 
 
-# Ladders that only some persons stand on (engine.ladders.model.AppliesTo), by name: what joins a
-# person to each, as (kinds, source, trait, value). Registered when a ladder is compiled.
+# Ladders that only some persons stand on (engine.ladders.model.AppliesTo), by join id (the name
+# and a hash of what joins): what joins a person to each, as (kinds, source, trait, value).
+# Registered when a ladder is compiled.
 JOINS: dict[str, tuple[frozenset[str], str | None, str | None, Any]] = {}
 
 
 def joins_of(kind: str, source: str | None, traits: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The ladders a touchpoint joins its person to."""
+    """The join ids of the ladders a touchpoint joins its person to."""
     if not JOINS:
         return ()
     return tuple(
@@ -95,8 +96,8 @@ class Facts:
     # (at, event_id, kind) of every lifecycle-relevant touchpoint, sorted: the times a stage can move,
     # and (an event id having one time) the record of which touchpoints are folded in.
     moments: list[tuple[datetime, str, str]] = field(default_factory=list)
-    # Per ladder that only some persons stand on: the touchpoint that joined this person to it
-    # (occurred_at, event id), the earliest.
+    # Per ladder that only some persons stand on, by join id: the touchpoint that joined this
+    # person to it (occurred_at, event id), the earliest.
     joined: Mapping[str, tuple[datetime, str]] = field(default_factory=lambda: _NONE)
     # Bumped by every change, so what was concluded from these facts knows when it is stale.
     version: int = field(default=0, compare=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import weakref
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,11 +59,14 @@ def void_time(
 ) -> datetime | None:
     """When a counted touchpoint stops counting: its earliest void, or the reduction that brings the
     reductions (in time order) to its amount; None while it counts. The one definition of a voided
-    order (a cancellation; refunds adding up to its amount)."""
+    order (a cancellation; refunds adding up to its amount). A negative reduction reduces nothing
+    (a void is for good: nothing brings a voided touchpoint back)."""
     void = voids[0][0] if voids else None
     if reductions and amount is not None:
         total = 0.0
         for at, _, value in reductions:
+            if value < 0:
+                continue
             total += value
             if total >= amount:
                 if void is None or at < void:
@@ -295,10 +298,6 @@ class Tally:
 
     # -- what is read ------------------------------------------------------------------------
 
-    def recent(self, T: datetime, window: timedelta) -> int:
-        """How many count in (T - window, T], where the tally stands (at T)."""
-        return len(self.bought) - bisect_right(self.bought, (T - window, LAST))
-
     def median_gap(self) -> float | None:
         n = len(self.bought)
         if n < 2:
@@ -348,12 +347,9 @@ class Cond:
     def holds(self, w: Walk, T: datetime) -> bool:
         raise NotImplementedError
 
-    def after(self, w: Walk, T: datetime) -> datetime | None:
-        """The first time after T at which time alone could change the answer (None: never)."""
-        return self.pair(w, T)[1]
-
     def pair(self, w: Walk, T: datetime) -> tuple[bool, datetime | None]:
-        """(whether it holds at T, `after`) in one pass."""
+        """(whether it holds at T, the first time after T at which time alone could change that
+        (None: never)) in one pass."""
         return self.holds(w, T), None
 
     def words(self, w: Walk, T: datetime) -> str:
@@ -667,6 +663,7 @@ class Ladder:
         self.purchases = self.specs.index(PURCHASES) if PURCHASES in self.specs else None
         a = definition.applies_to
         self.joins = None if a is None else a.key()
+        self.join_id = None if a is None else a.join_id(definition.name)
         # The conditions whose answer time alone can change, from each stage (health) up.
         self.stage_index = {name: i for i, name in enumerate(self.stages)}
         self.health_index = {name: i for i, name in enumerate(self.healths)}
@@ -807,7 +804,7 @@ class Walk:
         f = self.facts
         if self.ladder.joins is None:
             return None if f.first_seen is None else (f.first_seen, f.first_seen_id or "")
-        return f.joined.get(self.ladder.name)
+        return f.joined.get(self.ladder.join_id or "")
 
     def tally(self, i: int) -> Tally:
         t = self.tallies[i]
@@ -903,5 +900,4 @@ class Walk:
         return "time passed", ()
 
 
-Listener = Callable[[str, datetime, str, Mapping[str, Any]], None]
 __all__ = ["Ladder", "Status", "Walk", "Tally", "ORDER_KINDS", "void_time", "TICK", "LAST", "DAY"]

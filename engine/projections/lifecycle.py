@@ -41,7 +41,7 @@ def compile_ladder(definition: LadderDef) -> Ladder:
 
     keep({k: v for k, v in definition.reads().items() if k not in ORDER_KINDS})  # folded from now on
     if definition.applies_to is not None:
-        JOINS[definition.name] = definition.applies_to.key()
+        JOINS[definition.applies_to.join_id(definition.name)] = definition.applies_to.key()
     canonical = definition.model_dump_json(exclude={"description"}, exclude_defaults=True)
     return Ladder(definition, hashlib.sha256(canonical.encode()).hexdigest()[:12])
 

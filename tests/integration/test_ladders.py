@@ -12,6 +12,7 @@ import pytest
 
 from engine.clock import EventTimeClock, FixedClock
 from engine.config import ConfigError, load_config
+from engine.ladders.model import LadderDef
 from engine.service import Engine
 
 from ..helpers import day, facts_of, order, tp
@@ -90,6 +91,14 @@ def test_two_ladders_at_once_recorded_as_a_plain_evaluation_says(employees, cloc
         with pytest.raises(ValueError, match="no ladder 'staff'; the ladders: customer, employees"):
             queries.funnel(engine, end, ladder="staff")
         before = facts_of(engine)
+        from replay.export import frames
+
+        changes = frames(engine, end)["changes"]  # the export says which ladder each change is on
+        on = changes[changes["customer_id"] == "e1"].groupby("ladder")["ladder_version"].unique()
+        assert {k: list(v) for k, v in on.items()} == {
+            "customer": [engine.ladders[0].version],
+            "employees": [ladder.version],
+        }
     with Engine(employees, FixedClock(end)) as again:  # a restart records nothing twice
         again.run_due()
         assert facts_of(again) == before
@@ -246,3 +255,32 @@ def test_a_ladders_own_keys_are_named_by_the_ladder(tmp_path, ladder, words):
         path.write_text(text.replace("at_lest", "at_least").replace(ladder, 'applies_to = { kinds = ["gym.visit"] }'))
         with pytest.raises(ConfigError, match="ladder members, applies_to: kinds: unknown kind 'gym.visit'"):
             load_config(path)
+
+
+def test_a_person_who_loses_the_touchpoint_that_joined_a_ladder_leaves_it(config):
+    """A guest order on a device joins its signed-in owner to a ladder of buyers; when an earlier
+    sign-in by someone else on that device arrives late, the device (and its order) is theirs, and
+    the first owner's stage on the ladder is corrected to none."""
+    from ..integration.test_persons import anon
+
+    buyers = LadderDef.model_validate(
+        {
+            "name": "buyers",
+            "applies_to": {"kinds": ["order.placed"]},
+            "stages": [{"name": "joined"}, {"name": "bought", "when": {"count": "purchases", "at_least": 1}}],
+        }
+    )
+    cfg = config.model_copy(update={"ladders": (buyers,)})
+    with Engine(cfg, EventTimeClock()) as engine:
+        for batch in (
+            [anon(order("g1", day(4), order_id="guest-1"), "web-2")],
+            [anon(tp("b1", "page.viewed", day(5), customer="bob"), "web-2", customer=True)],
+        ):
+            assert not engine.ingest(batch).rejected
+        assert engine.customer("bob")["ladders"]["buyers"]["stage"] == "bought"
+        late = anon(tp("a1", "page.viewed", day(3), customer="ann"), "web-2", customer=True)
+        assert not engine.ingest([late]).rejected
+        bob = [c for c in engine.changes(limit=1000, customer_id="bob") if c["ladder"] == "buyers"]
+        assert [(c["from"], c["to"]) for c in bob if c["dimension"] == "stage"][-1] == ("bought", None)
+        assert "buyers" not in engine.customer("bob")["ladders"]
+        assert engine.customer("ann")["ladders"]["buyers"]["stage"] == "bought"

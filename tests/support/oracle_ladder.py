@@ -35,9 +35,9 @@ def counted(d: LadderDef, spec: Counted, tps: list[Tp], T: datetime) -> list[tup
             if any(tp[1] in spec.voided_by for tp in same):
                 voided = True
             amount = props.get("amount")
-            if amount is not None:
-                reduced = sum(tp[3].get("amount") or 0.0 for tp in same if tp[1] in spec.reduced_by)
-                if any(tp[1] in spec.reduced_by for tp in same) and reduced >= amount:
+            if amount is not None:  # negative reductions reduce nothing
+                reducing = [tp[3].get("amount") or 0.0 for tp in same if tp[1] in spec.reduced_by]
+                if any(a >= 0 for a in reducing) and sum(a for a in reducing if a >= 0) >= amount:
                     voided = True
         if not voided:
             out.append((at, eid, props))

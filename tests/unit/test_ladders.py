@@ -279,12 +279,55 @@ def test_the_customer_ladder_words_its_reasons_from_its_conditions():
         ([{"name": "a"}, {"name": "b", "when": {"cout": "purchases", "at_least": 1}}], "exactly one of the keys"),
         ([{"name": "a"}, {"name": "a", "when": {"count": "purchases", "at_least": 1}}], "listed twice"),
         ([{"name": "a"}, {"name": "b", "when": {"count": "purchases", "at_least": "4"}}], "valid integer"),
+        (
+            [
+                {"name": "a"},
+                {
+                    "name": "b",
+                    "when": {
+                        "count": {"kinds": ["x.y"], "once_per": "k", "voided_by": ["x.z"], "reduced_by": ["x.z"]},
+                        "at_least": 1,
+                    },
+                },
+            ],
+            "x.z is listed twice in voided_by and reduced_by",
+        ),
+        (
+            [{"name": "a"}, {"name": "b", "when": {"latest": "s", "of": ["x.y"], "at_least": 9, "at_most": 3}}],
+            "at_least 9 is above at_most 3",
+        ),
     ],
 )
 def test_a_malformed_ladder_is_refused_with_what_to_fix(stages, words):
     with pytest.raises(ValidationError) as e:
         LadderDef.model_validate({"name": "t", "stages": stages})
     assert words in str(e.value)
+
+
+def test_a_health_rule_named_twice_is_refused():
+    """(Its timers would be looked for under one of the two, and the other's missed.)"""
+    with pytest.raises(ValidationError, match="health rule ok is listed twice"):
+        LadderDef.model_validate(
+            {
+                "name": "t",
+                "stages": [{"name": "a"}, {"name": "b", "when": {"count": "purchases", "at_least": 1}}],
+                "health": [
+                    {"name": "ok", "when": {"count": "purchases", "at_least": 1}},
+                    {"name": "ok", "when": {"count": "purchases", "at_least": 5}},
+                ],
+            }
+        )
+
+
+def test_a_negative_reduction_reduces_nothing_and_a_void_is_for_good():
+    lad = ladder(
+        won={"count": {"kinds": ["badge.won"], "once_per": "badge", "reduced_by": ["bonus.clawback"]}, "at_least": 1}
+    )
+    f = Facts()
+    f.add("w", "badge.won", day(1), {"badge": "k", "amount": 10.0})
+    f.add("c1", "bonus.clawback", day(2), {"badge": "k", "amount": 10.0})
+    f.add("c2", "bonus.clawback", day(3), {"badge": "k", "amount": -5.0})
+    assert [lifecycle.evaluate(f, day(n), lad).stage for n in (1, 2, 4)] == ["won", "start", "start"]
 
 
 KNOWN = {
@@ -345,6 +388,32 @@ def test_a_sound_ladder_has_no_problem_and_the_customer_ladder_is_sound():
             {"orders": {"kinds": ["order.placed"]}},
             "ladder staff, count orders: orders count once per order id: use kinds = "
             '["order.placed"] alone with once_per = "order_id" (or the built-in "purchases")',
+        ),
+        (
+            [{"name": "refunded", "when": {"count": {"kinds": ["order.refunded"]}, "at_least": 1}}],
+            None,
+            "ladder staff, stage refunded: count order.refunded: cancellations and refunds are not counted",
+        ),
+        (
+            [{"name": "big", "when": {"sum": "qty", "of": "purchases", "at_least": 3}}],
+            None,
+            "ladder staff, stage big: sum of 'qty': orders add up their amount only",
+        ),
+        (
+            [{"name": "x", "when": {"latest": "amount", "of": ["order.placed"], "at_least": 3}}],
+            None,
+            "ladder staff, stage x: latest 'amount': orders have no latest value to read",
+        ),
+        (
+            [{"name": "eu", "when": {"count": "orders", "at_least": 1}}],
+            {
+                "orders": {
+                    "kinds": ["order.placed"],
+                    "once_per": "order_id",
+                    "where": {"property": "channel", "equals": "web"},
+                }
+            },
+            "ladder staff, count orders: where on orders reads amount or currency, not 'channel'",
         ),
         (
             [
