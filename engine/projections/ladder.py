@@ -499,36 +499,18 @@ class AbsentCond(Cond):
         return None
 
     def holds(self, w: Walk, T: datetime) -> bool:
-        t = w.tallies[self.tally]
-        if t.t != T:
-            t.to(T)
-        bought = t.bought
-        if bought:
-            last = bought[-1][0]
-        elif self.spec.since_first and (start := w.start()) is not None:
-            last = start[0]
-        else:
+        s = self.since(w)
+        if s is None:
             return False
-        days = (T - last).total_seconds() / DAY
+        days = (T - s[0]).total_seconds() / DAY
         # The threshold is at least more_than_days: the median gap only matters beyond it.
         return days > self.days and days > self.limit(w)
 
     def pair(self, w: Walk, T: datetime) -> tuple[bool, datetime | None]:
-        t = w.tallies[self.tally]
-        if t.t != T:
-            t.to(T)
-        bought = t.bought
-        if bought:
-            since = bought[-1][0]
-        elif self.spec.since_first and (start := w.start()) is not None:
-            since = start[0]
-        else:
+        s = self.since(w)
+        if s is None:
             return False, None
-        limit = self.days
-        if self.spec.gap_factor is not None and len(bought) >= 2:
-            gap = t.median_gap()
-            assert gap is not None
-            limit = max(limit, self.spec.gap_factor * gap)
+        since, limit = s[0], self.limit(w)
         if (T - since).total_seconds() / DAY > limit:
             return True, None  # absent until a touchpoint
         try:
