@@ -782,10 +782,10 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         table.add_row(on + c["dimension"], cell(plain(c["from"])), cell(plain(c["to"])), f"{c['count']:,}")
     console.print(table)
     table = Table(title="Retention actions by policy (latest status of each action)")
-    for col in ("policy", "issued", "suppressed", "deferred"):
+    for col in ("policy", "issued", "suppressed", "deferred", "held_out"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for policy, n in summary["actions"]["by_policy"].items():
-        table.add_row(cell(policy), f"{n['issued']:,}", f"{n['suppressed']:,}", f"{n['deferred']:,}")
+        table.add_row(cell(policy), *(f"{n[s]:,}" for s in ("issued", "suppressed", "deferred", "held_out")))
     console.print(table)
     say("blocked by: " + ", ".join(f"{k} {v:,}" for k, v in summary["actions"]["blocked_by"].items()))
     print_customer(summary["customer"])

@@ -143,7 +143,8 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         ],
         "actions": {
             "by_policy": {
-                p: {s: c[s] for s in ("issued", "suppressed", "deferred")} for p, c in sorted(policies.items())
+                p: {s: c[s] for s in ("issued", "suppressed", "deferred", "held_out")}
+                for p, c in sorted(policies.items())
             },
             "blocked_by": dict(blocked.most_common()),
         },

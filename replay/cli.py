@@ -440,7 +440,8 @@ def cohorts(as_of: datetime | None, months: int, config_path: str | None, as_jso
 @click.option("--as-of", "as_of", type=TIME, help=AS_OF)
 @common
 def policies(days: int, as_of: datetime | None, config_path: str | None, as_json: bool) -> None:
-    """Per policy: actions issued, suppressed and deferred, and what followed within N days."""
+    """Per policy: actions issued, suppressed, deferred and held out, and what followed within N days
+    (held out: the policy's control group; suppressed ones are no control group: they differ)."""
     with phases(as_json) as phase:
         j, _ = _journeys(config_path, as_of, phase)
         r = j.policy_outcomes(days)
@@ -448,11 +449,12 @@ def policies(days: int, as_of: datetime | None, config_path: str | None, as_json
         emit(r)
         return
     for policy, row in r["policies"].items():
-        fi, fs = row["followed"]["issued"], row["followed"]["suppressed"]
+        fi, fs, fh = (row["followed"][s] for s in ("issued", "suppressed", "held_out"))
+        held = f", held out {_pct(fh['purchased'])} of {row['held_out']:,}" if row["held_out"] else ""
         say(
             f"{policy:<24} issued {row['issued']:>6,} suppressed {row['suppressed']:>6,} "
             f"deferred {row['deferred']:>4,} | purchased within {days} d: issued "
-            f"{_pct(fi['purchased'])}, suppressed {_pct(fs['purchased'])}"
+            f"{_pct(fi['purchased'])}, suppressed {_pct(fs['purchased'])}{held}"
         )
 
 

@@ -140,8 +140,9 @@ class Journeys:
         return out
 
     def policy_outcomes(self, days: int = 30) -> dict[str, Any]:
-        """Per policy: decisions by latest status, and for issued and suppressed ones the share
-        of customers who purchased, or moved up a stage, within `days` after the decision."""
+        """Per policy: decisions by latest status, and for issued, suppressed and held-out ones
+        (its control group: docs/policies.md) the share of customers who purchased, or moved up a
+        stage, within `days` after the decision."""
         latest = {a["action_id"]: a for a in self.h.actions}
         facts_of = {cid: f for cid, f in self.h.customers()}
         out: dict[str, Any] = {}
@@ -152,11 +153,12 @@ class Journeys:
                     "issued": 0,
                     "suppressed": 0,
                     "deferred": 0,
-                    "followed": {"issued": [0, 0, 0], "suppressed": [0, 0, 0]},
+                    "held_out": 0,
+                    "followed": {"issued": [0, 0, 0], "suppressed": [0, 0, 0], "held_out": [0, 0, 0]},
                 },
             )
             row[a["status"]] += 1
-            if a["status"] in ("issued", "suppressed") and a["customer_id"] in facts_of:
+            if a["status"] in ("issued", "suppressed", "held_out") and a["customer_id"] in facts_of:
                 at = datetime.fromisoformat(a["at"])
                 bought, moved = self._followed(
                     a["customer_id"], facts_of[a["customer_id"]], at, at + timedelta(days=days)

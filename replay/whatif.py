@@ -29,7 +29,7 @@ from .rebuild import rebuild
 
 SAMPLE = 20
 EXAMPLES = 5
-STATUSES = ("issued", "deferred", "suppressed")
+STATUSES = ("issued", "deferred", "suppressed", "held_out")
 
 
 class Decision(NamedTuple):

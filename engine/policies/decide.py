@@ -21,6 +21,7 @@ from ..ids import NAMESPACE
 from ..projections.lifecycle import Status, revenue
 from ..rules import ValueRules
 from .checks import run_checks
+from .holdout import GLOBAL, held_out
 from .model import ContactRules, PolicySpec
 from .triggers import Firing, on_facts, timers
 
@@ -204,7 +205,16 @@ class PolicyEngine:
         spec = firing.spec
         status, checks, caps, release = run_checks(customer, spec, now, self.rules)
         blocked = [c for c in checks if c["blocked"]]
-        if status == "issued":
+        held = held_out(customer.customer_id, spec, self.rules) if status != "suppressed" else None
+        if held is not None:  # it would have been sent (now or at a release): the control group's
+            group, fraction = held
+            what = "the global control group" if group == GLOBAL else f"the control group of {spec.name}"
+            status, release = "held_out", None
+            reason = (
+                f"held out: in {what} ({fraction:.0%} of persons, by a hash of the person and the salt); "
+                f"it would have been sent: {spec.name}: {firing.description}"
+            )
+        elif status == "issued":
             reason = f"{spec.name}: {firing.description}"
         elif status == "deferred":
             assert release is not None  # deferred by quiet hours alone, which end at release

@@ -36,6 +36,8 @@ def explain(history: list[dict[str, Any]]) -> str:
     elif last["status"] == "suppressed":
         blocked = [c["check"] for c in last["checks"] if c["blocked"]]
         lines.append(f"It was not sent because of: {', '.join(blocked) or 'the policy was removed'}.")
+    elif last["status"] == "held_out":
+        lines.append(f"It would have been sent, but the person is {last['reason'].removeprefix('held out: ')}.")
     if last["caps"]:
         lines.append(
             "Contact pressure then: "

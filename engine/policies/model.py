@@ -115,6 +115,18 @@ class PolicySpec(Section):
     # A custom policy written in Python ("module:function"); its trigger is evaluated as usual
     # and the function may add conditions (see docs/policies.md).
     python: str | None = None
+    # The share of persons held out of this policy's actions as its control group (0.1: a tenth),
+    # assigned by a hash of the person, the policy and [contact] holdout_salt (engine.policies.holdout).
+    holdout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _service_always(self) -> PolicySpec:
+        if self.holdout > 0 and self.purpose != "promotional":
+            raise ValueError(
+                f"policy {self.name}: a {self.purpose} action cannot have a holdout (a complaint is recovered, an "
+                "invoice reminded, for everyone): leave holdout out, or make it promotional"
+            )
+        return self
 
 
 class Cap(Section):
@@ -131,6 +143,11 @@ class ContactRules(Section):
     quiet_hours_start: str = Field("21:00", pattern=r"^\d\d:\d\d$")
     quiet_hours_end: str = Field("08:00", pattern=r"^\d\d:\d\d$")
     caps: tuple[Cap, ...] = (Cap(channel="any", max=2, days=7),)
+    # A global control group: this share of persons gets no promotional action at all (service
+    # ones still), assigned by a hash of the person and the salt; held-out decisions are recorded.
+    global_holdout: float = Field(0.0, ge=0, lt=1)
+    # Changing the salt draws new control groups (and changes no decision already taken).
+    holdout_salt: str = Field("journey", min_length=1, max_length=200)
 
     @field_validator("default_timezone")
     @classmethod

@@ -74,7 +74,11 @@ def test_decisions_that_differ_only_in_their_ids_are_the_same(tmp_path):
     assert result["win_back"]["differ"] == 0
     for policy in ("churn_risk_outreach", "win_back"):
         assert counts(result[policy]) == {"same": 1, "added": 0, "removed": 0, "changed": 0, "differ": 0}
-        assert result[policy]["live"] == result[policy]["alternative"] == {"issued": 1, "deferred": 0, "suppressed": 0}
+        assert (
+            result[policy]["live"]
+            == result[policy]["alternative"]
+            == {"issued": 1, "deferred": 0, "suppressed": 0, "held_out": 0}
+        )
     # What the alternative really changes: an invitation when c1 becomes loyal at the third purchase.
     loyalty = result["loyalty_enrolment"]
     assert counts(loyalty) == {"same": 0, "added": 1, "removed": 0, "changed": 0, "differ": 1}
@@ -116,7 +120,7 @@ def test_another_channel_is_a_change_and_a_disabled_policy_removes_its_decisions
     ) == (("issued", "email"), ("suppressed", "sms"))
     churn = result["churn_risk_outreach"]
     assert counts(churn) == {"same": 0, "added": 0, "removed": 1, "changed": 0, "differ": 1}
-    assert churn["alternative"] == {"issued": 0, "deferred": 0, "suppressed": 0}
+    assert churn["alternative"] == {"issued": 0, "deferred": 0, "suppressed": 0, "held_out": 0}
     assert churn["examples"]["removed"][0]["live"]["action"] == "retention_offer"
 
 
@@ -202,3 +206,31 @@ def test_matching_same_then_same_moment_then_time_order_then_added_or_removed():
     ]
     assert removed == [d("07", customer="c3")]
     assert added == [d("08", customer="c2"), d("09", customer="c4")]
+
+
+def test_another_holdout_changes_the_status_of_the_decisions_it_moves(tmp_path):
+    """What-if with another control group: the decisions of persons it moves in or out change
+    status (issued <-> held_out), and nothing else."""
+    from engine.policies.holdout import share
+    from engine.policies.model import ContactRules, PolicySpec
+
+    from ..helpers import day, tp
+
+    hello = PolicySpec.model_validate(
+        {
+            "name": "hello",
+            "action": "hello_email",
+            "channel": "email",
+            "purpose": "promotional",
+            "trigger": {"on": "touchpoint", "kind": "customer.registered"},
+        }
+    )
+    rules = ContactRules(promotional_consent_default=True, quiet_hours_start="00:00", quiet_hours_end="00:00")
+    live_cfg = Config(data_dir=str(tmp_path / "live"), policies=(hello,), contact=rules)
+    with Engine(live_cfg, FixedClock(AS_OF)) as live:
+        live.ingest([tp(f"r{i}", "customer.registered", day(i / 10), customer=f"c-{i:03d}") for i in range(100)])
+        other = live_cfg.model_copy(update={"policies": (hello.model_copy(update={"holdout": 0.4}),)})
+        row = whatif(live, other, AS_OF)["actions"]["hello"]
+    moved = sum(share(f"c-{i:03d}", "hello", rules.holdout_salt) < 0.4 for i in range(100))
+    assert row["live"]["issued"] == 100 and row["alternative"]["held_out"] == moved > 0
+    assert (row["changed"], row["added"], row["removed"]) == (moved, 0, 0)
