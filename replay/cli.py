@@ -458,6 +458,56 @@ def policies(days: int, as_of: datetime | None, config_path: str | None, as_json
         )
 
 
+@replay.command("uplift")
+@click.option("--policy", help="One policy (default: every policy with decisions that would have been sent).")
+@click.option("--from", "start", type=TIME, help="Decisions from this time (ISO 8601 time or date).")
+@click.option("--to", "end", type=TIME, help="Decisions up to this time.")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650), help="The outcome window.")
+@common
+def uplift_command(
+    policy: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    days: int,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Does an action work? Treated against held-out persons per policy (docs/policies.md): a
+    purchase within N days and net revenue per person, with 95% intervals."""
+    from .uplift import uplift
+
+    if start and end and start > end:
+        raise click.BadParameter(f"{start:%Y-%m-%d %H:%M} comes after --to {end:%Y-%m-%d %H:%M}", param_hint="--from")
+    config = config_of(config_path)
+    if policy and policy not in {p.name for p in config.policies}:
+        raise click.BadParameter(
+            f"no policy {policy!r}; the policies: {', '.join(p.name for p in config.policies)}", param_hint="--policy"
+        )
+    with phases(as_json) as phase, open_engine(config) as engine:
+        h = _read(engine, phase)
+        result = uplift(h.actions, dict(h.customers()), engine.value_rules, days, start, end, policy)
+    if as_json:
+        emit(result)
+        return
+    if not result["policies"]:
+        say("no decision that would have been sent" + (f" by {policy}" if policy else ""))
+    base = result["base_currency"]
+    for name, r in result["policies"].items():
+        say((name, "bold"), f": {r['verdict']}")
+        c, m = r["conversion"], r["revenue_per_person"]
+        if c:
+            say(
+                f"  purchased within {days} days: treated {c['treated']:.1%} of {r['treated']:,}, "
+                f"held out {c['held_out']:.1%} of {r['held_out']:,}"
+            )
+        if m:
+            say(
+                f"  net revenue per person in those days: {m['difference']:+,.2f} {base} "
+                f"(95% CI {m['low']:+,.2f} to {m['high']:+,.2f}; treated {m['treated']:,.2f}, "
+                f"held out {m['held_out']:,.2f})"
+            )
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.0%}"
 
