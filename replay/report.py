@@ -23,6 +23,7 @@ from engine.value.person import valuate
 
 from .history import History, load
 from .journeys import Journeys, period_ends
+from .uplift import uplift
 
 COLORS = {
     "prospect": "#9aa5b1",
@@ -64,6 +65,7 @@ def build(
         "policies": j.policy_outcomes(30),
         "value": value_data(engine, h, as_of),
         "ladders": ladder_data(engine, h, period_ends(start, as_of)),
+        "uplift": uplift(h.actions, dict(h.customers()), engine.value_rules, 30, end=as_of),
     }
 
 
@@ -185,7 +187,10 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
     pol = data["policies"]["policies"]
     names = list(pol)
     outcomes = go.Figure(
-        [go.Bar(x=names, y=[pol[p][s] for p in names], name=s) for s in ("issued", "suppressed", "deferred")]
+        [
+            go.Bar(x=names, y=[pol[p][s] for p in names], name=s)
+            for s in ("issued", "suppressed", "deferred", "held_out")
+        ]
     )
     for status, symbol in (("issued", "diamond"), ("suppressed", "x")):
         outcomes.add_trace(
@@ -209,7 +214,13 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
         ("Transitions in the last 90 days", "where customers were, and where they are now", heat),
         ("Retention by acquisition cohort", "share of each month's new buyers who purchased again", cohorts),
         ("Time to stage", "days from the first purchase to becoming repeat and loyal", ttl),
-        ("Policy outcomes", "decisions by status; markers: share who purchased within 30 days", outcomes),
+        (
+            "Policy outcomes",
+            "decisions by status; markers: share who purchased within 30 days. Not an effect: suppressed "
+            "persons differ from the others (no consent, complaints, overdue invoices); see the uplift chart",
+            outcomes,
+        ),
+        *uplift_figures(data.get("uplift", {})),
         *value_figures(data["value"]),
         *(
             (
@@ -229,6 +240,39 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
             )
             for lad in data.get("ladders", ())
         ),
+    ]
+
+
+def uplift_figures(u: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
+    """The measured effect of each policy with a control group (replay.uplift): the difference in
+    the share who purchased within the window, treated minus held out, with its 95% interval."""
+    rows = {name: r for name, r in u.get("policies", {}).items() if r["conversion"]}
+    if not rows:
+        return []
+    names = list(rows)
+    c = [rows[n]["conversion"] for n in names]
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=[100 * x["difference"] for x in c],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [100 * (x["high"] - x["difference"]) for x in c],
+                "arrayminus": [100 * (x["difference"] - x["low"]) for x in c],
+            },
+            text=[f"{rows[n]['treated']:,} vs {rows[n]['held_out']:,}" for n in names],
+            name="uplift",
+        )
+    )
+    fig.update_layout(yaxis_title="points (treated − held out)")
+    return [
+        (
+            "Uplift against control groups",
+            f"purchased within {u['days']} days, treated minus held out, with 95% intervals (Newcombe): "
+            "the effect of each policy with a holdout",
+            fig,
+        )
     ]
 
 

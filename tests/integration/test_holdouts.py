@@ -96,6 +96,10 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
         assert engine.ingest(orders).rejected == 0
         h = load(engine)
         result = uplift(h.actions, dict(h.customers()), engine.value_rules, days=30)
+        from replay.report import build, render
+
+        page, _ = render(build(engine, day(40), history=h))  # the report draws it, with its interval
+        assert "Uplift against control groups" in page and "Not an effect: suppressed persons differ" in page
     r = result["policies"]["hello"]
     n0, x0 = len(held), len(sorted(held)[::5])
     assert (r["treated"], r["held_out"]) == (300 - n0, n0)
