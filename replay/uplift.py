@@ -99,9 +99,9 @@ def uplift(
     end: datetime | None = None,
     policy: str | None = None,
 ) -> dict[str, Any]:
-    """Per policy, for the decisions of [start, end] that would have been sent (issued or held
-    out, by their latest record): conversion (a purchase within `days`) and net revenue per person
-    in those days, treated against held out."""
+    """Per promotional policy, for the decisions of [start, end] that would have been sent
+    (issued or held out, by their latest record): conversion (a purchase within `days`) and net
+    revenue per person in those days, treated against held out."""
     latest: dict[str, dict[str, Any]] = {}
     for a in actions:
         latest[a["action_id"]] = a
@@ -109,6 +109,8 @@ def uplift(
     for a in latest.values():
         if a["status"] not in ("issued", "held_out") or (policy and a["policy"] != policy):
             continue
+        if a["purpose"] != "promotional":
+            continue  # service actions are sent to everyone: no control group by design
         at = datetime.fromisoformat(a["at"])
         if (start and at < start) or (end and at > end):
             continue

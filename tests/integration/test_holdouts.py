@@ -84,7 +84,7 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
 
     hello = HELLO.model_copy(update={"holdout": 0.5})
     rules = ContactRules(promotional_consent_default=True, quiet_hours_start="00:00", quiet_hours_end="00:00")
-    cfg = sqlite_config.model_copy(update={"policies": (hello,), "contact": rules})
+    cfg = sqlite_config.model_copy(update={"policies": (hello, THANKS), "contact": rules})
     people = [f"c-{i:03d}" for i in range(300)]
     held = {c for c in people if share(c, "hello", rules.holdout_salt) < 0.5}
     records = [tp(f"r-{c}", "customer.registered", day(1), customer=c) for c in people]
@@ -100,6 +100,7 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
 
         page, _ = render(build(engine, day(40), history=h))  # the report draws it, with its interval
         assert "Uplift against control groups" in page and "Not an effect: suppressed persons differ" in page
+    assert list(result["policies"]) == ["hello"]  # a service action has no control group by design
     r = result["policies"]["hello"]
     n0, x0 = len(held), len(sorted(held)[::5])
     assert (r["treated"], r["held_out"]) == (300 - n0, n0)
