@@ -290,3 +290,51 @@ def test_relay_readmodel_and_from_redis_commands(stream_config, tmp_path):
     assert run("customer", "nobody", "--from-redis").exit_code != 0
     text = CliRunner().invoke(main, ["customer", "c3", "--from-redis", "--config", str(cfg)]).output
     assert "stage repeat" in text and "revenue 30.00 EUR" in text and "{'" not in text and "None" not in text
+
+
+async def test_a_held_out_action_goes_out_on_both_feeds_only_as_held_out(stream_config):
+    """Subscribers send what is issued: a control group's decisions reach Redis and Kafka with
+    status held_out, never issued, and the persons are the held-out ones."""
+    from engine.policies.holdout import share
+    from engine.policies.model import ContactRules, PolicySpec
+
+    hello = PolicySpec.model_validate(
+        {
+            "name": "hello",
+            "action": "hello_email",
+            "channel": "email",
+            "purpose": "promotional",
+            "holdout": 0.5,
+            "trigger": {"on": "touchpoint", "kind": "customer.registered"},
+        }
+    )
+    rules = ContactRules(promotional_consent_default=True, quiet_hours_start="00:00", quiet_hours_end="00:00")
+    cfg = stream_config.model_copy(update={"policies": (hello,), "contact": rules})
+    topo = Topology.of(cfg)
+    redis = Redis.from_url(cfg.redis.url)
+    with Engine(cfg, FixedClock(NOW)) as engine:
+        engine.ingest([tp(f"h{c}", "customer.registered", ago(5), customer=f"h{c}") for c in range(40)])
+        relay = KafkaRelay(engine, cfg.kafka.bootstrap_servers, topo)
+        await relay.start()
+        await drain(relay.run_once, lambda: relay_redis(engine, redis, topo))
+        await relay.stop()
+    held = {f"h{c}" for c in range(40) if share(f"h{c}", "hello", rules.holdout_salt) < 0.5}
+    on_redis = [orjson.loads(f[b"fact"]) for _, f in await redis.xrange(topo.stream("actions"))]
+    consumer = AIOKafkaConsumer(
+        topo.topic("actions"),
+        bootstrap_servers=cfg.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    on_kafka = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=1500):
+            on_kafka += [orjson.loads(m.value) for msgs in batch.values() for m in msgs]
+    finally:
+        await consumer.stop()
+    await redis.aclose()
+    for feed in (on_redis, on_kafka):
+        hello_facts = [a for a in feed if a["policy"] == "hello"]
+        assert {a["customer_id"] for a in hello_facts if a["status"] == "held_out"} == held and held
+        assert not [a for a in hello_facts if a["status"] == "issued" and a["customer_id"] in held]
