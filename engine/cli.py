@@ -1101,17 +1101,13 @@ def ladders() -> None:
     """The ladders a person's stages are decided on: show them, check a config (docs/ladders.md)."""
 
 
-def _ladders(config: Config) -> list[Any]:
-    return list(config.compiled_ladders())
-
-
 @ladders.command("show")
 @common
 def ladders_show(config_path: str | None, as_json: bool) -> None:
     """Each ladder as readable rules: what counts, the stages, the health rules."""
     from .ladders.show import lines
 
-    found = _ladders(config_of(config_path))
+    found = config_of(config_path).compiled_ladders()
     if as_json:
         emit([{"name": lad.name, "version": lad.version, "definition": lad.definition.model_dump()} for lad in found])
         return
@@ -1135,7 +1131,7 @@ def ladders_check(config_path: str | None, as_json: bool) -> None:
             sys.exit(1)
         raise click.ClickException(str(e)) from None
     kinds = Catalog(config.kinds).properties()
-    found = _ladders(config)
+    found = config.compiled_ladders()
     report = [
         {"ladder": lad.name, "version": lad.version, "problems": problems(lad.definition, kinds)} for lad in found
     ]

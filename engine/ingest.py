@@ -383,13 +383,16 @@ class Ingestor:
         facts = customer.facts
         last = customer.evaluated_until if since is ... else since
 
-        late_tp = last is not None and any(tp["occurred_at"] <= last for tp in touchpoints)
-
         def cause(ladder: Ladder) -> str | None:
             """What corrects the past, if anything does: `late` (a link), a late touchpoint, or else
             the ladder's new version (its last change on record was derived with another)."""
             was = (customer.ladder_versions or {}).get(ladder.name)
-            if late is None and not late_tp and was is not None and was != ladder.version:
+            if (
+                late is None
+                and was is not None
+                and was != ladder.version
+                and not (last is not None and any(tp["occurred_at"] <= last for tp in touchpoints))
+            ):
                 return f"the {ladder.name} ladder changed (version {was} → {ladder.version})"
             return late
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from engine.clock import iso
-from engine.projections.lifecycle import HEALTHS, STAGES, evaluate
+from engine.projections.lifecycle import HEALTHS, STAGES, timeline
 from engine.service import Engine
 from engine.value import pareto_share
 from engine.value.person import valuate
@@ -70,17 +70,22 @@ def build(
 
 
 def ladder_data(engine: Engine, h: History, ends: list[datetime]) -> list[dict[str, Any]]:
-    """Each declared ladder ([[ladders]]): persons per stage at each period's end."""
+    """Each declared ladder ([[ladders]]): persons per stage at each period's end, read from one
+    walk of each person's history (its stage changes), not one evaluation per period."""
     out = []
     for lad in engine.ladders[1:]:
-        dist = []
-        for T in ends:
-            stages = dict.fromkeys(lad.stages, 0)
-            for _, facts in h.customers():
-                s = evaluate(facts, T, lad)
-                if s.stage is not None:
-                    stages[s.stage] += 1
-            dist.append({"period_end": iso(T), "stages": stages})
+        counts = [dict.fromkeys(lad.stages, 0) for _ in ends]
+        for _, facts in h.customers():
+            moves = [(tr.effective_at, tr.to_value) for tr in timeline(facts, lad, None, ends[-1])[0]
+                     if tr.dimension == "stage"]  # fmt: skip
+            i, stage = 0, None
+            for k, T in enumerate(ends):
+                while i < len(moves) and moves[i][0] <= T:
+                    stage = moves[i][1]
+                    i += 1
+                if stage is not None:
+                    counts[k][stage] += 1
+        dist = [{"period_end": iso(T), "stages": c} for T, c in zip(ends, counts)]
         out.append({"name": lad.name, "version": lad.version, "stages": list(lad.stages), "distribution": dist})
     return out
 

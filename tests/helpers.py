@@ -43,3 +43,26 @@ def facts_of(engine: Any) -> tuple[list, list]:
     """The change and action feeds without their positions: what two histories must agree on."""
     strip = lambda xs: [{k: v for k, v in x.items() if k != "position"} for x in xs]  # noqa: E731
     return strip(engine.changes(limit=1_000_000)), strip(engine.actions(limit=1_000_000))
+
+
+def welcome_email(holdout: float = 0.0, purpose: str = "promotional", name: str = "hello") -> Any:
+    """A policy that emails every customer who registers, with a control group of `holdout`."""
+    from engine.policies.model import PolicySpec
+
+    return PolicySpec.model_validate(
+        {
+            "name": name,
+            "action": f"{name}_email",
+            "channel": "email",
+            "purpose": purpose,
+            "holdout": holdout,
+            "trigger": {"on": "touchpoint", "kind": "customer.registered"},
+        }
+    )
+
+
+def open_contact() -> Any:
+    """Contact rules that let every email through: promotional consent by default, no quiet hours."""
+    from engine.policies.model import ContactRules
+
+    return ContactRules(promotional_consent_default=True, quiet_hours_start="00:00", quiet_hours_end="00:00")

@@ -13,15 +13,13 @@ CUSTOMER = "customer"
 def customer_ladder(r: LifecycleRules) -> LadderDef:
     window = r.window_days
     loyal = [
-        {"count": "purchases", "at_least": max(r.loyal_min_purchases, 1)},
+        {"count": "purchases", "at_least": r.loyal_min_purchases},
         *(
             [{"count": "purchases", "at_least": r.loyal_min_recent_purchases, "within_days": window}]
             if r.loyal_min_recent_purchases >= 1
             else []
         ),
     ]
-    if r.loyal_min_purchases == 0:  # pragma: no cover - the rules refuse it (ge=1)
-        raise ValueError("loyal_min_purchases")
     signal = {
         "any": [
             {"count": "converted_referrals", "at_least": 1, "within_days": window},

@@ -19,6 +19,7 @@ the last one whose condition holds names the health; none, no health.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -229,8 +230,6 @@ class AppliesTo(Section):
     def join_id(self, ladder: str) -> str:
         """What a person's facts call their joining a ladder: its name and what joins them, so that
         two ladders of one name joined differently (a what-if) are told apart."""
-        import hashlib
-
         digest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:8]
         return f"{ladder}#{digest}"
 

@@ -11,6 +11,7 @@ touchpoint's cost does not grow with its person's history.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,8 +38,6 @@ class Transition:
 
 def compile_ladder(definition: LadderDef) -> Ladder:
     """A ladder definition compiled, with its version: a hash of its canonical definition."""
-    import hashlib
-
     keep({k: v for k, v in definition.reads().items() if k not in ORDER_KINDS})  # folded from now on
     if definition.applies_to is not None:
         JOINS[definition.applies_to.join_id(definition.name)] = definition.applies_to.key()

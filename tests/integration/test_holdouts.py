@@ -8,36 +8,18 @@ import pytest
 
 from engine.clock import EventTimeClock, FixedClock
 from engine.policies.holdout import share
-from engine.policies.model import ContactRules, PolicySpec
 from engine.service import Engine
 from replay.rebuild import rebuild
 
 from ..conftest import NOW
-from ..helpers import day, facts_of, tp
+from ..helpers import day, facts_of, open_contact, tp, welcome_email
 
-HELLO = PolicySpec.model_validate(
-    {
-        "name": "hello",
-        "action": "hello_email",
-        "channel": "email",
-        "purpose": "promotional",
-        "holdout": 0.3,
-        "trigger": {"on": "touchpoint", "kind": "customer.registered"},
-    }
-)
-THANKS = PolicySpec.model_validate(
-    {
-        "name": "thanks",
-        "action": "thank_you",
-        "channel": "email",
-        "purpose": "service",
-        "trigger": {"on": "touchpoint", "kind": "customer.registered"},
-    }
-)
+HELLO = welcome_email(holdout=0.3)
+THANKS = welcome_email(purpose="service", name="thanks")
 
 
 def test_held_out_persons_are_the_hashed_ones_and_stay_so(config, tmp_path):
-    rules = ContactRules(promotional_consent_default=True, quiet_hours_start="00:00", quiet_hours_end="00:00")
+    rules = open_contact()
     cfg = config.model_copy(update={"policies": (HELLO, THANKS), "contact": rules})
     records = [tp(f"r{i}", "customer.registered", day(i / 10), customer=f"c-{i:03d}") for i in range(300)]
     with Engine(cfg, FixedClock(NOW)) as engine:
@@ -83,7 +65,7 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
     from ..helpers import order
 
     hello = HELLO.model_copy(update={"holdout": 0.5})
-    rules = ContactRules(promotional_consent_default=True, quiet_hours_start="00:00", quiet_hours_end="00:00")
+    rules = open_contact()
     cfg = sqlite_config.model_copy(update={"policies": (hello, THANKS), "contact": rules})
     people = [f"c-{i:03d}" for i in range(300)]
     held = {c for c in people if share(c, "hello", rules.holdout_salt) < 0.5}

@@ -296,20 +296,11 @@ async def test_a_held_out_action_goes_out_on_both_feeds_only_as_held_out(stream_
     """Subscribers send what is issued: a control group's decisions reach Redis and Kafka with
     status held_out, never issued, and the persons are the held-out ones."""
     from engine.policies.holdout import share
-    from engine.policies.model import ContactRules, PolicySpec
 
-    hello = PolicySpec.model_validate(
-        {
-            "name": "hello",
-            "action": "hello_email",
-            "channel": "email",
-            "purpose": "promotional",
-            "holdout": 0.5,
-            "trigger": {"on": "touchpoint", "kind": "customer.registered"},
-        }
-    )
-    rules = ContactRules(promotional_consent_default=True, quiet_hours_start="00:00", quiet_hours_end="00:00")
-    cfg = stream_config.model_copy(update={"policies": (hello,), "contact": rules})
+    from ..helpers import open_contact, welcome_email
+
+    rules = open_contact()
+    cfg = stream_config.model_copy(update={"policies": (welcome_email(holdout=0.5),), "contact": rules})
     topo = Topology.of(cfg)
     redis = Redis.from_url(cfg.redis.url)
     with Engine(cfg, FixedClock(NOW)) as engine:

@@ -212,20 +212,10 @@ def test_another_holdout_changes_the_status_of_the_decisions_it_moves(tmp_path):
     """What-if with another control group: the decisions of persons it moves in or out change
     status (issued <-> held_out), and nothing else."""
     from engine.policies.holdout import share
-    from engine.policies.model import ContactRules, PolicySpec
 
-    from ..helpers import day, tp
+    from ..helpers import day, open_contact, tp, welcome_email
 
-    hello = PolicySpec.model_validate(
-        {
-            "name": "hello",
-            "action": "hello_email",
-            "channel": "email",
-            "purpose": "promotional",
-            "trigger": {"on": "touchpoint", "kind": "customer.registered"},
-        }
-    )
-    rules = ContactRules(promotional_consent_default=True, quiet_hours_start="00:00", quiet_hours_end="00:00")
+    hello, rules = welcome_email(), open_contact()
     live_cfg = Config(data_dir=str(tmp_path / "live"), policies=(hello,), contact=rules)
     with Engine(live_cfg, FixedClock(AS_OF)) as live:
         live.ingest([tp(f"r{i}", "customer.registered", day(i / 10), customer=f"c-{i:03d}") for i in range(100)])
