@@ -474,7 +474,7 @@ def uplift_command(
 ) -> None:
     """Does an action work? Treated against held-out persons per policy (docs/policies.md): a
     purchase within N days and net revenue per person, with 95% intervals."""
-    from .uplift import uplift
+    from engine.uplift import uplift
 
     if start and end and start > end:
         raise click.BadParameter(f"{start:%Y-%m-%d %H:%M} comes after --to {end:%Y-%m-%d %H:%M}", param_hint="--from")
@@ -485,7 +485,17 @@ def uplift_command(
         )
     with phases(as_json) as phase, open_engine(config) as engine:
         h = _read(engine, phase)
-        result = uplift(h.actions, dict(h.customers()), engine.value_rules, days, start, end, policy)
+        result = uplift(
+            h.actions,
+            dict(h.customers()),
+            engine.value_rules,
+            engine.ladders[0],
+            engine.clock.now(),
+            days,
+            start,
+            end,
+            policy,
+        )
     if as_json:
         emit(result)
         return
@@ -494,18 +504,25 @@ def uplift_command(
     base = result["base_currency"]
     for name, r in result["policies"].items():
         say((name, "bold"), f": {r['verdict']}")
-        c, m = r["conversion"], r["revenue_per_person"]
-        if c:
-            say(
-                f"  purchased within {days} days: treated {c['treated']:.1%} of {r['treated']:,}, "
-                f"held out {c['held_out']:.1%} of {r['held_out']:,}"
-            )
-        if m:
+        for key, what in (
+            ("conversion", f"purchased within {days} days"),
+            ("moved_up", "moved up the customer ladder"),
+            ("not_lapsed", "not lapsed at the end"),
+        ):
+            if c := r[key]:
+                say(
+                    f"  {what}: treated {c['treated']:.1%} of {r['treated']:,}, held out {c['held_out']:.1%} of "
+                    f"{r['held_out']:,} ({100 * c['difference']:+.1f} points, 95% CI {100 * c['low']:+.1f} to "
+                    f"{100 * c['high']:+.1f})"
+                )
+        if m := r["revenue_per_person"]:
             say(
                 f"  net revenue per person in those days: {m['difference']:+,.2f} {base} "
                 f"(95% CI {m['low']:+,.2f} to {m['high']:+,.2f}; treated {m['treated']:,.2f}, "
                 f"held out {m['held_out']:,.2f})"
             )
+        if r["open"]:
+            say(f"  and {r['open']:,} later decisions whose {days} days have not passed yet (not counted)")
 
 
 def _pct(x: float | None) -> str:

@@ -18,12 +18,12 @@ from plotly.offline import get_plotlyjs
 from engine.clock import iso
 from engine.projections.lifecycle import HEALTHS, STAGES, timeline
 from engine.service import Engine
+from engine.uplift import uplift
 from engine.value import pareto_share
 from engine.value.person import valuate
 
 from .history import History, load
 from .journeys import Journeys, period_ends
-from .uplift import uplift
 
 COLORS = {
     "prospect": "#9aa5b1",
@@ -65,7 +65,7 @@ def build(
         "policies": j.policy_outcomes(30),
         "value": value_data(engine, h, as_of),
         "ladders": ladder_data(engine, h, period_ends(start, as_of)),
-        "uplift": uplift(h.actions, dict(h.customers()), engine.value_rules, 30, end=as_of),
+        "uplift": uplift(h.actions, dict(h.customers()), engine.value_rules, engine.ladders[0], as_of, 30, end=as_of),
     }
 
 
@@ -249,7 +249,7 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
 
 
 def uplift_figures(u: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
-    """The measured effect of each policy with a control group (replay.uplift): the difference in
+    """The measured effect of each policy with a control group (engine.uplift): the difference in
     the share who purchased within the window, treated minus held out, with its 95% interval."""
     rows = {name: r for name, r in u.get("policies", {}).items() if r["conversion"]}
     if not rows:

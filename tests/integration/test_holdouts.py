@@ -59,8 +59,8 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
     from click.testing import CliRunner
 
     from engine.cli import main
+    from engine.uplift import uplift
     from replay.history import load
-    from replay.uplift import uplift
 
     from ..helpers import order
 
@@ -77,7 +77,8 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
         assert engine.ingest(records).rejected == 0
         assert engine.ingest(orders).rejected == 0
         h = load(engine)
-        result = uplift(h.actions, dict(h.customers()), engine.value_rules, days=30)
+        result = uplift(h.actions, dict(h.customers()), engine.value_rules, engine.ladders[0], day(40), days=30)
+        early = uplift(h.actions, dict(h.customers()), engine.value_rules, engine.ladders[0], day(20), days=30)
         from replay.report import build, render
 
         page, _ = render(build(engine, day(40), history=h))  # the report draws it, with its interval
@@ -88,6 +89,13 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
     assert (r["treated"], r["held_out"]) == (300 - n0, n0)
     assert r["conversion"]["treated"] == 1.0 and r["conversion"]["held_out"] == round(x0 / n0, 6)
     assert r["conversion"]["low"] > 0 and r["verdict"].startswith("it works:")
+    assert r["moved_up"] == r["conversion"]  # a first purchase is the move up from prospect
+    assert r["not_lapsed"]["difference"] == 0 and r["open"] == 0
+    # on day 20 no window of 30 days has closed: every decision is still open, none measured
+    assert early["policies"]["hello"] | {"verdict": ""} == {
+        "treated": 0, "held_out": 0, "open": 300, "conversion": None, "moved_up": None, "not_lapsed": None,
+        "revenue_per_person": None, "verdict": "",
+    }  # fmt: skip
     assert r["revenue_per_person"]["difference"] == pytest.approx(20.0 * (1 - x0 / n0), abs=0.01)
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text(

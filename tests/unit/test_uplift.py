@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy import stats
 
-from replay.uplift import mean_difference, share_difference, verdict, wilson
+from engine.uplift import mean_difference, share_difference, verdict, wilson
 
 
 def test_wilson_at_known_values():
