@@ -4,7 +4,7 @@ JSON lines for feeds), so scripts never parse the human-readable output."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from datetime import date, datetime
 from pathlib import Path
@@ -165,20 +165,37 @@ def ingest_file(engine: Engine, path: Path, show: bool, label: str = "ingesting"
     """Ingest a JSON-lines file, or standard input for `-`, with a progress bar."""
     stdin = str(path) == "-"
     total = None if stdin else sum(1 for _ in path.open("rb"))
+    with nullcontext(sys.stdin.buffer) if stdin else path.open("rb") as f:
+        lines: Iterator[bytes] = (line.rstrip(b"\r\n") for line in f)
+        return ingest_records(engine, _without_bom(lines), total, show, label, workers)
+
+
+def ingest_records(
+    engine: Engine,
+    records: Iterator[bytes] | Iterator[dict],
+    total: int | None,
+    show: bool,
+    label: str = "ingesting",
+    workers: int = 1,
+    on_batch: Callable[[int], None] | None = None,
+) -> Any:
+    """Ingest records with a progress bar (`total` records expected; more stretch it)."""
     with progress(total, label, show) as bar:
         task = bar.add_task(label, total=total, rate="")
         started = datetime.now()
 
         def advance(n: int) -> None:
             settle()  # the collector's policy, after each batch (engine.memory)
+            if on_batch:
+                on_batch(n)
             bar.advance(task, n)
             done = bar.tasks[0].completed
+            if total is not None and done > total:
+                bar.update(task, total=done)
             secs = max((datetime.now() - started).total_seconds(), 1e-6)
             bar.update(task, rate=f"{done / secs:,.0f}/s")
 
-        with nullcontext(sys.stdin.buffer) if stdin else path.open("rb") as f:
-            lines: Iterator[bytes] = (line.rstrip(b"\r\n") for line in f)
-            return parallel.ingest(engine, _without_bom(lines), workers, on_batch=advance)
+        return parallel.ingest(engine, records, workers, on_batch=advance)
 
 
 def _without_bom(lines: Iterator[bytes]) -> Iterator[bytes]:
@@ -275,6 +292,12 @@ def share(name: str, default: float, help: str) -> Any:
     type=click.IntRange(0),
     help="Persons on each [[ladders]] of the config (default: a quarter of --customers, at least 40).",
 )
+@share(
+    "--treatment-effect",
+    0.0,
+    "How often a person answers an issued promotional action with an order within 30 days: the engine runs "
+    "(with the config's policies, on a temporary store) to know which actions it issues (docs/policies.md).",
+)
 @common
 def simulate(
     customers: int,
@@ -285,12 +308,14 @@ def simulate(
     shared_devices: float,
     guests: float,
     ladder_persons_n: int | None,
+    treatment_effect: float,
     config_path: str | None,
     as_json: bool,
 ) -> None:
     """Write a reproducible synthetic history as JSON lines; with a config that declares
-    [[ladders]], persons on each of them too (--ladder-persons)."""
-    from .demo import ladder_persons, today, with_ladders, write_history
+    [[ladders]], persons on each of them too (--ladder-persons); with --treatment-effect, the
+    orders its persons place in answer to the promotional actions issued to them."""
+    from .demo import answered_history, ladder_persons, today, with_ladders, write_history
     from .simulator import simulate as generate
     from .simulator import with_devices
 
@@ -299,10 +324,34 @@ def simulate(
     records = generate(customers, seed, end)
     records = with_devices(records, anonymous, shared_devices, seed, guests) if anonymous else records
     persons = ladder_persons(customers) if ladder_persons_n is None else ladder_persons_n
-    n = write_history(out, with_ladders(config, records, persons, seed, end))
+    records = with_ladders(config, records, persons, seed, end)
+    answers = 0
+    if treatment_effect:
+        simulated = out.with_name(out.name + ".simulated")
+        write_history(simulated, records)
+        show = err.is_terminal and not as_json
+        try:
+            answers = answered_history(
+                config,
+                simulated,
+                out,
+                treatment_effect,
+                seed,
+                end,
+                lambda engine, lines, total, on_batch: ingest_records(
+                    engine, lines, total, show, "deciding", on_batch=on_batch
+                ),
+            )
+        finally:
+            simulated.unlink()
+        n = sum(1 for _ in out.open("rb"))
+    else:
+        n = write_history(out, records)
     ladders = {d.name: persons for d in config.ladders}
     summary = {
         "records": n,
+        "answers": answers,
+        "treatment_effect": treatment_effect,
         "customers": customers,
         "ladders": ladders,
         "seed": seed,
@@ -310,7 +359,15 @@ def simulate(
         "out": str(out),
     }
     on = "".join(f" and {k:,} persons on the {name} ladder" for name, k in ladders.items())
-    emit(summary) if as_json else say(f"wrote {n:,} touchpoints of {customers:,} customers{on} to {out}")
+    if as_json:
+        emit(summary)
+        return
+    say(f"wrote {n:,} touchpoints of {customers:,} customers{on} to {out}")
+    if treatment_effect:
+        say(
+            f"  {answers:,} of them orders placed in answer to an issued promotional action "
+            f"(--treatment-effect {treatment_effect:g}; ingest with --backfill to decide the same actions)"
+        )
 
 
 @main.command()
@@ -718,10 +775,29 @@ def tick(config_path: str | None, as_json: bool) -> None:
     is_flag=True,
     help="Run the whole pipeline on throwaway local servers (Tansu broker, redis-server, a worker).",
 )
+@share(
+    "--treatment-effect",
+    0.15,
+    "How often a simulated person answers an issued promotional action with an order within 30 days "
+    "(engine.reactions; 0: the actions do nothing).",
+)
+@share("--holdout", 0.1, "The control group of each promotional policy that sets no holdout of its own.")
 @common
-def demo(customers: int | None, seed: int, streaming: bool, config_path: str | None, as_json: bool) -> None:
+def demo(
+    customers: int | None,
+    seed: int,
+    streaming: bool,
+    treatment_effect: float,
+    holdout: float,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
     """Simulate, ingest and derive on the embedded store, then show the results."""
     if streaming:
+        ctx = click.get_current_context()
+        for given in ("treatment_effect", "holdout"):
+            if ctx.get_parameter_source(given) == click.core.ParameterSource.COMMANDLINE:
+                raise click.UsageError(f"--{given.replace('_', '-')} is for the embedded demo, not --streaming")
         result = extension("journey.demos", "streaming")(
             config_of(config_path), customers or 200, seed, None if as_json else say
         )
@@ -737,7 +813,11 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
             config_of(config_path),
             customers,
             seed,
-            lambda engine, path: ingest_file(engine, path, show, label="demo ingest"),
+            lambda engine, records, total, on_batch: ingest_records(
+                engine, records, total, show, "demo ingest", on_batch=on_batch
+            ),
+            treatment_effect,
+            holdout,
         )
     except (ConfigError, ValueError) as e:
         raise click.ClickException(str(e)) from None
@@ -788,6 +868,7 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
         table.add_row(cell(policy), *(f"{n[s]:,}" for s in ("issued", "suppressed", "deferred", "held_out")))
     console.print(table)
     say("blocked by: " + ", ".join(f"{k} {v:,}" for k, v in summary["actions"]["blocked_by"].items()))
+    print_uplift(summary["uplift"])
     print_customer(summary["customer"])
     if summary["why"]:
         say()
@@ -802,6 +883,32 @@ def demo(customers: int | None, seed: int, streaming: bool, config_path: str | N
     say(f"explore: JOURNEY_DATA_DIR={data} {me} customer {summary['customer']['customer_id']}{given}")
     for f in summary["ladders"]:
         say(f"         JOURNEY_DATA_DIR={data} {me} funnel --ladder {f['ladder']}{given}")
+
+
+def print_uplift(u: dict[str, Any]) -> None:
+    """The demo's measured effect of each promotional policy, beside the effect simulated."""
+    days = u["days"]
+    table = Table(title=f"Did the promotional actions work? A purchase within {days} days, treated vs held out")
+    table.add_column("policy", overflow="fold")
+    for col in ("persons", "bought", "uplift", "95% CI", "simulated"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for name, r in u["policies"].items():
+        c, truth = r["conversion"], r["true_effect"]
+        table.add_row(
+            cell(name),
+            f"{r['treated']:,} / {r['held_out']:,}",
+            f"{c['treated']:.0%} / {c['held_out']:.0%}" if c else "—",
+            f"{100 * c['difference']:+.1f}" if c else "—",
+            f"{100 * c['low']:+.1f}…{100 * c['high']:+.1f}" if c else "—",
+            "—" if truth is None else f"{100 * truth:+.1f}",
+        )
+    console.print(table)
+    say(
+        f"  persons treated / held out, and the share of each who bought; uplift in points. The simulated persons "
+        f"answer an issued promotional action with an order within {days} days {u['treatment_effect']:.0%} of the "
+        "time (--treatment-effect); 'simulated' is the difference that made to these persons, which the 95% "
+        "interval should contain 95 times in 100. journey replay uplift: the details"
+    )
 
 
 @main.group()

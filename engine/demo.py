@@ -1,22 +1,26 @@
-"""The main job on embedded defaults: simulate, ingest as history unfolds, derive, summarise."""
+"""The main job on embedded defaults: simulate, ingest as history unfolds (the simulated persons
+answering the promotional actions issued to them), derive, summarise, measure the actions."""
 
 from __future__ import annotations
 
 import heapq
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from . import queries
 from .clock import EventTimeClock, SystemClock
 from .config import Config
+from .reactions import DAYS, Answers, true_effect
 from .service import Engine
 from .simulator import simulate, with_devices
+from .uplift import population, uplift
 from .value_view import fit as fit_value_model
 from .value_view import summary as value_summary
 
@@ -41,6 +45,38 @@ def with_ladders(config: Config, records: Iterator[dict], persons: int, seed: in
     return heapq.merge(records, *more, key=lambda r: str(r["occurred_at"]))
 
 
+def read_history(path: Path) -> Iterator[dict]:
+    with path.open("rb") as f:
+        for line in f:
+            yield orjson.loads(line)
+
+
+def tee(records: Iterator[dict], out: BinaryIO) -> Iterator[dict]:
+    """The records, each written to `out` as a JSON line as it passes."""
+    for r in records:
+        out.write(orjson.dumps(r) + b"\n")
+        yield r
+
+
+def answered_history(
+    config: Config, simulated: Path, out: Path, effect: float, seed: int, until: datetime, ingest: Ingest
+) -> int:
+    """The simulated history with the orders its persons place in answer to the promotional actions
+    the engine issues (engine.reactions), written to `out` as ingested: the engine runs on an
+    embedded store in a temporary directory, with the config's rules. Returns the answers."""
+    with tempfile.TemporaryDirectory(prefix="journey-simulate-") as scratch:
+        config = config.model_copy(
+            update={"data_dir": scratch, "store": config.store.model_copy(update={"backend": "sqlite"})}
+        )
+        total = sum(1 for _ in simulated.open("rb"))
+        with Engine(config, EventTimeClock()) as engine, out.open("wb") as written:
+            answers = Answers(engine, read_history(simulated), effect, seed, until)
+            ingest(engine, tee(answers.records(), written), total, answers.on_batch)
+            while answers.waiting:  # the answers to the last batch's actions
+                ingest(engine, tee(answers.records(), written), total, answers.on_batch)
+        return answers.answered
+
+
 def write_history(out: Path, records: Iterator[dict]) -> int:
     n = 0
     with out.open("wb") as f:
@@ -51,43 +87,60 @@ def write_history(out: Path, records: Iterator[dict]) -> int:
 
 VALUE_MODEL_DAYS = 120  # the value model is fitted this long before the end of the history
 
-
-def split_history(history: Path, at: datetime) -> tuple[Path, Path]:
-    """The history's records in two files: those recorded before `at` (the delivery order of the
-    file, which follows event time but for late deliveries), and the rest."""
-    early, late = history.with_name("history-early.jsonl"), history.with_name("history-late.jsonl")
-    cut = at.isoformat()
-    with history.open("rb") as f, early.open("wb") as a, late.open("wb") as b:
-        out = a
-        for line in f:
-            if out is a and orjson.loads(line)["occurred_at"] >= cut:
-                out = b  # from the first record at or after `at`, everything (late ones too) comes second
-            out.write(line)
-    return early, late
+# ingest(engine, records, total, on_batch): the CLI passes one with a progress bar
+Ingest = Callable[[Engine, Iterator[dict], int, Callable[[int], None]], Any]
 
 
-def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine, Path], Any]) -> dict[str, Any]:
-    """`ingest(engine, path)` loads the history (the CLI passes one with a progress bar)."""
+def with_holdouts(config: Config, holdout: float) -> Config:
+    """The config with `holdout` on each promotional policy that sets none (a control group to
+    measure it against; service policies cannot have one)."""
+    policies = tuple(
+        p.model_copy(update={"holdout": holdout}) if p.purpose == "promotional" and not p.holdout else p
+        for p in config.policies
+    )
+    return config.model_copy(update={"policies": policies})
+
+
+def run_demo(
+    config: Config,
+    customers: int,
+    seed: int,
+    ingest: Ingest,
+    effect: float,
+    holdout: float,
+) -> dict[str, Any]:
+    """Simulate `customers` (and persons on each declared ladder), ingest them as their history
+    unfolds with `effect` as the answer to promotional actions and `holdout` as the control group
+    of each promotional policy without one, and summarise what the engine made of it."""
     data = config.data_path / "demo"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     # The demo always runs embedded, whatever store the config names, and leaves that store alone.
-    config = config.model_copy(
+    config = with_holdouts(config, holdout).model_copy(
         update={"data_dir": str(data), "store": config.store.model_copy(update={"backend": "sqlite"})}
     )
-    history = data / "history.jsonl"
+    simulated, history = data / "simulated.jsonl", data / "history.jsonl"
     # Most web and app touchpoints come with the browser's or the app's anonymous id; a tenth of the
     # customers also browse and buy as guests, whose history joins theirs when they sign in.
     base = with_devices(simulate(customers, seed, today()), 0.6, 0.1, seed, guests=0.1)
-    write_history(history, with_ladders(config, base, ladder_persons(customers), seed, today()))
-    # The last months of it come second, so that the value model, fitted in between as a nightly
-    # job would, is in force for them: its top customers at risk get a call, not a coupon.
-    early, late = split_history(history, today() - timedelta(days=VALUE_MODEL_DAYS))
-    # History is replayed as it unfolded: the clock follows event time, timers fire on the way.
-    with Engine(config, EventTimeClock()) as engine:
-        report = ingest(engine, early)
+    total = write_history(simulated, with_ladders(config, base, ladder_persons(customers), seed, today()))
+    # History is replayed as it unfolded: the clock follows event time, timers fire on the way, and
+    # the persons answer the promotional actions issued to them (engine.reactions); what was
+    # ingested, answers included, is written to history.jsonl.
+    with Engine(config, EventTimeClock()) as engine, history.open("wb") as written:
+        answers = Answers(engine, read_history(simulated), effect, seed, today())
+
+        def logged(records: Iterator[dict]) -> Iterator[dict]:
+            return tee(records, written)
+
+        # The last months come second, so that the value model, fitted in between as a nightly job
+        # would, is in force for them: its top customers at risk get a call, not a coupon.
+        cut = today() - timedelta(days=VALUE_MODEL_DAYS)
+        report = ingest(engine, logged(answers.records(before=cut)), total, answers.on_batch)
         fit_value_model(engine, engine.clock.now())
-        report.merge(ingest(engine, late))
+        report.merge(ingest(engine, logged(answers.records()), total, answers.on_batch))
+        while answers.waiting:  # the answers to the last batch's actions
+            report.merge(ingest(engine, logged(answers.records()), total, answers.on_batch))
         engine.clock = SystemClock()
         report.add_timers(engine.run_due())
         changes = Counter(
@@ -121,6 +174,7 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
             ),
             None,
         ) or next((engine.why(a["action_id"]) for a in latest.values() if a["status"] == "suppressed"), None)
+        measured = measure(engine, list(latest.values()), seed, effect)
         funnel = engine.funnel()
         ladders = [engine.funnel(ladder=lad.name) for lad in engine.ladders[1:]]
         merged = {str(customer) for _, customer, _ in queries.scan(engine, queries.JOINED_TOPIC)}
@@ -150,7 +204,21 @@ def run_demo(config: Config, customers: int, seed: int, ingest: Callable[[Engine
         },
         "customer": view,
         "why": explained,
+        # Did the promotional actions work? Each policy's persons against its control group
+        # (engine.uplift), beside the effect the simulation put in (engine.reactions).
+        "uplift": measured,
     }
+
+
+def measure(engine: Engine, actions: list[dict[str, Any]], seed: int, effect: float) -> dict[str, Any]:
+    """The uplift of each promotional policy, and the true effect of the answers on its persons."""
+    now = engine.clock.now()
+    facts, _ = queries.persons_facts(engine, now)
+    result = uplift(actions, facts, engine.value_rules, engine.ladders[0], now, DAYS)
+    pop = population(actions, now, DAYS)
+    for name, r in result["policies"].items():
+        r["true_effect"] = true_effect(pop.first.get(name, {}), facts, seed, effect)
+    return result | {"treatment_effect": effect}
 
 
 def pick_customer(engine: Engine) -> str:

@@ -522,7 +522,7 @@ def uplift_command(
                 f"held out {m['held_out']:,.2f})"
             )
         if r["open"]:
-            say(f"  and {r['open']:,} later decisions whose {days} days have not passed yet (not counted)")
+            say(f"  not counted yet: {r['open']:,} decisions of the last {days} days (their window is still open)")
 
 
 def _pct(x: float | None) -> str:

@@ -130,9 +130,31 @@ def test_simulate_then_demo(tmp_path):
     assert by_policy["welcome"]["issued"] == 400  # every new customer, once
     assert sum(p["suppressed"] for p in by_policy.values()) > 0
     assert {"consent", "quiet_hours"} <= set(demo["actions"]["blocked_by"])
+    # every promotional policy has a control group (--holdout 0.1) and its uplift is measured
+    # against it, beside the effect the simulated answers put in (--treatment-effect 0.15)
+    promotional = {"second_purchase_nudge", "loyalty_enrolment", "referral_ask", "advocate_reward", "win_back"}
+    uplift = demo["uplift"]
+    assert uplift["treatment_effect"] == 0.15 and promotional <= set(uplift["policies"])
+    assert all(by_policy[p]["held_out"] > 0 for p in promotional)
+    for name, r in uplift["policies"].items():
+        if r["conversion"]:
+            c = r["conversion"]
+            assert c["low"] <= c["difference"] <= c["high"] and 0 <= r["true_effect"] <= 0.15 + 0.1, (name, r)
     text = run("demo", "--customers", "100", env=env).output
     assert "Funnel as of" in text and "Lifecycle changes recorded" in text
     assert "Retention actions by policy" in text and "journey why" in text
+    assert "Did the promotional actions work?" in text
+    quiet = json.loads(
+        run("demo", "--customers", "100", "--treatment-effect", "0", "--holdout", "0", "--json", env=env).output
+    )
+    assert (
+        quiet["uplift"]["treatment_effect"] == 0
+        and sum(p["held_out"] for p in quiet["actions"]["by_policy"].values()) == 0
+    )
+    assert all(
+        r["verdict"].startswith(("no control group", "nothing to measure"))
+        for r in quiet["uplift"]["policies"].values()
+    )
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
