@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
-from scipy.special import betaln, gammaln, hyp2f1
+from scipy.special import betaln, gammaln, hyp1f1, hyp2f1
 
 Array = NDArray[np.float64]
 
@@ -101,4 +101,11 @@ def expected(m: BgNbd, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike)
     tail = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t))) * hyp2f1(
         r + x, b + x, a + b + x - 1, t / (alpha + T + t)
     )
+    if not np.all(np.isfinite(tail)):
+        # A fit to persons who all buy alike drives r and alpha to huge values (every rate the
+        # same, r / alpha); there scipy's hyp2f1 gives nan (1.17; earlier versions gave a number).
+        # The tail is (1-z)^(r+x) 2F1(r+x, b+x; c; z) = 2F1(r+x, a-1; c; -t/(alpha+T)) (Pfaff),
+        # which tends to the confluent 1F1(a-1; c; -(r+x) t/(alpha+T)) as r grows: within 1/r.
+        limit = hyp1f1(a - 1, a + b + x - 1, -(r + x) * t / (alpha + T))
+        tail = np.where(np.isfinite(tail), tail, limit)
     return head * (1 - tail) / (1 + _odds_gone(m, x, t_x, T))

@@ -252,3 +252,16 @@ def test_heavy_tailed_spend_gives_no_expected_spend_rather_than_a_negative_one()
     spend = gamma_gamma.expected_spend(g, [0, 1, 5], [0.0, 40.0, 40.0])
     assert np.isnan(spend[0]) and spend[1] > 0 and spend[2] > 0  # p x + q - 1 > 0 once x >= 1 here
     assert np.isnan(gamma_gamma.expected_spend(gamma_gamma.GammaGamma(0.1, 0.5, 15.0, 0.0), [1], [40.0])[0])
+
+
+def test_expected_purchases_stay_finite_when_every_rate_is_alike():
+    """Persons who all buy alike drive r and alpha to huge values; scipy 1.17's hyp2f1 gives nan
+    there (earlier versions a number), and every CLV was None. The confluent limit takes over,
+    and agrees with the exact expression where that one is still computed."""
+    a, b, x, t_x, T, t = 0.7347, 5.1107, 6, 19.0, 20.0, 13.0
+    values = []
+    for r in (5000.0, 42023.3):
+        m = BgNbd(r=r, alpha=3.2766 * r, a=a, b=b, log_likelihood=0.0)
+        values.append(float(bgnbd.expected(m, t, x, t_x, T)))
+    assert all(math.isfinite(v) and v > 0 for v in values), values
+    assert values[1] == pytest.approx(values[0], rel=1e-4)  # the same rates: the same expectation
