@@ -205,8 +205,11 @@ class PolicyEngine:
         spec = firing.spec
         status, checks, caps, release = run_checks(customer, spec, now, self.rules)
         blocked = [c for c in checks if c["blocked"]]
-        held = held_out(customer.customer_id, spec, self.rules) if status != "suppressed" else None
-        if held is not None:  # it would have been sent (now or at a release): the control group's
+        # Held out when it would be sent now: a decision deferred by quiet hours waits like any other
+        # and is held out at its release, so that treated and held-out persons are measured from the
+        # same moment, the send (held out at once, their window would start hours or days earlier).
+        held = held_out(customer.customer_id, spec, self.rules) if status == "issued" else None
+        if held is not None:  # it would have been sent: the control group's
             group, fraction = held
             what = "the global control group" if group == GLOBAL else f"the control group of {spec.name}"
             status, release = "held_out", None

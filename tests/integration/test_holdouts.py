@@ -110,3 +110,29 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
     assert "hello: it works:" in text and "purchased within 30 days: treated 100.0%" in text
     bad = CliRunner().invoke(main, ["replay", "uplift", "--config", str(cfg_file), "--policy", "nope"])
     assert bad.exit_code != 0 and "no policy 'nope'; the policies: hello" in bad.output
+
+
+def test_a_deferred_decision_is_held_out_at_its_release_like_the_treated_are_sent(sqlite_config):
+    """Quiet hours defer treated and held-out persons alike; both are decided at the release, so
+    that the uplift measures both from the same moment (held out at once, the control group's
+    windows started hours or days before the treated persons' sends)."""
+    from datetime import timedelta
+
+    from engine import queries
+    from engine.policies.model import ContactRules
+
+    rules = ContactRules(promotional_consent_default=True)  # quiet from 21:00 to 08:00 UTC
+    cfg = sqlite_config.model_copy(update={"policies": (welcome_email(holdout=0.5),), "contact": rules})
+    night = day(1) + timedelta(hours=23)
+    people = [f"c-{i:03d}" for i in range(40)]
+    with Engine(cfg, EventTimeClock()) as engine:
+        engine.ingest([tp(f"r-{c}", "customer.registered", night, customer=c) for c in people])
+        engine.ingest([tp("later", "page.viewed", day(3) + timedelta(hours=12), customer="c-999")])  # past 08:00
+        records = [body["action"] for _, _, body in queries.scan(engine, queries.ACTION_TOPIC)]
+    held = {c for c in people if share(c, "hello", rules.holdout_salt) < 0.5}
+    assert 0 < len(held) < len(people)
+    for c in people:
+        mine = [(a["status"], a["at"][:16]) for a in records if a["customer_id"] == c]
+        final = "held_out" if c in held else "issued"
+        assert [s for s, _ in mine] == ["deferred", final], (c, mine)
+        assert mine[1][1] >= (day(2) + timedelta(hours=8)).isoformat()[:16], (c, mine)  # at the release or after
