@@ -6,12 +6,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -326,6 +327,12 @@ def simulate(
     persons = ladder_persons(customers) if ladder_persons_n is None else ladder_persons_n
     records = with_ladders(config, records, persons, seed, end)
     answers = 0
+    if treatment_effect and end > datetime.now(UTC):
+        raise click.BadParameter(
+            "with --treatment-effect the engine decides as the history unfolds, and it rejects what lies in the "
+            "future: give an --until that has passed",
+            param_hint="--until",
+        )
     if treatment_effect:
         simulated = out.with_name(out.name + ".simulated")
         write_history(simulated, records)
@@ -342,6 +349,8 @@ def simulate(
                     engine, lines, total, show, "deciding", on_batch=on_batch
                 ),
             )
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
         finally:
             simulated.unlink()
         n = sum(1 for _ in out.open("rb"))
@@ -781,7 +790,13 @@ def tick(config_path: str | None, as_json: bool) -> None:
     "How often a simulated person answers an issued promotional action with an order within 30 days "
     "(engine.reactions; 0: the actions do nothing).",
 )
-@share("--holdout", 0.1, "The control group of each promotional policy that sets no holdout of its own.")
+@click.option(
+    "--holdout",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="The control group of each promotional policy that sets no holdout of its own (0: none).",
+)
 @common
 def demo(
     customers: int | None,
@@ -888,8 +903,13 @@ def demo(
 def print_uplift(u: dict[str, Any]) -> None:
     """The demo's measured effect of each promotional policy, beside the effect simulated."""
     days = u["days"]
-    table = Table(title=f"Did the promotional actions work? A purchase within {days} days, treated vs held out")
-    table.add_column("policy", overflow="fold")
+    table = Table(
+        title=f"Did the promotional actions work? A purchase within {days} days, treated vs held out",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("policy", no_wrap=True)
     for col in ("persons", "bought", "uplift", "95% CI", "simulated"):
         table.add_column(col, justify="right", no_wrap=True)
     for name, r in u["policies"].items():
@@ -900,14 +920,15 @@ def print_uplift(u: dict[str, Any]) -> None:
             f"{c['treated']:.0%} / {c['held_out']:.0%}" if c else "—",
             f"{100 * c['difference']:+.1f}" if c else "—",
             f"{100 * c['low']:+.1f}…{100 * c['high']:+.1f}" if c else "—",
-            "—" if truth is None else f"{100 * truth:+.1f}",
+            "—" if truth is None or not c else f"{100 * truth:+.1f}",
         )
     console.print(table)
     say(
         f"  persons treated / held out, and the share of each who bought; uplift in points. The simulated persons "
         f"answer an issued promotional action with an order within {days} days {u['treatment_effect']:.0%} of the "
         "time (--treatment-effect); 'simulated' is the difference that made to these persons, which the 95% "
-        "interval should contain 95 times in 100. journey replay uplift: the details"
+        "interval contains about 95 times in 100 (docs/policies.md: what it leaves out). journey replay uplift: "
+        "the details"
     )
 
 

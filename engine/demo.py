@@ -20,7 +20,7 @@ from .config import Config
 from .reactions import DAYS, Answers, true_effect
 from .service import Engine
 from .simulator import simulate, with_devices
-from .uplift import population, uplift
+from .uplift import known_until, measure, population
 from .value_view import fit as fit_value_model
 from .value_view import summary as value_summary
 
@@ -71,9 +71,11 @@ def answered_history(
         total = sum(1 for _ in simulated.open("rb"))
         with Engine(config, EventTimeClock()) as engine, out.open("wb") as written:
             answers = Answers(engine, read_history(simulated), effect, seed, until)
-            ingest(engine, tee(answers.records(), written), total, answers.on_batch)
-            while answers.waiting:  # the answers to the last batch's actions
-                ingest(engine, tee(answers.records(), written), total, answers.on_batch)
+            reports = answers.ingest_rest(
+                lambda records: ingest(engine, tee(records, written), total, answers.on_batch)
+            )
+        if rejected := sum(r.rejected for r in reports):  # the records were written: say so
+            raise ValueError(f"the engine rejected {rejected:,} of the simulated records (journey ingest says why)")
         return answers.answered
 
 
@@ -130,17 +132,13 @@ def run_demo(
     with Engine(config, EventTimeClock()) as engine, history.open("wb") as written:
         answers = Answers(engine, read_history(simulated), effect, seed, today())
 
-        def logged(records: Iterator[dict]) -> Iterator[dict]:
-            return tee(records, written)
-
         # The last months come second, so that the value model, fitted in between as a nightly job
         # would, is in force for them: its top customers at risk get a call, not a coupon.
         cut = today() - timedelta(days=VALUE_MODEL_DAYS)
-        report = ingest(engine, logged(answers.records(before=cut)), total, answers.on_batch)
+        report = ingest(engine, tee(answers.records(before=cut), written), total, answers.on_batch)
         fit_value_model(engine, engine.clock.now())
-        report.merge(ingest(engine, logged(answers.records()), total, answers.on_batch))
-        while answers.waiting:  # the answers to the last batch's actions
-            report.merge(ingest(engine, logged(answers.records()), total, answers.on_batch))
+        for more in answers.ingest_rest(lambda records: ingest(engine, tee(records, written), total, answers.on_batch)):
+            report.merge(more)
         engine.clock = SystemClock()
         report.add_timers(engine.run_due())
         changes = Counter(
@@ -174,11 +172,12 @@ def run_demo(
             ),
             None,
         ) or next((engine.why(a["action_id"]) for a in latest.values() if a["status"] == "suppressed"), None)
-        measured = measure(engine, list(latest.values()), seed, effect)
+        measured = measure_actions(engine, list(latest.values()), seed, effect)
         funnel = engine.funnel()
         ladders = [engine.funnel(ladder=lad.name) for lad in engine.ladders[1:]]
         merged = {str(customer) for _, customer, _ in queries.scan(engine, queries.JOINED_TOPIC)}
         value = value_summary(engine, engine.clock.now())
+    simulated.unlink()  # history.jsonl holds it, with the answers, as ingested
     return {
         "data_dir": str(data),
         "history": str(history),
@@ -210,14 +209,14 @@ def run_demo(
     }
 
 
-def measure(engine: Engine, actions: list[dict[str, Any]], seed: int, effect: float) -> dict[str, Any]:
+def measure_actions(engine: Engine, actions: list[dict[str, Any]], seed: int, effect: float) -> dict[str, Any]:
     """The uplift of each promotional policy, and the true effect of the answers on its persons."""
-    now = engine.clock.now()
-    facts, _ = queries.persons_facts(engine, now)
-    result = uplift(actions, facts, engine.value_rules, engine.ladders[0], now, DAYS)
+    facts, _ = queries.persons_facts(engine, engine.clock.now())
+    now = known_until(facts, engine.clock.now())
     pop = population(actions, now, DAYS)
+    result = measure(pop, facts, engine.value_rules, engine.ladders[0], now, DAYS)
     for name, r in result["policies"].items():
-        r["true_effect"] = true_effect(pop.first.get(name, {}), facts, seed, effect)
+        r["true_effect"] = true_effect(name, pop.first.get(name, {}), actions, facts, seed, effect)
     return result | {"treatment_effect": effect}
 
 

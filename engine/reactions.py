@@ -21,17 +21,18 @@ seed, the config and the batch size alone (one process, a fresh store): the hist
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from heapq import heappop, heappush
 from itertools import count
-from typing import Any
+from typing import Any, TypeVar
 
 from . import queries
 from .projections.facts import Facts
 from .projections.lifecycle import purchases
 from .service import Engine
 
+R = TypeVar("R")
 DAYS = 30  # an action's answer comes within this many days (the uplift's default window)
 HOUR = 3600.0
 BASKET = 45.0  # the amount of an answer when the person never ordered before (base currency)
@@ -56,8 +57,8 @@ class Answers:
     promotional actions, in one stream for `engine` (on a fresh store) to ingest. Pass
     `on_batch` to engine.ingest; `records()` is the stream (resumable: `before` stops it ahead of
     the first simulated record at or after a time, and a later call goes on from there). The
-    actions of the last batch are answered after the stream ended: ingest `records()` again while
-    `waiting`."""
+    actions of the last batch are answered after the stream ended: `ingest_rest` ingests them
+    too."""
 
     def __init__(self, engine: Engine, history: Iterable[dict], effect: float, seed: int, until: datetime):
         self.engine, self.effect, self.seed = engine, effect, seed
@@ -76,6 +77,14 @@ class Answers:
     def waiting(self) -> bool:
         """Whether answers are queued after the simulated history ended."""
         return self._next is None and bool(self._queue)
+
+    def ingest_rest(self, ingest: Callable[[Iterator[dict]], R]) -> list[R]:
+        """Ingest the rest of the stream with `ingest` (which must call on_batch after each batch),
+        then the answers to the actions of its last batch, and theirs, until none wait."""
+        done = [ingest(self.records())]
+        while self.waiting:
+            done.append(ingest(self.records()))
+        return done
 
     def records(self, before: datetime | None = None) -> Iterator[dict]:
         stop = before.timestamp() if before else None
@@ -136,24 +145,39 @@ class Answers:
 
 
 def true_effect(
-    persons: dict[str, dict[str, Any]], facts_of: dict[str, Facts], seed: int, effect: float, days: int = DAYS
+    policy: str,
+    persons: dict[str, dict[str, Any]],
+    actions: Iterable[dict[str, Any]],
+    facts_of: dict[str, Facts],
+    seed: int,
+    effect: float,
+    days: int = DAYS,
 ) -> float | None:
-    """The effect the simulation put in, on these persons (one policy's measured persons: person ->
-    its decision, engine.uplift.population): the mean over them of the difference the action made
-    to "a purchase within `days`": 1 for a person who answers and would not have bought otherwise,
-    0 for the others. A held-out person's answer is the draw their action would have had; a purchase
-    "otherwise" is any but the action's own answer. (An answer can also fall after a window shorter
-    than DAYS: it then makes no difference in it.)"""
+    """The effect the simulation put in, on the persons a policy's uplift measures (person -> their
+    first decision, engine.uplift.population): the mean over them of the difference the policy's
+    actions made to "a purchase within `days` of that decision" — 1 for a person one of whose
+    decisions of the policy in that window is answered within it (for the held out: would have
+    been, by the draw their decisions have) and who would not have bought otherwise, else 0. The
+    policy as it runs, as the uplift measures it: a later decision of the same policy counts.
+    Not counted: what answers set off further (another policy's action to a person an answer made
+    loyal), and held-out decisions' use of no contact cap (other actions reach them more)."""
+    sendable: dict[str, list[tuple[datetime, str]]] = {}
+    for a in {a["action_id"]: a for a in actions}.values():
+        if a["policy"] == policy and a["status"] in ("issued", "held_out"):
+            sendable.setdefault(a["customer_id"], []).append((datetime.fromisoformat(a["at"]), a["action_id"]))
     made = []
-    for customer, a in persons.items():
+    for customer, first in persons.items():
         facts = facts_of.get(customer)
         if facts is None:
             continue
-        at = datetime.fromisoformat(a["at"])
+        at = datetime.fromisoformat(first["at"])
         until = at + timedelta(days=days)
-        own = event_id(seed, a["action_id"])
-        otherwise = any(at < o.at <= until and o.event_id != own for o in purchases(facts, until))
-        after = answer(seed, a["action_id"], effect)
-        answers = after is not None and at + timedelta(seconds=after) <= until
-        made.append(answers and not otherwise)
+        mine = sendable.get(customer, [])
+        answered = any(
+            at <= t and (after := answer(seed, aid, effect)) is not None and t + timedelta(seconds=after) <= until
+            for t, aid in mine
+        )
+        own = {event_id(seed, aid) for _, aid in mine}
+        otherwise = any(at < o.at <= until and o.event_id not in own for o in purchases(facts, until))
+        made.append(answered and not otherwise)
     return sum(made) / len(made) if made else None

@@ -81,7 +81,8 @@ def mean_difference(treated: list[float], held: list[float]) -> dict[str, Any] |
 def verdict(c: dict[str, Any], n1: int, n0: int, still_open: int = 0) -> str:
     """The conversion result in plain words."""
     if n1 == n0 == 0:
-        return f"nothing to measure yet: the outcome windows of {still_open:,} decisions are still open"
+        open_ = f"{still_open:,} decision" + ("s are" if still_open != 1 else " is")
+        return f"nothing to measure yet: the outcome window of {open_} still open"
     if n0 == 0:
         return f"no control group: {n1:,} treated, none held out (set holdout on the policy)"
     if n1 == 0:
@@ -149,11 +150,36 @@ def uplift(
     policy: str | None = None,
 ) -> dict[str, Any]:
     """Per promotional policy, the persons whose decision of [start, end] would have been sent,
-    each once (population), treated against held out. Outcomes in the `days` after the decision:
-    a purchase (the conversion of the verdict), a move up `ladder`, not lapsed at the end, net
-    revenue per person. Decisions whose window has not closed by `now` are left out (counted as
-    `open`): their outcome is not known yet."""
-    pop = population(actions, now, days, start, end, policy)
+    each once (population), treated against held out (measure). Outcomes are known up to `now`
+    or the data's end, whichever is earlier (known_until)."""
+    now = known_until(facts_of, now)
+    return measure(population(actions, now, days, start, end, policy), facts_of, rules, ladder, now, days, start, end)
+
+
+def known_until(facts_of: dict[str, Facts], now: datetime) -> datetime:
+    """`now`, or the time of the latest lifecycle touchpoint if earlier: a store whose data stops
+    (a demo, a backfill, a stalled feed) does not know what happened after, and a window that
+    ends there would look closed with its end missing."""
+    last = max((f.moments[-1][0] for f in facts_of.values() if f.moments), default=None)
+    return min(now, last) if last is not None else now
+
+
+MIN_WITH_REVENUE = 5  # persons with revenue on each side, for a revenue interval
+
+
+def measure(
+    pop: Population,
+    facts_of: dict[str, Facts],
+    rules: ValueRules,
+    ladder: Ladder,
+    now: datetime,
+    days: int = 30,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[str, Any]:
+    """Outcomes in the `days` after each measured person's decision: a purchase (the conversion of
+    the verdict), a move up `ladder`, not lapsed at the end, net revenue per person; the
+    decisions whose window has not closed by `now` are counted as `open`."""
     still_open = pop.still_open
     groups: dict[str, dict[str, list[Outcome]]] = {}
     for name, persons in pop.first.items():
@@ -171,6 +197,11 @@ def uplift(
         t, h = groups.get(name, {}).get("treated", []), groups.get(name, {}).get("held_out", [])
         n1, n0 = len(t), len(h)
         conversion = _shares(t, h, 0)
+        revenue = mean_difference([o[3] for o in t], [o[3] for o in h])
+        if revenue and min(sum(o[3] != 0 for o in t), sum(o[3] != 0 for o in h)) < MIN_WITH_REVENUE:
+            # Welch's interval reads the spread of each side: with (almost) nobody spending on a
+            # side, that side looks certain, and the interval far too narrow.
+            revenue |= {"low": None, "high": None}
         out[name] = {
             "treated": n1,
             "held_out": n0,
@@ -178,7 +209,7 @@ def uplift(
             "conversion": conversion,
             "moved_up": _shares(t, h, 1),
             "not_lapsed": _shares(t, h, 2),
-            "revenue_per_person": mean_difference([o[3] for o in t], [o[3] for o in h]),
+            "revenue_per_person": revenue,
             "verdict": verdict(conversion or {}, n1, n0, still_open.get(name, 0)),
         }
     return {

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from engine.cli import AS_OF, TIME, common, config_of, emit, err, open_engine, progress, say
+from engine.cli import AS_OF, TIME, common, config_of, counted, emit, err, open_engine, progress, say
 from engine.clock import FixedClock
 from engine.config import Config, PostgresSettings
 from engine.vocabulary import STAGES
@@ -474,17 +474,24 @@ def uplift_command(
 ) -> None:
     """Does an action work? Treated against held-out persons per policy (docs/policies.md): a
     purchase within N days and net revenue per person, with 95% intervals."""
-    from engine.uplift import uplift
+    from engine.uplift import MIN_WITH_REVENUE, uplift
 
     if start and end and start > end:
         raise click.BadParameter(f"{start:%Y-%m-%d %H:%M} comes after --to {end:%Y-%m-%d %H:%M}", param_hint="--from")
     config = config_of(config_path)
-    if policy and policy not in {p.name for p in config.policies}:
-        raise click.BadParameter(
-            f"no policy {policy!r}; the policies: {', '.join(p.name for p in config.policies)}", param_hint="--policy"
-        )
     with phases(as_json) as phase, open_engine(config) as engine:
         h = _read(engine, phase)
+        # a policy of the config, or one that decided before it was renamed or removed
+        known = {p.name: p.purpose for p in config.policies} | {a["policy"]: a["purpose"] for a in h.actions}
+        if policy and policy not in known:
+            raise click.BadParameter(
+                f"no policy {policy!r}; the policies: {', '.join(sorted(known))}", param_hint="--policy"
+            )
+        if policy and known[policy] != "promotional":
+            raise click.BadParameter(
+                f"{policy} is a {known[policy]} policy: sent to everyone, it has no control group to measure against",
+                param_hint="--policy",
+            )
         result = uplift(
             h.actions,
             dict(h.customers()),
@@ -500,7 +507,9 @@ def uplift_command(
         emit(result)
         return
     if not result["policies"]:
-        say("no decision that would have been sent" + (f" by {policy}" if policy else ""))
+        times = sorted(a["at"] for a in h.actions if a["purpose"] == "promotional")
+        span = f" (promotional decisions from {times[0][:10]} to {times[-1][:10]})" if times else ""
+        say("no promotional decision that would have been sent" + (f" by {policy}" if policy else "") + span)
     base = result["base_currency"]
     for name, r in result["policies"].items():
         say((name, "bold"), f": {r['verdict']}")
@@ -515,14 +524,23 @@ def uplift_command(
                     f"{r['held_out']:,} ({100 * c['difference']:+.1f} points, 95% CI {100 * c['low']:+.1f} to "
                     f"{100 * c['high']:+.1f})"
                 )
-        if m := r["revenue_per_person"]:
+        if (m := r["revenue_per_person"]) and m["low"] is None:
+            say(
+                f"  net revenue per person in those days: {m['difference']:+,.2f} {base} (treated {m['treated']:,.2f}, "
+                f"held out {m['held_out']:,.2f}; no interval: fewer than {MIN_WITH_REVENUE} persons with revenue "
+                "on a side)"
+            )
+        elif m:
             say(
                 f"  net revenue per person in those days: {m['difference']:+,.2f} {base} "
                 f"(95% CI {m['low']:+,.2f} to {m['high']:+,.2f}; treated {m['treated']:,.2f}, "
                 f"held out {m['held_out']:,.2f})"
             )
-        if r["open"]:
-            say(f"  not counted yet: {r['open']:,} decisions of the last {days} days (their window is still open)")
+        if r["open"] and r["treated"] + r["held_out"]:
+            say(
+                f"  not counted yet: {counted(r['open'], 'decision')} of the last {days} days (their window is "
+                "still open)"
+            )
 
 
 def _pct(x: float | None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.clock import EventTimeClock, FixedClock
+from engine.clock import EventTimeClock, FixedClock, iso
 from engine.policies.holdout import share
 from engine.service import Engine
 from replay.rebuild import rebuild
@@ -76,6 +76,12 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
     with Engine(cfg, EventTimeClock()) as engine:  # decided as the history unfolds: on day 1
         assert engine.ingest(records).rejected == 0
         assert engine.ingest(orders).rejected == 0
+        h = load(engine)
+        # the data ends on day 4: a window that ends later is not known to be over, even on day 40
+        assert uplift(h.actions, dict(h.customers()), engine.value_rules, engine.ladders[0], day(40))["as_of"] == iso(
+            day(4)
+        )
+        assert engine.ingest([order("late", day(36), customer="someone-else")]).rejected == 0  # now it is
         h = load(engine)
         result = uplift(h.actions, dict(h.customers()), engine.value_rules, engine.ladders[0], day(40), days=30)
         early = uplift(h.actions, dict(h.customers()), engine.value_rules, engine.ladders[0], day(20), days=30)
