@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,8 @@ class Time(click.ParamType):
         try:
             return parse_time(value)
         except ValueError as e:
-            self.fail(f"{value!r} {e}", param, ctx)  # what the user typed is theirs to see
+            # what the user typed is theirs to see, once
+            self.fail(str(e) if str(value) in str(e) else f"{value!r} {e}", param, ctx)
 
 
 TIME = Time()
@@ -147,6 +148,16 @@ def extension(group: str, name: str) -> Any:
 @click.version_option(package_name="journey-engine")
 def main() -> None:
     """Event-sourced customer-journey engine."""
+
+
+@contextmanager
+def reading(engine: Engine, as_json: bool, label: str = "reading the store") -> Iterator[Callable[[int], None]]:
+    """A bar of the event log read by a command that folds every person (funnel, value ...), on a
+    terminal and not for --json: the log's last position is how many events there are."""
+    total = engine.store.journal.max_notification_id() or 0
+    with progress(total, label, err.is_terminal and not as_json) as bar:
+        task = bar.add_task(label, total=total, rate="events")
+        yield lambda n: bar.advance(task, n)
 
 
 def progress(total: int | None, label: str, enabled: bool) -> Progress:
@@ -260,8 +271,9 @@ def ingest(
     say(
         f"accepted {summary['accepted']:,}, duplicates {summary['duplicates']:,}, "
         f"rejected {summary['rejected']:,}; "
-        f"{counted(summary['changes'], 'lifecycle change')} and {counted(summary['actions'], 'decision')} "
-        f"recorded ({summary['timer_changes'] + summary['timer_actions']:,} of them by due timers)"
+        f"recorded {counted(summary['changes'], 'change')} (journey changes) and "
+        f"{counted(summary['actions'], 'action')} (journey actions), "
+        f"{summary['timer_changes'] + summary['timer_actions']:,} of them by due timers"
     )
     for r in report.rejections[:10]:
         say("  ", ("rejected", "red"), " ", r.message())
@@ -390,10 +402,39 @@ def funnel(as_of: datetime | None, as_known: bool, ladder: str | None, config_pa
         from . import queries
 
         try:
-            result = queries.funnel(engine, as_of or engine.clock.now(), as_known, ladder)
+            with reading(engine, as_json) as advance:
+                result = queries.funnel(engine, as_of or engine.clock.now(), as_known, ladder, advance)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
     emit(result) if as_json else print_funnel(result)
+
+
+def print_read_model_row(row: dict[str, Any]) -> None:
+    """A customer's row of the Redis read model (streams.readmodel.lookup), as words."""
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    say((row["customer_id"], "bold"), " in the Redis read model (as of the last change journey readmodel applied)")
+    say(f"  stage {plain(row['stage'])}, health {plain(row['health'])}")
+    for name, status in row["ladders"].items():
+        say(f"  {name} ladder: stage {plain(status.get('stage'))}, health {plain(status.get('health'))}")
+    net = row["net_revenue"]
+    say(
+        f"  purchases {row['purchases']:,}, revenue {money(row['revenue'])}"
+        + (f", net revenue {net:,.2f} {row['base_currency']}" if net is not None else "")
+        + f"; last purchase {plain(row['last_purchase'])[:10]}"
+    )
+    if row["model_id"]:
+        clv = f", CLV {row['clv']:,.2f} {row['base_currency']}" if row["clv"] is not None else ""
+        p_alive = f", P(alive) {row['p_alive']:.0%}" if row["p_alive"] is not None else ""
+        say(f"  value segment {plain(row['value_segment'])}{p_alive}{clv} (model {row['model_id']})")
+    say(
+        f"  open complaint {yes(row['open_complaint'])}; overdue invoice {yes(row['overdue_invoice'])}; "
+        f"erased {yes(row['erased'])}"
+    )
+    consent = ", ".join(f"{k} {'granted' if c['granted'] else 'withdrawn'}" for k, c in row["consent"].items())
+    say(f"  consent {consent or 'none recorded'}")
 
 
 def print_funnel(f: dict[str, Any]) -> None:
@@ -457,9 +498,7 @@ def customer(
             raise click.ClickException(
                 f"no customer {customer_id!r} in the Redis read model (journey readmodel brings it up to date)"
             )
-        emit(row) if as_json else say(
-            "  ".join(f"{k} {money(v) if k == 'revenue' else plain(v)}" for k, v in row.items())
-        )
+        emit(row) if as_json else print_read_model_row(row)
         return
     with open_engine(config_of(config_path)) as engine:
         try:
@@ -772,7 +811,8 @@ def tick(config_path: str | None, as_json: bool) -> None:
     with open_engine(config_of(config_path)) as engine:
         run = engine.run_due()
     emit({"changes": run.changes, "actions": run.actions}) if as_json else say(
-        f"{counted(run.changes, 'lifecycle change')} and {counted(run.actions, 'decision')} recorded"
+        f"recorded {counted(run.changes, 'change')} (journey changes) and "
+        f"{counted(run.actions, 'action')} (journey actions)"
     )
 
 
@@ -843,7 +883,7 @@ def demo(
     say(f"simulated {customers:,} customers (seed {seed}) → {summary['history']}")
     say(
         f"ingested: {i['accepted']:,} accepted, {i['duplicates']:,} duplicates, {i['rejected']:,} rejected; "
-        f"{i['changes']:,} lifecycle changes, {i['actions']:,} decisions"
+        f"recorded {counted(i['changes'], 'change')} and {counted(i['actions'], 'action')}"
     )
     who = summary["identity"]
     say(
@@ -945,8 +985,8 @@ def value_summary(as_of: datetime | None, as_known: bool, config_path: str | Non
     """Customers, net revenue in the base currency, the share the top customers bring, RFM segments."""
     from .value_view import summary
 
-    with open_engine(config_of(config_path)) as engine:
-        s = summary(engine, as_of or engine.clock.now(), as_known)
+    with open_engine(config_of(config_path)) as engine, reading(engine, as_json) as advance:
+        s = summary(engine, as_of or engine.clock.now(), as_known, advance)
     if as_json:
         emit(s)
         return
@@ -1019,8 +1059,8 @@ def value_rfm(
         raise click.BadParameter(
             f"{segment!r} is not a segment; the segments: {listed(known, 20)}", param_hint="--segment"
         )
-    with open_engine(config) as engine:
-        rows = customers(engine, as_of or engine.clock.now(), segment, as_known)
+    with open_engine(config) as engine, reading(engine, as_json) as advance:
+        rows = customers(engine, as_of or engine.clock.now(), segment, as_known, progress=advance)
     shown = rows if limit == 0 else rows[:limit]
     if as_json:
         emit(shown)
@@ -1073,8 +1113,8 @@ def value_fit(
 
     with open_engine(config_of(config_path)) as engine:
         try:
-            with err.status("reading the purchases and fitting the value model"):
-                out = fit(engine, calibration_end, holdout_end, record=not dry_run)
+            with reading(engine, as_json, "reading the purchases, then fitting") as advance:
+                out = fit(engine, calibration_end, holdout_end, record=not dry_run, progress=advance)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
     if as_json:
@@ -1142,7 +1182,16 @@ def value_customers(
     config = config_of(config_path)
     with open_engine(config) as engine:
         try:
-            rows = customers(engine, as_of or engine.clock.now(), None, as_known, value_segment=segment, scored=True)
+            with reading(engine, as_json) as advance:
+                rows = customers(
+                    engine,
+                    as_of or engine.clock.now(),
+                    None,
+                    as_known,
+                    value_segment=segment,
+                    scored=True,
+                    progress=advance,
+                )
         except ValueError as e:
             raise click.ClickException(str(e)) from None
     rows.sort(key=lambda r: (-(r["predicted"]["clv"] or 0), r["customer_id"]))

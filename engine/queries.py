@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,13 +18,13 @@ import orjson
 from eventsourcing.utils import get_topic
 
 from .aggregates.customer import Customer
+from .asof import known, visible
 from .clock import iso
 from .identity import is_visitor
 from .ids import customer_uuid
 from .keys import KeyStore
 from .privacy import ERASED, PersonalFields, reveal, unseal
 from .projections import contact
-from .projections.asof import visible
 from .projections.facts import LIFECYCLE_KINDS, Facts, Folds, joins_of
 from .projections.lifecycle import Ladder, customer_ladder, evaluate, revenue, timeline
 from .rules import LifecycleRules, ValueRules
@@ -90,8 +90,11 @@ def page(
         yield position, uuid, topic, orjson.loads(state)
 
 
+Progress = Callable[[int], None]  # told how far the log was read, in positions, as it goes
+
+
 def rows(
-    engine: Sources, after: int, limit: int | None, topics: tuple[str, ...] = ()
+    engine: Sources, after: int, limit: int | None, topics: tuple[str, ...] = (), progress: Progress | None = None
 ) -> Iterator[tuple[int, str, str, bytes]]:
     """(position, customer id as text, topic, stored state) after a position, in log order."""
     log = engine.store.journal.log
@@ -101,6 +104,8 @@ def rows(
         if not chunk:
             return
         yield from chunk
+        if progress:
+            progress(chunk[-1][0] - after)
         after = chunk[-1][0]
         left = None if left is None else left - len(chunk)
 
@@ -120,7 +125,7 @@ def membership(engine: Sources, as_known: str | None = None) -> dict[str, str]:
     out: dict[UUID, str] = {}
     for _, customer, topic, state in rows(engine, 0, None, (JOINED_TOPIC, PARTED_TOPIC)):
         body = orjson.loads(state)
-        if as_known is not None and body["recorded_at"] > as_known:
+        if not known(body["recorded_at"], as_known):
             continue
         member = UUID(body["member"])
         if topic == JOINED_TOPIC:
@@ -131,7 +136,9 @@ def membership(engine: Sources, as_known: str | None = None) -> dict[str, str]:
     return {form: c for m, c in out.items() for form in (str(m), m.hex)}
 
 
-def persons_facts(engine: Sources, T: datetime, as_known: bool = False) -> tuple[dict[str, Facts], int]:
+def persons_facts(
+    engine: Sources, T: datetime, as_known: bool = False, progress: Progress | None = None
+) -> tuple[dict[str, Facts], int]:
     """Each customer's lifecycle facts as of T, by customer id, with the touchpoints of the anonymous
     ids linked to it (as known at T, with `as_known`), and how many anonymous visitors are linked
     to no customer (counted apart: nothing is derived for them)."""
@@ -140,7 +147,7 @@ def persons_facts(engine: Sources, T: datetime, as_known: bool = False) -> tuple
     persons = membership(engine, t if as_known else None)
     names: dict[str, str] = {}
     with gc_paused():
-        for _, customer, topic, state in rows(engine, 0, None, (TOUCHPOINT_TOPIC, REGISTERED_TOPIC)):
+        for _, customer, topic, state in rows(engine, 0, None, (TOUCHPOINT_TOPIC, REGISTERED_TOPIC), progress):
             body = orjson.loads(state)
             if topic == REGISTERED_TOPIC:
                 names[customer] = body["customer_id"]
@@ -161,12 +168,14 @@ def ladder_named(engine: Sources, name: str | None) -> Ladder:
     raise ValueError(f"no ladder {name!r}; the ladders: {', '.join(lad.name for lad in engine.ladders)}")
 
 
-def funnel(engine: Sources, T: datetime, as_known: bool = False, ladder: str | None = None) -> dict[str, Any]:
+def funnel(
+    engine: Sources, T: datetime, as_known: bool = False, ladder: str | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
     """Customers per stage and health of a ladder (the customer ladder by default) as of T, each
     with its linked anonymous ids' touchpoints; those not on the ladder and the anonymous visitors
     linked to no customer, counted apart."""
     lad = ladder_named(engine, ladder)
-    facts, visitors = persons_facts(engine, T, as_known)
+    facts, visitors = persons_facts(engine, T, as_known, progress)
     stages = dict.fromkeys(lad.stages, 0)
     health = dict.fromkeys(lad.healths, 0)
     off = 0
@@ -430,7 +439,7 @@ def _members(events: list[tuple[str, Any]], as_known: str | None) -> list[str]:
     """The member keys (engine.regroup) a customer's events give it: now, or as known at a time."""
     members: dict[str, None] = {}
     for topic, body in events:
-        if topic in (JOINED_TOPIC, PARTED_TOPIC) and (as_known is None or body["recorded_at"] <= as_known):
+        if topic in (JOINED_TOPIC, PARTED_TOPIC) and known(body["recorded_at"], as_known):
             if topic == JOINED_TOPIC:
                 members[body["member"]] = None
             else:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .clock import iso
-from .queries import persons_facts, prediction_fields
+from .queries import Progress, persons_facts, prediction_fields
 from .rules import ValueRules
 from .service import Engine
 from .value import historical, pareto_share, rfm_of, transactions
@@ -29,19 +29,19 @@ def no_model(base_currency: str) -> str:
     )
 
 
-def values(engine: Engine, T: datetime, as_known: bool = False) -> Values:
+def values(engine: Engine, T: datetime, as_known: bool = False, progress: Progress | None = None) -> Values:
     """Each customer's value as of T, with the model in force (now, or as known at T)."""
     from .value.person import valuate
 
-    facts, _ = persons_facts(engine, T, as_known)
+    facts, _ = persons_facts(engine, T, as_known, progress)
     return valuate(facts, T, engine.config.value, engine.value_models.in_force(iso(T) if as_known else None))
 
 
-def summary(engine: Engine, T: datetime, as_known: bool = False) -> dict[str, Any]:
+def summary(engine: Engine, T: datetime, as_known: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Customers, net revenue in the base currency (and what could not be converted), the Pareto
     share, the customers per RFM segment and, with a fitted model, per value segment, as of T."""
     rules: ValueRules = engine.config.value
-    v = values(engine, T, as_known)
+    v = values(engine, T, as_known, progress)
     buyers = [x for x in v.historical.values() if x.purchases]
     unconverted: Counter[str] = Counter()
     for x in buyers:
@@ -83,12 +83,13 @@ def customers(
     as_known: bool = False,
     value_segment: str | None = None,
     scored: bool = False,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """The customers with a purchase, best first (by net revenue), with their value, RFM and
     predictions; only those of an RFM `segment` or a `value_segment` when given. ValueError without
     a model when the predictions are asked for (`scored`, or a value segment), and for a value
     segment the model in force does not have."""
-    v = values(engine, T, as_known)
+    v = values(engine, T, as_known, progress)
     if (scored or value_segment is not None) and v.model is None:
         raise ValueError(no_model(engine.config.value.base_currency))
     if value_segment is not None:
@@ -124,7 +125,11 @@ def customers(
 
 
 def fit(
-    engine: Engine, calibration_end: datetime, holdout_end: datetime | None = None, record: bool = True
+    engine: Engine,
+    calibration_end: datetime,
+    holdout_end: datetime | None = None,
+    record: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Fit the value model to every person's purchases by the calibration end (as known now) and,
     unless told not to, record it: from then on it is the model in force. With a holdout end, the
@@ -144,7 +149,7 @@ def fit(
             f"the holdout end {holdout_end.date()} is not after the calibration end {calibration_end.date()}"
         )
     rules = engine.config.value
-    facts, _ = persons_facts(engine, holdout_end or calibration_end)
+    facts, _ = persons_facts(engine, holdout_end or calibration_end, progress=progress)
     end = calibration_end.date()
     rows, actual, rfm = {}, {}, {}
     for c, f in facts.items():

@@ -19,9 +19,9 @@ from uuid import UUID
 
 import orjson
 
+from engine.asof import known as was_known
 from engine.clock import iso
 from engine.identity import is_visitor
-from engine.projections.asof import known as was_known
 from engine.projections.facts import Facts, Folds
 from engine.queries import (
     ACTION_TOPIC,

@@ -23,6 +23,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from ..asof import known
 from .guards import Guards
 from .links import Identifier, Link, Unlink
 
@@ -94,14 +95,14 @@ def resolve(
     as_known: str | None = None,
 ) -> Resolution:
     """The persons of these facts; with `as_known` (ISO time), of those recorded by then."""
-    known = [x for x in links if as_known is None or x.recorded_at <= as_known]
+    kept = [x for x in links if known(x.recorded_at, as_known)]
     revoked = {
         u.pair: u.reason
         for u in sorted(unlinks, key=lambda u: (u.recorded_at, u.reason))
-        if as_known is None or u.recorded_at <= as_known
+        if known(u.recorded_at, as_known)
     }
     unique: dict[str, Link] = {}
-    for x in sorted(known, key=_order):  # a link recorded twice counts once, at its earliest
+    for x in sorted(kept, key=_order):  # a link recorded twice counts once, at its earliest
         # ...and its ends in a fixed order, however it was written
         unique.setdefault(x.id, replace(x, a=x.pair[0], b=x.pair[1]))
 

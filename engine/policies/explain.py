@@ -19,7 +19,7 @@ def explain(history: list[dict[str, Any]]) -> str:
         lines.append(
             "Conditions: "
             + "; ".join(
-                f"{c['condition']} = {c['value']} (needs {c['expected']}): {'met' if c['ok'] else 'not met'}"
+                f"{c['condition']} = {_words(c['value'])} (needs {_needs(c)}): {'met' if c['ok'] else 'not met'}"
                 + (_scored(c) if "model_id" in c else "")
                 for c in first["conditions"]
             )
@@ -47,6 +47,36 @@ def explain(history: list[dict[str, Any]]) -> str:
             + "."
         )
     return "\n".join(lines)
+
+
+# What a condition needs, in words, where its expected value alone does not say it.
+NEEDS = {
+    "min_purchases": "at least {}",
+    "max_purchases": "at most {}",
+    "p_alive_below": "below {}",
+    "clv_at_least": "at least {}",
+    "not_value_segment": "none of {}",
+}
+
+
+def _words(value: Any) -> str:
+    """A recorded value as a reader expects it (the trail is JSON: None, lists, booleans)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_words(v) for v in value) or "nothing"
+    return str(value)
+
+
+def _needs(c: dict[str, Any]) -> str:
+    expected = c["expected"]
+    if c["condition"] in NEEDS:
+        return NEEDS[c["condition"]].format(_words(expected))
+    if isinstance(expected, list) and len(expected) > 1:
+        return f"one of {_words(expected)}"
+    return _words(expected)
 
 
 def _scored(c: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ read it), and the 360° view folds the touchpoints visible as of T the same way.
 
 Consent history per "channel/purpose" as sorted [occurred_at, event_id, granted]; complaints
 and invoices as [opened, closed] times, the earliest of each, whatever the arrival order.
-Times are stored strings (engine.projections.asof).
+Times are stored strings (engine.asof).
 """
 
 from __future__ import annotations
