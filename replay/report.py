@@ -249,33 +249,35 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
 
 
 def uplift_figures(u: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
-    """The measured effect of each policy with a control group (engine.uplift): the difference in
-    the share who purchased within the window, treated minus held out, with its 95% interval."""
+    """The measured effect of each policy with a control group (engine.uplift): per outcome, the
+    difference in the share of persons, treated minus held out, with its 95% interval."""
     rows = {name: r for name, r in u.get("policies", {}).items() if r["conversion"]}
     if not rows:
         return []
     names = list(rows)
-    c = [rows[n]["conversion"] for n in names]
-    fig = go.Figure(
-        go.Bar(
-            x=names,
-            y=[100 * x["difference"] for x in c],
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [100 * (x["high"] - x["difference"]) for x in c],
-                "arrayminus": [100 * (x["difference"] - x["low"]) for x in c],
-            },
-            text=[f"{rows[n]['treated']:,} vs {rows[n]['held_out']:,}" for n in names],
-            name="uplift",
+    fig = go.Figure()
+    for key, label in (("conversion", "purchased"), ("moved_up", "moved up a stage"), ("not_lapsed", "not lapsed")):
+        c = [rows[n][key] for n in names]
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=[100 * x["difference"] for x in c],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [100 * (x["high"] - x["difference"]) for x in c],
+                    "arrayminus": [100 * (x["difference"] - x["low"]) for x in c],
+                },
+                text=[f"{rows[n]['treated']:,} vs {rows[n]['held_out']:,}" for n in names],
+                name=label,
+            )
         )
-    )
-    fig.update_layout(yaxis_title="points (treated − held out)")
+    fig.update_layout(yaxis_title="points (treated − held out)", barmode="group")
     return [
         (
             "Uplift against control groups",
-            f"purchased within {u['days']} days, treated minus held out, with 95% intervals (Newcombe): "
-            "the effect of each policy with a holdout",
+            f"within {u['days']} days of each person's first decision, treated minus held out, with 95% "
+            "intervals (Newcombe): the effect of each policy with a holdout",
             fig,
         )
     ]

@@ -89,6 +89,7 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
 
         page, _ = render(build(engine, day(40), history=h))  # the report draws it, with its interval
         assert "Uplift against control groups" in page and "Not an effect: suppressed persons differ" in page
+        assert all(outcome in page for outcome in ("purchased", "moved up a stage", "not lapsed"))
     assert list(result["policies"]) == ["hello"]  # a service action has no control group by design
     r = result["policies"]["hello"]
     n0, x0 = len(held), len(sorted(held)[::5])
