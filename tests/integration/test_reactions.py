@@ -61,7 +61,7 @@ def history(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def small_history(tmp_path_factory) -> Path:
     """Coverage needs no power: a smaller history, drawn many times."""
-    return simulated(tmp_path_factory, 1200)
+    return simulated(tmp_path_factory, 800)
 
 
 def run(data: Path, history: Path, effect: float, seed: int, salt: str = "journey") -> tuple[dict, float | None]:
