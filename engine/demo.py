@@ -24,6 +24,9 @@ from .uplift import known_until, measure, population
 from .value_view import fit as fit_value_model
 from .value_view import summary as value_summary
 
+# ingest(engine, records, total, on_batch): the CLI passes one with a progress bar
+Ingest = Callable[[Engine, Iterator[dict], int, Callable[[int], None]], Any]
+
 
 def today() -> datetime:
     return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -80,17 +83,12 @@ def answered_history(
 
 
 def write_history(out: Path, records: Iterator[dict]) -> int:
-    n = 0
+    """The records as JSON lines in `out`; how many."""
     with out.open("wb") as f:
-        for n, record in enumerate(records, start=1):  # noqa: B007 - n is the count, read after the loop
-            f.write(orjson.dumps(record) + b"\n")
-    return n
+        return sum(1 for _ in tee(records, f))
 
 
 VALUE_MODEL_DAYS = 120  # the value model is fitted this long before the end of the history
-
-# ingest(engine, records, total, on_batch): the CLI passes one with a progress bar
-Ingest = Callable[[Engine, Iterator[dict], int, Callable[[int], None]], Any]
 
 
 def with_holdouts(config: Config, holdout: float) -> Config:
