@@ -87,22 +87,26 @@ def open_engine(config: Config, clock: Clock | None = None, create: bool = False
 
 
 class Time(click.ParamType):
-    """An ISO 8601 time with an offset, or a date meaning its end (UTC); click names the option
-    in the error."""
+    """An ISO 8601 time with an offset, or a date meaning its end (UTC), or with `start` its
+    beginning (the --from of a period); click names the option in the error."""
 
     name = "time"
+
+    def __init__(self, start: bool = False):
+        self.start = start
 
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
         if isinstance(value, datetime):
             return value
         try:
-            return parse_time(value)
+            return parse_time(value, self.start)
         except ValueError as e:
             # what the user typed is theirs to see, once
             self.fail(str(e) if str(value) in str(e) else f"{value!r} {e}", param, ctx)
 
 
 TIME = Time()
+START = Time(start=True)  # a date is its first instant: --from 2026-03-01 includes that day
 AS_OF = "ISO 8601 time with an offset, or a date (its end, UTC), 1900-01-01 to 8999-12-31. Default: now."
 
 
@@ -942,7 +946,14 @@ def demo(
 
 def print_uplift(u: dict[str, Any]) -> None:
     """The demo's measured effect of each promotional policy, beside the effect simulated."""
-    days = u["days"]
+    days, effect = u["days"], u["treatment_effect"]
+    rows = {name: r for name, r in u["policies"].items() if r["conversion"]}
+    if not rows:
+        say(
+            "no promotional policy has a control group to measure its actions against "
+            "(journey demo --holdout 0.1 gives each one)"
+        )
+        return
     table = Table(
         title=f"Did the promotional actions work? A purchase within {days} days, treated vs held out",
         box=box.SIMPLE_HEAD,
@@ -952,24 +963,27 @@ def print_uplift(u: dict[str, Any]) -> None:
     table.add_column("policy", no_wrap=True)
     for col in ("persons", "bought", "uplift", "95% CI", "simulated"):
         table.add_column(col, justify="right", no_wrap=True)
-    for name, r in u["policies"].items():
+    for name, r in rows.items():
         c, truth = r["conversion"], r["true_effect"]
         table.add_row(
             cell(name),
             f"{r['treated']:,} / {r['held_out']:,}",
-            f"{c['treated']:.0%} / {c['held_out']:.0%}" if c else "—",
-            f"{100 * c['difference']:+.1f}" if c else "—",
-            f"{100 * c['low']:+.1f}…{100 * c['high']:+.1f}" if c else "—",
-            "—" if truth is None or not c else f"{100 * truth:+.1f}",
+            f"{c['treated']:.0%} / {c['held_out']:.0%}",
+            f"{100 * c['difference']:+.1f}",
+            f"{100 * c['low']:+.1f}…{100 * c['high']:+.1f}",
+            "—" if truth is None else f"{100 * truth:+.1f}",
         )
     console.print(table)
-    say(
-        f"  persons treated / held out, and the share of each who bought; uplift in points. The simulated persons "
-        f"answer an issued promotional action with an order within {days} days {u['treatment_effect']:.0%} of the "
-        "time (--treatment-effect); 'simulated' is the difference that made to these persons, which the 95% "
-        "interval contains about 95 times in 100 (docs/policies.md: what it leaves out). journey replay uplift: "
-        "the details"
-    )
+    say("  persons treated / held out and the share of each who bought; the uplift in points.")
+    if effect:
+        say(
+            f"  The simulated persons answer an issued promotional action with an order within {days} days "
+            f"{effect:.0%} of the time (--treatment-effect); 'simulated' is what that did to these persons, "
+            "which the interval contains about 95 times in 100 (docs/policies.md says what it leaves out)."
+        )
+    else:
+        say("  The simulated persons ignore the actions (--treatment-effect 0): any uplift is chance.")
+    say("  More: journey replay uplift.")
 
 
 @main.group()

@@ -57,12 +57,14 @@ def iso(t: datetime) -> str:
 ASKABLE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 
 
-def parse_time(text: str) -> datetime:
+def parse_time(text: str, start: bool = False) -> datetime:
     """A user-given time: ISO 8601 with an offset, or a date meaning its end (23:59:59.999999
-    UTC); ValueError says what is wrong, or that it lies outside 1900-01-01 to 8999-12-31."""
+    UTC), or with `start` its beginning (the --from of a period); ValueError says what is wrong,
+    or that it lies outside 1900-01-01 to 8999-12-31."""
     if len(text) == 10:
         try:
-            t = datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, microsecond=999999, tzinfo=UTC)
+            day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            t = day if start else day.replace(hour=23, minute=59, second=59, microsecond=999999)
         except ValueError as e:
             raise ValueError(f"{text!r} is not a date: {e}") from None
     else:

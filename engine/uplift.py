@@ -81,8 +81,12 @@ def mean_difference(treated: list[float], held: list[float]) -> dict[str, Any] |
 def verdict(c: dict[str, Any], n1: int, n0: int, still_open: int = 0) -> str:
     """The conversion result in plain words."""
     if n1 == n0 == 0:
-        open_ = f"{still_open:,} decision" + ("s are" if still_open != 1 else " is")
-        return f"nothing to measure yet: the outcome window of {open_} still open"
+        which = (
+            "the outcome window of 1 decision is"
+            if still_open == 1
+            else f"the outcome windows of {still_open:,} decisions are"
+        )
+        return f"nothing to measure yet: {which} still open"
     if n0 == 0:
         return f"no control group: {n1:,} treated, none held out (set holdout on the policy)"
     if n1 == 0:

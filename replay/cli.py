@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from engine.cli import AS_OF, TIME, common, config_of, counted, emit, err, open_engine, progress, say
+from engine.cli import AS_OF, START, TIME, common, config_of, counted, emit, err, open_engine, progress, say
 from engine.clock import FixedClock
 from engine.config import Config, PostgresSettings
 from engine.vocabulary import STAGES
@@ -370,7 +370,9 @@ def journeys(as_of: datetime | None, months: int, period: str, config_path: str 
 
 
 @replay.command()
-@click.option("--from", "start", required=True, type=TIME, help="Start of the period (ISO 8601 time or date).")
+@click.option(
+    "--from", "start", required=True, type=START, help="Start of the period (ISO 8601 time, or a date: from its start)."
+)
 @click.option("--to", "end", required=True, type=TIME, help="End of the period.")
 @common
 def transitions(start: datetime, end: datetime, config_path: str | None, as_json: bool) -> None:
@@ -460,7 +462,9 @@ def policies(days: int, as_of: datetime | None, config_path: str | None, as_json
 
 @replay.command("uplift")
 @click.option("--policy", help="One policy (default: every policy with decisions that would have been sent).")
-@click.option("--from", "start", type=TIME, help="Decisions from this time (ISO 8601 time or date).")
+@click.option(
+    "--from", "start", type=START, help="Decisions from this time (ISO 8601 time, or a date: from its start)."
+)
 @click.option("--to", "end", type=TIME, help="Decisions up to this time.")
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650), help="The outcome window.")
 @common
@@ -483,11 +487,13 @@ def uplift_command(
         h = _read(engine, phase)
         # a policy of the config, or one that decided before it was renamed or removed
         known = {p.name: p.purpose for p in config.policies} | {a["policy"]: a["purpose"] for a in h.actions}
-        if policy and policy not in known:
+        if policy is not None and policy not in known:
+            promotional = sorted(name for name, purpose in known.items() if purpose == "promotional")
             raise click.BadParameter(
-                f"no policy {policy!r}; the policies: {', '.join(sorted(known))}", param_hint="--policy"
+                f"no policy {policy!r}; the promotional policies: {', '.join(promotional) or 'none'}",
+                param_hint="--policy",
             )
-        if policy and known[policy] != "promotional":
+        if policy is not None and known[policy] != "promotional":
             raise click.BadParameter(
                 f"{policy} is a {known[policy]} policy: sent to everyone, it has no control group to measure against",
                 param_hint="--policy",
@@ -514,7 +520,7 @@ def uplift_command(
     for name, r in result["policies"].items():
         say((name, "bold"), f": {r['verdict']}")
         for key, what in (
-            ("conversion", f"purchased within {days} days"),
+            ("conversion", f"purchased within {counted(days, 'day')}"),
             ("moved_up", "moved up the customer ladder"),
             ("not_lapsed", "not lapsed at the end"),
         ):
@@ -524,7 +530,10 @@ def uplift_command(
                     f"{r['held_out']:,} ({100 * c['difference']:+.1f} points, 95% CI {100 * c['low']:+.1f} to "
                     f"{100 * c['high']:+.1f})"
                 )
-        if (m := r["revenue_per_person"]) and m["low"] is None:
+        m = r["revenue_per_person"]
+        if m is None and r["treated"] + r["held_out"]:
+            say("  net revenue per person in those days: too few persons on a side to compare")
+        elif m and m["low"] is None:
             say(
                 f"  net revenue per person in those days: {m['difference']:+,.2f} {base} (treated {m['treated']:,.2f}, "
                 f"held out {m['held_out']:,.2f}; no interval: fewer than {MIN_WITH_REVENUE} persons with revenue "
@@ -538,8 +547,8 @@ def uplift_command(
             )
         if r["open"] and r["treated"] + r["held_out"]:
             say(
-                f"  not counted yet: {counted(r['open'], 'decision')} of the last {days} days (their window is "
-                "still open)"
+                f"  not counted yet: {counted(r['open'], 'decision')} whose {counted(days, 'day')} are not over in "
+                f"what is known (to {result['as_of'][:10]})"
             )
 
 

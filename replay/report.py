@@ -222,7 +222,8 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
         (
             "Policy outcomes",
             "decisions by status; markers: share who purchased within 30 days. Not an effect: suppressed "
-            "persons differ from the others (no consent, complaints, overdue invoices); see the uplift chart",
+            "persons differ from the others (no consent, complaints, overdue invoices)"
+            + ("; see the uplift chart" if uplift_figures(data.get("uplift", {})) else ""),
             outcomes,
         ),
         *uplift_figures(data.get("uplift", {})),
@@ -261,12 +262,12 @@ def uplift_figures(u: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
         fig.add_trace(
             go.Bar(
                 x=names,
-                y=[100 * x["difference"] for x in c],
+                y=[round(100 * x["difference"], 2) for x in c],
                 error_y={
                     "type": "data",
                     "symmetric": False,
-                    "array": [100 * (x["high"] - x["difference"]) for x in c],
-                    "arrayminus": [100 * (x["difference"] - x["low"]) for x in c],
+                    "array": [round(100 * (x["high"] - x["difference"]), 2) for x in c],
+                    "arrayminus": [round(100 * (x["difference"] - x["low"]), 2) for x in c],
                 },
                 text=[f"{rows[n]['treated']:,} vs {rows[n]['held_out']:,}" for n in names],
                 name=label,

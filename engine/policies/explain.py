@@ -9,7 +9,7 @@ def explain(history: list[dict[str, Any]]) -> str:
     first, last = history[0], history[-1]
     lines = [
         f"Action {last['action_id']} — {last['policy']} ({last['action']} by {last['channel']}, "
-        f"{last['purpose']}) for customer {last['customer_id']}: {last['status'].upper()}."
+        f"{last['purpose']}) for customer {last['customer_id']}: {_status(last['status']).upper()}."
     ]
     lines.append(
         f"Why it was considered: {first['trigger']['description']} "
@@ -26,7 +26,7 @@ def explain(history: list[dict[str, Any]]) -> str:
             + "."
         )
     for record in history:
-        lines.append(f"At {record['at'][:16]}Z it was {record['status']}:")
+        lines.append(f"At {record['at'][:16]}Z it was {_status(record['status'])}:")
         for c in record["checks"]:
             lines.append(f"  {'✗' if c['blocked'] else '✓'} {c['check']}: {c['detail']}")
         if record["status"] == "deferred":
@@ -37,7 +37,8 @@ def explain(history: list[dict[str, Any]]) -> str:
         blocked = [c["check"] for c in last["checks"] if c["blocked"]]
         lines.append(f"It was not sent because of: {', '.join(blocked) or 'the policy was removed'}.")
     elif last["status"] == "held_out":
-        lines.append(f"It would have been sent, but the person is {last['reason'].removeprefix('held out: ')}.")
+        group = last["reason"].removeprefix("held out: ").split("; it would have been sent", 1)[0]
+        lines.append(f"It would have been sent, but the person is {group}.")
     if last["caps"]:
         lines.append(
             "Contact pressure then: "
@@ -47,6 +48,10 @@ def explain(history: list[dict[str, Any]]) -> str:
             + "."
         )
     return "\n".join(lines)
+
+
+def _status(status: str) -> str:
+    return status.replace("_", " ")  # held_out: held out
 
 
 # What a condition needs, in words, where its expected value alone does not say it.

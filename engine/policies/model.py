@@ -123,7 +123,7 @@ class PolicySpec(Section):
     def _service_always(self) -> PolicySpec:
         if self.holdout > 0 and self.purpose != "promotional":
             raise ValueError(
-                f"policy {self.name}: a {self.purpose} action cannot have a holdout (a complaint is recovered, an "
+                f"a {self.purpose} action cannot have a holdout (a complaint is recovered, an "
                 "invoice reminded, for everyone): leave holdout out, or make it promotional"
             )
         return self

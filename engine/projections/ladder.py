@@ -520,17 +520,20 @@ class AbsentCond(Cond):
 
     def words(self, w: Walk, T: datetime) -> str:
         s = self.since(w)
-        limit = self.limit(w)
-        threshold = f"more than {limit:,.0f}"
-        if self.spec.gap_factor is not None:
-            threshold += f" (the larger of {self.spec.more_than_days:,} and {self.spec.gap_factor:g} x the median gap)"
         if s is None:
             return f"no {self.label} yet"
+        limit = self.limit(w)
         what = f"last of {self.label}" if w.tally(self.tally).bought else "stepped on the ladder"
         days = (T - s[0]).total_seconds() / DAY
+        # Whole days, unless they would read as the threshold itself ("90 days, more than 90"):
+        # then as many decimals as tell the two apart ("116.8 days, more than 116.75").
+        k = next((k for k in range(1, 4) if f"{days:.{k}f}" != f"{limit:.{k}f}"), 1)
+        near = round(days) == round(limit)
+        threshold = f"more than {limit:,.{k if near and limit != round(limit) else 0}f}"
+        if self.spec.gap_factor is not None:
+            threshold += f" (the larger of {self.spec.more_than_days:,} and {self.spec.gap_factor:g} x the median gap)"
         verdict = threshold if days > limit else threshold.replace("more than", "within", 1)
-        # Whole days, unless they would read as the threshold itself ("90 days, more than 90").
-        ago = _count(days, "day") if round(days) != round(limit) else f"{days:,.1f} days"
+        ago = f"{days:,.{k}f} days" if near else _count(days, "day")
         return f"{what} {ago} before {T:%Y-%m-%d}, {verdict}"
 
     def causes(self, w: Walk, T: datetime) -> tuple[str, ...]:

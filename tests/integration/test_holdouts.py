@@ -116,7 +116,7 @@ def test_uplift_measures_an_action_that_works_against_its_control_group(sqlite_c
     text = CliRunner().invoke(main, ["replay", "uplift", "--config", str(cfg_file), "--policy", "hello"]).output
     assert "hello: it works:" in text and "purchased within 30 days: treated 100.0%" in text
     bad = CliRunner().invoke(main, ["replay", "uplift", "--config", str(cfg_file), "--policy", "nope"])
-    assert bad.exit_code != 0 and "no policy 'nope'; the policies: hello" in bad.output
+    assert bad.exit_code != 0 and "no policy 'nope'; the promotional policies: hello" in bad.output
 
 
 def test_a_deferred_decision_is_held_out_at_its_release_like_the_treated_are_sent(sqlite_config):
@@ -143,3 +143,36 @@ def test_a_deferred_decision_is_held_out_at_its_release_like_the_treated_are_sen
         final = "held_out" if c in held else "issued"
         assert [s for s, _ in mine] == ["deferred", final], (c, mine)
         assert mine[1][1] >= (day(2) + timedelta(hours=8)).isoformat()[:16], (c, mine)  # at the release or after
+
+
+def test_a_from_date_starts_the_period_and_a_to_date_ends_it(sqlite_config, tmp_path):
+    """`replay uplift --from D --to D` is that whole day: --from 2025-01-02 meant its end, and the
+    day's decisions were left out."""
+    import json
+
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    from ..helpers import order
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(
+        f'data_dir = "{sqlite_config.data_dir}"\n[contact]\npromotional_consent_default = true\n'
+        'quiet_hours_start = "00:00"\nquiet_hours_end = "00:00"\n'
+        '[[policies]]\nname = "hello"\naction = "hello_email"\nchannel = "email"\npurpose = "promotional"\n'
+        'holdout = 0.5\ntrigger = { on = "touchpoint", kind = "customer.registered" }\n'
+    )
+    records = [tp(f"r{i}", "customer.registered", day(1) + (i + 1) * (day(2) - day(1)) / 50, customer=f"c{i}")
+               for i in range(40)]  # fmt: skip
+    with Engine(sqlite_config.model_copy(update={"policies": (HELLO.model_copy(update={"holdout": 0.5}),),
+                                                 "contact": open_contact()}), EventTimeClock()) as engine:  # fmt: skip
+        assert engine.ingest(records).rejected == 0  # decided as of the batch's last registration
+        assert engine.ingest([order("later", day(60), customer="someone")]).rejected == 0  # the data goes on
+    args = ["replay", "uplift", "--from", "2025-01-02", "--to", "2025-01-02", "--config", str(cfg_file), "--json"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.output.splitlines()[-1])
+    assert r["from"].startswith("2025-01-02T00:00:00") and r["to"].startswith("2025-01-02T23:59:59")
+    assert "hello" in r["policies"], r
+    assert r["policies"]["hello"]["treated"] + r["policies"]["hello"]["held_out"] == 40
