@@ -351,12 +351,13 @@ def simulate(
         )
     if treatment_effect:
         simulated = out.with_name(out.name + ".simulated")
-        write_history(simulated, records)
+        total = write_history(simulated, records)
         show = err.is_terminal and not as_json
         try:
             answers = answered_history(
                 config,
                 simulated,
+                total,
                 out,
                 treatment_effect,
                 seed,
@@ -369,7 +370,7 @@ def simulate(
             raise click.ClickException(str(e)) from None
         finally:
             simulated.unlink()
-        n = sum(1 for _ in out.open("rb"))
+        n = total + answers
     else:
         n = write_history(out, records)
     ladders = {d.name: persons for d in config.ladders}

@@ -62,16 +62,16 @@ def tee(records: Iterator[dict], out: BinaryIO) -> Iterator[dict]:
 
 
 def answered_history(
-    config: Config, simulated: Path, out: Path, effect: float, seed: int, until: datetime, ingest: Ingest
+    config: Config, simulated: Path, total: int, out: Path, effect: float, seed: int, until: datetime, ingest: Ingest
 ) -> int:
-    """The simulated history with the orders its persons place in answer to the promotional actions
-    the engine issues (engine.reactions), written to `out` as ingested: the engine runs on an
-    embedded store in a temporary directory, with the config's rules. Returns the answers."""
+    """The simulated history (`total` records in `simulated`) with the orders its persons place in
+    answer to the promotional actions the engine issues (engine.reactions), written to `out` as
+    ingested: the engine runs on an embedded store in a temporary directory, with the config's
+    rules. Returns the answers (`out` holds total + answers records)."""
     with tempfile.TemporaryDirectory(prefix="journey-simulate-") as scratch:
         config = config.model_copy(
             update={"data_dir": scratch, "store": config.store.model_copy(update={"backend": "sqlite"})}
         )
-        total = sum(1 for _ in simulated.open("rb"))
         with Engine(config, EventTimeClock()) as engine, out.open("wb") as written:
             answers = Answers(engine, read_history(simulated), effect, seed, until)
             reports = answers.ingest_rest(

@@ -191,6 +191,7 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
     ttl.update_layout(barmode="overlay", xaxis_title="days", yaxis_title="customers")
     pol = data["policies"]["policies"]
     names = list(pol)
+    uplifts = uplift_figures(data.get("uplift", {}))
     outcomes = go.Figure(
         [
             go.Bar(x=names, y=[pol[p][s] for p in names], name=s)
@@ -223,10 +224,10 @@ def figures(data: dict[str, Any]) -> list[tuple[str, str, go.Figure]]:
             "Policy outcomes",
             "decisions by status; markers: share who purchased within 30 days. Not an effect: suppressed "
             "persons differ from the others (no consent, complaints, overdue invoices)"
-            + ("; see the uplift chart" if uplift_figures(data.get("uplift", {})) else ""),
+            + ("; see the uplift chart" if uplifts else ""),
             outcomes,
         ),
-        *uplift_figures(data.get("uplift", {})),
+        *uplifts,
         *value_figures(data["value"]),
         *(
             (
